@@ -1,0 +1,885 @@
+//! A transactional record store on NOR flash that survives a power cut at
+//! any instant.
+//!
+//! # Design
+//! The flash is a log of pages, each stamped with an increasing sequence
+//! number. Records are appended as entries; the newest committed entry for a
+//! key is its value. A transaction is a run of entries sharing a transaction
+//! number, the last of which carries the run's length: on mount a run counts
+//! only if that last entry is intact and every entry before it is too, so a
+//! cut anywhere leaves either all of a transaction or none of it.
+//!
+//! Nothing is ever rewritten in place. Every entry carries a CRC that erased
+//! or zeroed flash cannot match; mount stops reading a page at the first bad
+//! entry and never appends after one, so a torn write is never built upon.
+//!
+//! Space comes back by garbage collection of the oldest page: its live
+//! records are copied to the head of the log (each copy is its own committed
+//! entry with the same value, so a cut between copies changes nothing
+//! visible), then a *horizon* record saying "pages up to sequence S are dead"
+//! is committed, and only then is the page erased. A page at or below the
+//! horizon is ignored on mount whatever a torn erase left in it, so a
+//! half-erased page can never bring back a deleted or overwritten record.
+//! Collecting the oldest page first turns the log into a ring, which spreads
+//! erases evenly over all pages, static records included.
+//!
+//! The in-RAM index (key → flash address) is rebuilt by mount and updated
+//! only after a commit's last write succeeded.
+
+mod format;
+
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+use heapless::Vec;
+
+pub use format::VERSION as FORMAT_VERSION;
+use format::{EntryHeader, HEADER_LEN, Kind, MAX_ALIGN, PageHeader, align_up};
+
+/// The most pages a store can span.
+pub const MAX_PAGES: usize = 128;
+/// The most operations one transaction may carry.
+pub const MAX_TX_OPS: usize = 16;
+/// Pages kept free so that garbage collection can always make progress:
+/// the live records of one page may need a whole page, and the horizon
+/// record one more entry.
+const RESERVE_PAGES: usize = 2;
+/// Internal key of the garbage-collection horizon.
+const HORIZON_KEY: u16 = 0xFFFE;
+/// Bytes moved per step when checksumming or copying a value.
+const CHUNK: usize = 64;
+
+/// A record key. Keys `FFFE` and `FFFF` belong to the store itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(u16);
+
+impl Key {
+    /// The largest key an applet may use.
+    pub const MAX: Key = Key(0xFFFD);
+
+    /// A user key; `None` for the store's own.
+    pub const fn new(k: u16) -> Option<Key> {
+        if k <= Key::MAX.0 { Some(Key(k)) } else { None }
+    }
+
+    /// For `const` items: a key the compiler has checked.
+    pub const fn constant(k: u16) -> Key {
+        assert!(k <= Key::MAX.0, "key reserved for the store");
+        Key(k)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+}
+
+/// One change inside a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    /// Set a key's value.
+    Put(Key, &'a [u8]),
+    /// Remove a key (absent keys are fine).
+    Delete(Key),
+    /// Remove every key; later operations of the same transaction still apply.
+    Clear,
+}
+
+/// What can go wrong in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The flash reported an error (on a card: power is failing).
+    Flash(NorFlashErrorKind),
+    /// Not enough free flash for the transaction, even after collection.
+    Full,
+    /// A value longer than one page can hold.
+    ValueTooLarge,
+    /// More distinct keys than the index has room for.
+    TooManyKeys,
+    /// More operations in one transaction than [`MAX_TX_OPS`].
+    TooManyOps,
+    /// The flash geometry does not suit the store (page count, alignment).
+    Geometry,
+    /// The flash holds records this store could not have written.
+    Corrupt,
+    /// The caller's buffer is shorter than the value.
+    BufferTooSmall,
+}
+
+impl<E: NorFlashError> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        StoreError::Flash(e.kind())
+    }
+}
+
+/// Where a live record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    key: u16,
+    /// Flash address of the entry header.
+    addr: u32,
+    len: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Page {
+    /// Header reads erased. `blank` once the whole page is known to be.
+    Free { blank: bool },
+    /// Holds entries; part of the log.
+    Data { seq: u32 },
+    /// Needs an erase before use: torn, retired or foreign.
+    Garbage,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    page_size: u32,
+    align: usize,
+    /// Bytes a page or entry header occupies after padding.
+    header: u32,
+}
+
+impl Geometry {
+    fn entry_size(&self, value_len: usize) -> u32 {
+        self.header + align_up(value_len, self.align) as u32
+    }
+
+    fn page_capacity(&self) -> u32 {
+        self.page_size - self.header
+    }
+}
+
+/// Figures for tests, benches and the simulator's status display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Pages in the store.
+    pub pages: usize,
+    /// Pages free or waiting for an erase.
+    pub free_pages: usize,
+    /// Live user records.
+    pub records: usize,
+    /// Flash bytes the live records occupy, headers included.
+    pub live_bytes: u32,
+}
+
+/// A committed entry seen while replaying the log on mount.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    key: u16,
+    kind: Kind,
+    addr: u32,
+    len: u16,
+}
+
+/// What replay builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replay {
+    /// Only the garbage-collection horizon.
+    Horizon,
+    /// The whole index.
+    Index,
+}
+
+/// The transactional store over a NOR flash `F`, indexing up to `KEYS` keys.
+#[derive(Debug)]
+pub struct Store<F, const KEYS: usize = 128> {
+    flash: F,
+    geometry: Geometry,
+    pages: Vec<Page, MAX_PAGES>,
+    /// Live records, sorted by key.
+    index: Vec<Slot, KEYS>,
+    /// Page being appended to and the offset of its next entry; `None` when
+    /// the next write must open a fresh page.
+    head: Option<(usize, u32)>,
+    next_seq: u32,
+    next_tx: u32,
+}
+
+impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
+    /// Mounts the store on `flash`, recovering from whatever a power cut left.
+    ///
+    /// Recovery writes nothing: torn entries are skipped and their page is
+    /// closed, dead pages are erased only when they are needed again. So a
+    /// cut during recovery is just another cut.
+    pub fn mount(flash: F) -> Result<Self, StoreError> {
+        let align = F::WRITE_SIZE.max(F::READ_SIZE).max(4);
+        let page_size = F::ERASE_SIZE;
+        let header = align_up(HEADER_LEN, align);
+        let page_count = flash.capacity() / page_size.max(1);
+        let geometry_ok = align.is_power_of_two()
+            && align <= MAX_ALIGN
+            && page_size.is_power_of_two()
+            && page_size >= 4 * header
+            && page_size.is_multiple_of(align)
+            && (RESERVE_PAGES + 1..=MAX_PAGES).contains(&page_count);
+        if !geometry_ok {
+            return Err(StoreError::Geometry);
+        }
+        let mut store = Store {
+            flash,
+            geometry: Geometry {
+                page_size: page_size as u32,
+                align,
+                header: header as u32,
+            },
+            pages: Vec::new(),
+            index: Vec::new(),
+            head: None,
+            next_seq: 1,
+            next_tx: 1,
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    fn load(&mut self) -> Result<(), StoreError> {
+        let page_count = self.flash.capacity() / self.geometry.page_size as usize;
+        let mut order: Vec<(u32, usize), MAX_PAGES> = Vec::new();
+        for p in 0..page_count {
+            let mut raw = [0u8; HEADER_LEN];
+            self.read(self.page_addr(p), &mut raw)?;
+            let page = match format::decode_page_header(&raw) {
+                PageHeader::Erased => Page::Free { blank: false },
+                PageHeader::Invalid => Page::Garbage,
+                PageHeader::Valid(seq) => {
+                    self.next_seq = self.next_seq.max(seq.saturating_add(1));
+                    order.push((seq, p)).map_err(|_| StoreError::Geometry)?;
+                    Page::Data { seq }
+                }
+            };
+            self.pages.push(page).map_err(|_| StoreError::Geometry)?;
+        }
+        order.sort_unstable();
+
+        let horizon = self.replay(&order, Replay::Horizon)?;
+        order.retain(|&(seq, p)| {
+            let dead = seq <= horizon;
+            if dead && let Some(page) = self.pages.get_mut(p) {
+                *page = Page::Garbage;
+            }
+            !dead
+        });
+        self.replay(&order, Replay::Index)?;
+        Ok(())
+    }
+
+    /// Replays the log in page order, applying every committed transaction.
+    /// Returns the horizon found (in [`Replay::Horizon`] mode).
+    ///
+    /// A transaction is committed when its last entry (the one with a count)
+    /// is intact: it is written only after all the others were. Its earlier
+    /// entries must all be there too, with one exception: a transaction that
+    /// straddled into the oldest live page may have begun in a page already
+    /// collected, whose live records were copied forward on their own.
+    fn replay(&mut self, order: &[(u32, usize)], mode: Replay) -> Result<u32, StoreError> {
+        let mut horizon = 0u32;
+        let mut pending: Vec<Seen, MAX_TX_OPS> = Vec::new();
+        let mut pending_tx: Option<u32> = None;
+        let mut overflow = false;
+        let mut began_in_log = false;
+        let mut first_entry = true;
+        let last = order.last().map(|&(_, p)| p);
+        for &(_, p) in order {
+            let base = self.page_addr(p);
+            let end = base + self.geometry.page_size;
+            let mut at = base + self.geometry.header;
+            let is_head = mode == Replay::Index && Some(p) == last;
+            let mut intact = true;
+            while at < end {
+                let Some(h) = self.read_entry(at, end)? else {
+                    if is_head {
+                        intact = self.is_blank(at, end)?;
+                    }
+                    break;
+                };
+                self.next_tx = self.next_tx.max(h.tx.saturating_add(1));
+                if pending_tx != Some(h.tx) {
+                    pending.clear();
+                    pending_tx = Some(h.tx);
+                    overflow = false;
+                    began_in_log = first_entry;
+                }
+                first_entry = false;
+                let seen = Seen {
+                    key: h.key,
+                    kind: h.kind,
+                    addr: at,
+                    len: h.len,
+                };
+                overflow |= pending.push(seen).is_err();
+                if h.count != 0 {
+                    let count = usize::from(h.count);
+                    let whole = count == pending.len() || (began_in_log && pending.len() < count);
+                    if !overflow && whole {
+                        for s in pending.iter() {
+                            match mode {
+                                Replay::Horizon => {
+                                    if s.key == HORIZON_KEY && s.kind == Kind::Put {
+                                        horizon = horizon.max(self.read_horizon(s)?);
+                                    }
+                                }
+                                Replay::Index => self.apply(s)?,
+                            }
+                        }
+                    }
+                    pending.clear();
+                    pending_tx = None;
+                }
+                at += self.geometry.entry_size(usize::from(h.len));
+            }
+            if is_head && intact && at < end {
+                self.head = Some((p, at - base));
+            }
+        }
+        Ok(horizon)
+    }
+
+    fn read_horizon(&mut self, s: &Seen) -> Result<u32, StoreError> {
+        let mut v = [0u8; 4];
+        if s.len != 4 {
+            return Err(StoreError::Corrupt);
+        }
+        self.read(s.addr + self.geometry.header, &mut v)?;
+        Ok(u32::from_le_bytes(v))
+    }
+
+    /// Reads and checks the entry at `at`; `None` at the end of the page's
+    /// entries (erased header) or at a torn or foreign one.
+    fn read_entry(&mut self, at: u32, end: u32) -> Result<Option<EntryHeader>, StoreError> {
+        if at + self.geometry.header > end {
+            return Ok(None);
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        self.read(at, &mut raw)?;
+        let Some(h) = EntryHeader::decode(&raw) else {
+            return Ok(None);
+        };
+        if h.key == HORIZON_KEY && h.kind == Kind::Put && h.len != 4 {
+            return Ok(None);
+        }
+        if at + self.geometry.entry_size(usize::from(h.len)) > end {
+            return Ok(None);
+        }
+        let mut digest = h.digest();
+        let mut chunk = [0u8; CHUNK];
+        let mut addr = at + self.geometry.header;
+        let mut left = usize::from(h.len);
+        while left > 0 {
+            let n = left.min(CHUNK);
+            let buf = chunk.get_mut(..n).ok_or(StoreError::Corrupt)?;
+            self.read(addr, buf)?;
+            digest.update(buf);
+            addr += n as u32;
+            left -= n;
+        }
+        Ok(h.matches(digest).then_some(h))
+    }
+
+    fn apply(&mut self, s: &Seen) -> Result<(), StoreError> {
+        match s.kind {
+            Kind::Put => self.index_put(Slot {
+                key: s.key,
+                addr: s.addr,
+                len: s.len,
+            }),
+            Kind::Delete => {
+                self.index_remove(s.key);
+                Ok(())
+            }
+            Kind::Clear => {
+                self.index.retain(|slot| slot.key > Key::MAX.0);
+                Ok(())
+            }
+        }
+    }
+
+    fn index_put(&mut self, slot: Slot) -> Result<(), StoreError> {
+        match self.index.binary_search_by_key(&slot.key, |s| s.key) {
+            Ok(i) => {
+                if let Some(s) = self.index.get_mut(i) {
+                    *s = slot;
+                }
+                Ok(())
+            }
+            Err(i) => self
+                .index
+                .insert(i, slot)
+                .map_err(|_| StoreError::TooManyKeys),
+        }
+    }
+
+    fn index_remove(&mut self, key: u16) {
+        if let Ok(i) = self.index.binary_search_by_key(&key, |s| s.key) {
+            self.index.remove(i);
+        }
+    }
+
+    fn slot(&self, key: u16) -> Option<Slot> {
+        let i = self.index.binary_search_by_key(&key, |s| s.key).ok()?;
+        self.index.get(i).copied()
+    }
+
+    /// The largest value a record may hold.
+    pub fn max_value_len(&self) -> usize {
+        let room = (self.geometry.page_capacity() - self.geometry.header) as usize;
+        let aligned = room & !(self.geometry.align - 1);
+        aligned.min(usize::from(u16::MAX))
+    }
+
+    /// Whether `key` holds a value.
+    pub fn contains(&self, key: Key) -> bool {
+        self.slot(key.0).is_some()
+    }
+
+    /// The length of `key`'s value, if it has one.
+    pub fn value_len(&self, key: Key) -> Option<usize> {
+        self.slot(key.0).map(|s| usize::from(s.len))
+    }
+
+    /// Reads `key`'s value into `buf`, returning the filled part, or `None`
+    /// if the key holds nothing.
+    pub fn read_value<'b>(
+        &mut self,
+        key: Key,
+        buf: &'b mut [u8],
+    ) -> Result<Option<&'b [u8]>, StoreError> {
+        let Some(slot) = self.slot(key.0) else {
+            return Ok(None);
+        };
+        let out = buf
+            .get_mut(..usize::from(slot.len))
+            .ok_or(StoreError::BufferTooSmall)?;
+        self.read(slot.addr + self.geometry.header, out)?;
+        Ok(Some(out))
+    }
+
+    /// The user keys that hold values, in ascending order.
+    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.index.iter().filter_map(|s| Key::new(s.key))
+    }
+
+    /// Applies `ops` all together or not at all.
+    ///
+    /// Returns once the last entry is on flash. If the flash fails (power is
+    /// going), the transaction is as if never begun, both now and after the
+    /// next mount.
+    pub fn commit(&mut self, ops: &[Op<'_>]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if ops.len() > MAX_TX_OPS {
+            return Err(StoreError::TooManyOps);
+        }
+        let mut sizes: Vec<u32, MAX_TX_OPS> = Vec::new();
+        let mut new_keys = 0usize;
+        for op in ops {
+            let len = match op {
+                Op::Put(key, value) => {
+                    if value.len() > self.max_value_len() {
+                        return Err(StoreError::ValueTooLarge);
+                    }
+                    if self.slot(key.0).is_none() {
+                        new_keys += 1;
+                    }
+                    value.len()
+                }
+                Op::Delete(_) => 0,
+                Op::Clear => {
+                    new_keys = 0;
+                    0
+                }
+            };
+            sizes
+                .push(self.geometry.entry_size(len))
+                .map_err(|_| StoreError::TooManyOps)?;
+        }
+        if self.index.len() + new_keys > KEYS {
+            return Err(StoreError::TooManyKeys);
+        }
+        self.make_room(&sizes)?;
+
+        let tx = self.take_tx();
+        let mut addrs: Vec<u32, MAX_TX_OPS> = Vec::new();
+        let count = ops.len() as u16;
+        for (i, op) in ops.iter().enumerate() {
+            let last = i + 1 == ops.len();
+            let (key, kind, value) = match *op {
+                Op::Put(k, v) => (k.0, Kind::Put, v),
+                Op::Delete(k) => (k.0, Kind::Delete, &[][..]),
+                Op::Clear => (Key::MAX.0, Kind::Clear, &[][..]),
+            };
+            let header = EntryHeader::new(key, kind, value, tx, if last { count } else { 0 });
+            let addr = self.append(&header, value)?;
+            addrs.push(addr).map_err(|_| StoreError::TooManyOps)?;
+        }
+        for (op, &addr) in ops.iter().zip(addrs.iter()) {
+            let (key, kind, len) = match *op {
+                Op::Put(k, v) => (k.0, Kind::Put, v.len() as u16),
+                Op::Delete(k) => (k.0, Kind::Delete, 0),
+                Op::Clear => (Key::MAX.0, Kind::Clear, 0),
+            };
+            self.apply(&Seen {
+                key,
+                kind,
+                addr,
+                len,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn take_tx(&mut self) -> u32 {
+        let tx = self.next_tx;
+        self.next_tx = self.next_tx.wrapping_add(1).max(1);
+        tx
+    }
+
+    /// Collects garbage until entries of `sizes` fit without touching the
+    /// reserve.
+    fn make_room(&mut self, sizes: &[u32]) -> Result<(), StoreError> {
+        let needed: u32 = sizes.iter().sum();
+        let usable = (self.pages.len() - RESERVE_PAGES - 1) as u32 * self.geometry.page_capacity();
+        if self.live_bytes().saturating_add(needed) > usable {
+            return Err(StoreError::Full);
+        }
+        for _ in 0..=self.pages.len() {
+            if self.fits(sizes.iter().copied(), RESERVE_PAGES) {
+                return Ok(());
+            }
+            if !self.collect_oldest()? {
+                break;
+            }
+        }
+        Err(StoreError::Full)
+    }
+
+    /// Whether entries of these sizes can be appended leaving `reserve`
+    /// free pages untouched.
+    fn fits(&self, sizes: impl Iterator<Item = u32>, reserve: usize) -> bool {
+        let mut room = self.head.map_or(0, |(_, at)| self.geometry.page_size - at);
+        let mut free = self.free_pages();
+        for size in sizes {
+            if size > room {
+                if free == 0 {
+                    return false;
+                }
+                free -= 1;
+                room = self.geometry.page_capacity();
+            }
+            room -= size.min(room);
+        }
+        free >= reserve
+    }
+
+    fn free_pages(&self) -> usize {
+        self.pages
+            .iter()
+            .filter(|p| !matches!(p, Page::Data { .. }))
+            .count()
+    }
+
+    fn live_bytes(&self) -> u32 {
+        self.index
+            .iter()
+            .map(|s| self.geometry.entry_size(usize::from(s.len)))
+            .sum()
+    }
+
+    /// Moves the live records of the oldest page to the head of the log and
+    /// erases it. Returns `false` if there is no page to collect.
+    fn collect_oldest(&mut self) -> Result<bool, StoreError> {
+        let head_page = self.head.map(|(p, _)| p);
+        let victim = self
+            .pages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Page::Data { seq } if Some(i) != head_page => Some((*seq, i)),
+                _ => None,
+            })
+            .min();
+        let Some((seq, victim)) = victim else {
+            return Ok(false);
+        };
+        let base = self.page_addr(victim);
+        let end = base + self.geometry.page_size;
+        let in_victim = |s: &Slot| s.addr >= base && s.addr < end && s.key != HORIZON_KEY;
+        let moving = self.index.iter().filter(|s| in_victim(s));
+        let sizes = moving
+            .map(|s| self.geometry.entry_size(usize::from(s.len)))
+            .chain(core::iter::once(self.geometry.entry_size(4)));
+        if !self.fits(sizes, 0) {
+            return Ok(false);
+        }
+        let mut i = 0;
+        while let Some(slot) = self.index.get(i).copied() {
+            if in_victim(&slot) {
+                let addr = self.copy_entry(slot)?;
+                if let Some(s) = self.index.get_mut(i) {
+                    s.addr = addr;
+                }
+            }
+            i += 1;
+        }
+        let value = seq.to_le_bytes();
+        let tx = self.take_tx();
+        let header = EntryHeader::new(HORIZON_KEY, Kind::Put, &value, tx, 1);
+        let addr = self.append(&header, &value)?;
+        self.index_put(Slot {
+            key: HORIZON_KEY,
+            addr,
+            len: 4,
+        })?;
+        self.erase_page(victim)?;
+        Ok(true)
+    }
+
+    /// Re-appends a live record as its own committed entry.
+    fn copy_entry(&mut self, slot: Slot) -> Result<u32, StoreError> {
+        let size = self.geometry.entry_size(usize::from(slot.len));
+        let to = self.reserve_space(size)?;
+        let tx = self.take_tx();
+        let mut header = EntryHeader {
+            key: slot.key,
+            len: slot.len,
+            tx,
+            count: 1,
+            kind: Kind::Put,
+            checksum: 0,
+        };
+        let from = slot.addr + self.geometry.header;
+        let mut digest = header.digest();
+        let mut chunk = [0u8; CHUNK];
+        let mut done = 0usize;
+        let len = usize::from(slot.len);
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            let buf = chunk.get_mut(..n).ok_or(StoreError::Corrupt)?;
+            self.read(from + done as u32, buf)?;
+            digest.update(buf);
+            done += n;
+        }
+        header = EntryHeader::new_with_digest(header, digest);
+        let written = self.write_header(to, &header).and_then(|()| {
+            let mut done = 0usize;
+            while done < len {
+                let n = (len - done).min(CHUNK);
+                let mut buf = [0xFFu8; CHUNK];
+                let src = buf.get_mut(..n).ok_or(StoreError::Corrupt)?;
+                self.read(from + done as u32, src)?;
+                let padded = align_up(n, self.geometry.align);
+                let out = buf.get(..padded).ok_or(StoreError::Corrupt)?;
+                self.program(to + self.geometry.header + done as u32, out)?;
+                done += n;
+            }
+            Ok(())
+        });
+        self.finish_append(to, size, written)
+    }
+
+    /// Appends one entry, opening a page if needed; returns its address.
+    fn append(&mut self, header: &EntryHeader, value: &[u8]) -> Result<u32, StoreError> {
+        let size = self.geometry.entry_size(value.len());
+        let at = self.reserve_space(size)?;
+        let written = self.write_entry(at, header, value);
+        self.finish_append(at, size, written)
+    }
+
+    /// Advances the head past an entry written at `at`, or, if the write
+    /// failed, closes the head page so nothing is appended after a torn entry.
+    fn finish_append(
+        &mut self,
+        at: u32,
+        size: u32,
+        written: Result<(), StoreError>,
+    ) -> Result<u32, StoreError> {
+        match written {
+            Ok(()) => {
+                if let Some((_, off)) = self.head.as_mut() {
+                    *off += size;
+                }
+                Ok(at)
+            }
+            Err(e) => {
+                self.head = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes sure the head page has `size` bytes and returns where they start.
+    fn reserve_space(&mut self, size: u32) -> Result<u32, StoreError> {
+        if let Some((p, at)) = self.head
+            && at + size <= self.geometry.page_size
+        {
+            return Ok(self.page_addr(p) + at);
+        }
+        let p = self.open_page()?;
+        self.head = Some((p, self.geometry.header));
+        Ok(self.page_addr(p) + self.geometry.header)
+    }
+
+    /// Takes the next free page after the head, in ring order, erases it if
+    /// it may not be blank, and stamps it with the next sequence number.
+    fn open_page(&mut self) -> Result<usize, StoreError> {
+        let n = self.pages.len();
+        let start = self.head.map_or(0, |(p, _)| p + 1);
+        self.head = None;
+        let p = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| !matches!(self.pages.get(i), Some(Page::Data { .. })))
+            .ok_or(StoreError::Full)?;
+        let base = self.page_addr(p);
+        let blank = match self.pages.get(p) {
+            Some(Page::Free { blank: true }) => true,
+            Some(Page::Free { blank: false }) => {
+                self.is_blank(base, base + self.geometry.page_size)?
+            }
+            _ => false,
+        };
+        if !blank {
+            self.erase_page(p)?;
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.saturating_add(1);
+        let header = format::encode_page_header(seq);
+        let mut buf = [0xFFu8; MAX_ALIGN];
+        let out = buf
+            .get_mut(..self.geometry.header as usize)
+            .ok_or(StoreError::Geometry)?;
+        if let Some(dst) = out.get_mut(..HEADER_LEN) {
+            dst.copy_from_slice(&header);
+        }
+        if let Err(e) = self.program(base, out) {
+            self.set_page(p, Page::Garbage);
+            return Err(e);
+        }
+        self.set_page(p, Page::Data { seq });
+        Ok(p)
+    }
+
+    fn erase_page(&mut self, p: usize) -> Result<(), StoreError> {
+        let base = self.page_addr(p);
+        self.set_page(p, Page::Garbage);
+        self.flash.erase(base, base + self.geometry.page_size)?;
+        self.set_page(p, Page::Free { blank: true });
+        Ok(())
+    }
+
+    fn set_page(&mut self, p: usize, state: Page) {
+        if let Some(page) = self.pages.get_mut(p) {
+            *page = state;
+        }
+    }
+
+    /// Writes header and value. Small entries go in one program operation;
+    /// larger ones in three (header, aligned body, padded tail), header first.
+    fn write_entry(
+        &mut self,
+        at: u32,
+        header: &EntryHeader,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let hdr = self.geometry.header as usize;
+        let align = self.geometry.align;
+        let total = hdr + align_up(value.len(), align);
+        let mut small = [0xFFu8; 2 * CHUNK];
+        if let Some(buf) = small.get_mut(..total) {
+            let (h, v) = buf.split_at_mut(hdr);
+            if let Some(dst) = h.get_mut(..HEADER_LEN) {
+                dst.copy_from_slice(&header.encode());
+            }
+            if let Some(dst) = v.get_mut(..value.len()) {
+                dst.copy_from_slice(value);
+            }
+            return self.program(at, buf);
+        }
+        self.write_header(at, header)?;
+        let body = value.len() - value.len() % align;
+        let (aligned, tail) = value.split_at(body);
+        let data_at = at + hdr as u32;
+        if !aligned.is_empty() {
+            self.program(data_at, aligned)?;
+        }
+        if !tail.is_empty() {
+            let mut pad = [0xFFu8; MAX_ALIGN];
+            if let Some(dst) = pad.get_mut(..tail.len()) {
+                dst.copy_from_slice(tail);
+            }
+            let out = pad.get(..align).ok_or(StoreError::Geometry)?;
+            self.program(data_at + body as u32, out)?;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self, at: u32, header: &EntryHeader) -> Result<(), StoreError> {
+        let mut buf = [0xFFu8; MAX_ALIGN];
+        if let Some(dst) = buf.get_mut(..HEADER_LEN) {
+            dst.copy_from_slice(&header.encode());
+        }
+        let out = buf
+            .get(..self.geometry.header as usize)
+            .ok_or(StoreError::Geometry)?;
+        self.program(at, out)
+    }
+
+    fn program(&mut self, at: u32, bytes: &[u8]) -> Result<(), StoreError> {
+        self.flash.write(at, bytes)?;
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes at an aligned address, whatever the length.
+    fn read(&mut self, at: u32, out: &mut [u8]) -> Result<(), StoreError> {
+        let align = self.geometry.align;
+        let body = out.len() - out.len() % align;
+        let (aligned, tail) = out.split_at_mut(body);
+        if !aligned.is_empty() {
+            self.flash.read(at, aligned)?;
+        }
+        if !tail.is_empty() {
+            let mut buf = [0u8; MAX_ALIGN];
+            let chunk = buf.get_mut(..align).ok_or(StoreError::Geometry)?;
+            self.flash.read(at + body as u32, chunk)?;
+            let src = chunk.get(..tail.len()).ok_or(StoreError::Geometry)?;
+            tail.copy_from_slice(src);
+        }
+        Ok(())
+    }
+
+    fn is_blank(&mut self, from: u32, to: u32) -> Result<bool, StoreError> {
+        let mut chunk = [0u8; CHUNK];
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(CHUNK);
+            let buf = chunk.get_mut(..n).ok_or(StoreError::Geometry)?;
+            self.read(at, buf)?;
+            if buf.iter().any(|&b| b != 0xFF) {
+                return Ok(false);
+            }
+            at += n as u32;
+        }
+        Ok(true)
+    }
+
+    fn page_addr(&self, p: usize) -> u32 {
+        p as u32 * self.geometry.page_size
+    }
+
+    /// Figures about the store.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            pages: self.pages.len(),
+            free_pages: self.free_pages(),
+            records: self.keys().count(),
+            live_bytes: self.live_bytes(),
+        }
+    }
+
+    /// The flash, for inspection.
+    pub fn flash(&self) -> &F {
+        &self.flash
+    }
+
+    /// Gives the flash back (to "reboot" it in a test, or to save an image).
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+}

@@ -1,0 +1,342 @@
+//! Flash for tests, benches and fuzzing: a strict RAM flash, and a wrapper
+//! that cuts the power in the middle of a chosen flash operation.
+
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash, check_erase, check_read,
+    check_write,
+};
+
+/// The most pages [`RamFlash`] keeps erase counts for.
+pub const MAX_COUNTED_PAGES: usize = 128;
+/// The largest range [`TearingFlash`] can tear in one erase.
+pub const MAX_TEAR_BYTES: usize = 8192;
+
+/// Why a test flash refused an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashFault {
+    /// Offset or length not a multiple of the read, write or erase size.
+    NotAligned,
+    /// Past the end of the flash.
+    OutOfBounds,
+    /// A program over a word that was not erased: real NOR with ECC forbids
+    /// it, so the store must never do it.
+    Reprogrammed,
+    /// The power was cut; nothing works until the flash is "rebooted".
+    PowerLost,
+    /// A wrapped flash reported this.
+    Inner(NorFlashErrorKind),
+}
+
+impl NorFlashError for FlashFault {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            FlashFault::NotAligned => NorFlashErrorKind::NotAligned,
+            FlashFault::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            FlashFault::Reprogrammed | FlashFault::PowerLost => NorFlashErrorKind::Other,
+            FlashFault::Inner(kind) => *kind,
+        }
+    }
+}
+
+/// A wrapped flash's error, as a fault.
+fn lift<T, E: NorFlashError>(result: Result<T, E>) -> Result<T, FlashFault> {
+    result.map_err(|e| FlashFault::Inner(e.kind()))
+}
+
+fn fault(kind: NorFlashErrorKind) -> FlashFault {
+    match kind {
+        NorFlashErrorKind::NotAligned => FlashFault::NotAligned,
+        _ => FlashFault::OutOfBounds,
+    }
+}
+
+/// NOR flash in RAM: `SIZE` bytes in pages of `PAGE`, programmed in words of
+/// `WORD` bytes, each word at most once between erases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RamFlash<const SIZE: usize, const PAGE: usize, const WORD: usize = 4> {
+    bytes: [u8; SIZE],
+    erases: [u32; MAX_COUNTED_PAGES],
+    programs: u64,
+    erase_ops: u64,
+}
+
+impl<const SIZE: usize, const PAGE: usize, const WORD: usize> Default
+    for RamFlash<SIZE, PAGE, WORD>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const SIZE: usize, const PAGE: usize, const WORD: usize> RamFlash<SIZE, PAGE, WORD> {
+    /// A fully erased flash.
+    pub const fn new() -> Self {
+        RamFlash {
+            bytes: [0xFF; SIZE],
+            erases: [0; MAX_COUNTED_PAGES],
+            programs: 0,
+            erase_ops: 0,
+        }
+    }
+
+    /// A flash holding `image` (a golden file, a saved card image).
+    pub fn from_image(image: &[u8]) -> Option<Self> {
+        let mut flash = Self::new();
+        flash.bytes.get_mut(..)?.copy_from_slice(image.get(..SIZE)?);
+        (image.len() == SIZE).then_some(flash)
+    }
+
+    /// The raw contents.
+    pub fn image(&self) -> &[u8; SIZE] {
+        &self.bytes
+    }
+
+    /// Program operations so far.
+    pub const fn programs(&self) -> u64 {
+        self.programs
+    }
+
+    /// Erase operations so far.
+    pub const fn erase_ops(&self) -> u64 {
+        self.erase_ops
+    }
+
+    /// Times each page has been erased.
+    pub fn erase_counts(&self) -> &[u32] {
+        self.erases.get(..SIZE / PAGE).unwrap_or_default()
+    }
+}
+
+impl<const SIZE: usize, const PAGE: usize, const WORD: usize> ErrorType
+    for RamFlash<SIZE, PAGE, WORD>
+{
+    type Error = FlashFault;
+}
+
+impl<const SIZE: usize, const PAGE: usize, const WORD: usize> ReadNorFlash
+    for RamFlash<SIZE, PAGE, WORD>
+{
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashFault> {
+        check_read(self, offset, bytes.len()).map_err(fault)?;
+        let start = offset as usize;
+        let src = self
+            .bytes
+            .get(start..start + bytes.len())
+            .ok_or(FlashFault::OutOfBounds)?;
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        SIZE
+    }
+}
+
+impl<const SIZE: usize, const PAGE: usize, const WORD: usize> NorFlash
+    for RamFlash<SIZE, PAGE, WORD>
+{
+    const WRITE_SIZE: usize = WORD;
+    const ERASE_SIZE: usize = PAGE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashFault> {
+        check_erase(self, from, to).map_err(fault)?;
+        let (from, to) = (from as usize, to as usize);
+        self.bytes
+            .get_mut(from..to)
+            .ok_or(FlashFault::OutOfBounds)?
+            .fill(0xFF);
+        for page in from / PAGE..to / PAGE {
+            if let Some(n) = self.erases.get_mut(page) {
+                *n += 1;
+            }
+        }
+        self.erase_ops += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashFault> {
+        check_write(self, offset, bytes.len()).map_err(fault)?;
+        let start = offset as usize;
+        let dst = self
+            .bytes
+            .get_mut(start..start + bytes.len())
+            .ok_or(FlashFault::OutOfBounds)?;
+        if dst.iter().any(|&b| b != 0xFF) {
+            return Err(FlashFault::Reprogrammed);
+        }
+        dst.copy_from_slice(bytes);
+        self.programs += 1;
+        Ok(())
+    }
+}
+
+/// A flash whose power fails part-way through one chosen operation.
+///
+/// Operations (programs and erases) are numbered from 0. With `cut_at = Some(n)`
+/// operations `0..n` complete and operation `n` is torn: a program leaves a
+/// prefix of its words written and possibly one word half-programmed; an
+/// erase leaves part of the range erased, possibly one word half-erased, and
+/// the rest as it was. From then on every operation, reads included, fails
+/// with [`FlashFault::PowerLost`] until the test takes the flash back with
+/// [`TearingFlash::into_inner`] and mounts it again, as a reboot would.
+#[derive(Clone, Debug)]
+pub struct TearingFlash<F> {
+    inner: F,
+    ops: u32,
+    cut_at: Option<u32>,
+    dead: bool,
+    rng: u64,
+}
+
+impl<F: NorFlash> TearingFlash<F> {
+    /// Wraps `inner`; `seed` chooses how each cut tears.
+    pub fn new(inner: F, cut_at: Option<u32>, seed: u64) -> Self {
+        TearingFlash {
+            inner,
+            ops: 0,
+            cut_at,
+            dead: false,
+            rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Program and erase operations started so far (the torn one included).
+    pub const fn ops(&self) -> u32 {
+        self.ops
+    }
+
+    /// Whether the power has been cut.
+    pub const fn is_cut(&self) -> bool {
+        self.dead
+    }
+
+    /// The flash as the cut left it.
+    pub fn into_inner(self) -> F {
+        self.inner
+    }
+
+    /// The wrapped flash.
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, no dependencies, enough for tearing.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Counts an operation; `true` if this is the one to tear.
+    fn starting(&mut self) -> Result<bool, FlashFault> {
+        if self.dead {
+            return Err(FlashFault::PowerLost);
+        }
+        let n = self.ops;
+        self.ops += 1;
+        Ok(self.cut_at == Some(n))
+    }
+
+    fn tear_write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashFault> {
+        let word = F::WRITE_SIZE;
+        let words = bytes.len() / word;
+        let done = (self.next() % (words as u64 + 1)) as usize;
+        let prefix = bytes.get(..done * word).ok_or(FlashFault::OutOfBounds)?;
+        if !prefix.is_empty() {
+            lift(self.inner.write(offset, prefix))?;
+        }
+        if done < words && self.next() & 1 == 1 {
+            let mut half = [0xFFu8; 64];
+            let target = bytes
+                .get(done * word..(done + 1) * word)
+                .ok_or(FlashFault::OutOfBounds)?;
+            let half = half.get_mut(..word).ok_or(FlashFault::OutOfBounds)?;
+            for (h, &t) in half.iter_mut().zip(target) {
+                // Some of the bits meant to go to 0 did.
+                *h = t | (self.next() as u8);
+            }
+            lift(self.inner.write(offset + (done * word) as u32, half))?;
+        }
+        Ok(())
+    }
+
+    fn tear_erase(&mut self, from: u32, to: u32) -> Result<(), FlashFault> {
+        let len = (to - from) as usize;
+        let mut old = [0u8; MAX_TEAR_BYTES];
+        let old = old.get_mut(..len).ok_or(FlashFault::OutOfBounds)?;
+        lift(self.inner.read(from, old))?;
+        lift(self.inner.erase(from, to))?;
+        let word = F::WRITE_SIZE;
+        let words = len / word;
+        let erased = (self.next() % (words as u64 + 1)) as usize;
+        // Either the start or the end of the range got erased first.
+        let from_start = self.next() & 1 == 0;
+        let half_erased = self.next() & 1 == 1;
+        for w in 0..words {
+            let pos = if from_start { w } else { words - 1 - w };
+            if pos < erased {
+                continue;
+            }
+            let at = w * word;
+            let mut buf = [0xFFu8; 64];
+            let buf = buf.get_mut(..word).ok_or(FlashFault::OutOfBounds)?;
+            buf.copy_from_slice(old.get(at..at + word).ok_or(FlashFault::OutOfBounds)?);
+            if pos == erased && half_erased {
+                for b in buf.iter_mut() {
+                    *b |= self.next() as u8;
+                }
+            }
+            if buf.iter().any(|&b| b != 0xFF) {
+                lift(self.inner.write(from + at as u32, buf))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: NorFlash> ErrorType for TearingFlash<F> {
+    type Error = FlashFault;
+}
+
+impl<F: NorFlash> ReadNorFlash for TearingFlash<F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashFault> {
+        if self.dead {
+            return Err(FlashFault::PowerLost);
+        }
+        lift(self.inner.read(offset, bytes))
+    }
+
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+}
+
+impl<F: NorFlash> NorFlash for TearingFlash<F> {
+    const WRITE_SIZE: usize = F::WRITE_SIZE;
+    const ERASE_SIZE: usize = F::ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashFault> {
+        if self.starting()? {
+            self.tear_erase(from, to)?;
+            self.dead = true;
+            return Err(FlashFault::PowerLost);
+        }
+        lift(self.inner.erase(from, to))
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashFault> {
+        if self.starting()? {
+            self.tear_write(offset, bytes)?;
+            self.dead = true;
+            return Err(FlashFault::PowerLost);
+        }
+        lift(self.inner.write(offset, bytes))
+    }
+}
