@@ -38,14 +38,27 @@ use format::{EntryHeader, HEADER_LEN, Kind, MAX_ALIGN, PageHeader, align_up};
 pub const MAX_PAGES: usize = 128;
 /// The most operations one transaction may carry.
 pub const MAX_TX_OPS: usize = 16;
-/// Pages kept free so that garbage collection can always make progress:
-/// the live records of one page may need a whole page, and the horizon
-/// record one more entry.
-const RESERVE_PAGES: usize = 2;
+/// Free pages a transaction must leave untouched, for garbage collection.
+///
+/// One collection needs at most one fresh page (see [`Geometry::limit`]), and
+/// a power cut during a collection can strand the page it opened (nothing is
+/// appended after a torn entry). Three pages keep the store writable through
+/// two such cuts in a row; only a third, with no completed operation in
+/// between, could leave it refusing writes until reformatted. Reads are
+/// never affected.
+const RESERVE_PAGES: usize = 3;
 /// Internal key of the garbage-collection horizon.
 const HORIZON_KEY: u16 = 0xFFFE;
 /// Bytes moved per step when checksumming or copying a value.
 const CHUNK: usize = 64;
+/// Resume slots at the end of every page. After a power cut tears an entry
+/// in the head page, the next append records in a slot where the blank space
+/// after the torn bytes begins, and continues there: mount jumps over the
+/// torn bytes through the slot instead of abandoning the rest of the page.
+/// A slot holds an offset and its complement, so a half-programmed slot is
+/// recognised and never followed; entries never reach the slots, so no
+/// value written by a client can pose as one.
+const RESUME_SLOTS: usize = 4;
 
 /// A record key. Keys `FFFE` and `FFFF` belong to the store itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -135,6 +148,8 @@ struct Geometry {
     align: usize,
     /// Bytes a page or entry header occupies after padding.
     header: u32,
+    /// Where the entry area ends and the resume slots begin.
+    end: u32,
 }
 
 impl Geometry {
@@ -142,8 +157,27 @@ impl Geometry {
         self.header + align_up(value_len, self.align) as u32
     }
 
+    /// How far into a page an entry may reach. Ordinary entries stop one
+    /// horizon record short of the end, and collection copies obey the same
+    /// limit, so the records of a collected page always fit in one fresh page
+    /// with room left for the horizon record that retires it. That is what
+    /// keeps every collection from needing more than one fresh page.
+    fn limit(&self, horizon: bool) -> u32 {
+        if horizon {
+            self.end
+        } else {
+            self.end - self.entry_size(4)
+        }
+    }
+
+    /// Offset of resume slot `i` in a page.
+    fn slot(&self, i: usize) -> u32 {
+        self.end + (i * self.align) as u32
+    }
+
+    /// Room for ordinary entries in an empty page.
     fn page_capacity(&self) -> u32 {
-        self.page_size - self.header
+        self.limit(false) - self.header
     }
 }
 
@@ -169,6 +203,25 @@ struct Seen {
     len: u16,
 }
 
+/// What lies at an offset in a page.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    /// An intact entry.
+    Valid(EntryHeader),
+    /// An erased header: the end of the entries, if the rest is blank too.
+    Blank,
+    /// Bytes that are no intact entry: a torn write.
+    Torn,
+}
+
+/// What a resume slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResumeSlot {
+    Blank,
+    Points(u32),
+    Torn,
+}
+
 /// What replay builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Replay {
@@ -189,6 +242,9 @@ pub struct Store<F, const KEYS: usize = 128> {
     /// Page being appended to and the offset of its next entry; `None` when
     /// the next write must open a fresh page.
     head: Option<(usize, u32)>,
+    /// A resume slot (flash address) to program with the head offset before
+    /// the next append, because the head page has torn bytes before it.
+    resume: Option<(u32, u32)>,
     next_seq: u32,
     next_tx: u32,
 }
@@ -207,9 +263,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let geometry_ok = align.is_power_of_two()
             && align <= MAX_ALIGN
             && page_size.is_power_of_two()
-            && page_size >= 4 * header
+            && page_size >= 8 * header + RESUME_SLOTS * align
             && page_size.is_multiple_of(align)
-            && (RESERVE_PAGES + 1..=MAX_PAGES).contains(&page_count);
+            && (RESERVE_PAGES + 2..=MAX_PAGES).contains(&page_count);
         if !geometry_ok {
             return Err(StoreError::Geometry);
         }
@@ -219,10 +275,12 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 page_size: page_size as u32,
                 align,
                 header: header as u32,
+                end: (page_size - RESUME_SLOTS * align) as u32,
             },
             pages: Vec::new(),
             index: Vec::new(),
             head: None,
+            resume: None,
             next_seq: 1,
             next_tx: 1,
         };
@@ -279,16 +337,27 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let last = order.last().map(|&(_, p)| p);
         for &(_, p) in order {
             let base = self.page_addr(p);
-            let end = base + self.geometry.page_size;
+            let end = base + self.geometry.end;
             let mut at = base + self.geometry.header;
             let is_head = mode == Replay::Index && Some(p) == last;
-            let mut intact = true;
+            let mut head_at = None;
             while at < end {
-                let Some(h) = self.read_entry(at, end)? else {
-                    if is_head {
-                        intact = self.is_blank(at, end)?;
+                let h = match self.read_entry(at, end)? {
+                    Entry::Valid(h) => h,
+                    Entry::Blank if !is_head || self.is_blank(at, end)? => {
+                        head_at = Some(at);
+                        break;
                     }
-                    break;
+                    Entry::Blank | Entry::Torn => {
+                        if let Some(resume) = self.resume_point(p, at)? {
+                            at = resume;
+                            continue;
+                        }
+                        if is_head {
+                            head_at = self.plan_resume(p, at)?;
+                        }
+                        break;
+                    }
                 };
                 self.next_tx = self.next_tx.max(h.tx.saturating_add(1));
                 if pending_tx != Some(h.tx) {
@@ -325,11 +394,76 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 }
                 at += self.geometry.entry_size(usize::from(h.len));
             }
-            if is_head && intact && at < end {
+            if is_head && let Some(at) = head_at.filter(|&a| a < end) {
                 self.head = Some((p, at - base));
             }
         }
         Ok(horizon)
+    }
+
+    /// The resume point recorded for torn bytes at `at` in page `p`: the
+    /// lowest valid slot offset past them.
+    fn resume_point(&mut self, p: usize, at: u32) -> Result<Option<u32>, StoreError> {
+        let base = self.page_addr(p);
+        let mut best: Option<u32> = None;
+        for i in 0..RESUME_SLOTS {
+            if let ResumeSlot::Points(offset) = self.read_slot(base + self.geometry.slot(i))? {
+                let target = base + offset;
+                if target > at && target < base + self.geometry.end {
+                    best = Some(best.map_or(target, |b: u32| b.min(target)));
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Plans to continue the head page after torn bytes at `at`: finds where
+    /// its blank tail starts and a free slot to record that in. Returns the
+    /// address to append at, or `None` if the page must be abandoned.
+    fn plan_resume(&mut self, p: usize, at: u32) -> Result<Option<u32>, StoreError> {
+        let base = self.page_addr(p);
+        let end = base + self.geometry.end;
+        let mut free_slot = None;
+        for i in (0..RESUME_SLOTS).rev() {
+            let addr = base + self.geometry.slot(i);
+            if self.read_slot(addr)? != ResumeSlot::Blank {
+                break;
+            }
+            free_slot = Some(addr);
+        }
+        let Some(slot) = free_slot else {
+            return Ok(None);
+        };
+        // The blank tail starts after the last written word.
+        let align = self.geometry.align as u32;
+        let mut tail = end;
+        while tail > at {
+            let word = tail - align;
+            if !self.is_blank(word, tail)? {
+                break;
+            }
+            tail = word;
+        }
+        if tail >= end {
+            return Ok(None);
+        }
+        self.resume = Some((slot, tail - base));
+        Ok(Some(tail))
+    }
+
+    fn read_slot(&mut self, addr: u32) -> Result<ResumeSlot, StoreError> {
+        let mut raw = [0u8; 4];
+        self.read(addr, &mut raw)?;
+        let [a, b, c, d] = raw;
+        let offset = u16::from_le_bytes([a, b]);
+        let check = u16::from_le_bytes([c, d]);
+        Ok(if raw == [0xFF; 4] {
+            ResumeSlot::Blank
+        } else if offset & check == 0 && offset | check == u16::MAX {
+            ResumeSlot::Points(u32::from(offset))
+        } else {
+            ResumeSlot::Torn
+        })
     }
 
     fn read_horizon(&mut self, s: &Seen) -> Result<u32, StoreError> {
@@ -341,22 +475,24 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         Ok(u32::from_le_bytes(v))
     }
 
-    /// Reads and checks the entry at `at`; `None` at the end of the page's
-    /// entries (erased header) or at a torn or foreign one.
-    fn read_entry(&mut self, at: u32, end: u32) -> Result<Option<EntryHeader>, StoreError> {
+    /// Reads and checks the entry at `at`.
+    fn read_entry(&mut self, at: u32, end: u32) -> Result<Entry, StoreError> {
         if at + self.geometry.header > end {
-            return Ok(None);
+            return Ok(Entry::Blank);
         }
         let mut raw = [0u8; HEADER_LEN];
         self.read(at, &mut raw)?;
+        if raw == [0xFF; HEADER_LEN] {
+            return Ok(Entry::Blank);
+        }
         let Some(h) = EntryHeader::decode(&raw) else {
-            return Ok(None);
+            return Ok(Entry::Torn);
         };
         if h.key == HORIZON_KEY && h.kind == Kind::Put && h.len != 4 {
-            return Ok(None);
+            return Ok(Entry::Torn);
         }
         if at + self.geometry.entry_size(usize::from(h.len)) > end {
-            return Ok(None);
+            return Ok(Entry::Torn);
         }
         let mut digest = h.digest();
         let mut chunk = [0u8; CHUNK];
@@ -370,7 +506,11 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             addr += n as u32;
             left -= n;
         }
-        Ok(h.matches(digest).then_some(h))
+        Ok(if h.matches(digest) {
+            Entry::Valid(h)
+        } else {
+            Entry::Torn
+        })
     }
 
     fn apply(&mut self, s: &Seen) -> Result<(), StoreError> {
@@ -494,7 +634,8 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         if self.index.len() + new_keys > KEYS {
             return Err(StoreError::TooManyKeys);
         }
-        self.make_room(&sizes)?;
+        let shrinks = self.live_bytes_after(ops) < self.live_bytes();
+        self.make_room(&sizes, shrinks)?;
 
         let tx = self.take_tx();
         let mut addrs: Vec<u32, MAX_TX_OPS> = Vec::new();
@@ -534,37 +675,102 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
 
     /// Collects garbage until entries of `sizes` fit without touching the
     /// reserve.
-    fn make_room(&mut self, sizes: &[u32]) -> Result<(), StoreError> {
-        let needed: u32 = sizes.iter().sum();
-        let usable = (self.pages.len() - RESERVE_PAGES - 1) as u32 * self.geometry.page_capacity();
-        if self.live_bytes().saturating_add(needed) > usable {
+    ///
+    /// A transaction that leaves less live data than it found (a delete, a
+    /// shrinking update) may use all but one reserve page, so that a full
+    /// store can always be emptied; the collections it enables give the
+    /// reserve back.
+    ///
+    /// Before collecting anything it checks that perfect compaction could
+    /// make room at all; if not, the answer is `Full` at once, so a full card
+    /// does not wear its flash on collections that cannot help.
+    fn make_room(&mut self, sizes: &[u32], shrinks: bool) -> Result<(), StoreError> {
+        let reserve = if shrinks { 1 } else { RESERVE_PAGES };
+        let ordinary = |s: &u32| (*s, false);
+        if self.fits(sizes.iter().map(ordinary), reserve) {
+            return Ok(());
+        }
+        if !self.fits_compacted(sizes, reserve) {
             return Err(StoreError::Full);
         }
         for _ in 0..=self.pages.len() {
-            if self.fits(sizes.iter().copied(), RESERVE_PAGES) {
-                return Ok(());
-            }
             if !self.collect_oldest()? {
                 break;
+            }
+            if self.fits(sizes.iter().map(ordinary), reserve) {
+                return Ok(());
             }
         }
         Err(StoreError::Full)
     }
 
-    /// Whether entries of these sizes can be appended leaving `reserve`
-    /// free pages untouched.
-    fn fits(&self, sizes: impl Iterator<Item = u32>, reserve: usize) -> bool {
-        let mut room = self.head.map_or(0, |(_, at)| self.geometry.page_size - at);
-        let mut free = self.free_pages();
-        for size in sizes {
+    /// Live bytes once `ops` have committed; a key written twice in one
+    /// transaction is counted twice, which errs on the side of caution.
+    fn live_bytes_after(&self, ops: &[Op<'_>]) -> u32 {
+        let mut live = self.live_bytes();
+        for (i, op) in ops.iter().enumerate() {
+            let earlier = ops.get(..i).unwrap_or_default();
+            let (key, added) = match op {
+                Op::Put(k, v) => (*k, self.geometry.entry_size(v.len())),
+                Op::Delete(k) => (*k, 0),
+                Op::Clear => {
+                    live = self
+                        .index
+                        .iter()
+                        .filter(|s| s.key > Key::MAX.0)
+                        .map(|s| self.geometry.entry_size(usize::from(s.len)))
+                        .sum();
+                    continue;
+                }
+            };
+            let first_touch = !earlier.iter().any(|e| match e {
+                Op::Put(k, _) | Op::Delete(k) => *k == key,
+                Op::Clear => true,
+            });
+            if first_touch && let Some(s) = self.slot(key.0) {
+                live = live.saturating_sub(self.geometry.entry_size(usize::from(s.len)));
+            }
+            live = live.saturating_add(added);
+        }
+        live
+    }
+
+    /// Whether every live record, followed by the new entries, packs into
+    /// the pages outside the reserve, the way collection would pack them.
+    /// The old versions of keys the transaction replaces count: they stay
+    /// live until it commits.
+    fn fits_compacted(&self, sizes: &[u32], reserve: usize) -> bool {
+        let capacity = self.geometry.page_capacity();
+        let live = self
+            .index
+            .iter()
+            .map(|s| self.geometry.entry_size(usize::from(s.len)));
+        let mut pages = 1usize;
+        let mut room = capacity;
+        for size in live.chain(sizes.iter().copied()) {
             if size > room {
+                pages += 1;
+                room = capacity;
+            }
+            room -= size.min(room);
+        }
+        pages + reserve <= self.pages.len()
+    }
+
+    /// Whether entries of these sizes (each flagged if it is a horizon
+    /// record) can be appended leaving `reserve` free pages untouched.
+    fn fits(&self, entries: impl Iterator<Item = (u32, bool)>, reserve: usize) -> bool {
+        let mut at = self.head.map_or(self.geometry.page_size, |(_, at)| at);
+        let mut free = self.free_pages();
+        for (size, horizon) in entries {
+            if at + size > self.geometry.limit(horizon) {
                 if free == 0 {
                     return false;
                 }
                 free -= 1;
-                room = self.geometry.page_capacity();
+                at = self.geometry.header;
             }
-            room -= size.min(room);
+            at += size;
         }
         free >= reserve
     }
@@ -603,10 +809,10 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let end = base + self.geometry.page_size;
         let in_victim = |s: &Slot| s.addr >= base && s.addr < end && s.key != HORIZON_KEY;
         let moving = self.index.iter().filter(|s| in_victim(s));
-        let sizes = moving
-            .map(|s| self.geometry.entry_size(usize::from(s.len)))
-            .chain(core::iter::once(self.geometry.entry_size(4)));
-        if !self.fits(sizes, 0) {
+        let entries = moving
+            .map(|s| (self.geometry.entry_size(usize::from(s.len)), false))
+            .chain(core::iter::once((self.geometry.entry_size(4), true)));
+        if !self.fits(entries, 0) {
             return Ok(false);
         }
         let mut i = 0;
@@ -635,7 +841,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// Re-appends a live record as its own committed entry.
     fn copy_entry(&mut self, slot: Slot) -> Result<u32, StoreError> {
         let size = self.geometry.entry_size(usize::from(slot.len));
-        let to = self.reserve_space(size)?;
+        let to = self.reserve_space(size, false)?;
         let tx = self.take_tx();
         let mut header = EntryHeader {
             key: slot.key,
@@ -678,7 +884,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// Appends one entry, opening a page if needed; returns its address.
     fn append(&mut self, header: &EntryHeader, value: &[u8]) -> Result<u32, StoreError> {
         let size = self.geometry.entry_size(value.len());
-        let at = self.reserve_space(size)?;
+        let at = self.reserve_space(size, header.key == HORIZON_KEY)?;
         let written = self.write_entry(at, header, value);
         self.finish_append(at, size, written)
     }
@@ -700,16 +906,32 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             }
             Err(e) => {
                 self.head = None;
+                self.resume = None;
                 Err(e)
             }
         }
     }
 
     /// Makes sure the head page has `size` bytes and returns where they start.
-    fn reserve_space(&mut self, size: u32) -> Result<u32, StoreError> {
+    fn reserve_space(&mut self, size: u32, horizon: bool) -> Result<u32, StoreError> {
         if let Some((p, at)) = self.head
-            && at + size <= self.geometry.page_size
+            && at + size <= self.geometry.limit(horizon)
         {
+            if let Some((slot, offset)) = self.resume.take() {
+                let mut buf = [0xFFu8; MAX_ALIGN];
+                let mut record = [0u8; 4];
+                let (lo, hi) = record.split_at_mut(2);
+                lo.copy_from_slice(&(offset as u16).to_le_bytes());
+                hi.copy_from_slice(&(!(offset as u16)).to_le_bytes());
+                if let Some(dst) = buf.get_mut(..4) {
+                    dst.copy_from_slice(&record);
+                }
+                let out = buf.get(..self.geometry.align).ok_or(StoreError::Geometry)?;
+                if let Err(e) = self.program(slot, out) {
+                    self.head = None;
+                    return Err(e);
+                }
+            }
             return Ok(self.page_addr(p) + at);
         }
         let p = self.open_page()?;
@@ -723,6 +945,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let n = self.pages.len();
         let start = self.head.map_or(0, |(p, _)| p + 1);
         self.head = None;
+        self.resume = None;
         let p = (0..n)
             .map(|i| (start + i) % n)
             .find(|&i| !matches!(self.pages.get(i), Some(Page::Data { .. })))

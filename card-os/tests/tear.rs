@@ -1,0 +1,387 @@
+//! Exhaustive power-cut tests of the store.
+//!
+//! Every scenario is run once per flash operation it performs, cutting the
+//! power during that operation (several ways, chosen by seed), then the flash
+//! is mounted again as a reboot would and must hold exactly the state before
+//! or exactly the state after the whole transaction, and must then accept a
+//! new one. Double cuts also cut the first transaction after the reboot, which
+//! is when recovery's deferred work (erasing torn pages, opening a fresh page)
+//! happens: mount itself never writes, as `mount_never_writes` checks.
+
+use std::collections::BTreeMap;
+
+use card_os::store::{Key, Op, Store, StoreError};
+use card_os::testing::{RamFlash, TearingFlash};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+
+/// 16 pages of 256 bytes: small enough that a few records force collection.
+type Tiny = RamFlash<{ 16 * 256 }, 256>;
+type Torn = TearingFlash<Tiny>;
+type Model = BTreeMap<u16, Vec<u8>>;
+
+/// Ways each cut tears (the seed picks prefix length, half-written words…).
+const SEEDS: u64 = 16;
+
+#[derive(Clone, Debug)]
+enum Change {
+    Put(u16, Vec<u8>),
+    Delete(u16),
+    Clear,
+}
+
+fn put(key: u16, len: usize, fill: u8) -> Change {
+    Change::Put(key, vec![fill; len])
+}
+
+fn ops(tx: &[Change]) -> Vec<Op<'_>> {
+    tx.iter()
+        .map(|c| match c {
+            Change::Put(k, v) => Op::Put(Key::new(*k).unwrap(), v),
+            Change::Delete(k) => Op::Delete(Key::new(*k).unwrap()),
+            Change::Clear => Op::Clear,
+        })
+        .collect()
+}
+
+fn apply(model: &mut Model, tx: &[Change]) {
+    for c in tx {
+        match c {
+            Change::Put(k, v) => {
+                model.insert(*k, v.clone());
+            }
+            Change::Delete(k) => {
+                model.remove(k);
+            }
+            Change::Clear => model.clear(),
+        }
+    }
+}
+
+fn dump<F: embedded_storage::nor_flash::NorFlash>(store: &mut Store<F>) -> Model {
+    let keys: Vec<Key> = store.keys().collect();
+    let mut buf = vec![0u8; 4096];
+    keys.into_iter()
+        .map(|k| {
+            (
+                k.get(),
+                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn build(setup: &[Vec<Change>]) -> (Tiny, Model) {
+    let mut store: Store<Tiny> = Store::mount(Tiny::new()).unwrap();
+    let mut model = Model::new();
+    for tx in setup {
+        store.commit(&ops(tx)).unwrap();
+        apply(&mut model, tx);
+    }
+    (store.into_flash(), model)
+}
+
+/// Mounts after a cut, checks the state is one of `allowed`, and proves the
+/// store still takes (and keeps) a new transaction. Returns the state found.
+fn reboot_and_check(flash: Tiny, allowed: &[&Model], what: &str) -> Model {
+    let mut store: Store<Tiny> = Store::mount(flash.clone()).expect("mount after a cut");
+    let state = dump(&mut store);
+    assert!(allowed.contains(&&state), "{what}: mixed state {state:?}");
+    let probe = [Change::Put(0x3FFF, b"probe".to_vec())];
+    let mut expected = state.clone();
+    match store.commit(&ops(&probe)) {
+        Ok(()) => apply(&mut expected, &probe),
+        Err(StoreError::Full) => {}
+        Err(e) => panic!("{what}: store refused a new transaction: {e:?}"),
+    }
+    assert_eq!(
+        dump(&mut store),
+        expected,
+        "{what}: after a new transaction"
+    );
+    let mut again: Store<Tiny> = Store::mount(store.into_flash()).unwrap();
+    assert_eq!(dump(&mut again), expected, "{what}: after remount");
+    state
+}
+
+/// Runs `tx` on the state `setup` builds, cutting at every operation; with
+/// `double`, also cuts the retry after each reboot at every operation.
+/// Returns the number of cut points exercised.
+fn exhaust(
+    name: &str,
+    setup: &[Vec<Change>],
+    tx: &[Change],
+    expect: Result<(), StoreError>,
+    double: bool,
+) -> usize {
+    let (base, old) = build(setup);
+    let mut new = old.clone();
+    if expect.is_ok() {
+        apply(&mut new, tx);
+    }
+    let mut cuts = 0;
+    let mut completed = false;
+    for n in 0.. {
+        for seed in 0..SEEDS {
+            let mut store: Store<Torn> =
+                Store::mount(Torn::new(base.clone(), Some(n), seed)).unwrap();
+            let result = store.commit(&ops(tx));
+            if !store.flash().is_cut() {
+                assert_eq!(result, expect, "{name}: uncut result");
+                assert_eq!(dump(&mut store), new, "{name}: uncut state");
+                completed = true;
+                break;
+            }
+            assert!(
+                result.is_err(),
+                "{name}: a cut transaction reported success"
+            );
+            cuts += 1;
+            let flash = store.into_flash().into_inner();
+            let what = format!("{name}: cut at op {n} seed {seed}");
+            let first = reboot_and_check(flash.clone(), &[&old, &new], &what);
+            if double {
+                cuts += retry_with_cuts(&flash, tx, expect, &first, &new, &what, seed);
+            }
+        }
+        if completed {
+            break;
+        }
+    }
+    cuts
+}
+
+/// After a first cut left `first`, retries the transaction cutting at every
+/// operation of the retry.
+fn retry_with_cuts(
+    torn: &Tiny,
+    tx: &[Change],
+    expect: Result<(), StoreError>,
+    first: &Model,
+    new: &Model,
+    what: &str,
+    seed: u64,
+) -> usize {
+    let mut cuts = 0;
+    for m in 0.. {
+        let mut store: Store<Torn> =
+            Store::mount(Torn::new(torn.clone(), Some(m), seed + 100)).unwrap();
+        let result = store.commit(&ops(tx));
+        if !store.flash().is_cut() {
+            let expected = if expect.is_ok() { new } else { first };
+            // If the first attempt committed after all, the retry rewrites
+            // equal values: on a full store that is refused, harmlessly.
+            let redundant_refusal = first == new && result == Err(StoreError::Full);
+            if !redundant_refusal {
+                assert_eq!(result, expect, "{what}: retry result");
+            }
+            assert_eq!(&dump(&mut store), expected, "{what}: retry state");
+            return cuts;
+        }
+        cuts += 1;
+        let flash = store.into_flash().into_inner();
+        reboot_and_check(
+            flash,
+            &[first, new],
+            &format!("{what}, then cut at op {m} of the retry"),
+        );
+    }
+    cuts
+}
+
+#[test]
+fn mount_never_writes() {
+    let (base, _) = build(&[vec![put(1, 10, 1)], vec![put(2, 100, 2)]]);
+    let store: Store<Torn> = Store::mount(Torn::new(base, Some(0), 0)).unwrap();
+    assert_eq!(store.flash().ops(), 0);
+}
+
+/// Setups whose next transaction has to collect one or more pages first.
+fn crowded() -> Vec<Vec<Change>> {
+    let mut setup = vec![vec![put(10, 120, 0xA), put(11, 40, 0xB)]];
+    for i in 0..40u8 {
+        setup.push(vec![put(1, 24, i), put(2, 8, i)]);
+    }
+    setup.push(vec![put(12, 100, 0xC)]);
+    for i in 0..12u8 {
+        setup.push(vec![put(1, 24, i)]);
+    }
+    setup
+}
+
+/// Records until a 180-byte record no longer fits.
+fn full() -> (Vec<Vec<Change>>, u16) {
+    let mut setup = Vec::new();
+    let mut key = 100;
+    loop {
+        let tx = vec![put(key, 180, key as u8)];
+        let (flash, _) = build(&setup);
+        let mut store: Store<Tiny> = Store::mount(flash).unwrap();
+        if store.commit(&ops(&tx)).is_err() {
+            return (setup, key);
+        }
+        setup.push(tx);
+        key += 1;
+    }
+}
+
+/// Every scenario, cut at every operation, each cut sixteen ways, and every
+/// retry after a cut cut again at every operation.
+#[test]
+fn every_scenario_cut_at_every_operation() {
+    let mut total = 0;
+    let mut run = |name: &str, setup: &[Vec<Change>], tx: &[Change], expect| {
+        let n = exhaust(name, setup, tx, expect, true);
+        println!("  {name:<28} {n:>6} cut points");
+        total += n;
+        n
+    };
+    run("first write on blank flash", &[], &[put(1, 8, 9)], Ok(()));
+    run(
+        "single-record update",
+        &[vec![put(1, 8, 1)], vec![put(2, 20, 2)]],
+        &[put(1, 8, 9)],
+        Ok(()),
+    );
+    let setup = [vec![put(1, 8, 1), put(2, 30, 2), put(3, 4, 3)]];
+    let tx = [
+        put(1, 40, 7),
+        Change::Delete(2),
+        put(4, 60, 4),
+        put(3, 2, 8),
+    ];
+    run("multi-record transaction", &setup, &tx, Ok(()));
+    run(
+        "large record (3 programs)",
+        &[vec![put(1, 8, 1)]],
+        &[put(2, 150, 5), put(1, 9, 6)],
+        Ok(()),
+    );
+    let setup = [vec![put(1, 150, 1)], vec![put(2, 40, 2)]];
+    run(
+        "straddling two pages",
+        &setup,
+        &[put(3, 60, 3), put(4, 60, 4)],
+        Ok(()),
+    );
+    let setup = [vec![put(1, 8, 1), put(2, 8, 2)], vec![put(3, 100, 3)]];
+    run(
+        "clear and put",
+        &setup,
+        &[Change::Clear, put(5, 8, 5)],
+        Ok(()),
+    );
+
+    let setup = crowded();
+    let (base, _) = build(&setup);
+    let mut probe: Store<Torn> = Store::mount(Torn::new(base, None, 0)).unwrap();
+    probe.commit(&ops(&[put(13, 180, 0xD)])).unwrap();
+    assert!(
+        probe.flash().inner().erase_ops() > 0,
+        "scenario no longer forces a collection"
+    );
+    run(
+        "update forcing collection",
+        &setup,
+        &[put(13, 180, 0xD)],
+        Ok(()),
+    );
+    let tx = [put(1, 100, 1), put(14, 100, 2), Change::Delete(11)];
+    run("multi forcing collection", &setup, &tx, Ok(()));
+
+    let (setup, key) = full();
+    // A refusal is decided before any flash operation: nothing to cut.
+    let n = run(
+        "full flash refuses",
+        &setup,
+        &[put(key, 180, 1)],
+        Err(StoreError::Full),
+    );
+    assert_eq!(n, 0, "a refused transaction touched the flash");
+    // Shrinking a record and deleting one stay possible on a full store.
+    run(
+        "full flash, shrink a record",
+        &setup,
+        &[put(100, 8, 1)],
+        Ok(()),
+    );
+    run(
+        "full flash, delete",
+        &setup,
+        &[Change::Delete(101), Change::Delete(102)],
+        Ok(()),
+    );
+    // Replacing needs room for old and new side by side: refused too.
+    let n = run(
+        "full flash, replace largest",
+        &setup,
+        &[put(100, 180, 0xEE)],
+        Err(StoreError::Full),
+    );
+    assert_eq!(n, 0, "a refused transaction touched the flash");
+
+    let setup = [
+        vec![put(1, 60, 1), put(2, 60, 2), put(3, 60, 3)],
+        vec![put(4, 100, 4)],
+    ];
+    let tx: Vec<Change> = (1..=6).map(|k| put(k, 70, 0x40 + k as u8)).collect();
+    run("six large records", &setup, &tx, Ok(()));
+    let mut setup = crowded();
+    setup.push(vec![put(20, 150, 0x20)]);
+    let tx = [
+        put(10, 150, 1),
+        put(12, 150, 2),
+        put(1, 150, 3),
+        Change::Delete(2),
+    ];
+    run("large, forcing collection", &setup, &tx, Ok(()));
+
+    println!("store tear tests: {total} cut points exercised (double cuts included)");
+    assert!(total >= 10_000, "only {total} cut points");
+}
+
+#[test]
+fn random_transactions_with_random_cuts() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0009);
+    let mut flash = Tiny::new();
+    let mut model = Model::new();
+    let mut cuts = 0usize;
+    for step in 0..3000 {
+        let len = 1 + rng.next_u32() as usize % 4;
+        let tx: Vec<Change> = (0..len)
+            .map(|_| {
+                let key = (rng.next_u32() % 10) as u16;
+                match rng.next_u32() % 10 {
+                    0 => Change::Delete(key),
+                    1 if rng.next_u32() % 8 == 0 => Change::Clear,
+                    _ => {
+                        let n = rng.next_u32() as usize % 40;
+                        put(key, n, step as u8)
+                    }
+                }
+            })
+            .collect();
+        let cut = (rng.next_u32() % 2 == 0).then(|| rng.next_u32() % 4);
+        let mut store: Store<Torn> = Store::mount(Torn::new(flash, cut, rng.next_u64())).unwrap();
+        let result = store.commit(&ops(&tx));
+        let was_cut = store.flash().is_cut();
+        flash = store.into_flash().into_inner();
+        let mut next = model.clone();
+        apply(&mut next, &tx);
+        let mut check: Store<Tiny> = Store::mount(flash.clone()).unwrap();
+        let state = dump(&mut check);
+        if was_cut {
+            cuts += 1;
+            assert!(state == model || state == next, "step {step}: mixed state");
+        } else {
+            match result {
+                Ok(()) => assert_eq!(state, next, "step {step}"),
+                Err(StoreError::Full) => assert_eq!(state, model, "step {step}"),
+                Err(e) => panic!("step {step}: {e:?}"),
+            }
+        }
+        model = state;
+    }
+    println!("store tear tests: {cuts} random cuts in 3000 random transactions");
+    assert!(cuts > 300, "only {cuts} random cuts");
+}
