@@ -28,5 +28,8 @@ pub use error::Error;
 pub use response::Response;
 pub use status::{Status, Tries};
 
-/// The class byte, decoded (chaining, logical channel, secure messaging).
-pub use iso7816::command::class::{Chain, Class, SecureMessaging};
+/// The class byte, decoded (chaining, logical channel, secure messaging):
+/// the `iso7816` crate's decoding of the ISO 7816-4 class ranges.
+pub use iso7816::command::class::{
+    Chain, Class, Interindustry, Range as ClassRange, SecureMessaging,
+};

@@ -1,4 +1,8 @@
-//! The s9card card runtime.
+//! The s9card card runtime: power and reset, APDU framing and chaining,
+//! GET RESPONSE, applet selection, and a transactional store on NOR flash.
+//!
+//! It needs no allocator, no clock, no threads and no `std`, so the same code
+//! runs in tests, behind the virtual reader, and as Cortex-M firmware.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -11,6 +15,14 @@
     )
 )]
 
+pub mod applet;
+pub mod atr;
+mod card;
+mod error;
 pub mod store;
+
+pub use applet::{Applet, Applets, Context, Persistent, Reply};
+pub use card::{CHAIN_CAPACITY, Card, Mute, RESPONSE_CAPACITY, ResponseApdu};
+pub use error::Error;
 #[cfg(feature = "testing")]
 pub mod testing;

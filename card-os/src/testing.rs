@@ -340,3 +340,112 @@ impl<F: NorFlash> NorFlash for TearingFlash<F> {
         lift(self.inner.write(offset, bytes))
     }
 }
+
+/// A trivial applet that exercises the OS, for tests, benches and fuzzing.
+///
+/// | INS | does |
+/// |---|---|
+/// | `01` | echoes the command data |
+/// | `02` | answers `P1 P2` (big-endian) bytes counting up from 0 |
+/// | `03` | fails with `6A 80` |
+/// | `04` | stores the command data under key P2 (one transaction) |
+/// | `05` | reads key P2 back (`6A 82` if absent) |
+/// | `06` | answers 8 random bytes |
+/// | other | `6D 00` |
+#[derive(Debug)]
+pub struct EchoApplet {
+    aid: &'static [u8],
+    /// Times selected, deselected and reset, for tests to check.
+    pub events: AppletEvents,
+    /// The data of the last command processed.
+    pub last_data: heapless::Vec<u8, { crate::CHAIN_CAPACITY }>,
+}
+
+/// What an [`EchoApplet`] has been through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppletEvents {
+    /// `select` calls.
+    pub selected: u32,
+    /// `deselect` calls.
+    pub deselected: u32,
+    /// `reset` calls.
+    pub resets: u32,
+}
+
+impl EchoApplet {
+    /// An echo applet answering to `aid`.
+    pub fn new(aid: &'static [u8]) -> Self {
+        EchoApplet {
+            aid,
+            events: AppletEvents::default(),
+            last_data: heapless::Vec::new(),
+        }
+    }
+}
+
+impl crate::Applet for EchoApplet {
+    fn aid(&self) -> &[u8] {
+        self.aid
+    }
+
+    fn select(
+        &mut self,
+        _ctx: &mut crate::Context<'_>,
+        reply: &mut crate::Reply<'_>,
+    ) -> Result<(), apdu::Status> {
+        self.events.selected += 1;
+        reply
+            .tlv(apdu::tlv::Tag::constant(0x4F), self.aid)
+            .map_err(|_| apdu::Status::NotEnoughMemory)
+    }
+
+    fn deselect(&mut self) {
+        self.events.deselected += 1;
+    }
+
+    fn reset(&mut self) {
+        self.events.resets += 1;
+    }
+
+    fn process(
+        &mut self,
+        command: &apdu::Command<'_>,
+        ctx: &mut crate::Context<'_>,
+        reply: &mut crate::Reply<'_>,
+    ) -> Result<(), apdu::Status> {
+        use apdu::Status;
+        self.last_data.clear();
+        let _ = self.last_data.extend_from_slice(command.data());
+        let full = |_| Status::NotEnoughMemory;
+        match command.ins() {
+            0x01 => reply.raw(command.data()).map_err(full),
+            0x02 => {
+                let n = usize::from(u16::from_be_bytes([command.p1(), command.p2()]));
+                (0..n).try_for_each(|i| reply.raw(&[i as u8])).map_err(full)
+            }
+            0x03 => Err(Status::IncorrectDataField),
+            0x04 => {
+                let key =
+                    crate::store::Key::new(u16::from(command.p2())).ok_or(Status::IncorrectP1P2)?;
+                let op = crate::store::Op::Put(key, command.data());
+                ctx.store.commit(&[op]).map_err(|_| Status::MemoryFailure)
+            }
+            0x05 => {
+                let key =
+                    crate::store::Key::new(u16::from(command.p2())).ok_or(Status::IncorrectP1P2)?;
+                let mut buf = [0u8; 512];
+                match ctx.store.read(key, &mut buf) {
+                    Ok(Some(v)) => reply.raw(v).map_err(full),
+                    Ok(None) => Err(Status::NotFound),
+                    Err(_) => Err(Status::MemoryFailure),
+                }
+            }
+            0x06 => {
+                let mut r = [0u8; 8];
+                ctx.rng.fill_bytes(&mut r);
+                reply.raw(&r).map_err(full)
+            }
+            _ => Err(Status::InstructionNotSupported),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What an applet sees of the card: the commands for it, the persistent
+//! store and the random number generator.
+
+use apdu::{Command, Status, tlv::Writer};
+use rand_core::CryptoRng;
+
+use crate::store::{Key, Op, Store, StoreError};
+use embedded_storage::nor_flash::NorFlash;
+
+/// The applet's response data, written in place into the card's response
+/// buffer. Its TLV helpers build nested templates without a second buffer.
+pub type Reply<'b> = Writer<'b>;
+
+/// The persistent store, as an applet uses it. A trait so that applets do
+/// not carry the flash type in theirs.
+pub trait Persistent {
+    /// Reads `key`'s value into `buf`; `None` if it holds nothing.
+    fn read<'b>(&mut self, key: Key, buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, StoreError>;
+    /// The length of `key`'s value, if any.
+    fn len_of(&self, key: Key) -> Option<usize>;
+    /// Applies `ops` all together or not at all, even across a power cut.
+    fn commit(&mut self, ops: &[Op<'_>]) -> Result<(), StoreError>;
+}
+
+impl<F: NorFlash, const KEYS: usize> Persistent for Store<F, KEYS> {
+    fn read<'b>(&mut self, key: Key, buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, StoreError> {
+        self.read_value(key, buf)
+    }
+
+    fn len_of(&self, key: Key) -> Option<usize> {
+        self.value_len(key)
+    }
+
+    fn commit(&mut self, ops: &[Op<'_>]) -> Result<(), StoreError> {
+        Store::commit(self, ops)
+    }
+}
+
+/// The card's services, lent to an applet for one command.
+pub struct Context<'a> {
+    /// Persistent records.
+    pub store: &'a mut dyn Persistent,
+    /// The card's random number generator.
+    pub rng: &'a mut dyn CryptoRng,
+}
+
+/// A card application.
+///
+/// The OS handles framing, chaining, GET RESPONSE and selection; an applet
+/// sees whole commands and writes whole responses. Its volatile state (what
+/// has been verified, pending challenges) is its own, and it must drop it in
+/// [`Applet::deselect`] and [`Applet::reset`].
+pub trait Applet {
+    /// The applet's full AID.
+    fn aid(&self) -> &[u8];
+
+    /// The applet has been selected (or selected again: then it keeps its
+    /// security status). Writes the selection response into `reply`.
+    fn select(&mut self, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<(), Status>;
+
+    /// Another applet was selected: drop the security status.
+    fn deselect(&mut self);
+
+    /// Processes one complete (reassembled) command.
+    fn process(
+        &mut self,
+        command: &Command<'_>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status>;
+
+    /// The card was reset or powered off: drop every volatile state.
+    fn reset(&mut self) {
+        self.deselect();
+    }
+}
+
+/// The applets installed on a card, in registration order.
+///
+/// Implemented for tuples `(A,)`, `(A, B)` and `(A, B, C)`, so a card holds
+/// its applets by value with no allocation and no `dyn` storage.
+pub trait Applets {
+    /// How many applets there are.
+    fn count(&self) -> usize;
+    /// Applet `i`.
+    fn get(&mut self, i: usize) -> Option<&mut dyn Applet>;
+    /// Applet `i`'s AID.
+    fn aid(&self, i: usize) -> Option<&[u8]>;
+
+    /// Finds the applet a SELECT by DF name means: an exact AID match, or
+    /// else the only applet whose AID starts with `name` (PIV middleware
+    /// selects with the 5-byte prefix). `None` for no match or an ambiguous
+    /// prefix.
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        if name.is_empty() {
+            return None;
+        }
+        let ids = 0..self.count();
+        if let Some(i) = ids.clone().find(|&i| self.aid(i) == Some(name)) {
+            return Some(i);
+        }
+        let mut matches = ids.filter(|&i| self.aid(i).is_some_and(|aid| aid.starts_with(name)));
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    }
+}
+
+macro_rules! tuple_applets {
+    ($($name:ident : $idx:tt),+) => {
+        impl<$($name: Applet),+> Applets for ($($name,)+) {
+            fn count(&self) -> usize {
+                [$($idx),+].len()
+            }
+
+            fn get(&mut self, i: usize) -> Option<&mut dyn Applet> {
+                match i {
+                    $($idx => Some(&mut self.$idx),)+
+                    _ => None,
+                }
+            }
+
+            fn aid(&self, i: usize) -> Option<&[u8]> {
+                match i {
+                    $($idx => Some(self.$idx.aid()),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+tuple_applets!(A: 0);
+tuple_applets!(A: 0, B: 1);
+tuple_applets!(A: 0, B: 1, C: 2);

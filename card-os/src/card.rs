@@ -1,0 +1,339 @@
+//! The card: power, APDU framing and chaining, GET RESPONSE, selection.
+
+use apdu::{Chain, Class, Command, Header, SecureMessaging, Status, tlv::Writer};
+use embedded_storage::nor_flash::NorFlash;
+use heapless::Vec;
+use rand_core::CryptoRng;
+
+use crate::applet::{Applets, Context};
+use crate::atr::Atr;
+use crate::error::Error;
+use crate::store::{Store, StoreError};
+
+/// The longest command a chain may assemble: a 3 KiB certificate in a PUT
+/// DATA template, with room to spare.
+pub const CHAIN_CAPACITY: usize = 3 * 1024 + 256;
+/// The longest response an applet may produce.
+pub const RESPONSE_CAPACITY: usize = 3 * 1024 + 256;
+/// The most response data one APDU carries: short Le, as PIV tools use.
+const CHUNK: usize = 256;
+/// A response APDU: up to 256 data bytes and SW1 SW2.
+pub type ResponseApdu = Vec<u8, { CHUNK + 2 }>;
+
+const INS_SELECT: u8 = 0xA4;
+const INS_GET_RESPONSE: u8 = 0xC0;
+/// SELECT P1: by DF name (AID).
+const SELECT_BY_NAME: u8 = 0x04;
+/// SELECT P2: return the FCI, or return nothing.
+const SELECT_RETURN_FCI: u8 = 0x00;
+const SELECT_NO_RESPONSE: u8 = 0x0C;
+
+/// A command chain being assembled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PendingChain {
+    /// INS P1 P2 of the chain's parts; a part with others breaks the chain.
+    key: [u8; 3],
+    len: usize,
+}
+
+/// Where a complete command's data is.
+enum Data<'a> {
+    /// In the APDU just received.
+    Apdu(&'a [u8]),
+    /// In the chaining buffer, this long.
+    Chained(usize),
+}
+
+/// Everything a reset forgets. Dropping this struct is the whole of what a
+/// power cycle or warm reset does to the OS (applets drop their own).
+struct Volatile {
+    selected: Option<usize>,
+    chain: Option<PendingChain>,
+    chain_buf: [u8; CHAIN_CAPACITY],
+    /// Unsent response bytes: `response[sent..len]`.
+    response: [u8; RESPONSE_CAPACITY],
+    sent: usize,
+    len: usize,
+}
+
+impl Volatile {
+    const fn new() -> Self {
+        Volatile {
+            selected: None,
+            chain: None,
+            chain_buf: [0; CHAIN_CAPACITY],
+            response: [0; RESPONSE_CAPACITY],
+            sent: 0,
+            len: 0,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.len - self.sent
+    }
+}
+
+/// Why the card gives no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mute {
+    /// The card is not powered.
+    NoPower,
+}
+
+/// A card: its flash store, its random number generator, its applets and
+/// the volatile state of the current session.
+pub struct Card<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize = 128> {
+    store: Store<F, KEYS>,
+    rng: R,
+    applets: A,
+    atr: Atr,
+    volatile: Volatile,
+    powered: bool,
+}
+
+impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEYS> {
+    /// Boots a card: mounts its store (recovering from any torn write) and
+    /// leaves it unpowered until [`Card::power_on`].
+    pub fn boot(flash: F, rng: R, applets: A, atr: Atr) -> Result<Self, StoreError> {
+        Ok(Card {
+            store: Store::mount(flash)?,
+            rng,
+            applets,
+            atr,
+            volatile: Volatile::new(),
+            powered: false,
+        })
+    }
+
+    /// Powers the card and returns its ATR.
+    pub fn power_on(&mut self) -> &[u8] {
+        self.forget();
+        self.powered = true;
+        &self.atr
+    }
+
+    /// Removes power: the session's state is gone.
+    pub fn power_off(&mut self) {
+        self.forget();
+        self.powered = false;
+    }
+
+    /// A warm reset: the session's state is gone; returns the ATR.
+    pub fn warm_reset(&mut self) -> &[u8] {
+        self.power_on()
+    }
+
+    /// The ATR.
+    pub fn atr(&self) -> &[u8] {
+        &self.atr
+    }
+
+    fn forget(&mut self) {
+        self.volatile = Volatile::new();
+        for i in 0..self.applets.count() {
+            if let Some(applet) = self.applets.get(i) {
+                applet.reset();
+            }
+        }
+    }
+
+    /// The store, for inspection.
+    pub fn store(&self) -> &Store<F, KEYS> {
+        &self.store
+    }
+
+    /// The applets, for inspection.
+    pub fn applets(&self) -> &A {
+        &self.applets
+    }
+
+    /// Takes the card apart (to reboot its flash after a cut, for instance).
+    pub fn into_parts(self) -> (F, R, A) {
+        (self.store.into_flash(), self.rng, self.applets)
+    }
+
+    /// Sends a command APDU and returns the response APDU.
+    pub fn transmit(&mut self, apdu: &[u8]) -> Result<ResponseApdu, Mute> {
+        if !self.powered {
+            return Err(Mute::NoPower);
+        }
+        let mut out = ResponseApdu::new();
+        let status = match self.handle(apdu, &mut out) {
+            Ok(status) => status,
+            Err(e) => {
+                out.clear();
+                e.status()
+            }
+        };
+        // `out` holds at most CHUNK data bytes, so the status always fits.
+        let _ = out.extend_from_slice(&status.to_bytes());
+        Ok(out)
+    }
+
+    /// Runs one APDU; on success `out` holds the response data to send.
+    fn handle(&mut self, bytes: &[u8], out: &mut ResponseApdu) -> Result<Status, Error> {
+        let command = Command::parse(bytes).map_err(Error::Malformed)?;
+        let header = command.header();
+        let class = header.class().map_err(|_| Error::ClassNotSupported)?;
+        check_class(&class)?;
+        if matches!(header.ins & 0xF0, 0x60 | 0x90) {
+            return Err(Error::InvalidInstruction);
+        }
+        let chained = class.chain() == Chain::NotTheLast;
+        if header.ins == INS_GET_RESPONSE && !chained {
+            self.volatile.chain = None;
+            return self.get_response(&command, out);
+        }
+        // Any other command ends what GET RESPONSE could still have fetched.
+        self.volatile.sent = 0;
+        self.volatile.len = 0;
+        let key = [header.ins, header.p1, header.p2];
+        let held = match self.volatile.chain {
+            Some(chain) if chain.key == key => chain.len,
+            _ => 0,
+        };
+        if !chained && held == 0 {
+            // The common case: a whole command in one APDU, used in place.
+            self.volatile.chain = None;
+            return self.dispatch(header, Data::Apdu(command.data()), command.expected(), out);
+        }
+        let total = held + command.data().len();
+        if total > CHAIN_CAPACITY {
+            self.volatile.chain = None;
+            return Err(Error::ChainTooLong);
+        }
+        if let Some(dst) = self.volatile.chain_buf.get_mut(held..total) {
+            dst.copy_from_slice(command.data());
+        }
+        if chained {
+            self.volatile.chain = Some(PendingChain { key, len: total });
+            return Ok(Status::Success);
+        }
+        self.volatile.chain = None;
+        self.dispatch(header, Data::Chained(total), command.expected(), out)
+    }
+
+    /// Runs a complete command.
+    fn dispatch(
+        &mut self,
+        header: Header,
+        data: Data<'_>,
+        expected: Option<u32>,
+        out: &mut ResponseApdu,
+    ) -> Result<Status, Error> {
+        let volatile = &mut self.volatile;
+        let data = match data {
+            Data::Apdu(bytes) => bytes,
+            Data::Chained(len) => volatile.chain_buf.get(..len).unwrap_or_default(),
+        };
+        let mut reply = Writer::new(&mut volatile.response);
+        let mut ctx = Context {
+            store: &mut self.store,
+            rng: &mut self.rng,
+        };
+        let result = if header.ins == INS_SELECT && header.p1 == SELECT_BY_NAME {
+            if header.p2 != SELECT_RETURN_FCI && header.p2 != SELECT_NO_RESPONSE {
+                return Err(Error::SelectParameters);
+            }
+            let target = self.applets.find(data).ok_or(Error::ApplicationNotFound)?;
+            if let Some(previous) = volatile.selected.filter(|&p| p != target)
+                && let Some(applet) = self.applets.get(previous)
+            {
+                applet.deselect();
+            }
+            volatile.selected = Some(target);
+            let applet = self.applets.get(target).ok_or(Error::ApplicationNotFound)?;
+            let result = applet.select(&mut ctx, &mut reply);
+            if result.is_err() {
+                volatile.selected = None;
+            }
+            if header.p2 == SELECT_NO_RESPONSE {
+                reply = Writer::new(&mut []);
+            }
+            result
+        } else {
+            let selected = volatile.selected.ok_or(Error::NoApplicationSelected)?;
+            let applet = self
+                .applets
+                .get(selected)
+                .ok_or(Error::NoApplicationSelected)?;
+            match Command::new(header, data, expected) {
+                Ok(command) => applet.process(&command, &mut ctx, &mut reply),
+                Err(_) => Err(Status::WrongLength),
+            }
+        };
+        let produced = reply.len();
+        match result {
+            Ok(()) => {
+                volatile.len = produced;
+                volatile.sent = 0;
+                Ok(self.send_chunk(expected, out))
+            }
+            // Applets answer errors with the status word alone.
+            Err(status) => Ok(status),
+        }
+    }
+
+    /// GET RESPONSE: the next part of the pending response.
+    fn get_response(
+        &mut self,
+        command: &Command<'_>,
+        out: &mut ResponseApdu,
+    ) -> Result<Status, Error> {
+        if command.p1() != 0 || command.p2() != 0 {
+            return Err(Error::GetResponseParameters);
+        }
+        if !command.data().is_empty() {
+            return Err(Error::GetResponseData);
+        }
+        let left = self.volatile.pending();
+        if left == 0 {
+            return Err(Error::NothingPending);
+        }
+        // An explicit Le larger than what is left gets the exact figure back
+        // (ISO 7816-4 `6C xx`); Le `00` means "up to 256", which always fits.
+        if let Some(ne) = command.expected()
+            && (ne as usize) < CHUNK
+            && ne as usize > left
+        {
+            return Err(Error::WrongLe(left as u8));
+        }
+        Ok(self.send_chunk(command.expected(), out))
+    }
+
+    /// Moves up to min(Ne, 256) pending bytes into `out`; `61 xx` if more wait.
+    fn send_chunk(&mut self, expected: Option<u32>, out: &mut ResponseApdu) -> Status {
+        let v = &mut self.volatile;
+        let limit = expected.map_or(CHUNK, |ne| (ne as usize).min(CHUNK));
+        let n = v.pending().min(limit);
+        let chunk = v.response.get(v.sent..v.sent + n).unwrap_or_default();
+        let _ = out.extend_from_slice(chunk);
+        v.sent += n;
+        match v.pending() {
+            0 => {
+                v.sent = 0;
+                v.len = 0;
+                Status::Success
+            }
+            // 256 or more waiting is announced as `61 00`.
+            left => Status::MoreData(left.min(CHUNK) as u8),
+        }
+    }
+}
+
+/// Only the first interindustry classes, on the basic channel, without
+/// secure messaging, reach applets.
+fn check_class(class: &Class) -> Result<(), Error> {
+    use apdu::ClassRange;
+    match class.range() {
+        ClassRange::Interindustry(apdu::Interindustry::First) => {}
+        _ => return Err(Error::ClassNotSupported),
+    }
+    if class.secure_messaging() != SecureMessaging::None {
+        return Err(Error::SecureMessaging);
+    }
+    if class.channel() != Some(0) {
+        return Err(Error::LogicalChannel);
+    }
+    Ok(())
+}

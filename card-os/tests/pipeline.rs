@@ -1,0 +1,295 @@
+//! The card OS's APDU pipeline: the vector file, then the cases that need
+//! code (long responses, chain limits, applet events).
+
+use card_os::testing::{EchoApplet, RamFlash};
+use card_os::{CHAIN_CAPACITY, Card, Mute, atr};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+type Flash = RamFlash<{ 16 * 1024 }, 1024>;
+type TestCard = Card<Flash, ChaCha8Rng, (EchoApplet, EchoApplet)>;
+
+const AID_A: &[u8] = &[0xF0, 0x01, 0x02, 0x03, 0x04, 0x05];
+const AID_B: &[u8] = &[0xF0, 0x01, 0x02, 0x03, 0x04, 0x06];
+const SELECT_A: &[u8] = &[
+    0x00, 0xA4, 0x04, 0x00, 0x06, 0xF0, 0x01, 0x02, 0x03, 0x04, 0x05,
+];
+
+fn card() -> TestCard {
+    let atr = atr::t1(b"\x80\x5ftest").unwrap();
+    let applets = (EchoApplet::new(AID_A), EchoApplet::new(AID_B));
+    let mut card = Card::boot(Flash::new(), ChaCha8Rng::seed_from_u64(7), applets, atr).unwrap();
+    card.power_on();
+    card
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn send(card: &mut TestCard, apdu: &[u8]) -> Vec<u8> {
+    card.transmit(apdu).unwrap().to_vec()
+}
+
+#[test]
+fn vector_file() {
+    let text = include_str!("data/pipeline.txt");
+    let mut card = card();
+    let mut scenario = String::new();
+    let mut last = Vec::new();
+    let mut exchanges = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let at = format!("line {} ({scenario})", n + 1);
+        if let Some(name) = line.strip_prefix("==") {
+            scenario = name.trim().to_string();
+            card = self::card();
+        } else if let Some(cmd) = line.strip_prefix('>') {
+            last = send(&mut card, &hex(cmd));
+            exchanges += 1;
+        } else if let Some(expected) = line.strip_prefix('<') {
+            let expected = expected.trim();
+            if let Some(sw) = expected.strip_prefix('*') {
+                assert_eq!(&last[last.len() - 2..], &hex(sw)[..], "{at}");
+            } else {
+                assert_eq!(last, hex(expected), "{at}");
+            }
+        } else if line == "! reset" {
+            card.warm_reset();
+        } else if line == "! cycle" {
+            card.power_off();
+            card.power_on();
+        } else {
+            assert!(
+                line.is_empty() || line.starts_with('#'),
+                "{at}: cannot read {line:?}"
+            );
+        }
+    }
+    assert!(exchanges >= 80, "vector file lost exchanges: {exchanges}");
+}
+
+#[test]
+fn atr_is_valid_t1() {
+    let card = card();
+    let atr = card.atr();
+    assert_eq!(atr[0], 0x3B);
+    let k = usize::from(atr[1] & 0x0F);
+    assert_eq!(atr.len(), 2 + 4 + k + 1);
+    assert_eq!(atr.iter().skip(1).fold(0, |x, b| x ^ b), 0, "TCK");
+    assert_ne!(&atr[1..4], &[0x80, 0x80, 0x01][..], "contactless form");
+    assert!(atr::t1(&[0; 16]).is_none());
+}
+
+#[test]
+fn unpowered_card_is_mute() {
+    let mut card = card();
+    card.power_off();
+    assert_eq!(card.transmit(SELECT_A), Err(Mute::NoPower));
+}
+
+#[test]
+fn long_response_comes_in_chunks_of_256() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    let mut got = Vec::new();
+    let mut rsp = send(&mut card, &[0x00, 0x02, 0x02, 0x58, 0x00]); // 600 bytes
+    loop {
+        let (data, sw) = rsp.split_at(rsp.len() - 2);
+        got.extend_from_slice(data);
+        match sw {
+            [0x90, 0x00] => break,
+            [0x61, n] => {
+                let expected_left = 600 - got.len();
+                assert_eq!(usize::from(*n), expected_left.min(256) % 256);
+                rsp = send(&mut card, &[0x00, 0xC0, 0x00, 0x00, *n]);
+            }
+            other => panic!("unexpected SW {other:02X?}"),
+        }
+    }
+    let expected: Vec<u8> = (0..600).map(|i| i as u8).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn chain_up_to_capacity_and_beyond() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    // A certificate-sized chain (3 KiB in 255-byte parts) reassembles.
+    let body: Vec<u8> = (0..3 * 1024).map(|i| (i * 7) as u8).collect();
+    let parts: Vec<&[u8]> = body.chunks(255).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let cla = if i + 1 == parts.len() { 0x00 } else { 0x10 };
+        let mut apdu = vec![cla, 0x01, 0x00, 0x00, part.len() as u8];
+        apdu.extend_from_slice(part);
+        let rsp = send(&mut card, &apdu);
+        let sw = if cla == 0x10 {
+            [0x90, 0x00]
+        } else {
+            [0x61, 0x00]
+        };
+        assert_eq!(rsp[rsp.len() - 2..], sw, "part {i}");
+    }
+    assert_eq!(card.applets().0.last_data.as_slice(), &body[..]);
+
+    // One byte more than the buffer: refused, nothing stored, nothing sent on.
+    let too_long = vec![0x5A; CHAIN_CAPACITY + 1];
+    let parts: Vec<&[u8]> = too_long.chunks(255).collect();
+    let mut last = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let cla = if i + 1 == parts.len() { 0x00 } else { 0x10 };
+        let mut apdu = vec![cla, 0x04, 0x00, 0x0A, part.len() as u8];
+        apdu.extend_from_slice(part);
+        last = send(&mut card, &apdu);
+        if last != [0x90, 0x00] {
+            break;
+        }
+    }
+    assert_eq!(last, vec![0x6A, 0x84]);
+    assert_eq!(
+        send(&mut card, &[0x00, 0x05, 0x00, 0x0A, 0x00]),
+        vec![0x6A, 0x82]
+    );
+}
+
+#[test]
+fn selection_events_reach_applets() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    send(&mut card, SELECT_A);
+    let select_b = [
+        0x00, 0xA4, 0x04, 0x00, 0x06, 0xF0, 0x01, 0x02, 0x03, 0x04, 0x06,
+    ];
+    send(&mut card, &select_b);
+    let (a, b) = card.applets();
+    assert_eq!(
+        (a.events.selected, a.events.deselected),
+        (2, 1),
+        "reselect keeps, switching drops"
+    );
+    assert_eq!(b.events.selected, 1);
+    card.warm_reset();
+    assert_eq!(card.applets().0.events.resets, 2, "power on and warm reset");
+}
+
+#[test]
+fn randomness_comes_from_the_injected_rng() {
+    let run = || {
+        let mut card = card();
+        send(&mut card, SELECT_A);
+        send(&mut card, &[0x00, 0x06, 0x00, 0x00, 0x08])
+    };
+    let first = run();
+    assert_eq!(first, run(), "same seed, same bytes");
+    assert_eq!(first.len(), 10);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn apdu() -> impl Strategy<Value = Vec<u8>> {
+        let cla = prop_oneof![Just(0x00u8), Just(0x10), any::<u8>()];
+        let ins = prop_oneof![Just(0xA4u8), Just(0xC0), 0x01u8..=0x06, any::<u8>()];
+        let select = Just(SELECT_A.to_vec());
+        let structured = (
+            cla,
+            ins,
+            any::<[u8; 2]>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::option::of(any::<u8>()),
+        )
+            .prop_map(|(cla, ins, p, data, le)| {
+                let mut v = vec![cla, ins, p[0], p[1]];
+                if !data.is_empty() {
+                    v.push(data.len().min(255) as u8);
+                    v.extend_from_slice(&data[..data.len().min(255)]);
+                }
+                v.extend(le);
+                v
+            });
+        prop_oneof![
+            select,
+            structured,
+            proptest::collection::vec(any::<u8>(), 0..40)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn any_sequence_gets_valid_bounded_responses(seq in proptest::collection::vec(apdu(), 1..40)) {
+            let mut card = card();
+            for cmd in &seq {
+                let rsp = card.transmit(cmd).unwrap();
+                prop_assert!(rsp.len() >= 2 && rsp.len() <= 258);
+                let sw = u16::from_be_bytes([rsp[rsp.len() - 2], rsp[rsp.len() - 1]]);
+                let status = apdu::Status::from_sw(sw);
+                prop_assert!(status.is_some(), "unknown SW {sw:04X}");
+                prop_assert_ne!(sw, 0x6F00);
+                if !status.unwrap().is_success() {
+                    prop_assert_eq!(rsp.len(), 2, "error with data");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn power_cut_during_a_command_leaves_old_or_new() {
+    use card_os::testing::TearingFlash;
+    type Torn = TearingFlash<Flash>;
+    let store_cmd = |value: u8| {
+        let mut v = vec![0x00, 0x04, 0x00, 0x01, 0x20];
+        v.extend_from_slice(&[value; 0x20]);
+        v
+    };
+    let read_cmd = [0x00, 0x05, 0x00, 0x01, 0x00];
+    let base = {
+        let mut c = card();
+        send(&mut c, SELECT_A);
+        assert_eq!(send(&mut c, &store_cmd(1)), vec![0x90, 0x00]);
+        c.into_parts().0
+    };
+    let mut cuts = 0;
+    for n in 0.. {
+        let applets = (EchoApplet::new(AID_A), EchoApplet::new(AID_B));
+        let atr = atr::t1(&[]).unwrap();
+        let rng = ChaCha8Rng::seed_from_u64(1);
+        let mut c: Card<Torn, ChaCha8Rng, (EchoApplet, EchoApplet)> = Card::boot(
+            Torn::new(base.clone(), Some(n), n as u64),
+            rng,
+            applets,
+            atr,
+        )
+        .unwrap();
+        c.power_on();
+        c.transmit(SELECT_A).unwrap();
+        let rsp = c.transmit(&store_cmd(2)).unwrap();
+        let (flash, rng, applets) = c.into_parts();
+        if !flash.is_cut() {
+            assert_eq!(rsp.as_slice(), &[0x90, 0x00]);
+            break;
+        }
+        cuts += 1;
+        assert_eq!(
+            rsp.as_slice(),
+            &[0x65, 0x81],
+            "a failed write reports memory failure"
+        );
+        let mut rebooted: TestCard =
+            Card::boot(flash.into_inner(), rng, applets, atr::t1(&[]).unwrap()).unwrap();
+        rebooted.power_on();
+        rebooted.transmit(SELECT_A).unwrap();
+        let value = rebooted.transmit(&read_cmd).unwrap();
+        assert!(
+            value[..0x20] == [1; 0x20] || value[..0x20] == [2; 0x20],
+            "cut at {n}: {value:02X?}"
+        );
+    }
+    assert!(cuts >= 1);
+}
