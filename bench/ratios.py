@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Prints each criterion benchmark beside its same-run baseline, as a ratio.
+
+Run after `cargo bench -p s9card-bench --bench codec_store`.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+PAIRS = [
+    ("codec", "parse_and_walk_cert_apdu", "baseline_copy_cert_apdu"),
+    ("store", "commit_16B", "baseline_program_16B"),
+    ("store", "commit_2KiB", "baseline_program_2KiB"),
+    ("store", "mount_personalised_128KiB", "baseline_read_128KiB"),
+]
+
+
+def mean_ns(group: str, bench: str) -> float:
+    path = ROOT / group / bench / "new" / "estimates.json"
+    return json.loads(path.read_text())["mean"]["point_estimate"]
+
+
+def main() -> int:
+    print(f"{'benchmark':<28} {'mean':>12} {'baseline':>12} {'ratio':>8}")
+    for group, bench, base in PAIRS:
+        try:
+            m, b = mean_ns(group, bench), mean_ns(group, base)
+        except FileNotFoundError:
+            print(f"{bench}: no estimates; run the bench first", file=sys.stderr)
+            return 1
+        print(f"{bench:<28} {m / 1000:>10.2f}us {b / 1000:>10.2f}us {m / b:>7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
