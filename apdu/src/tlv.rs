@@ -259,6 +259,17 @@ impl<'b> Writer<'b> {
         Ok(())
     }
 
+    /// Appends `n` zero bytes and hands them out to be filled in place (a
+    /// value read straight from flash, say).
+    pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], Error> {
+        let start = self.len;
+        let end = start.checked_add(n).ok_or(Error::BufferTooSmall)?;
+        let dst = self.buf.get_mut(start..end).ok_or(Error::BufferTooSmall)?;
+        dst.fill(0);
+        self.len = end;
+        Ok(dst)
+    }
+
     /// Appends one TLV.
     pub fn tlv(&mut self, tag: Tag, value: &[u8]) -> Result<(), Error> {
         self.atomically(|w| {

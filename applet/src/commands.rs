@@ -1,0 +1,848 @@
+//! Command handlers. Each parses its parameters into types first, checks the
+//! security conditions, and only then changes state, in one transaction.
+
+use apdu::Command;
+use apdu::tlv::{Reader, Tag, Writer};
+use card_os::store::{Key, Op};
+use card_os::{Context, Persistent, Reply};
+use p256::SecretKey;
+use zeroize::Zeroizing;
+
+use crate::admin::{self, AuthFields, ManagementKey};
+use crate::attest::{self, Subject};
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::keys::{self, KeyRecord, Origin};
+use crate::passcode::{self, FIELD, Padded};
+use crate::pin::{self, Tries};
+use crate::session::{Admin, Authorized, PinVerified};
+use crate::slot::{ALG_P256, AdminAlgorithm, Passcode, PinPolicy, Slot, TouchPolicy};
+use crate::{Piv, layout, objects};
+
+const INS_VERIFY: u8 = 0x20;
+const INS_CHANGE_REFERENCE: u8 = 0x24;
+const INS_RESET_RETRY: u8 = 0x2C;
+const INS_GENERATE: u8 = 0x47;
+const INS_GENERAL_AUTHENTICATE: u8 = 0x87;
+const INS_GET_DATA: u8 = 0xCB;
+const INS_PUT_DATA: u8 = 0xDB;
+const INS_MOVE_KEY: u8 = 0xF6;
+const INS_GET_METADATA: u8 = 0xF7;
+const INS_GET_SERIAL: u8 = 0xF8;
+const INS_ATTEST: u8 = 0xF9;
+const INS_SET_PIN_RETRIES: u8 = 0xFA;
+const INS_RESET: u8 = 0xFB;
+const INS_GET_VERSION: u8 = 0xFD;
+const INS_IMPORT_KEY: u8 = 0xFE;
+const INS_SET_MANAGEMENT_KEY: u8 = 0xFF;
+/// Vendor commands (see README): renewal staging and the card's identity.
+const INS_STAGE_KEY: u8 = 0xE0;
+const INS_COMMIT_RENEWAL: u8 = 0xE1;
+const INS_ABORT_RENEWAL: u8 = 0xE2;
+const INS_CARD_INFO: u8 = 0xE3;
+
+const KEY_REF_ADMIN: u8 = 0x9B;
+const TEMPLATE: Tag = Tag::constant(0x7C);
+const PUBLIC_KEY: Tag = Tag::constant(0x7F49);
+const POINT: Tag = Tag::constant(0x86);
+
+/// SELECT: make sure the card has its factory state, then answer with the
+/// application property template.
+pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<()> {
+    identity(piv, ctx)?;
+    reply.nested(Tag::constant(0x61), |w| {
+        w.tlv(Tag::constant(0x4F), &[0x00, 0x00, 0x10, 0x00, 0x01, 0x00])?;
+        w.nested(Tag::constant(0x79), |w| {
+            w.tlv(Tag::constant(0x4F), &[0xA0, 0x00, 0x00, 0x03, 0x08])
+        })?;
+        w.tlv(Tag::constant(0x50), b"s9card PIV")?;
+        w.nested(Tag::constant(0xAC), |w| {
+            for alg in [0x03, 0x08, 0x0A, 0x0C, ALG_P256] {
+                w.tlv(Tag::constant(0x80), &[alg])?;
+            }
+            w.tlv(Tag::constant(0x06), &[0x00])
+        })
+    })?;
+    Ok(())
+}
+
+/// The card's identity, creating the factory state on a blank card.
+fn identity(piv: &mut Piv, ctx: &mut Context<'_>) -> Result<Identity> {
+    if let Some(id) = Identity::load(ctx.store, &piv.device)? {
+        return Ok(id);
+    }
+    let serial = Identity::random_serial(ctx.rng);
+    let id = Identity::new(serial, piv.is_virtual, ctx.rng)?;
+    factory(piv, ctx, &id, false)?;
+    Ok(id)
+}
+
+/// Writes the factory state (optionally clearing everything first) in one
+/// transaction: identity, default PIN, PUK and management key, CHUID, CCC,
+/// and a fresh attestation key with its self-signed certificate.
+pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, clear: bool) -> Result<()> {
+    let card = id.encode(&piv.device, ctx.rng)?;
+    let pin = pin::encode_digest(
+        &pin::digest(id, Passcode::Pin, &Padded::from_text(pin::DEFAULT_PIN)?)?,
+        true,
+    );
+    let puk = pin::encode_digest(
+        &pin::digest(id, Passcode::Puk, &Padded::from_text(pin::DEFAULT_PUK)?)?,
+        true,
+    );
+    let tries = Tries::full(pin::DEFAULT_TRIES).encode();
+    let (admin, admin_len) = ManagementKey::factory()?.encode(&piv.device, ctx.rng)?;
+    let mut chuid = [0u8; 96];
+    let chuid_len = objects::default_chuid(id, &mut chuid)?;
+    let mut ccc = [0u8; 96];
+    let ccc_len = objects::default_ccc(id, &mut ccc)?;
+
+    let attestation = keys::generate(ctx.rng);
+    let label = layout::slot_key(Slot::Attestation);
+    let policy = (PinPolicy::Never, TouchPolicy::NEVER);
+    let record = KeyRecord::new(
+        &attestation,
+        policy,
+        Origin::Generated,
+        label,
+        &piv.device,
+        ctx.rng,
+    )?
+    .encode();
+    let mut name = [0u8; 29];
+    let issuer = attestation_name(id, &mut name);
+    let mut cert = [0u8; 700];
+    let cert_len = certificate_object(&mut cert, |w| {
+        let subject = Subject {
+            name: issuer,
+            public: &KeyRecord::new(
+                &attestation,
+                policy,
+                Origin::Generated,
+                label,
+                &piv.device,
+                ctx.rng,
+            )?
+            .public,
+            attested: None,
+        };
+        attest::certificate(w, &subject, issuer, &attestation, serial(ctx.rng))
+    })?;
+    let cert_key = Slot::Attestation
+        .certificate_tag()
+        .and_then(layout::object)
+        .ok_or(Error::Flash)?;
+
+    let mut ops: heapless::Vec<Op<'_>, { card_os::store::MAX_TX_OPS }> = heapless::Vec::new();
+    if clear {
+        push(&mut ops, Op::Clear)?;
+    }
+    for op in [
+        Op::Put(layout::CARD, &card),
+        Op::Put(layout::PIN_HASH, &pin),
+        Op::Put(layout::PIN_TRIES, &tries),
+        Op::Put(layout::PUK_HASH, &puk),
+        Op::Put(layout::PUK_TRIES, &tries),
+        Op::Put(layout::ADMIN, admin.get(..admin_len).unwrap_or_default()),
+        Op::Put(
+            object_key(objects::CHUID)?,
+            chuid.get(..chuid_len).unwrap_or_default(),
+        ),
+        Op::Put(
+            object_key(objects::CCC)?,
+            ccc.get(..ccc_len).unwrap_or_default(),
+        ),
+        Op::Put(label, &record),
+        Op::Put(cert_key, cert.get(..cert_len).unwrap_or_default()),
+    ] {
+        push(&mut ops, op)?;
+    }
+    ctx.store.commit(&ops)?;
+    Ok(())
+}
+
+fn push<'a>(
+    ops: &mut heapless::Vec<Op<'a>, { card_os::store::MAX_TX_OPS }>,
+    op: Op<'a>,
+) -> Result<()> {
+    ops.push(op).map_err(|_| Error::NoSpace)
+}
+
+fn object_key(tag: u32) -> Result<Key> {
+    layout::object(tag).ok_or(Error::Flash)
+}
+
+/// 16 random bytes for a certificate serial.
+fn serial(rng: &mut dyn rand_core::CryptoRng) -> [u8; 16] {
+    let mut s = [0u8; 16];
+    rng.fill_bytes(&mut s);
+    s
+}
+
+/// "s9card attestation 09NNNNNNNN", the attestation key's name.
+fn attestation_name<'b>(id: &Identity, out: &'b mut [u8; 29]) -> &'b [u8] {
+    let (head, tail) = out.split_at_mut(19);
+    head.copy_from_slice(b"s9card attestation ");
+    tail.copy_from_slice(&id.serial_digits());
+    out
+}
+
+/// Wraps a certificate as PIV stores it: `70 {cert} 71 01 00 FE 00`.
+fn certificate_object<F>(out: &mut [u8], cert: F) -> Result<usize>
+where
+    F: FnOnce(&mut Writer<'_>) -> Result<()>,
+{
+    let mut w = Writer::new(out);
+    let mut result = Ok(());
+    w.nested(Tag::constant(0x70), |w| {
+        result = cert(w);
+        result.map_err(|_| apdu::Error::BufferTooSmall)
+    })
+    .map_err(|e| result.err().unwrap_or(Error::from(e)))?;
+    w.tlv(Tag::constant(0x71), &[0x00])?;
+    w.tlv(Tag::constant(0xFE), &[])?;
+    Ok(w.len())
+}
+
+/// Runs one command.
+pub fn run(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    match cmd.ins() {
+        INS_VERIFY => verify(piv, cmd, ctx),
+        INS_CHANGE_REFERENCE => change_reference(piv, cmd, ctx),
+        INS_RESET_RETRY => reset_retry_counter(piv, cmd, ctx),
+        INS_GENERAL_AUTHENTICATE => general_authenticate(piv, cmd, ctx, reply),
+        INS_GENERATE => generate(piv, cmd, ctx, reply, false),
+        INS_STAGE_KEY => generate(piv, cmd, ctx, reply, true),
+        INS_GET_DATA => {
+            params(cmd, 0x3F, 0xFF)?;
+            objects::get(cmd.data(), ctx.store, &piv.session, reply)
+        }
+        INS_PUT_DATA => {
+            params(cmd, 0x3F, 0xFF)?;
+            let admin = admin_of(piv)?;
+            objects::put(cmd.data(), ctx.store, admin)
+        }
+        INS_GET_VERSION => {
+            params(cmd, 0, 0)?;
+            Ok(reply.raw(&crate::VERSION)?)
+        }
+        INS_GET_SERIAL => {
+            params(cmd, 0, 0)?;
+            let id = identity(piv, ctx)?;
+            Ok(reply.raw(&id.serial.to_be_bytes())?)
+        }
+        INS_GET_METADATA => metadata(piv, cmd, ctx, reply),
+        INS_SET_PIN_RETRIES => set_pin_retries(piv, cmd, ctx),
+        INS_RESET => reset(piv, cmd, ctx),
+        INS_SET_MANAGEMENT_KEY => set_management_key(piv, cmd, ctx),
+        INS_IMPORT_KEY => import(piv, cmd, ctx),
+        INS_ATTEST => attest_slot(piv, cmd, ctx, reply),
+        INS_MOVE_KEY => move_key(piv, cmd, ctx),
+        INS_COMMIT_RENEWAL => commit_renewal(piv, cmd, ctx),
+        INS_ABORT_RENEWAL => abort_renewal(piv, cmd, ctx),
+        INS_CARD_INFO => card_info(piv, cmd, ctx, reply),
+        _ => Err(Error::UnknownInstruction),
+    }
+}
+
+fn params(cmd: &Command<'_>, p1: u8, p2: u8) -> Result<()> {
+    if cmd.p1() == p1 && cmd.p2() == p2 {
+        Ok(())
+    } else {
+        Err(Error::BadParameters)
+    }
+}
+
+fn admin_of(piv: &Piv) -> Result<&Admin> {
+    piv.session.admin.as_ref().ok_or(Error::SecurityStatus)
+}
+
+fn pin_of(piv: &Piv) -> Result<&PinVerified> {
+    piv.session.pin.as_ref().ok_or(Error::SecurityStatus)
+}
+
+/// VERIFY: check the PIN, report its status (no data), or log out (P1 `FF`).
+fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if Passcode::from_byte(cmd.p2())? != Passcode::Pin {
+        return Err(Error::BadParameters);
+    }
+    match (cmd.p1(), cmd.data()) {
+        (0xFF, []) => {
+            piv.session.forget_pin();
+            Ok(())
+        }
+        (0xFF, _) => Err(Error::WrongLength),
+        (0x00, []) => {
+            let tries = pin::tries(ctx.store, Passcode::Pin)?;
+            match (tries.left, piv.session.pin.is_some()) {
+                (0, _) => Err(Error::Blocked),
+                (_, true) => Ok(()),
+                (left, false) => Err(Error::WrongPasscode(left)),
+            }
+        }
+        (0x00, field) => {
+            let candidate = Padded::pin(field)?;
+            let id = identity(piv, ctx)?;
+            piv.session.forget_pin();
+            pin::check(ctx.store, &id, Passcode::Pin, &candidate, &[])?;
+            piv.session.pin_verified();
+            Ok(())
+        }
+        _ => Err(Error::BadParameters),
+    }
+}
+
+/// Splits `old ‖ new`, two 8-byte fields.
+fn two_fields(data: &[u8]) -> Result<(&[u8], &[u8])> {
+    if data.len() != 2 * FIELD {
+        return Err(Error::BadData);
+    }
+    Ok(data.split_at(FIELD))
+}
+
+/// The new PIN, refused (at no cost in tries) unless 6–8 digits and not weak.
+fn new_pin(field: &[u8]) -> Result<Padded> {
+    let new = Padded::pin(field)?;
+    if passcode::acceptable_new(new.value()) {
+        Ok(new)
+    } else {
+        Err(Error::BadData)
+    }
+}
+
+/// CHANGE REFERENCE DATA for the PIN (`80`) or the PUK (`81`).
+fn change_reference(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != 0 {
+        return Err(Error::BadParameters);
+    }
+    let which = Passcode::from_byte(cmd.p2())?;
+    let (old, new) = two_fields(cmd.data())?;
+    let (old, new) = match which {
+        Passcode::Pin => (Padded::pin(old)?, new_pin(new)?),
+        Passcode::Puk => (Padded::puk(old)?, Padded::puk(new)?),
+    };
+    let id = identity(piv, ctx)?;
+    let record = pin::encode_digest(&pin::digest(&id, which, &new)?, false);
+    pin::check(
+        ctx.store,
+        &id,
+        which,
+        &old,
+        &[Op::Put(pin::keys(which).0, &record)],
+    )
+}
+
+/// RESET RETRY COUNTER: PUK ‖ new PIN unblocks the PIN.
+fn reset_retry_counter(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != 0 || Passcode::from_byte(cmd.p2())? != Passcode::Pin {
+        return Err(Error::BadParameters);
+    }
+    let (puk, new) = two_fields(cmd.data())?;
+    let (puk, new) = (Padded::puk(puk)?, new_pin(new)?);
+    let id = identity(piv, ctx)?;
+    let pin_tries = pin::tries(ctx.store, Passcode::Pin)?;
+    let record = pin::encode_digest(&pin::digest(&id, Passcode::Pin, &new)?, false);
+    let full = Tries::full(pin_tries.max).encode();
+    let then = [
+        Op::Put(layout::PIN_HASH, &record),
+        Op::Put(layout::PIN_TRIES, &full),
+    ];
+    pin::check(ctx.store, &id, Passcode::Puk, &puk, &then)?;
+    piv.session.forget_pin();
+    Ok(())
+}
+
+/// The fields of a `7C` dynamic authentication template.
+struct Template<'a> {
+    witness: Option<&'a [u8]>,
+    challenge: Option<&'a [u8]>,
+    response: Option<&'a [u8]>,
+    exponentiation: Option<&'a [u8]>,
+}
+
+fn template(data: &[u8]) -> Result<Template<'_>> {
+    let (outer, rest) = apdu::tlv::Tlv::parse(data)?;
+    if outer.tag != TEMPLATE || !rest.is_empty() {
+        return Err(Error::BadData);
+    }
+    let mut t = Template {
+        witness: None,
+        challenge: None,
+        response: None,
+        exponentiation: None,
+    };
+    for tlv in Reader::new(outer.value) {
+        let tlv = tlv?;
+        let field = match tlv.tag.value() {
+            0x80 => &mut t.witness,
+            0x81 => &mut t.challenge,
+            0x82 => &mut t.response,
+            0x85 => &mut t.exponentiation,
+            _ => return Err(Error::BadData),
+        };
+        if field.replace(tlv.value).is_some() {
+            return Err(Error::BadData);
+        }
+    }
+    Ok(t)
+}
+
+/// GENERAL AUTHENTICATE: management-key authentication (`9B`), or a
+/// signature or key agreement with a slot's key.
+fn general_authenticate(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    let t = template(cmd.data())?;
+    if cmd.p2() == KEY_REF_ADMIN {
+        let algorithm = AdminAlgorithm::from_byte(cmd.p1())?;
+        if t.exponentiation.is_some() {
+            return Err(Error::BadData);
+        }
+        let key = ManagementKey::load(ctx.store, &piv.device)?;
+        let fields = AuthFields {
+            witness: t.witness,
+            challenge: t.challenge,
+            response: t.response,
+        };
+        let mut out = Zeroizing::new([0u8; 18]);
+        let n = admin::authenticate(
+            &mut piv.session,
+            &key,
+            algorithm,
+            &fields,
+            ctx.rng,
+            &mut out,
+        )?;
+        if n > 0 {
+            reply.nested(TEMPLATE, |w| w.raw(out.get(..n).unwrap_or_default()))?;
+        }
+        return Ok(());
+    }
+    let slot = Slot::from_byte(cmd.p2())?;
+    if cmd.p1() != ALG_P256 {
+        return Err(Error::BadParameters);
+    }
+    if t.response != Some(&[]) || t.witness.is_some() {
+        return Err(Error::BadData);
+    }
+    let label = layout::slot_key(slot);
+    let record = KeyRecord::load(ctx.store, label, slot)?.ok_or(Error::KeyNotFound)?;
+    let _authorized: Authorized<'_> = piv
+        .session
+        .authorize(record.pin)
+        .ok_or(Error::SecurityStatus)?;
+    let secret = record.secret(label, &piv.device)?;
+    match (t.challenge, t.exponentiation) {
+        (Some(digest), None) => {
+            let mut sig = [0u8; 80];
+            let sig = keys::sign(&secret, digest, &mut sig)?;
+            reply.nested(TEMPLATE, |w| w.tlv(Tag::constant(0x82), sig))?;
+        }
+        (None, Some(peer)) => {
+            let shared = keys::ecdh(&secret, peer)?;
+            reply.nested(TEMPLATE, |w| w.tlv(Tag::constant(0x82), &*shared))?;
+        }
+        _ => return Err(Error::BadData),
+    }
+    Ok(())
+}
+
+/// The policies of a GENERATE or IMPORT: `AA` PIN policy, `AB` touch policy.
+fn policies(
+    slot: Slot,
+    pin: Option<&[u8]>,
+    touch: Option<&[u8]>,
+) -> Result<(PinPolicy, TouchPolicy)> {
+    let pin = match pin {
+        None => slot.default_pin_policy(),
+        Some([b]) => PinPolicy::from_byte(*b, slot)?,
+        Some(_) => return Err(Error::BadData),
+    };
+    let touch = match touch {
+        None => TouchPolicy::NEVER,
+        Some([b]) => TouchPolicy::from_byte(*b)?,
+        Some(_) => return Err(Error::BadData),
+    };
+    Ok((pin, touch))
+}
+
+/// GENERATE ASYMMETRIC KEY PAIR (or, `staged`, into a slot's renewal
+/// staging area, where the key in the slot keeps working).
+fn generate(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+    staged: bool,
+) -> Result<()> {
+    if cmd.p1() != 0 {
+        return Err(Error::BadParameters);
+    }
+    let slot = Slot::from_byte(cmd.p2())?;
+    if slot == Slot::Attestation {
+        return Err(Error::BadParameters);
+    }
+    let (outer, rest) = apdu::tlv::Tlv::parse(cmd.data())?;
+    if outer.tag != Tag::constant(0xAC) || !rest.is_empty() {
+        return Err(Error::BadData);
+    }
+    let (mut alg, mut pin, mut touch) = (None, None, None);
+    for tlv in Reader::new(outer.value) {
+        let tlv = tlv?;
+        let field = match tlv.tag.value() {
+            0x80 => &mut alg,
+            0xAA => &mut pin,
+            0xAB => &mut touch,
+            _ => return Err(Error::BadData),
+        };
+        if field.replace(tlv.value).is_some() {
+            return Err(Error::BadData);
+        }
+    }
+    if alg != Some(&[ALG_P256]) {
+        return Err(Error::BadData);
+    }
+    let policy = policies(slot, pin, touch)?;
+    admin_of(piv)?;
+    if staged {
+        pin_of(piv)?;
+    }
+    // A staged key is sealed for the slot it will live in, so committing
+    // the renewal copies its record without opening it.
+    let label = layout::slot_key(slot);
+    let target = if staged {
+        layout::staged_key(slot)
+    } else {
+        label
+    };
+    let secret = keys::generate(ctx.rng);
+    let record = KeyRecord::new(
+        &secret,
+        policy,
+        Origin::Generated,
+        label,
+        &piv.device,
+        ctx.rng,
+    )?;
+    ctx.store.commit(&[Op::Put(target, &record.encode())])?;
+    public_key(reply, &record.public)
+}
+
+fn public_key(reply: &mut Reply<'_>, point: &[u8; keys::POINT]) -> Result<()> {
+    reply.nested(PUBLIC_KEY, |w| w.tlv(POINT, point))?;
+    Ok(())
+}
+
+/// IMPORT ASYMMETRIC KEY (Yubico): `06 scalar [AA pin] [AB touch]`.
+fn import(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != ALG_P256 {
+        return Err(Error::BadParameters);
+    }
+    let slot = Slot::from_byte(cmd.p2())?;
+    let (mut scalar, mut pin, mut touch) = (None, None, None);
+    for tlv in Reader::new(cmd.data()) {
+        let tlv = tlv?;
+        let field = match tlv.tag.value() {
+            0x06 => &mut scalar,
+            0xAA => &mut pin,
+            0xAB => &mut touch,
+            _ => return Err(Error::BadData),
+        };
+        if field.replace(tlv.value).is_some() {
+            return Err(Error::BadData);
+        }
+    }
+    let secret = keys::import(scalar.ok_or(Error::BadData)?)?;
+    let policy = policies(slot, pin, touch)?;
+    admin_of(piv)?;
+    let label = layout::slot_key(slot);
+    let record = KeyRecord::new(
+        &secret,
+        policy,
+        Origin::Imported,
+        label,
+        &piv.device,
+        ctx.rng,
+    )?;
+    ctx.store.commit(&[Op::Put(label, &record.encode())])?;
+    Ok(())
+}
+
+/// GET METADATA (Yubico) for the PIN, PUK, management key or a slot.
+fn metadata(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    if cmd.p1() != 0 {
+        return Err(Error::BadParameters);
+    }
+    match cmd.p2() {
+        0x80 | 0x81 => {
+            let which = Passcode::from_byte(cmd.p2())?;
+            let tries = pin::tries(ctx.store, which)?;
+            let stored = pin::stored(ctx.store, which)?;
+            reply.tlv(Tag::constant(0x01), &[0xFF])?;
+            reply.tlv(Tag::constant(0x05), &[u8::from(stored.is_default)])?;
+            reply.tlv(Tag::constant(0x06), &[tries.max, tries.left])?;
+        }
+        KEY_REF_ADMIN => {
+            let key = ManagementKey::load(ctx.store, &piv.device)?;
+            reply.tlv(Tag::constant(0x01), &[key.algorithm.byte()])?;
+            reply.tlv(Tag::constant(0x02), &[0x00, key.touch.byte()])?;
+            reply.tlv(Tag::constant(0x05), &[u8::from(key.is_default)])?;
+        }
+        other => {
+            let slot = Slot::from_byte(other)?;
+            let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot)?
+                .ok_or(Error::KeyNotFound)?;
+            reply.tlv(Tag::constant(0x01), &[record.algorithm])?;
+            reply.tlv(
+                Tag::constant(0x02),
+                &[record.pin.byte(), record.touch.byte()],
+            )?;
+            reply.tlv(Tag::constant(0x03), &[record.origin.byte()])?;
+            reply.nested(Tag::constant(0x04), |w| w.tlv(POINT, &record.public))?;
+        }
+    }
+    Ok(())
+}
+
+/// SET PIN RETRIES (Yubico): new try counts; PIN and PUK go back to their
+/// factory values, as on the cards tools expect.
+fn set_pin_retries(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    let (pin_tries, puk_tries) = (cmd.p1(), cmd.p2());
+    if pin_tries == 0 || puk_tries == 0 {
+        return Err(Error::BadParameters);
+    }
+    if !cmd.data().is_empty() {
+        return Err(Error::WrongLength);
+    }
+    admin_of(piv)?;
+    pin_of(piv)?;
+    let id = identity(piv, ctx)?;
+    let pin = pin::encode_digest(
+        &pin::digest(&id, Passcode::Pin, &Padded::from_text(pin::DEFAULT_PIN)?)?,
+        true,
+    );
+    let puk = pin::encode_digest(
+        &pin::digest(&id, Passcode::Puk, &Padded::from_text(pin::DEFAULT_PUK)?)?,
+        true,
+    );
+    let (pt, kt) = (
+        Tries::full(pin_tries).encode(),
+        Tries::full(puk_tries).encode(),
+    );
+    ctx.store.commit(&[
+        Op::Put(layout::PIN_HASH, &pin),
+        Op::Put(layout::PIN_TRIES, &pt),
+        Op::Put(layout::PUK_HASH, &puk),
+        Op::Put(layout::PUK_TRIES, &kt),
+    ])?;
+    piv.session.forget_pin();
+    Ok(())
+}
+
+/// RESET (Yubico): back to the factory state, only once PIN and PUK are
+/// both blocked. The serial and the virtual marker stay.
+fn reset(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    params(cmd, 0, 0)?;
+    let pin_left = pin::tries(ctx.store, Passcode::Pin)?.left;
+    let puk_left = pin::tries(ctx.store, Passcode::Puk)?.left;
+    if pin_left != 0 || puk_left != 0 {
+        return Err(Error::Conditions);
+    }
+    let old = identity(piv, ctx)?;
+    let id = Identity::new(old.serial, old.is_virtual, ctx.rng)?;
+    factory(piv, ctx, &id, true)?;
+    piv.session = crate::session::Session::default();
+    Ok(())
+}
+
+/// SET MANAGEMENT KEY (Yubico): `alg 9B len key`.
+fn set_management_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != 0xFF || !matches!(cmd.p2(), 0xFF | 0xFE) {
+        return Err(Error::BadParameters);
+    }
+    let [alg, reference, len, key @ ..] = cmd.data() else {
+        return Err(Error::BadData);
+    };
+    let algorithm = AdminAlgorithm::from_byte(*alg).map_err(|_| Error::BadData)?;
+    if *reference != KEY_REF_ADMIN || usize::from(*len) != key.len() {
+        return Err(Error::BadData);
+    }
+    let touch = if cmd.p2() == 0xFE {
+        TouchPolicy::from_byte(0x02)?
+    } else {
+        TouchPolicy::NEVER
+    };
+    let new = ManagementKey::new(algorithm, touch, key)?;
+    admin_of(piv)?;
+    let (record, n) = new.encode(&piv.device, ctx.rng)?;
+    ctx.store
+        .commit(&[Op::Put(layout::ADMIN, record.get(..n).unwrap_or_default())])?;
+    Ok(())
+}
+
+/// MOVE KEY (Yubico): P1 destination (`FF` deletes), P2 source.
+fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    let source = Slot::from_byte(cmd.p2())?;
+    let destination = match cmd.p1() {
+        0xFF => None,
+        b => Some(Slot::from_byte(b)?),
+    };
+    if source == Slot::Attestation
+        || destination == Some(Slot::Attestation)
+        || destination == Some(source)
+    {
+        return Err(Error::BadParameters);
+    }
+    if !cmd.data().is_empty() {
+        return Err(Error::WrongLength);
+    }
+    admin_of(piv)?;
+    let from = layout::slot_key(source);
+    let record = KeyRecord::load(ctx.store, from, source)?.ok_or(Error::KeyNotFound)?;
+    match destination {
+        None => ctx.store.commit(&[Op::Delete(from)])?,
+        Some(dest) => {
+            // Reseal for the new slot, then move in one transaction.
+            let to = layout::slot_key(dest);
+            let secret: SecretKey = record.secret(from, &piv.device)?;
+            let policy = (record.pin, record.touch);
+            let moved = KeyRecord::new(&secret, policy, record.origin, to, &piv.device, ctx.rng)?;
+            ctx.store
+                .commit(&[Op::Put(to, &moved.encode()), Op::Delete(from)])?;
+        }
+    }
+    Ok(())
+}
+
+/// ATTEST (Yubico): a certificate for a generated key, signed by `F9`.
+fn attest_slot(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    let slot = Slot::from_byte(cmd.p1())?;
+    if cmd.p2() != 0 || slot == Slot::Attestation {
+        return Err(Error::BadParameters);
+    }
+    let record =
+        KeyRecord::load(ctx.store, layout::slot_key(slot), slot)?.ok_or(Error::KeyNotFound)?;
+    if record.origin != Origin::Generated {
+        return Err(Error::BadData);
+    }
+    let f9 = layout::slot_key(Slot::Attestation);
+    let signer = KeyRecord::load(ctx.store, f9, Slot::Attestation)?.ok_or(Error::Conditions)?;
+    let signer = signer.secret(f9, &piv.device)?;
+    let id = identity(piv, ctx)?;
+    let mut issuer = [0u8; 29];
+    let issuer = attestation_name(&id, &mut issuer);
+    let mut name = *b"s9card attested key 9A";
+    let hex = b"0123456789ABCDEF";
+    let b = slot.byte();
+    if let (Some(hi), Some(lo), [.., n1, n2]) = (
+        hex.get(usize::from(b >> 4)),
+        hex.get(usize::from(b & 15)),
+        &mut name,
+    ) {
+        (*n1, *n2) = (*hi, *lo);
+    }
+    let subject = Subject {
+        name: &name,
+        public: &record.public,
+        attested: Some((
+            crate::VERSION,
+            id.serial,
+            [record.pin.byte(), record.touch.byte()],
+        )),
+    };
+    attest::certificate(reply, &subject, issuer, &signer, serial(ctx.rng))
+}
+
+/// COMMIT RENEWAL (vendor): installs the staged key and its new certificate
+/// in one transaction. Data: `53 {certificate object}` as for PUT DATA.
+fn commit_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != 0 {
+        return Err(Error::BadParameters);
+    }
+    let slot = Slot::from_byte(cmd.p2())?;
+    let (content, rest) = apdu::tlv::Tlv::parse(cmd.data())?;
+    if content.tag != Tag::constant(0x53) || !rest.is_empty() || content.value.is_empty() {
+        return Err(Error::BadData);
+    }
+    if content.value.len() > objects::MAX_OBJECT {
+        return Err(Error::NoSpace);
+    }
+    admin_of(piv)?;
+    let staged = layout::staged_key(slot);
+    let mut record = [0u8; 128];
+    let record = ctx
+        .store
+        .read(staged, &mut record)?
+        .ok_or(Error::KeyNotFound)?;
+    let cert = slot
+        .certificate_tag()
+        .and_then(layout::object)
+        .ok_or(Error::BadParameters)?;
+    let ops = [
+        Op::Put(layout::slot_key(slot), record),
+        Op::Put(cert, content.value),
+        Op::Delete(staged),
+    ];
+    ctx.store.commit(&ops)?;
+    Ok(())
+}
+
+/// ABORT RENEWAL (vendor): forgets a staged key.
+fn abort_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    if cmd.p1() != 0 {
+        return Err(Error::BadParameters);
+    }
+    let slot = Slot::from_byte(cmd.p2())?;
+    admin_of(piv)?;
+    let staged = layout::staged_key(slot);
+    if ctx.store.len_of(staged).is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    ctx.store.commit(&[Op::Delete(staged)])?;
+    Ok(())
+}
+
+/// CARD INFO (vendor): `01` serial, `02` flags (bit 0: virtual card),
+/// `03` applet version, `04` slots with a staged renewal key.
+fn card_info(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    params(cmd, 0, 0)?;
+    let id = identity(piv, ctx)?;
+    let flags = if id.is_virtual {
+        layout::FLAG_VIRTUAL
+    } else {
+        0
+    };
+    reply.tlv(Tag::constant(0x01), &id.serial.to_be_bytes())?;
+    reply.tlv(Tag::constant(0x02), &[flags])?;
+    reply.tlv(Tag::constant(0x03), &crate::VERSION)?;
+    let store: &dyn Persistent = ctx.store;
+    let mut staged: heapless::Vec<u8, { crate::slot::SLOT_COUNT }> = heapless::Vec::new();
+    for slot in Slot::all().filter(|s| store.len_of(layout::staged_key(*s)).is_some()) {
+        staged.push(slot.byte()).map_err(|_| Error::NoSpace)?;
+    }
+    reply.tlv(Tag::constant(0x04), &staged)?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The s9card PIV applet: NIST SP 800-73-4 commands, the Yubico extensions
+//! that tools need, and the Series 9 rules (passcode policy, serials,
+//! virtual-card marker, all-or-nothing renewal).
+//!
+//! Commands arrive whole from the card OS (chaining and GET RESPONSE are its
+//! business) and every state change is one store transaction. See
+//! `README.md` for the command table and the vendor commands.
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod admin;
+pub mod attest;
+mod commands;
+pub mod error;
+pub mod identity;
+pub mod keys;
+pub mod layout;
+pub mod objects;
+pub mod passcode;
+pub mod pin;
+pub mod secrets;
+pub mod session;
+pub mod slot;
+
+use apdu::{Command, Status};
+use card_os::{Applet, Context, Reply};
+
+pub use error::Error;
+pub use secrets::DeviceKey;
+
+/// The version GET VERSION reports: Yubico firmware numbering, at least
+/// 5.4.3 so that tools enable metadata, and 5.7 for MOVE KEY.
+pub const VERSION: [u8; 3] = [5, 7, 1];
+
+/// The PIV applet.
+pub struct Piv {
+    device: DeviceKey,
+    is_virtual: bool,
+    session: session::Session,
+}
+
+impl Piv {
+    /// A PIV applet sealing its secrets under `device`. `is_virtual` marks
+    /// the card as simulated when it first initialises itself.
+    pub fn new(device: DeviceKey, is_virtual: bool) -> Self {
+        Piv {
+            device,
+            is_virtual,
+            session: session::Session::default(),
+        }
+    }
+
+    /// The session's security status (for tests).
+    pub fn session(&self) -> &session::Session {
+        &self.session
+    }
+}
+
+impl Applet for Piv {
+    fn aid(&self) -> &[u8] {
+        &objects::PIV_AID
+    }
+
+    fn select(&mut self, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<(), Status> {
+        commands::select(self, ctx, reply).map_err(Error::status)
+    }
+
+    fn deselect(&mut self) {
+        self.session = session::Session::default();
+    }
+
+    fn process(
+        &mut self,
+        command: &Command<'_>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status> {
+        commands::run(self, command, ctx, reply).map_err(Error::status)
+    }
+}

@@ -1,0 +1,159 @@
+//! Passcode format and policy.
+//!
+//! PIV sends a PIN as 8 bytes: the digits, then `FF` padding. The Series 9
+//! rules add, for a *new* passcode: 6 to 8 digits, and not weak. Stored
+//! passcodes of 4 or 5 digits (legacy cards) still verify.
+
+use zeroize::Zeroize;
+
+use crate::error::{Error, Result};
+
+/// Length of a PIV reference-data field.
+pub const FIELD: usize = 8;
+
+/// A passcode as PIV transmits it: 8 bytes, `FF`-padded. Wiped on drop.
+#[derive(Clone, Zeroize)]
+#[zeroize(drop)]
+pub struct Padded([u8; FIELD]);
+
+impl Padded {
+    /// Checks the PIV form of a PIN: 4 to 8 ASCII digits, then only `FF`.
+    pub fn pin(field: &[u8]) -> Result<Padded> {
+        let padded = Padded::raw(field)?;
+        let digits = padded.len();
+        let ok = (4..=FIELD).contains(&digits) && padded.value().iter().all(u8::is_ascii_digit);
+        if ok { Ok(padded) } else { Err(Error::BadData) }
+    }
+
+    /// Checks the form of a PUK: 6 to 8 bytes other than `FF`, then `FF`s.
+    pub fn puk(field: &[u8]) -> Result<Padded> {
+        let padded = Padded::raw(field)?;
+        if (6..=FIELD).contains(&padded.len()) {
+            Ok(padded)
+        } else {
+            Err(Error::BadData)
+        }
+    }
+
+    /// The 8 bytes, with padding only at the end.
+    fn raw(field: &[u8]) -> Result<Padded> {
+        let bytes: [u8; FIELD] = field.try_into().map_err(|_| Error::BadData)?;
+        let len = bytes.iter().position(|&b| b == 0xFF).unwrap_or(FIELD);
+        let (_, padding) = bytes.split_at(len);
+        if padding.iter().any(|&b| b != 0xFF) {
+            return Err(Error::BadData);
+        }
+        Ok(Padded(bytes))
+    }
+
+    /// A passcode from its characters (for factory defaults and hosts).
+    pub fn from_text(text: &[u8]) -> Result<Padded> {
+        let mut bytes = [0xFFu8; FIELD];
+        bytes
+            .get_mut(..text.len())
+            .ok_or(Error::BadData)?
+            .copy_from_slice(text);
+        Padded::raw(&bytes)
+    }
+
+    /// Characters before the padding.
+    pub fn len(&self) -> usize {
+        self.0.iter().position(|&b| b == 0xFF).unwrap_or(FIELD)
+    }
+
+    /// Whether there are no characters at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The characters.
+    pub fn value(&self) -> &[u8] {
+        self.0.get(..self.len()).unwrap_or_default()
+    }
+
+    /// The whole 8-byte field, as hashed.
+    pub fn field(&self) -> &[u8; FIELD] {
+        &self.0
+    }
+}
+
+/// Whether `digits` may be set as a new passcode: 6 to 8 ASCII digits, and
+/// not weak.
+pub fn acceptable_new(digits: &[u8]) -> bool {
+    (6..=8).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && !is_weak(digits)
+}
+
+/// The weak-passcode rule (our addition to the NHS rules, see
+/// `shared/spec/domain.md`): a passcode is weak if
+///
+/// 1. all its digits are equal (`111111`);
+/// 2. its digits run up or down by one throughout (`123456`, `987654`,
+///    also `890123`-style wrap-around is *not* a run: `9` to `0` is not +1);
+/// 3. it reads as a calendar date: six digits as `DDMMYY`, or eight digits
+///    as `DDMMYYYY` or `YYYYMMDD` (years 1900 to 2099), with a real day of a
+///    real month, leap years included — the dates of birth registration
+///    authorities fear.
+///
+/// `digits` must be ASCII digits; anything else is not weak by this rule
+/// (the format check refuses it first).
+pub fn is_weak(digits: &[u8]) -> bool {
+    let Some(d) = as_numbers(digits) else {
+        return false;
+    };
+    let all_equal = d.windows(2).all(|w| matches!(w, [a, b] if a == b));
+    let ascending = d.windows(2).all(|w| matches!(w, [a, b] if *b == *a + 1));
+    let descending = d.windows(2).all(|w| matches!(w, [a, b] if *a == *b + 1));
+    all_equal || ascending || descending || is_date(&d)
+}
+
+fn as_numbers(digits: &[u8]) -> Option<heapless::Vec<u8, 8>> {
+    let mut out = heapless::Vec::new();
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        out.push(c - b'0').ok()?;
+    }
+    Some(out)
+}
+
+fn number(d: &[u8]) -> u32 {
+    d.iter().fold(0, |n, &x| n * 10 + u32::from(x))
+}
+
+fn is_date(d: &[u8]) -> bool {
+    match d.len() {
+        6 => {
+            let (dd, rest) = d.split_at(2);
+            let (mm, yy) = rest.split_at(2);
+            // A two-digit year could be any century: take one where the day exists.
+            valid_date(number(dd), number(mm), 2000 + number(yy))
+                || valid_date(number(dd), number(mm), 1900 + number(yy))
+        }
+        8 => {
+            let (dd, rest) = d.split_at(2);
+            let (mm, yyyy) = rest.split_at(2);
+            let dmy = valid_date(number(dd), number(mm), number(yyyy));
+            let (yyyy, rest) = d.split_at(4);
+            let (mm, dd) = rest.split_at(2);
+            let ymd = valid_date(number(dd), number(mm), number(yyyy));
+            dmy || ymd
+        }
+        _ => false,
+    }
+}
+
+fn valid_date(day: u32, month: u32, year: u32) -> bool {
+    if !(1900..=2099).contains(&year) || day == 0 {
+        return false;
+    }
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    day <= days
+}

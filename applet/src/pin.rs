@@ -1,0 +1,153 @@
+//! PIN and PUK: checking with the counter persisted first, and changing.
+//!
+//! The order is the classic anti-tearing rule of card PIN objects: the try
+//! is taken off the counter and *committed* before the comparison, and given
+//! back afterwards if the value was right. Whatever instant the power is cut
+//! at, a wrong try stays spent. The flash sees the same two writes on a right
+//! and a wrong try (on a wrong one the second rewrites the spent counter), so
+//! the two look alike from outside.
+
+use card_os::Persistent;
+use card_os::store::{Key, Op};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::layout;
+use crate::passcode::Padded;
+use crate::secrets::{self, Digest};
+use crate::slot::Passcode;
+
+/// Default tries for PIN and PUK.
+pub const DEFAULT_TRIES: u8 = 3;
+/// The factory PIN and PUK.
+pub const DEFAULT_PIN: &[u8] = b"123456";
+/// The factory PUK.
+pub const DEFAULT_PUK: &[u8] = b"12345678";
+
+/// A retry counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tries {
+    /// Tries left; 0 is blocked.
+    pub left: u8,
+    /// Tries allowed.
+    pub max: u8,
+}
+
+impl Tries {
+    /// A full counter of `max` tries.
+    pub const fn full(max: u8) -> Tries {
+        Tries { left: max, max }
+    }
+
+    /// The stored form.
+    pub const fn encode(self) -> [u8; 2] {
+        [self.left, self.max]
+    }
+}
+
+/// The stored digest and whether it is still the factory value.
+pub struct Stored {
+    /// HMAC of the padded value.
+    pub digest: Digest,
+    /// Still the factory default.
+    pub is_default: bool,
+}
+
+/// The store keys of a passcode.
+pub const fn keys(which: Passcode) -> (Key, Key) {
+    match which {
+        Passcode::Pin => (layout::PIN_HASH, layout::PIN_TRIES),
+        Passcode::Puk => (layout::PUK_HASH, layout::PUK_TRIES),
+    }
+}
+
+/// The reference byte mixed into the digest.
+const fn reference(which: Passcode) -> u8 {
+    match which {
+        Passcode::Pin => 0x80,
+        Passcode::Puk => 0x81,
+    }
+}
+
+/// Reads a counter.
+pub fn tries(store: &mut dyn Persistent, which: Passcode) -> Result<Tries> {
+    let mut buf = [0u8; 2];
+    match store.read(keys(which).1, &mut buf)? {
+        Some([left, max]) => Ok(Tries {
+            left: *left,
+            max: *max,
+        }),
+        _ => Err(Error::Flash),
+    }
+}
+
+/// The digest record: `[default flag, digest…]`.
+pub fn encode_digest(digest: &Digest, is_default: bool) -> [u8; 33] {
+    let mut out = [0u8; 33];
+    let (flag, rest) = out.split_at_mut(1);
+    flag.copy_from_slice(&[u8::from(is_default)]);
+    rest.copy_from_slice(digest);
+    out
+}
+
+/// Reads the stored digest.
+pub fn stored(store: &mut dyn Persistent, which: Passcode) -> Result<Stored> {
+    let mut buf = [0u8; 33];
+    let rec = store.read(keys(which).0, &mut buf)?.ok_or(Error::Flash)?;
+    let (&flag, digest) = rec.split_first().ok_or(Error::Flash)?;
+    Ok(Stored {
+        digest: digest.try_into().map_err(|_| Error::Flash)?,
+        is_default: flag == 1,
+    })
+}
+
+/// Digests a passcode under the card's hashing key.
+pub fn digest(id: &Identity, which: Passcode, value: &Padded) -> Result<Digest> {
+    secrets::hash_passcode(&id.pin_key, reference(which), value.field())
+}
+
+/// Checks `candidate` against the stored passcode.
+///
+/// On a right value, `then` is committed together with the restored counter
+/// in one transaction (a PIN change, an unblock). Returns the outcome of the
+/// comparison after the counter is safe on flash.
+pub fn check(
+    store: &mut dyn Persistent,
+    id: &Identity,
+    which: Passcode,
+    candidate: &Padded,
+    then: &[Op<'_>],
+) -> Result<()> {
+    let (_, tries_key) = keys(which);
+    let tries = tries(store, which)?;
+    if tries.left == 0 {
+        return Err(Error::Blocked);
+    }
+    let spent = Tries {
+        left: tries.left - 1,
+        max: tries.max,
+    };
+    store.commit(&[Op::Put(tries_key, &spent.encode())])?;
+
+    let expected = Zeroizing::new(stored(store, which)?.digest);
+    let given = Zeroizing::new(digest(id, which, candidate)?);
+    let right = secrets::same(&*expected, &*given);
+
+    if right {
+        let restored = Tries::full(tries.max).encode();
+        let mut ops: heapless::Vec<Op<'_>, { card_os::store::MAX_TX_OPS }> = heapless::Vec::new();
+        ops.push(Op::Put(tries_key, &restored))
+            .map_err(|_| Error::NoSpace)?;
+        ops.extend_from_slice(then).map_err(|_| Error::NoSpace)?;
+        store.commit(&ops)?;
+        Ok(())
+    } else {
+        store.commit(&[Op::Put(tries_key, &spent.encode())])?;
+        if spent.left == 0 {
+            Err(Error::Blocked)
+        } else {
+            Err(Error::WrongPasscode(spent.left))
+        }
+    }
+}

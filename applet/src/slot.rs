@@ -1,0 +1,239 @@
+//! Key references, each command's own set, so an invalid reference cannot
+//! be represented past parsing.
+
+use crate::error::{Error, Result};
+
+/// An asymmetric key slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `9A`: PIV authentication (log-in). PIN once per session.
+    Authentication,
+    /// `9C`: digital signature. PIN immediately before every use.
+    Signature,
+    /// `9D`: key management (decryption, ECDH). PIN once.
+    KeyManagement,
+    /// `9E`: card authentication. No PIN.
+    CardAuthentication,
+    /// `82`–`95`: retired key management keys, numbered 1 to 20.
+    Retired(Retired),
+    /// `F9`: the attestation key (Yubico).
+    Attestation,
+}
+
+/// A retired-key number, 1 to 20.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Retired(u8);
+
+/// How many slots there are: 4 main, 20 retired, attestation.
+pub const SLOT_COUNT: usize = 25;
+
+impl Slot {
+    /// Every slot, in index order.
+    pub fn all() -> impl Iterator<Item = Slot> {
+        (0..SLOT_COUNT).filter_map(Slot::from_index)
+    }
+
+    /// The slot a key reference byte names.
+    pub fn from_byte(b: u8) -> Result<Slot> {
+        Ok(match b {
+            0x9A => Slot::Authentication,
+            0x9C => Slot::Signature,
+            0x9D => Slot::KeyManagement,
+            0x9E => Slot::CardAuthentication,
+            0x82..=0x95 => Slot::Retired(Retired(b - 0x81)),
+            0xF9 => Slot::Attestation,
+            _ => return Err(Error::BadParameters),
+        })
+    }
+
+    /// The key reference byte.
+    pub const fn byte(self) -> u8 {
+        match self {
+            Slot::Authentication => 0x9A,
+            Slot::Signature => 0x9C,
+            Slot::KeyManagement => 0x9D,
+            Slot::CardAuthentication => 0x9E,
+            Slot::Retired(Retired(n)) => 0x81 + n,
+            Slot::Attestation => 0xF9,
+        }
+    }
+
+    /// A dense index, 0 to 24, for storage keys.
+    pub const fn index(self) -> u16 {
+        match self {
+            Slot::Authentication => 0,
+            Slot::Signature => 1,
+            Slot::KeyManagement => 2,
+            Slot::CardAuthentication => 3,
+            Slot::Retired(Retired(n)) => 3 + n as u16,
+            Slot::Attestation => 24,
+        }
+    }
+
+    fn from_index(i: usize) -> Option<Slot> {
+        Some(match i {
+            0 => Slot::Authentication,
+            1 => Slot::Signature,
+            2 => Slot::KeyManagement,
+            3 => Slot::CardAuthentication,
+            4..=23 => Slot::Retired(Retired(i as u8 - 3)),
+            24 => Slot::Attestation,
+            _ => return None,
+        })
+    }
+
+    /// The PIN policy PIV gives the slot when none is asked for.
+    pub const fn default_pin_policy(self) -> PinPolicy {
+        match self {
+            Slot::Signature => PinPolicy::Always,
+            Slot::CardAuthentication | Slot::Attestation => PinPolicy::Never,
+            _ => PinPolicy::Once,
+        }
+    }
+
+    /// The data object holding the slot's certificate.
+    pub const fn certificate_tag(self) -> Option<u32> {
+        Some(match self {
+            Slot::Authentication => 0x5FC105,
+            Slot::Signature => 0x5FC10A,
+            Slot::KeyManagement => 0x5FC10B,
+            Slot::CardAuthentication => 0x5FC101,
+            Slot::Retired(Retired(n)) => 0x5FC10C + n as u32,
+            // Yubico keeps the attestation certificate here.
+            Slot::Attestation => 0x5FFF01,
+        })
+    }
+}
+
+/// When a slot's key needs the PIN (Yubico's PIN policy byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinPolicy {
+    /// Never.
+    Never,
+    /// Once per session.
+    Once,
+    /// Immediately before every use.
+    Always,
+}
+
+impl PinPolicy {
+    /// Parses the Yubico byte; `00` means the slot's default.
+    pub fn from_byte(b: u8, slot: Slot) -> Result<PinPolicy> {
+        match b {
+            0x00 => Ok(slot.default_pin_policy()),
+            0x01 => Ok(PinPolicy::Never),
+            0x02 => Ok(PinPolicy::Once),
+            0x03 => Ok(PinPolicy::Always),
+            _ => Err(Error::BadData),
+        }
+    }
+
+    /// The Yubico byte.
+    pub const fn byte(self) -> u8 {
+        match self {
+            PinPolicy::Never => 0x01,
+            PinPolicy::Once => 0x02,
+            PinPolicy::Always => 0x03,
+        }
+    }
+}
+
+/// Touch policy: accepted and reported; this card has no button.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TouchPolicy(u8);
+
+impl TouchPolicy {
+    /// Never, the default.
+    pub const NEVER: TouchPolicy = TouchPolicy(0x01);
+
+    /// Parses the Yubico byte (`00` default, `01` never, `02` always,
+    /// `03` cached).
+    pub fn from_byte(b: u8) -> Result<TouchPolicy> {
+        match b {
+            0x00 => Ok(TouchPolicy::NEVER),
+            0x01..=0x03 => Ok(TouchPolicy(b)),
+            _ => Err(Error::BadData),
+        }
+    }
+
+    /// The Yubico byte.
+    pub const fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+/// Which passcode a command names in P2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passcode {
+    /// `80`: the PIN (the holder's passcode).
+    Pin,
+    /// `81`: the PUK.
+    Puk,
+}
+
+impl Passcode {
+    /// Parses P2 of VERIFY / CHANGE REFERENCE DATA.
+    pub fn from_byte(b: u8) -> Result<Passcode> {
+        match b {
+            0x80 => Ok(Passcode::Pin),
+            0x81 => Ok(Passcode::Puk),
+            _ => Err(Error::BadParameters),
+        }
+    }
+}
+
+/// Management key algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAlgorithm {
+    /// `03`: three-key triple DES, the factory default.
+    Tdes,
+    /// `08`: AES-128.
+    Aes128,
+    /// `0A`: AES-192.
+    Aes192,
+    /// `0C`: AES-256.
+    Aes256,
+}
+
+impl AdminAlgorithm {
+    /// Parses the algorithm byte.
+    pub fn from_byte(b: u8) -> Result<AdminAlgorithm> {
+        match b {
+            0x03 => Ok(AdminAlgorithm::Tdes),
+            0x08 => Ok(AdminAlgorithm::Aes128),
+            0x0A => Ok(AdminAlgorithm::Aes192),
+            0x0C => Ok(AdminAlgorithm::Aes256),
+            _ => Err(Error::BadParameters),
+        }
+    }
+
+    /// The algorithm byte.
+    pub const fn byte(self) -> u8 {
+        match self {
+            AdminAlgorithm::Tdes => 0x03,
+            AdminAlgorithm::Aes128 => 0x08,
+            AdminAlgorithm::Aes192 => 0x0A,
+            AdminAlgorithm::Aes256 => 0x0C,
+        }
+    }
+
+    /// Key length in bytes.
+    pub const fn key_len(self) -> usize {
+        match self {
+            AdminAlgorithm::Tdes | AdminAlgorithm::Aes192 => 24,
+            AdminAlgorithm::Aes128 => 16,
+            AdminAlgorithm::Aes256 => 32,
+        }
+    }
+
+    /// Cipher block length in bytes (the challenge length).
+    pub const fn block_len(self) -> usize {
+        match self {
+            AdminAlgorithm::Tdes => 8,
+            _ => 16,
+        }
+    }
+}
+
+/// The asymmetric algorithm of a slot. Only P-256 for now.
+pub const ALG_P256: u8 = 0x11;
