@@ -211,6 +211,11 @@ pub fn run(
     ctx: &mut Context<'_>,
     reply: &mut Reply<'_>,
 ) -> Result<()> {
+    // "PIN always" means the VERIFY comes immediately before the key is
+    // used: any command other than a signature or key agreement spends it.
+    if !matches!(cmd.ins(), INS_VERIFY | INS_GENERAL_AUTHENTICATE) {
+        piv.session.pin_always = None;
+    }
     match cmd.ins() {
         INS_VERIFY => verify(piv, cmd, ctx),
         INS_CHANGE_REFERENCE => change_reference(piv, cmd, ctx),

@@ -1,0 +1,218 @@
+//! A PIV card in-process, and the host side of its protocols, for tests.
+#![allow(dead_code)]
+
+use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use card_os::testing::RamFlash;
+use card_os::{Card, atr};
+use piv::{DeviceKey, Piv};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
+pub type PivCard<F = Flash> = Card<F, ChaCha8Rng, (Piv,)>;
+
+pub const SELECT: &str = "00A4040005A000000308";
+pub const DEFAULT_MGM: [u8; 24] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+];
+
+pub fn hex(text: &str) -> Vec<u8> {
+    let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+pub fn device_key() -> DeviceKey {
+    DeviceKey::new([0x5D; 32])
+}
+
+/// Boots a card on `flash`, powered, with a seeded RNG.
+pub fn boot_on<F: embedded_storage::nor_flash::NorFlash>(flash: F, seed: u64) -> PivCard<F> {
+    let atr = atr::t1(b"\x80\x73\xC0\x21\xC0\x57S9CARDV").unwrap();
+    let mut card = Card::boot(
+        flash,
+        ChaCha8Rng::seed_from_u64(seed),
+        (Piv::new(device_key(), true),),
+        atr,
+    )
+    .unwrap();
+    card.power_on();
+    card
+}
+
+/// A fresh card, selected.
+pub fn fresh() -> PivCard {
+    let mut card = boot_on(Flash::new(), 1);
+    assert_eq!(sw(&send(&mut card, &hex(SELECT))), 0x9000);
+    card
+}
+
+/// Sends one APDU; returns data ‖ SW.
+pub fn send<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    apdu: &[u8],
+) -> Vec<u8> {
+    card.transmit(apdu).unwrap().to_vec()
+}
+
+/// Sends an APDU as a tool would: chained if over 255 bytes, collecting
+/// `61 xx` parts with GET RESPONSE. Returns data and SW.
+pub fn exchange<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    header: [u8; 4],
+    data: &[u8],
+) -> (Vec<u8>, u16) {
+    let parts: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(255).collect()
+    };
+    let mut rsp = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut apdu = vec![
+            if last { header[0] } else { header[0] | 0x10 },
+            header[1],
+            header[2],
+            header[3],
+        ];
+        if !part.is_empty() {
+            apdu.push(part.len() as u8);
+            apdu.extend_from_slice(part);
+        }
+        if last {
+            apdu.push(0);
+        }
+        rsp = send(card, &apdu);
+        if !last {
+            assert_eq!(sw(&rsp), 0x9000, "chained part {i}");
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        let s = sw(&rsp);
+        out.extend_from_slice(&rsp[..rsp.len() - 2]);
+        if s >> 8 != 0x61 {
+            return (out, s);
+        }
+        rsp = send(card, &[0x00, 0xC0, 0x00, 0x00, s as u8]);
+    }
+}
+
+pub fn sw(rsp: &[u8]) -> u16 {
+    u16::from_be_bytes([rsp[rsp.len() - 2], rsp[rsp.len() - 1]])
+}
+
+pub fn padded(pin: &[u8]) -> Vec<u8> {
+    let mut v = pin.to_vec();
+    v.resize(8, 0xFF);
+    v
+}
+
+pub fn verify<F: embedded_storage::nor_flash::NorFlash>(card: &mut PivCard<F>, pin: &[u8]) -> u16 {
+    let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
+    apdu.extend_from_slice(&padded(pin));
+    sw(&send(card, &apdu))
+}
+
+/// A block cipher for the management key algorithms.
+pub fn cipher(alg: u8, key: &[u8], block: &mut [u8], encrypt: bool) {
+    fn run<C: KeyInit + BlockCipherEncrypt + BlockCipherDecrypt>(
+        key: &[u8],
+        block: &mut [u8],
+        encrypt: bool,
+    ) {
+        let c = C::new_from_slice(key).unwrap();
+        let mut b = Array::try_from(&*block).unwrap();
+        if encrypt {
+            c.encrypt_block(&mut b);
+        } else {
+            c.decrypt_block(&mut b);
+        }
+        block.copy_from_slice(&b);
+    }
+    match alg {
+        0x03 => run::<des::TdesEde3>(key, block, encrypt),
+        0x08 => run::<aes::Aes128>(key, block, encrypt),
+        0x0A => run::<aes::Aes192>(key, block, encrypt),
+        0x0C => run::<aes::Aes256>(key, block, encrypt),
+        _ => panic!("alg {alg:02X}"),
+    }
+}
+
+/// Mutual management-key authentication as yubico-piv-tool does it.
+pub fn admin_auth<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    alg: u8,
+    key: &[u8],
+) -> u16 {
+    let block = if alg == 0x03 { 8 } else { 16 };
+    let rsp = send(card, &[0x00, 0x87, alg, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00]);
+    if sw(&rsp) != 0x9000 {
+        return sw(&rsp);
+    }
+    assert_eq!(&rsp[..4], &[0x7C, 2 + block as u8, 0x80, block as u8]);
+    let mut witness = rsp[4..4 + block].to_vec();
+    cipher(alg, key, &mut witness, false);
+    let challenge: Vec<u8> = (0..block as u8)
+        .map(|i| i.wrapping_mul(37) ^ 0x5A)
+        .collect();
+    let mut data = vec![0x7C, 4 + 2 * block as u8, 0x80, block as u8];
+    data.extend_from_slice(&witness);
+    data.extend_from_slice(&[0x81, block as u8]);
+    data.extend_from_slice(&challenge);
+    let mut apdu = vec![0x00, 0x87, alg, 0x9B, data.len() as u8];
+    apdu.extend_from_slice(&data);
+    let rsp = send(card, &apdu);
+    if sw(&rsp) != 0x9000 {
+        return sw(&rsp);
+    }
+    let mut expected = challenge.clone();
+    cipher(alg, key, &mut expected, true);
+    assert_eq!(
+        &rsp[4..4 + block],
+        &expected[..],
+        "card's response to our challenge"
+    );
+    0x9000
+}
+
+pub fn admin_default<F: embedded_storage::nor_flash::NorFlash>(card: &mut PivCard<F>) {
+    assert_eq!(admin_auth(card, 0x03, &DEFAULT_MGM), 0x9000);
+}
+
+/// GENERATE a P-256 key in `slot`; returns the uncompressed point.
+pub fn generate<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    slot: u8,
+) -> Vec<u8> {
+    let (data, s) = exchange(card, [0x00, 0x47, 0x00, slot], &hex("AC03800111"));
+    assert_eq!(s, 0x9000, "generate {slot:02X}");
+    assert_eq!(&data[..5], &hex("7F49438641")[..]);
+    data[5..].to_vec()
+}
+
+/// ECDSA through GENERAL AUTHENTICATE; returns the DER signature.
+pub fn sign<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    slot: u8,
+    digest: &[u8],
+) -> (Vec<u8>, u16) {
+    let mut inner = vec![0x82, 0x00, 0x81, digest.len() as u8];
+    inner.extend_from_slice(digest);
+    let mut data = vec![0x7C, inner.len() as u8];
+    data.extend_from_slice(&inner);
+    let (rsp, s) = exchange(card, [0x00, 0x87, 0x11, slot], &data);
+    if s != 0x9000 {
+        return (rsp, s);
+    }
+    assert_eq!(rsp[0], 0x7C);
+    assert_eq!(rsp[2], 0x82);
+    (rsp[4..].to_vec(), s)
+}
