@@ -218,7 +218,7 @@ pub fn authenticate(
             Ok(0)
         }
         // Mutual, step 2: the host decrypted the witness and challenges us.
-        (Some(witness), Some(challenge), None) => {
+        (Some(witness), Some(challenge), None) if !witness.is_empty() => {
             let pending = pending
                 .filter(|c| c.mutual && c.algorithm == algorithm)
                 .ok_or(Error::SecurityStatus)?;
