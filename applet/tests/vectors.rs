@@ -33,7 +33,9 @@ fn exchange_file() {
             let args: Vec<&str> = args.split_whitespace().collect();
             let status = match args[..] {
                 [] => admin_auth(&mut card, 0x03, &DEFAULT_MGM),
-                [alg, key] => admin_auth(&mut card, u8::from_str_radix(alg, 16).unwrap(), &hex(key)),
+                [alg, key] => {
+                    admin_auth(&mut card, u8::from_str_radix(alg, 16).unwrap(), &hex(key))
+                }
                 _ => panic!("{at}: @admin takes nothing or ALG KEY"),
             };
             assert_eq!(status, 0x9000, "{at}");
@@ -41,9 +43,15 @@ fn exchange_file() {
         } else if line == "! reset" {
             card.warm_reset();
         } else {
-            assert!(line.is_empty() || line.starts_with('#'), "{at}: cannot read {line:?}");
+            assert!(
+                line.is_empty() || line.starts_with('#'),
+                "{at}: cannot read {line:?}"
+            );
         }
     }
     println!("PIV exchange vectors: {exchanges} exchanges replayed");
-    assert!(exchanges >= 150, "the vector file has only {exchanges} exchanges");
+    assert!(
+        exchanges >= 150,
+        "the vector file has only {exchanges} exchanges"
+    );
 }

@@ -1,0 +1,392 @@
+//! Power cuts during every state-changing PIV command.
+//!
+//! Each scenario runs once uncut to learn how many flash operations the
+//! command performs, then once per operation with the power cut during it.
+//! After a reboot the store must hold the state before the command, the
+//! state after it, or (for commands that check a passcode) the state before
+//! it with one try spent: never a mix, never a try given back. The card must
+//! then still answer.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use card_os::store::{Key, Store};
+use card_os::testing::TearingFlash;
+use common::*;
+
+type Torn = TearingFlash<Flash>;
+type Dump = BTreeMap<u16, Vec<u8>>;
+
+const PIN_TRIES: u16 = 0x0011;
+/// Ways each operation is torn (how much of it happened, half-written words).
+const WAYS: u64 = 4;
+const PUK_TRIES: u16 = 0x0013;
+
+fn dump(flash: &Flash) -> Dump {
+    let mut store: Store<Flash> = Store::mount(flash.clone()).unwrap();
+    let keys: Vec<Key> = store.keys().collect();
+    let mut buf = vec![0u8; 4096];
+    keys.into_iter()
+        .map(|k| {
+            (
+                k.get(),
+                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// `state` with one try taken off the counter under `key`.
+fn spent(state: &Dump, key: u16) -> Dump {
+    let mut s = state.clone();
+    let tries = s.get_mut(&key).unwrap();
+    tries[0] -= 1;
+    s
+}
+
+struct Scenario {
+    name: &'static str,
+    /// Runs once, uncut, to make the starting card.
+    setup: fn(&mut PivCard<Torn>),
+    /// Runs before the command in every attempt (authentication…).
+    prelude: fn(&mut PivCard<Torn>),
+    /// The command; returns its status word (checked only when uncut).
+    command: fn(&mut PivCard<Torn>) -> u16,
+    expect: u16,
+    /// Counters a passcode check may leave spent.
+    checks: &'static [u16],
+}
+
+fn nothing(_: &mut PivCard<Torn>) {}
+
+fn admin(card: &mut PivCard<Torn>) {
+    admin_default(card);
+}
+
+fn admin_and_pin(card: &mut PivCard<Torn>) {
+    admin_default(card);
+    assert_eq!(verify(card, b"123456"), 0x9000);
+}
+
+fn with_key_9a(card: &mut PivCard<Torn>) {
+    admin_default(card);
+    generate(card, 0x9A);
+}
+
+fn both_blocked(card: &mut PivCard<Torn>) {
+    for _ in 0..3 {
+        verify(card, b"000001");
+    }
+    let mut apdu = hex("002C008010");
+    apdu.extend(padded(b"00000000"));
+    apdu.extend(padded(b"482915"));
+    for _ in 0..3 {
+        send(card, &apdu);
+    }
+}
+
+fn staged_9a(card: &mut PivCard<Torn>) {
+    admin_and_pin(card);
+    generate(card, 0x9A);
+    exchange(card, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800111"));
+}
+
+fn certificate() -> Vec<u8> {
+    let cert: Vec<u8> = (0..1500).map(|i| (i * 13 % 256) as u8).collect();
+    let mut object = vec![0x70, 0x82, 0x05, 0xDC];
+    object.extend(cert);
+    object.extend(hex("710100"));
+    object
+}
+
+/// Rewrites objects until the store is one small write away from collecting
+/// garbage, and returns the flash as it was just before that write.
+fn crowd(card: &mut PivCard<Torn>) -> Flash {
+    admin_default(card);
+    let put = |card: &mut PivCard<Torn>, tag: &str, len: usize, fill: u8| {
+        let erases = card.store().flash().inner().erase_ops();
+        let mut data = hex(&format!("5C03{tag}5382"));
+        data.extend((len as u16).to_be_bytes());
+        data.extend(vec![fill; len]);
+        assert_eq!(exchange(card, [0x00, 0xDB, 0x3F, 0xFF], &data).1, 0x9000);
+        card.store().flash().inner().erase_ops() > erases
+    };
+    // Large rewrites until the log wraps round once…
+    let mut i = 0usize;
+    while !put(card, "5FC10D", 1000 + (i % 7) * 300, i as u8) {
+        i += 1;
+    }
+    // …then ones as small as a counter record until the next would collect.
+    for j in 0usize.. {
+        let snapshot = card.store().flash().inner().clone();
+        if put(card, "5FC10E", 1, j as u8) {
+            return snapshot;
+        }
+    }
+    unreachable!()
+}
+
+fn run(s: &Scenario, crowded: bool) -> usize {
+    // The starting card.
+    let mut card = boot_on(Torn::new(Flash::new(), None, 0), 7);
+    send(&mut card, &hex(SELECT));
+    (s.setup)(&mut card);
+    let base = if crowded {
+        crowd(&mut card)
+    } else {
+        card.into_parts().0.into_inner()
+    };
+
+    // Uncut: learn the states and the number of operations.
+    let mut card = boot_on(Torn::new(base.clone(), None, 0), 9);
+    send(&mut card, &hex(SELECT));
+    (s.prelude)(&mut card);
+    let before = card.store().flash().ops();
+    let old = dump(card.store().flash().inner());
+    assert_eq!((s.command)(&mut card), s.expect, "{}: uncut status", s.name);
+    let total = card.store().flash().ops();
+    let new = dump(card.store().flash().inner());
+    assert!(total > before, "{}: the command wrote nothing", s.name);
+    let mut allowed = vec![old.clone(), new];
+    allowed.extend(s.checks.iter().map(|&k| spent(&old, k)));
+
+    let mut cuts = 0;
+    for n in before..total {
+        for way in 0..WAYS {
+            let mut card = boot_on(
+                Torn::new(base.clone(), Some(n), u64::from(n) * WAYS + way),
+                9,
+            );
+            send(&mut card, &hex(SELECT));
+            (s.prelude)(&mut card);
+            let status = (s.command)(&mut card);
+            assert!(
+                status == 0x6581 || status == s.expect,
+                "{}: {status:04X}",
+                s.name
+            );
+            let flash = card.into_parts().0;
+            assert!(flash.is_cut(), "{}: op {n} was not reached", s.name);
+            let flash = flash.into_inner();
+            let state = dump(&flash);
+            assert!(
+                allowed.contains(&state),
+                "{}: cut at op {} leaves a mixed state",
+                s.name,
+                n - before
+            );
+            // Only the completed command (a right PUK, say) may restore tries.
+            if state != allowed[1] {
+                for &k in &[PIN_TRIES, PUK_TRIES] {
+                    assert!(
+                        state[&k][0] <= old[&k][0],
+                        "{}: cut at op {} gave a try back",
+                        s.name,
+                        n - before
+                    );
+                }
+            }
+            let mut rebooted = boot_on(flash, 11);
+            assert_eq!(sw(&send(&mut rebooted, &hex(SELECT))), 0x9000);
+            assert_eq!(send(&mut rebooted, &hex("00FD000000")), hex("0507019000"));
+            cuts += 1;
+        }
+    }
+    cuts
+}
+
+#[test]
+fn every_state_changing_command_survives_a_cut_at_every_operation() {
+    let scenarios = [
+        Scenario {
+            name: "VERIFY right",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[PIN_TRIES],
+            expect: 0x9000,
+            command: |c| verify(c, b"123456"),
+        },
+        Scenario {
+            name: "VERIFY wrong",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[],
+            expect: 0x63C2,
+            command: |c| verify(c, b"654321"),
+        },
+        Scenario {
+            name: "CHANGE PIN",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[PIN_TRIES],
+            expect: 0x9000,
+            command: |c| {
+                let mut apdu = hex("0024008010");
+                apdu.extend(padded(b"123456"));
+                apdu.extend(padded(b"482915"));
+                sw(&send(c, &apdu))
+            },
+        },
+        Scenario {
+            name: "CHANGE PUK",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[PUK_TRIES],
+            expect: 0x9000,
+            command: |c| {
+                let mut apdu = hex("0024008110");
+                apdu.extend(padded(b"12345678"));
+                apdu.extend(padded(b"87654321"));
+                sw(&send(c, &apdu))
+            },
+        },
+        Scenario {
+            name: "RESET RETRY COUNTER",
+            setup: |c| {
+                for _ in 0..3 {
+                    verify(c, b"000001");
+                }
+            },
+            prelude: nothing,
+            checks: &[PUK_TRIES],
+            expect: 0x9000,
+            command: |c| {
+                let mut apdu = hex("002C008010");
+                apdu.extend(padded(b"12345678"));
+                apdu.extend(padded(b"482915"));
+                sw(&send(c, &apdu))
+            },
+        },
+        Scenario {
+            name: "GENERATE",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0x47, 0x00, 0x9A], &hex("AC03800111")).1,
+        },
+        Scenario {
+            name: "IMPORT",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                let data =
+                    hex("0620C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721");
+                exchange(c, [0x00, 0xFE, 0x11, 0x9D], &data).1
+            },
+        },
+        Scenario {
+            name: "PUT DATA (chained 1.5 KiB)",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                let object = certificate();
+                let mut data = hex("5C035FC105538205E3");
+                data.extend(&object);
+                exchange(c, [0x00, 0xDB, 0x3F, 0xFF], &data).1
+            },
+        },
+        Scenario {
+            name: "SET MANAGEMENT KEY",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                sw(&send(
+                    c,
+                    &hex(
+                        "00FFFFFF230C9B20000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+                    ),
+                ))
+            },
+        },
+        Scenario {
+            name: "SET PIN RETRIES",
+            setup: nothing,
+            prelude: admin_and_pin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00FA0708"))),
+        },
+        Scenario {
+            name: "RESET",
+            setup: |c| {
+                with_key_9a(c);
+                both_blocked(c);
+            },
+            prelude: nothing,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00FB0000"))),
+        },
+        Scenario {
+            name: "MOVE KEY",
+            setup: with_key_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00F6829A"))),
+        },
+        Scenario {
+            name: "DELETE KEY",
+            setup: with_key_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00F6FF9A"))),
+        },
+        Scenario {
+            name: "STAGE KEY",
+            setup: with_key_9a,
+            prelude: admin_and_pin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800111")).1,
+        },
+        Scenario {
+            name: "COMMIT RENEWAL",
+            setup: staged_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                let object = certificate();
+                let mut data = hex("538205E3");
+                data.extend(&object);
+                exchange(c, [0x00, 0xE1, 0x00, 0x9A], &data).1
+            },
+        },
+    ];
+    let mut total = 0;
+    let mut grew = 0;
+    println!("  {:<28} {:>6} {:>9}", "command", "fresh", "crowded");
+    for s in &scenarios {
+        let fresh = run(s, false);
+        // The same command on a store that must collect garbage to make room.
+        let crowded = run(s, true);
+        println!("  {:<28} {fresh:>6} {crowded:>9}", s.name);
+        assert!(fresh >= 1, "{}: no flash operation to cut", s.name);
+        // A prelude that writes (VERIFY) may collect before the command does.
+        assert!(
+            crowded >= fresh,
+            "{}: fewer operations on a crowded store",
+            s.name
+        );
+        grew += usize::from(crowded > fresh);
+        total += fresh + crowded;
+    }
+    println!(
+        "PIV tear tests: {total} cut points over {} commands ({WAYS} ways per operation)",
+        scenarios.len()
+    );
+    assert!(
+        grew >= scenarios.len() - 3,
+        "the crowded store rarely collected during the command"
+    );
+}
