@@ -76,7 +76,7 @@ fn pin_verify_status_logout_and_blocking() {
         0x9000,
         "a right PIN restores the count"
     );
-    for left in [0x63C2, 0x63C1, 0x6983] {
+    for left in [0x63C2, 0x63C1, 0x63C0] {
         assert_eq!(verify(&mut card, b"000001"), left);
     }
     assert_eq!(

@@ -390,3 +390,55 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
         "the crowded store rarely collected during the command"
     );
 }
+
+/// The try is on flash before the card knows the answer: with the power cut
+/// right after the first write, a right PIN has cost a try just like a wrong
+/// one. And both take the same flash writes, two each, so the two cannot be
+/// told apart by watching the flash.
+#[test]
+fn the_counter_is_committed_before_the_comparison() {
+    // Several 128 KiB cards at once: more stack than a test thread has.
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(counter_first)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn counter_first() {
+    let mut card = boot_on(Torn::new(Flash::new(), None, 0), 7);
+    send(&mut card, &hex(SELECT));
+    let base = card.into_parts().0.into_inner();
+    for pin in [&b"123456"[..], b"654321"] {
+        let mut card = boot_on(Torn::new(base.clone(), None, 0), 9);
+        send(&mut card, &hex(SELECT));
+        let before = card.store().flash().inner().programs();
+        verify(&mut card, pin);
+        let programs = card.store().flash().inner().programs() - before;
+        assert_eq!(
+            programs,
+            2,
+            "VERIFY {} took {programs} programs",
+            String::from_utf8_lossy(pin)
+        );
+
+        // Cut the power during the second write, whatever it was.
+        let mut card = boot_on(Torn::new(base.clone(), None, 0), 9);
+        send(&mut card, &hex(SELECT));
+        let first = card.store().flash().ops();
+        let flash = card.into_parts().0.into_inner();
+        let mut card = boot_on(Torn::new(flash, Some(first + 1), 0), 9);
+        send(&mut card, &hex(SELECT));
+        assert_eq!(verify(&mut card, pin), 0x6581);
+        let mut rebooted = boot_on(card.into_parts().0.into_inner(), 11);
+        send(&mut rebooted, &hex(SELECT));
+        let rsp = send(&mut rebooted, &hex("00F7008000"));
+        assert_eq!(
+            rsp[rsp.len() - 3],
+            2,
+            "a try must stay spent for PIN {}",
+            String::from_utf8_lossy(pin)
+        );
+    }
+}
