@@ -2,8 +2,6 @@
 
 use card_os::Persistent;
 use card_os::store::Key;
-use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
@@ -163,10 +161,14 @@ pub fn sign<'o>(secret: &SecretKey, digest: &[u8], out: &'o mut [u8]) -> Result<
         .get_mut(32 - n..)
         .ok_or(Error::BadData)?
         .copy_from_slice(src);
-    let signing = SigningKey::from(secret);
-    let signature: p256::ecdsa::DerSignature =
-        signing.sign_prehash(&fitted).map_err(|_| Error::BadData)?;
-    let der = signature.as_bytes();
+    // RFC 6979 nonces: deterministic, so no RNG failure can leak the key.
+    let (signature, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
+        &secret.to_nonzero_scalar(),
+        &fitted,
+        &[],
+    );
+    let der = signature.to_der();
+    let der = der.as_bytes();
     let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
     dst.copy_from_slice(der);
     Ok(dst)
