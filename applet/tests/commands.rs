@@ -598,3 +598,28 @@ fn renewal_stage_commit_and_abort() {
     assert_eq!(sw(&send(&mut card, &hex("00E2009D"))), 0x9000);
     assert_eq!(sw(&send(&mut card, &hex("00E2009D"))), 0x6A88);
 }
+
+#[test]
+fn a_staged_key_survives_a_power_cycle_and_the_renewal_resumes() {
+    let mut card = fresh();
+    admin_default(&mut card);
+    verify(&mut card, b"123456");
+    let (staged, s) = exchange(&mut card, [0x00, 0xE0, 0x00, 0x9C], &hex("AC03800111"));
+    assert_eq!(s, 0x9000);
+    let flash = card.into_parts().0;
+    let mut card = boot_on(flash, 2);
+    send(&mut card, &hex(SELECT));
+    let info = send(&mut card, &hex("00E3000000"));
+    assert_eq!(
+        &info[14..17],
+        &hex("04019C")[..],
+        "CARD INFO lists the staged slot"
+    );
+    admin_default(&mut card);
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9C], &hex("53037001AA")).1,
+        0x9000
+    );
+    let meta = send(&mut card, &hex("00F7009C00"));
+    assert_eq!(&meta[meta.len() - 67..meta.len() - 2], &staged[5..]);
+}
