@@ -71,7 +71,9 @@ fn identity(piv: &mut Piv, ctx: &mut Context<'_>) -> Result<Identity> {
     if let Some(id) = Identity::load(ctx.store, &piv.device)? {
         return Ok(id);
     }
-    let serial = Identity::random_serial(ctx.rng);
+    let serial = piv
+        .factory_serial
+        .unwrap_or_else(|| Identity::random_serial(ctx.rng));
     let id = Identity::new(serial, piv.is_virtual, ctx.rng)?;
     factory(piv, ctx, &id, false)?;
     Ok(id)

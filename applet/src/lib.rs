@@ -45,6 +45,7 @@ pub const VERSION: [u8; 3] = [5, 7, 1];
 pub struct Piv {
     device: DeviceKey,
     is_virtual: bool,
+    factory_serial: Option<u32>,
     session: session::Session,
 }
 
@@ -55,8 +56,16 @@ impl Piv {
         Piv {
             device,
             is_virtual,
+            factory_serial: None,
             session: session::Session::default(),
         }
+    }
+
+    /// The serial a blank card takes when it first initialises itself,
+    /// instead of one drawn from its RNG (`0900000000`–`0999999999`).
+    pub fn with_factory_serial(mut self, serial: u32) -> Self {
+        self.factory_serial = Some(serial);
+        self
     }
 
     /// The session's security status (for tests).

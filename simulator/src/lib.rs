@@ -1,0 +1,16 @@
+//! The host side of s9card: simulated cards in card images, served to
+//! PC/SC through vsmartcard's vpcd, with decoded traces.
+pub mod card;
+pub mod image;
+pub mod server;
+pub mod trace;
+pub mod vpcd;
+
+use std::path::PathBuf;
+
+/// The user's s9card data directory (default image, control socket).
+pub fn data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "s9card")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("s9card"))
+}

@@ -1,0 +1,334 @@
+//! `s9card serve`: cards in vpcd readers, a control socket, traces, and a
+//! clean shutdown on SIGINT or SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::card::{self, Entropy, SimCard};
+use crate::trace::Record;
+use crate::vpcd::{self, Frame};
+
+/// Where decoded or raw trace lines go.
+#[derive(Clone, Debug)]
+pub enum TraceTo {
+    /// Decoded lines on standard output.
+    Stdout,
+    /// Raw (redacted) lines appended to a file, for `s9card trace decode`.
+    File(PathBuf),
+}
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// One image per reader, in reader order.
+    pub images: Vec<PathBuf>,
+    /// The first reader's vpcd address; reader `n` is at port + `n`.
+    pub vpcd: SocketAddr,
+    /// Trace destination.
+    pub trace: Option<TraceTo>,
+    /// The control socket.
+    pub control: PathBuf,
+    /// Re-arm TCP_QUICKACK before each read (off only to measure it).
+    pub quickack: bool,
+    /// fdatasync every flash operation.
+    pub durable: bool,
+    /// Card randomness.
+    pub entropy: Entropy,
+}
+
+/// A reader slot's shared state.
+struct Slot {
+    inserted: AtomicBool,
+    stream: Mutex<Option<TcpStream>>,
+}
+
+impl Slot {
+    fn hang_up(&self) {
+        if let Ok(guard) = self.stream.lock()
+            && let Some(s) = guard.as_ref()
+        {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The trace sink, and whether it takes raw lines.
+type Tracer = Arc<Mutex<Option<(Box<dyn Write + Send>, bool)>>>;
+
+/// Serves until SIGINT or SIGTERM.
+pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+
+    let tracer: Tracer = Arc::new(Mutex::new(match &config.trace {
+        None => None,
+        Some(TraceTo::Stdout) => Some((Box::new(std::io::stdout()), false)),
+        Some(TraceTo::File(p)) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?;
+            Some((Box::new(file), true))
+        }
+    }));
+
+    // Boot every card first, so a bad image stops everything before a
+    // reader sees anything.
+    let mut cards = Vec::new();
+    for path in &config.images {
+        let (header, card) = card::boot(path, config.entropy, config.durable)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "card booted");
+        cards.push(card);
+    }
+
+    let slots: Vec<Arc<Slot>> = cards
+        .iter()
+        .map(|_| {
+            Arc::new(Slot {
+                inserted: AtomicBool::new(true),
+                stream: Mutex::new(None),
+            })
+        })
+        .collect();
+
+    let control = control_listener(&config.control)?;
+    let mut threads = Vec::new();
+    for (n, card) in cards.into_iter().enumerate() {
+        let addr = SocketAddr::new(config.vpcd.ip(), config.vpcd.port() + n as u16);
+        let slot = Arc::clone(&slots[n]);
+        let stop = Arc::clone(&stop);
+        let tracer = Arc::clone(&tracer);
+        let quickack = config.quickack;
+        threads.push(thread::spawn(move || {
+            run_reader(n, addr, card, &slot, &stop, &tracer, quickack)
+        }));
+    }
+    {
+        let slots = slots.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || control_loop(control, &slots, &stop));
+    }
+    tracing::info!(readers = slots.len(), control = %config.control.display(), "serving");
+
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("shutting down");
+    for slot in &slots {
+        slot.hang_up();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = std::fs::remove_file(&config.control);
+    Ok(())
+}
+
+fn control_listener(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket left by a server that was killed: remove it if no one answers.
+    if UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The control protocol: one line per request (`eject N`, `insert N`,
+/// `status`), one line per answer.
+fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                let mut reader = BufReader::new(&stream);
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let answer = control_request(line.trim(), slots);
+                let mut stream = &stream;
+                let _ = writeln!(stream, "{answer}");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let slot = |n: &str| {
+        n.parse::<usize>()
+            .ok()
+            .and_then(|n| slots.get(n).map(|s| (n, s)))
+    };
+    match words[..] {
+        ["eject", n] => match slot(n) {
+            Some((n, s)) => {
+                s.inserted.store(false, Ordering::SeqCst);
+                s.hang_up();
+                tracing::info!(reader = n, "card ejected");
+                "ok".into()
+            }
+            None => format!("error: no reader {n}"),
+        },
+        ["insert", n] => match slot(n) {
+            Some((n, s)) => {
+                s.inserted.store(true, Ordering::SeqCst);
+                tracing::info!(reader = n, "card inserted");
+                "ok".into()
+            }
+            None => format!("error: no reader {n}"),
+        },
+        ["status"] => slots
+            .iter()
+            .enumerate()
+            .map(|(n, s)| {
+                let inserted = s.inserted.load(Ordering::SeqCst);
+                let connected = s.stream.lock().map(|g| g.is_some()).unwrap_or(false);
+                format!(
+                    "reader {n}: {} {}",
+                    if inserted { "inserted" } else { "ejected" },
+                    if connected { "connected" } else { "waiting" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => format!("error: unknown request {line:?} (eject N, insert N, status)"),
+    }
+}
+
+/// Sends a control request to a running server.
+pub fn control_send(path: &Path, request: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let mut stream = UnixStream::connect(path)
+        .map_err(|e| format!("no s9card server at {}: {e}", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(stream, "{request}")?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    Ok(answer.trim().to_string())
+}
+
+fn run_reader(
+    n: usize,
+    addr: SocketAddr,
+    mut card: SimCard,
+    slot: &Slot,
+    stop: &AtomicBool,
+    tracer: &Tracer,
+    quickack: bool,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
+        if !slot.inserted.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => s,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(reader = n, %addr, error = %e, "vpcd not reachable; retrying (is pcscd with vpcd running?)");
+                    warned = true;
+                }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        warned = false;
+        let _ = stream.set_nodelay(true);
+        if let (Ok(mut guard), Ok(clone)) = (slot.stream.lock(), stream.try_clone()) {
+            *guard = Some(clone);
+        }
+        tracing::info!(reader = n, %addr, "connected to vpcd: card present");
+        let result = serve_connection(n, stream, &mut card, tracer, quickack);
+        card.power_off();
+        if let Ok(mut guard) = slot.stream.lock() {
+            *guard = None;
+        }
+        match result {
+            Ok(()) => tracing::info!(reader = n, "vpcd closed the connection"),
+            Err(e) => tracing::info!(reader = n, error = %e, "connection ended"),
+        }
+        if !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn serve_connection(
+    n: usize,
+    mut stream: TcpStream,
+    card: &mut SimCard,
+    tracer: &Tracer,
+    quickack: bool,
+) -> std::io::Result<()> {
+    loop {
+        if quickack {
+            // Linux clears quick-ACK mode by itself; re-arm it before every
+            // read so vpcd's two-part writes are acknowledged at once.
+            let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
+        }
+        let frame = match vpcd::read_frame(&mut stream) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let started = Instant::now();
+        let answer = vpcd::respond(card, &frame);
+        if let (Frame::Apdu(apdu), Some(rsp)) = (&frame, &answer) {
+            trace(tracer, n, apdu, rsp, started.elapsed());
+        }
+        if let Some(body) = answer {
+            vpcd::write_frame(&mut stream, &body)?;
+        }
+    }
+}
+
+fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], rsp: &[u8], took: Duration) {
+    let Ok(mut guard) = tracer.lock() else { return };
+    let Some((out, raw)) = guard.as_mut() else {
+        return;
+    };
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let record = Record::new(at, took.as_micros() as u64, apdu, rsp);
+    let line = if *raw {
+        record.raw()
+    } else {
+        format!("[{reader}] {}", record.decoded())
+    };
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Resolves `HOST:PORT`.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))
+}
