@@ -1,0 +1,300 @@
+//! The end-to-end harness: pcscd with vpcd, `s9card serve` on temporary card
+//! images, and the PC/SC tools, exactly as users run them.
+//!
+//! Every test takes [`Harness::start`], which holds a machine-wide lock (the
+//! vpcd readers are machine-wide), makes sure pcscd is running (starting one
+//! if none is, and refusing with a clear message if it cannot), starts its
+//! own `s9card serve`, waits for the card to appear, and on drop stops
+//! everything it started.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The readers vpcd shows.
+pub const READER_0: &str = "Virtual PCD 00 00";
+/// The second reader.
+pub const READER_1: &str = "Virtual PCD 00 01";
+
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `s9card` binary, built if needed.
+pub fn s9card() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/s9card
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("s9card"))
+        .unwrap();
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "s9card-simulator", "--bin", "s9card"])
+            .current_dir(root())
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "building s9card failed");
+    }
+    bin
+}
+
+/// Runs a command, returning its output.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (is it installed? see scripts/setup)"))
+}
+
+/// Runs a command that must succeed; returns stdout and stderr together.
+pub fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// The reader list as PC/SC sees it, with card presence.
+pub fn readers() -> String {
+    String::from_utf8_lossy(&run("opensc-tool", &["-l"]).stdout).into_owned()
+}
+
+fn pcscd_running() -> bool {
+    let out = run("opensc-tool", &["-l"]);
+    String::from_utf8_lossy(&out.stdout).contains(READER_0)
+}
+
+/// A machine-wide lock file, so test binaries never share the readers.
+struct Lock(#[allow(dead_code)] File);
+
+impl Lock {
+    fn take() -> Lock {
+        let f = File::create(std::env::temp_dir().join("s9card-e2e.lock")).unwrap();
+        f.lock().expect("lock the e2e lock file");
+        Lock(f)
+    }
+}
+
+/// Sends a signal to a process by pid (through kill(1): no unsafe code).
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// A running `s9card serve` with its own images, and pcscd if we started it.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub images: Vec<PathBuf>,
+    pub control: PathBuf,
+    pub trace: PathBuf,
+    server: Option<Child>,
+    pcscd: Option<Child>,
+    _lock: Lock,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Harness {
+    /// Starts pcscd (if needed) and a server with `cards` fresh virtual
+    /// cards, serials 0900000001, 0900000002…
+    pub fn start(cards: usize) -> Harness {
+        let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = Lock::take();
+        let pcscd = ensure_pcscd();
+        let dir = tempfile::tempdir().unwrap();
+        let mut images = Vec::new();
+        for n in 0..cards {
+            let image = dir.path().join(format!("card{n}.s9img"));
+            let serial = format!("09{:08}", n + 1);
+            ok(
+                s9card().to_str().unwrap(),
+                &[
+                    "init",
+                    "--image",
+                    image.to_str().unwrap(),
+                    "--serial",
+                    &serial,
+                    "--virtual",
+                ],
+            );
+            images.push(image);
+        }
+        let mut h = Harness {
+            control: dir.path().join("control.sock"),
+            trace: dir.path().join("trace.raw"),
+            dir,
+            images,
+            server: None,
+            pcscd,
+            _lock: lock,
+            _guard: guard,
+        };
+        h.start_server();
+        h
+    }
+
+    /// Starts (or restarts) the server on the same images.
+    pub fn start_server(&mut self) {
+        let mut args = vec!["serve".to_string()];
+        for image in &self.images {
+            args.push("--image".into());
+            args.push(image.display().to_string());
+        }
+        args.extend(["--control".into(), self.control.display().to_string()]);
+        args.extend(["--trace".into(), self.trace.display().to_string()]);
+        args.push("--no-fsync".into());
+        let log = File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(s9card())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start s9card serve");
+        self.server = Some(child);
+        for n in 0..self.images.len() {
+            self.wait_for_card(n, true);
+        }
+    }
+
+    /// Waits until reader `n` shows a card (or no card).
+    pub fn wait_for_card(&self, n: usize, present: bool) {
+        let name = if n == 0 { READER_0 } else { READER_1 };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = readers();
+            let line = list.lines().find(|l| l.contains(name)).unwrap_or("");
+            if line.contains("Yes") == present {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reader {n} never showed present={present}:\n{list}\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server with SIGKILL: a power cut at whatever it was doing.
+    pub fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and checks it exits cleanly.
+    pub fn stop_server(&mut self) -> std::process::ExitStatus {
+        let mut child = self.server.take().expect("server running");
+        signal(child.id(), "TERM");
+        child.wait().unwrap()
+    }
+
+    /// `s9card eject` / `insert`.
+    pub fn control(&self, verb: &str, reader: usize) -> String {
+        ok(
+            s9card().to_str().unwrap(),
+            &[
+                verb,
+                "--reader",
+                &reader.to_string(),
+                "--control",
+                self.control.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// What the server logged.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A path in the test's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file in the temporary directory.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(child) = self.server.as_mut() {
+            signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Let pcscd notice the card left before the next test.
+        if self.server.is_some() {
+            let _ = (0..100).find(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                !readers()
+                    .lines()
+                    .any(|l| l.contains(READER_0) && l.contains("Yes"))
+            });
+        }
+        if let Some(mut p) = self.pcscd.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// Makes sure pcscd with vpcd is running; starts one if not. Returns the
+/// child if this process started it.
+fn ensure_pcscd() -> Option<Child> {
+    if pcscd_running() {
+        return None;
+    }
+    let has_vpcd = Path::new("/etc/reader.conf.d/vpcd").exists();
+    assert!(
+        has_vpcd,
+        "the end-to-end tests need pcscd with vsmartcard's vpcd reader driver: \
+         apt-get install pcscd vsmartcard-vpcd opensc (scripts/setup does it)"
+    );
+    let child = Command::new("pcscd")
+        .args(["--foreground"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start pcscd: {e}; install pcscd (scripts/setup)"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pcscd_running() {
+        assert!(
+            Instant::now() < deadline,
+            "pcscd started but shows no vpcd readers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(child)
+}

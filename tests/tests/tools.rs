@@ -1,0 +1,337 @@
+//! Real PC/SC tools against the virtual card: opensc-tool, pkcs15-tool,
+//! pkcs11-tool, yubico-piv-tool, openssl and ssh-keygen, unmodified.
+
+use s9card_e2e::*;
+
+const Y: &str = "yubico-piv-tool";
+const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+
+fn y(args: &[&str]) -> String {
+    let mut all = vec!["-r", READER_0];
+    all.extend_from_slice(args);
+    ok(Y, &all)
+}
+
+fn y_fails(args: &[&str]) -> String {
+    let mut all = vec!["-r", READER_0];
+    all.extend_from_slice(args);
+    let out = run(Y, &all);
+    assert!(
+        !out.status.success(),
+        "yubico-piv-tool {args:?} should fail"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A certificate for `pubkey` from a throwaway openssl CA, as a CMS would
+/// issue one.
+fn issue(h: &Harness, pubkey: &std::path::Path, cn: &str) -> std::path::PathBuf {
+    let ca_key = h.path("ca.key");
+    let ca = h.path("ca.pem");
+    if !ca.exists() {
+        ok(
+            "openssl",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                ca_key.to_str().unwrap(),
+            ],
+        );
+        ok(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                ca_key.to_str().unwrap(),
+                "-subj",
+                "/CN=s9card test CA",
+                "-days",
+                "30",
+                "-out",
+                ca.to_str().unwrap(),
+            ],
+        );
+    }
+    let cert = h.path(&format!("{cn}.pem"));
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-new",
+            "-force_pubkey",
+            pubkey.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-CA",
+            ca.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-days",
+            "30",
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    cert
+}
+
+#[test]
+fn opensc_sees_a_piv_card() {
+    let _h = Harness::start(1);
+    let list = ok("opensc-tool", &["-l"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(READER_0) && l.contains("Yes")),
+        "{list}"
+    );
+    let atr = ok("opensc-tool", &["-r", "0", "-a"]);
+    // 3B 8D 81 31 FE 45 80 73 C0 21 C0 57 "S9CARDV" TCK
+    assert!(
+        atr.starts_with("3b:8d:81:31:fe:45:80:73:c0:21:c0:57:53:39:43:41:52:44:56:"),
+        "{atr}"
+    );
+    let name = ok("opensc-tool", &["-r", "0", "-n"]);
+    assert!(
+        name.contains("Personal Identity Verification Card"),
+        "{name}"
+    );
+    let pkcs15 = ok("pkcs15-tool", &["-D"]);
+    assert!(
+        pkcs15.contains("PIV_II") && pkcs15.contains("PIN [PIN]"),
+        "{pkcs15}"
+    );
+    let slots = ok("pkcs11-tool", &["--module", PKCS11, "-L"]);
+    assert!(
+        slots.contains("PIV_II") && slots.contains("token initialized"),
+        "{slots}"
+    );
+    let objects = ok("pkcs11-tool", &["--module", PKCS11, "-O"]);
+    assert!(
+        objects.contains("Card Holder Unique Identifier"),
+        "{objects}"
+    );
+}
+
+#[test]
+fn yubico_piv_tool_status_and_passcodes() {
+    let h = Harness::start(1);
+    let status = y(&["-a", "status"]);
+    assert!(status.contains("Version:\t5.7.1"), "{status}");
+    assert!(status.contains("Serial Number:\t900000001"), "{status}");
+    assert!(status.contains("PIN tries left:\t3"), "{status}");
+    y(&["-a", "verify-pin", "-P", "123456"]);
+    // The Series 9 policy: weak or short new passcodes are refused.
+    let weak = y_fails(&["-a", "change-pin", "-P", "123456", "-N", "111111"]);
+    assert!(!weak.contains("Successfully"), "{weak}");
+    y(&["-a", "change-pin", "-P", "123456", "-N", "482915"]);
+    y(&["-a", "change-puk", "-P", "12345678", "-N", "87654321"]);
+    let wrong = y_fails(&["-a", "verify-pin", "-P", "000001"]);
+    assert!(wrong.contains("2 tries left"), "{wrong}");
+    y(&["-a", "unblock-pin", "-P", "87654321", "-N", "731026"]);
+    y(&["-a", "verify-pin", "-P", "731026"]);
+    y(&[
+        "-a",
+        "verify-pin",
+        "-P",
+        "731026",
+        "-a",
+        "pin-retries",
+        "--pin-retries",
+        "5",
+        "--puk-retries",
+        "6",
+    ]);
+    assert!(y(&["-a", "status"]).contains("PIN tries left:\t5"));
+    drop(h);
+}
+
+#[test]
+fn yubico_piv_tool_keys_certificates_attestation_and_reset() {
+    let h = Harness::start(1);
+    for slot in ["9a", "9c", "9d", "9e"] {
+        let pubkey = h.path(&format!("{slot}.pub"));
+        y(&[
+            "-a",
+            "generate",
+            "-s",
+            slot,
+            "-A",
+            "ECCP256",
+            "-o",
+            pubkey.to_str().unwrap(),
+        ]);
+        let pem = std::fs::read_to_string(&pubkey).unwrap();
+        assert!(pem.contains("BEGIN PUBLIC KEY"), "{pem}");
+    }
+    let cert = issue(&h, &h.path("9a.pub"), "holder 555000111222");
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        "9a",
+        "-i",
+        cert.to_str().unwrap(),
+    ]);
+    let read = y(&["-a", "read-certificate", "-s", "9a"]);
+    assert_eq!(read.trim(), std::fs::read_to_string(&cert).unwrap().trim());
+    assert!(y(&["-a", "status"]).contains("Subject DN:\tCN=holder 555000111222"));
+    // Attestation of a generated key.
+    let attestation = h.path("attest.pem");
+    y(&[
+        "-a",
+        "attest",
+        "-s",
+        "9a",
+        "-o",
+        attestation.to_str().unwrap(),
+    ]);
+    let text = ok(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            attestation.to_str().unwrap(),
+            "-noout",
+            "-subject",
+            "-issuer",
+        ],
+    );
+    assert!(
+        text.contains("s9card attested key 9A") && text.contains("s9card attestation 0900000001"),
+        "{text}"
+    );
+    y(&["-a", "delete-certificate", "-s", "9a"]);
+    y_fails(&["-a", "read-certificate", "-s", "9a"]);
+    // Import a key made elsewhere.
+    let key = h.path("imported.key");
+    ok(
+        "openssl",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    y(&["-a", "import-key", "-s", "9d", "-i", key.to_str().unwrap()]);
+    // A new 3DES management key, then back.
+    let new = "0102030405060708010203040506070801020304050607AA";
+    y(&["-a", "set-mgm-key", "-n", new]);
+    y_fails(&["-a", "generate", "-s", "9a", "-A", "ECCP256"]);
+    let key_arg = format!("--key={new}");
+    y(&[
+        &key_arg,
+        "-a",
+        "set-mgm-key",
+        "-n",
+        "010203040506070801020304050607080102030405060708",
+    ]);
+    // RESET only once PIN and PUK are both blocked.
+    y_fails(&["-a", "reset"]);
+    for _ in 0..3 {
+        y_fails(&["-a", "verify-pin", "-P", "000000"]);
+    }
+    for _ in 0..3 {
+        y_fails(&["-a", "unblock-pin", "-P", "00000000", "-N", "482915"]);
+    }
+    y(&["-a", "reset"]);
+    y(&["-a", "verify-pin", "-P", "123456"]);
+    assert!(
+        y(&["-a", "status"]).contains("Serial Number:\t900000001"),
+        "the serial survives RESET"
+    );
+}
+
+#[test]
+fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
+    let h = Harness::start(1);
+    let pubkey = h.path("9a.pub");
+    y(&[
+        "-a",
+        "generate",
+        "-s",
+        "9a",
+        "-A",
+        "ECCP256",
+        "-o",
+        pubkey.to_str().unwrap(),
+    ]);
+    let cert = issue(&h, &pubkey, "holder");
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        "9a",
+        "-i",
+        cert.to_str().unwrap(),
+    ]);
+    let msg = h.write("msg.txt", b"an NHS staff card signs this\n");
+    let digest = h.path("msg.sha256");
+    ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-binary",
+            "-out",
+            digest.to_str().unwrap(),
+            msg.to_str().unwrap(),
+        ],
+    );
+    let sig = h.path("msg.sig");
+    ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11,
+            "--login",
+            "--pin",
+            "123456",
+            "--sign",
+            "-m",
+            "ECDSA",
+            "--id",
+            "01",
+            "--signature-format",
+            "openssl",
+            "-i",
+            digest.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
+    let certpub = h.path("cert.pub");
+    let pem = ok(
+        "openssl",
+        &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
+    );
+    std::fs::write(&certpub, pem).unwrap();
+    let verified = ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            certpub.to_str().unwrap(),
+            "-signature",
+            sig.to_str().unwrap(),
+            msg.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains("Verified OK"), "{verified}");
+    let ssh = ok("ssh-keygen", &["-D", PKCS11]);
+    assert!(ssh.starts_with("ecdsa-sha2-nistp256 "), "{ssh}");
+}
