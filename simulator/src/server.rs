@@ -272,10 +272,18 @@ fn run_reader(
             Err(e) => tracing::info!(reader = n, error = %e, "connection ended"),
         }
         if !stop.load(Ordering::Relaxed) {
-            thread::sleep(Duration::from_millis(50));
+            // Long enough for pcscd to register the card as gone.
+            thread::sleep(Duration::from_millis(500));
         }
     }
 }
+
+/// Presence polls (get ATR, every 400 ms) without a power-on after which a
+/// connection is deemed unseen. pcscd can miss a card that comes back within
+/// moments of leaving (a simulator restarted right after a crash): it keeps
+/// polling presence and never powers the card. Leaving and coming back makes
+/// it look again.
+const UNSEEN_AFTER_POLLS: u32 = 6;
 
 fn serve_connection(
     n: usize,
@@ -284,6 +292,7 @@ fn serve_connection(
     tracer: &Tracer,
     quickack: bool,
 ) -> std::io::Result<()> {
+    let mut polls_before_power = Some(0u32);
     loop {
         if quickack {
             // Linux clears quick-ACK mode by itself; re-arm it before every
@@ -295,6 +304,18 @@ fn serve_connection(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
+        match (&frame, polls_before_power.as_mut()) {
+            (Frame::GetAtr, Some(polls)) => {
+                *polls += 1;
+                if *polls >= UNSEEN_AFTER_POLLS {
+                    return Err(std::io::Error::other(
+                        "pcscd polls but never powers the card: re-inserting",
+                    ));
+                }
+            }
+            (Frame::PowerOn | Frame::Apdu(_), _) => polls_before_power = None,
+            _ => {}
+        }
         let started = Instant::now();
         let answer = vpcd::respond(card, &frame);
         if let (Frame::Apdu(apdu), Some(rsp)) = (&frame, &answer) {

@@ -72,6 +72,9 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
 
 /// What the card does with a frame: the bytes to send back, if any.
 pub fn respond(card: &mut SimCard, frame: &Frame) -> Option<Vec<u8>> {
+    if !matches!(frame, Frame::Apdu(_)) {
+        tracing::debug!(?frame, "vpcd control");
+    }
     match frame {
         Frame::PowerOff => {
             card.power_off();
