@@ -48,6 +48,10 @@ enum Command {
         /// Seed the cards' RNG (reproducible test runs only).
         #[arg(long, hide = true)]
         seed: Option<u64>,
+        /// Answer every APDU with 90 00 without the card (the transport
+        /// floor, for benchmarks).
+        #[arg(long, hide = true)]
+        null_card: bool,
     },
     /// Create a factory-fresh card image.
     Init {
@@ -117,6 +121,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             no_quickack,
             no_fsync,
             seed,
+            null_card,
         } => {
             let images = if images.is_empty() {
                 let path = simulator::data_dir().join("default.s9img");
@@ -145,6 +150,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 quickack: !no_quickack,
                 durable: !no_fsync,
                 entropy: entropy(seed),
+                null_card,
             })
         }
         Command::Init {

@@ -40,6 +40,9 @@ pub struct Config {
     pub durable: bool,
     /// Card randomness.
     pub entropy: Entropy,
+    /// Answer every APDU with `90 00` at once, without the card: the
+    /// transport's floor, for benchmarks.
+    pub null_card: bool,
 }
 
 /// A reader slot's shared state.
@@ -106,9 +109,12 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let slot = Arc::clone(&slots[n]);
         let stop = Arc::clone(&stop);
         let tracer = Arc::clone(&tracer);
-        let quickack = config.quickack;
+        let mode = Mode {
+            quickack: config.quickack,
+            null_card: config.null_card,
+        };
         threads.push(thread::spawn(move || {
-            run_reader(n, addr, card, &slot, &stop, &tracer, quickack)
+            run_reader(n, addr, card, &slot, &stop, &tracer, mode)
         }));
     }
     {
@@ -227,6 +233,13 @@ pub fn control_send(path: &Path, request: &str) -> Result<String, Box<dyn std::e
     Ok(answer.trim().to_string())
 }
 
+/// How a connection is served.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    quickack: bool,
+    null_card: bool,
+}
+
 fn run_reader(
     n: usize,
     addr: SocketAddr,
@@ -234,7 +247,7 @@ fn run_reader(
     slot: &Slot,
     stop: &AtomicBool,
     tracer: &Tracer,
-    quickack: bool,
+    mode: Mode,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
@@ -262,7 +275,7 @@ fn run_reader(
             *guard = Some(clone);
         }
         tracing::info!(reader = n, %addr, "connected to vpcd: card present");
-        let result = serve_connection(n, stream, &mut card, tracer, quickack);
+        let result = serve_connection(n, stream, &mut card, tracer, mode);
         card.power_off();
         if let Ok(mut guard) = slot.stream.lock() {
             *guard = None;
@@ -290,11 +303,11 @@ fn serve_connection(
     mut stream: TcpStream,
     card: &mut SimCard,
     tracer: &Tracer,
-    quickack: bool,
+    mode: Mode,
 ) -> std::io::Result<()> {
     let mut polls_before_power = Some(0u32);
     loop {
-        if quickack {
+        if mode.quickack {
             // Linux clears quick-ACK mode by itself; re-arm it before every
             // read so vpcd's two-part writes are acknowledged at once.
             let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
@@ -317,7 +330,10 @@ fn serve_connection(
             _ => {}
         }
         let started = Instant::now();
-        let answer = vpcd::respond(card, &frame);
+        let answer = match &frame {
+            Frame::Apdu(_) if mode.null_card => Some(vec![0x90, 0x00]),
+            _ => vpcd::respond(card, &frame),
+        };
         if let (Frame::Apdu(apdu), Some(rsp)) = (&frame, &answer) {
             trace(tracer, n, apdu, rsp, started.elapsed());
         }

@@ -39,8 +39,18 @@ pub fn s9card() -> PathBuf {
         .map(|d| d.join("s9card"))
         .unwrap();
     if !bin.exists() {
+        let release = bin.parent().is_some_and(|d| d.ends_with("release"));
+        let profile = if release { "release" } else { "dev" };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "s9card-simulator", "--bin", "s9card"])
+            .args([
+                "build",
+                "--profile",
+                profile,
+                "-p",
+                "s9card-simulator",
+                "--bin",
+                "s9card",
+            ])
             .current_dir(root())
             .status()
             .expect("cargo");
@@ -105,6 +115,8 @@ pub struct Harness {
     pub control: PathBuf,
     pub trace: PathBuf,
     server: Option<Child>,
+    server_args: Vec<String>,
+    with_trace: bool,
     pcscd: Option<Child>,
     _lock: Lock,
     _guard: std::sync::MutexGuard<'static, ()>,
@@ -114,6 +126,12 @@ impl Harness {
     /// Starts pcscd (if needed) and a server with `cards` fresh virtual
     /// cards, serials 0900000001, 0900000002…
     pub fn start(cards: usize) -> Harness {
+        Harness::start_with(cards, true, &[])
+    }
+
+    /// Like [`Harness::start`], with or without a raw trace and with extra
+    /// `serve` arguments (`--null-card`, `--no-quickack`, for benches).
+    pub fn start_with(cards: usize, trace: bool, extra: &[&str]) -> Harness {
         let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
         let lock = Lock::take();
         let pcscd = ensure_pcscd();
@@ -136,6 +154,8 @@ impl Harness {
             images.push(image);
         }
         let mut h = Harness {
+            server_args: extra.iter().map(|s| s.to_string()).collect(),
+            with_trace: trace,
             control: dir.path().join("control.sock"),
             trace: dir.path().join("trace.raw"),
             dir,
@@ -157,8 +177,11 @@ impl Harness {
             args.push(image.display().to_string());
         }
         args.extend(["--control".into(), self.control.display().to_string()]);
-        args.extend(["--trace".into(), self.trace.display().to_string()]);
+        if self.with_trace {
+            args.extend(["--trace".into(), self.trace.display().to_string()]);
+        }
         args.push("--no-fsync".into());
+        args.extend(self.server_args.iter().cloned());
         let log = File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(s9card())
             .args(&args)

@@ -335,3 +335,107 @@ fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
     let ssh = ok("ssh-keygen", &["-D", PKCS11]);
     assert!(ssh.starts_with("ecdsa-sha2-nistp256 "), "{ssh}");
 }
+
+/// OpenSSL through PKCS#11 (Debian's libengine-pkcs11-openssl with OpenSC's
+/// module): a certificate request and a self-signed certificate made with
+/// the key on the card, the second imported with yubico-piv-tool. This is
+/// the self-signed path: yubico-piv-tool 2.2.0's own `selfsign-certificate`
+/// fails on OpenSSL 3 before it reaches any card (upstream issue #388, also
+/// with real YubiKeys), so it cannot be tested here.
+#[test]
+fn openssl_signs_requests_and_certificates_through_pkcs11() {
+    let h = Harness::start(1);
+    let pubkey = h.path("9a.pub");
+    y(&[
+        "-a",
+        "generate",
+        "-s",
+        "9a",
+        "-A",
+        "ECCP256",
+        "-o",
+        pubkey.to_str().unwrap(),
+    ]);
+    // OpenSC lists a key once its certificate exists: give it a first one.
+    let first = issue(&h, &pubkey, "first");
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        "9a",
+        "-i",
+        first.to_str().unwrap(),
+    ]);
+    let key = "pkcs11:object=PIV%20AUTH%20key;type=private;pin-value=123456";
+    let csr = h.path("req.csr");
+    let env_free = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .env("OPENSSL_CONF", "/dev/null")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "openssl {args:?}:\n{text}");
+        text
+    };
+    env_free(&[
+        "req",
+        "-new",
+        "-engine",
+        "pkcs11",
+        "-keyform",
+        "engine",
+        "-key",
+        key,
+        "-subj",
+        "/CN=555000111222",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    let verified = ok(
+        "openssl",
+        &["req", "-in", csr.to_str().unwrap(), "-verify", "-noout"],
+    );
+    assert!(verified.contains("verify OK"), "{verified}");
+    let selfsigned = h.path("self.pem");
+    env_free(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "30",
+        "-engine",
+        "pkcs11",
+        "-keyform",
+        "engine",
+        "-key",
+        key,
+        "-subj",
+        "/CN=self",
+        "-out",
+        selfsigned.to_str().unwrap(),
+    ]);
+    let check = ok(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            selfsigned.to_str().unwrap(),
+            selfsigned.to_str().unwrap(),
+        ],
+    );
+    assert!(check.contains(": OK"), "{check}");
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        "9a",
+        "-i",
+        selfsigned.to_str().unwrap(),
+    ]);
+    assert!(y(&["-a", "status"]).contains("Subject DN:\tCN=self"));
+}

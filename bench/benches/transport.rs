@@ -1,0 +1,192 @@
+//! The virtual reader's speed, all in one run:
+//! - GET DATA (CHUID) round trips through pcscd + vpcd to s9card, against
+//!   the same transport with a *null card* that answers `90 00` at once
+//!   (the floor); goal ≤ 1.10× the floor;
+//! - the same without re-arming TCP_QUICKACK, to show what it buys;
+//! - a pkcs11-tool login + sign, 20 times, whole processes.
+//!
+//! Needs pcscd with vpcd (scripts/pcscd-up); prints and exits otherwise.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use pcsc::{Context, Protocols, Scope, ShareMode};
+use s9card_e2e::{Harness, READER_0, readers, run};
+
+const SELECT: &[u8] = &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
+const GET_CHUID: &[u8] = &[
+    0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00,
+];
+
+/// Mean round trip of `n` GET DATA commands.
+fn round_trips(n: u32) -> Duration {
+    let ctx = Context::establish(Scope::User).unwrap();
+    let card = ctx
+        .connect(
+            &CString::new(READER_0).unwrap(),
+            ShareMode::Shared,
+            Protocols::ANY,
+        )
+        .unwrap();
+    let mut buf = [0u8; 300];
+    card.transmit(SELECT, &mut buf).unwrap();
+    for _ in 0..20 {
+        card.transmit(GET_CHUID, &mut buf).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        let rsp = card.transmit(GET_CHUID, &mut buf).unwrap();
+        assert!(rsp.len() >= 2);
+    }
+    start.elapsed() / n
+}
+
+fn main() {
+    if !readers().contains(READER_0) {
+        println!(
+            "transport bench: pcscd with vpcd is not running (scripts/pcscd-up); nothing measured"
+        );
+        return;
+    }
+    // Card and floor alternate, three runs each, and the medians are
+    // compared, so drift in the machine's speed hits both alike.
+    let n = 2000;
+    let (mut cards, mut floors) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let h = Harness::start_with(1, false, &[]);
+        cards.push(round_trips(n));
+        drop(h);
+        let h = Harness::start_with(1, false, &["--null-card"]);
+        floors.push(round_trips(n));
+        drop(h);
+    }
+    cards.sort();
+    floors.sort();
+    let (card, floor) = (cards[1], floors[1]);
+    let no_quickack = {
+        let _h = Harness::start_with(1, false, &["--no-quickack"]);
+        round_trips(40)
+    };
+    let per_signature = {
+        let h = Harness::start_with(1, false, &[]);
+        let pubkey = h.path("9a.pub");
+        let pk = pubkey.to_str().unwrap();
+        assert!(
+            run(
+                "yubico-piv-tool",
+                &[
+                    "-r", READER_0, "-a", "generate", "-s", "9a", "-A", "ECCP256", "-o", pk
+                ]
+            )
+            .status
+            .success()
+        );
+        let (ca_key, ca) = (h.path("ca.key"), h.path("ca.pem"));
+        let cert = h.path("cert.pem");
+        let ck = ca_key.to_str().unwrap();
+        run(
+            "openssl",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                ck,
+            ],
+        );
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                ck,
+                "-subj",
+                "/CN=bench CA",
+                "-out",
+                ca.to_str().unwrap(),
+            ],
+        );
+        let issued = run(
+            "openssl",
+            &[
+                "x509",
+                "-new",
+                "-force_pubkey",
+                pk,
+                "-subj",
+                "/CN=bench",
+                "-CA",
+                ca.to_str().unwrap(),
+                "-CAkey",
+                ck,
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            issued.status.success(),
+            "{}",
+            String::from_utf8_lossy(&issued.stderr)
+        );
+        let import = [
+            "-r",
+            READER_0,
+            "-a",
+            "import-certificate",
+            "-s",
+            "9a",
+            "-i",
+            cert.to_str().unwrap(),
+        ];
+        assert!(run("yubico-piv-tool", &import).status.success());
+        let data = h.write("digest", &[0x11; 32]);
+        let sig = h.path("sig");
+        let start = Instant::now();
+        for _ in 0..20 {
+            let out = run(
+                "pkcs11-tool",
+                &[
+                    "--module",
+                    "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+                    "--login",
+                    "--pin",
+                    "123456",
+                    "--sign",
+                    "-m",
+                    "ECDSA",
+                    "--id",
+                    "01",
+                    "-i",
+                    data.to_str().unwrap(),
+                    "-o",
+                    sig.to_str().unwrap(),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        start.elapsed() / 20
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("GET DATA round trip through pcscd + vpcd (median of 3 runs of {n}):");
+    println!("  s9card                 {:>10.1} us", us(card));
+    println!("  null card (floor)      {:>10.1} us", us(floor));
+    println!("  s9card / floor         {:>10.3}x", us(card) / us(floor));
+    println!(
+        "  without TCP_QUICKACK   {:>10.1} us  ({:.0}x the quick-ACK round trip)",
+        us(no_quickack),
+        us(no_quickack) / us(card)
+    );
+    println!(
+        "pkcs11-tool --login --sign, 20 runs: {:.1} ms per signature, process start included ({:.0}x a GET DATA round trip)",
+        us(per_signature) / 1000.0,
+        us(per_signature) / us(card)
+    );
+}
