@@ -15,7 +15,6 @@ use p256::elliptic_curve::Generate;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-#[path = "common.rs"]
 mod common;
 use common::*;
 

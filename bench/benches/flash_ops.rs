@@ -2,7 +2,6 @@
 //! personalised-looking card, and averaged over many VERIFYs (so that the
 //! occasional page opening and collection is counted too).
 
-#[path = "common.rs"]
 mod common;
 use common::*;
 

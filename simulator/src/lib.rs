@@ -1,6 +1,7 @@
 //! The host side of s9card: simulated cards in card images, served to
 //! PC/SC through vsmartcard's vpcd, with decoded traces.
 pub mod card;
+pub mod client;
 pub mod image;
 pub mod server;
 pub mod trace;

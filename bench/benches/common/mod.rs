@@ -1,13 +1,12 @@
-//! A PIV card in-process for the benches, and the host side of management
-//! key authentication.
+//! A PIV card in-process for the benches.
 #![allow(dead_code)]
 
-use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 
 pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
 pub type PivCard = Card<Flash, ChaCha8Rng, (Piv,)>;
@@ -21,9 +20,6 @@ pub const VERIFY_WRONG: &[u8] = &[
 ];
 pub const GENERATE_9A: &[u8] = &[
     0x00, 0x47, 0x00, 0x9A, 0x05, 0xAC, 0x03, 0x80, 0x01, 0x11, 0x00,
-];
-pub const DEFAULT_MGM: [u8; 24] = [
-    1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
 ];
 
 pub fn boot(flash: Flash) -> PivCard {
@@ -50,29 +46,13 @@ pub fn ok(card: &mut PivCard, apdu: &[u8]) -> Vec<u8> {
     rsp
 }
 
-fn tdes(key: &[u8], block: &mut [u8], encrypt: bool) {
-    let c = des::TdesEde3::new_from_slice(key).unwrap();
-    let mut b = Array::try_from(&*block).unwrap();
-    if encrypt {
-        c.encrypt_block(&mut b);
-    } else {
-        c.decrypt_block(&mut b);
-    }
-    block.copy_from_slice(&b);
-}
-
-/// Mutual authentication with the factory management key.
+/// Mutual authentication with the factory management key, through the
+/// host PIV client.
 pub fn admin(card: &mut PivCard) {
-    let rsp = ok(
-        card,
-        &[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00],
-    );
-    let mut witness = rsp[4..12].to_vec();
-    tdes(&DEFAULT_MGM, &mut witness, false);
-    let mut apdu = vec![0x00, 0x87, 0x03, 0x9B, 0x16, 0x7C, 0x14, 0x80, 0x08];
-    apdu.extend(&witness);
-    apdu.extend([0x81, 0x08, 1, 2, 3, 4, 5, 6, 7, 8]);
-    ok(card, &apdu);
+    let mut client = PivClient::new(card);
+    client
+        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .unwrap();
 }
 
 /// `7C { 82 00, 81 20 digest }` for slot `slot`.

@@ -1,0 +1,509 @@
+//! The host side of PIV: a client that talks to a card through any APDU
+//! transport, a real reader over PC/SC or a card in this process.
+//!
+//! It sends what tools send: short APDUs, chained above 255 bytes, and GET
+//! RESPONSE after `61 xx`. The credential-management flows and the tests
+//! drive cards only through it, so everything they do works with a physical
+//! reader too.
+
+use std::ffi::CString;
+
+use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+
+/// Why a card operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The reader or the connection failed.
+    Transport(String),
+    /// The card answered with this status word.
+    Status {
+        /// What was being done.
+        what: &'static str,
+        /// SW1 SW2.
+        sw: u16,
+    },
+    /// The card's answer did not have the expected form.
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Transport(e) => write!(f, "card reader: {e}"),
+            ClientError::Status { what, sw } => write!(
+                f,
+                "{what}: card answered {sw:04X} ({})",
+                crate::trace::meaning(*sw)
+            ),
+            ClientError::Malformed(what) => write!(f, "unexpected answer from the card: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Results of card operations.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Anything that carries APDUs to a card.
+pub trait Transport {
+    /// Sends a command APDU, returns the response APDU.
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A card in this process (unit tests, benches, card images).
+impl<F, R, A, const K: usize> Transport for card_os::Card<F, R, A, K>
+where
+    F: embedded_storage::nor_flash::NorFlash,
+    R: rand_chacha::rand_core::CryptoRng,
+    A: card_os::Applets,
+{
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        card_os::Card::transmit(self, apdu)
+            .map(|r| r.to_vec())
+            .map_err(|e| ClientError::Transport(format!("{e:?}")))
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        (**self).transmit(apdu)
+    }
+}
+
+/// A card in a PC/SC reader.
+pub struct Pcsc {
+    card: pcsc::Card,
+}
+
+impl Pcsc {
+    /// Connects to the card in the reader whose name contains `reader`.
+    pub fn connect(reader: &str) -> Result<Pcsc> {
+        let err = |e: pcsc::Error| ClientError::Transport(e.to_string());
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(err)?;
+        let mut names = vec![0u8; ctx.list_readers_len().map_err(err)?];
+        let found = ctx
+            .list_readers(&mut names)
+            .map_err(err)?
+            .find(|r| r.to_string_lossy().contains(reader))
+            .map(|r| r.to_owned())
+            .ok_or_else(|| ClientError::Transport(format!("no reader matching {reader:?}")))?;
+        let card = ctx
+            .connect(&found, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", found.to_string_lossy())))?;
+        Ok(Pcsc { card })
+    }
+
+    /// Connects to a reader by its exact name.
+    pub fn connect_exact(reader: &str) -> Result<Pcsc> {
+        let err = |e: pcsc::Error| ClientError::Transport(format!("{reader}: {e}"));
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(err)?;
+        let name =
+            CString::new(reader).map_err(|_| ClientError::Transport("reader name".into()))?;
+        let card = ctx
+            .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(err)?;
+        Ok(Pcsc { card })
+    }
+
+    /// Disconnects, resetting the card (its security status is gone).
+    pub fn reset(self) -> Result<()> {
+        self.card
+            .disconnect(pcsc::Disposition::ResetCard)
+            .map_err(|(_, e)| ClientError::Transport(e.to_string()))
+    }
+}
+
+impl Transport for Pcsc {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        let mut buf = [0u8; 258];
+        self.card
+            .transmit(apdu, &mut buf)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+}
+
+/// Management key algorithms, with the host-side cipher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MgmAlgorithm {
+    /// Three-key 3DES (`03`).
+    Tdes,
+    /// AES-128 (`08`).
+    Aes128,
+    /// AES-192 (`0A`).
+    Aes192,
+    /// AES-256 (`0C`).
+    Aes256,
+}
+
+impl MgmAlgorithm {
+    /// The algorithm byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            MgmAlgorithm::Tdes => 0x03,
+            MgmAlgorithm::Aes128 => 0x08,
+            MgmAlgorithm::Aes192 => 0x0A,
+            MgmAlgorithm::Aes256 => 0x0C,
+        }
+    }
+
+    fn block(self) -> usize {
+        if self == MgmAlgorithm::Tdes { 8 } else { 16 }
+    }
+
+    /// Encrypts (or decrypts) one block.
+    pub fn cipher(self, key: &[u8], block: &mut [u8], encrypt: bool) -> Result<()> {
+        fn run<C: KeyInit + BlockCipherEncrypt + BlockCipherDecrypt>(
+            key: &[u8],
+            block: &mut [u8],
+            encrypt: bool,
+        ) -> Result<()> {
+            let c = C::new_from_slice(key)
+                .map_err(|_| ClientError::Malformed("management key length"))?;
+            let mut b =
+                Array::try_from(&*block).map_err(|_| ClientError::Malformed("block length"))?;
+            if encrypt {
+                c.encrypt_block(&mut b);
+            } else {
+                c.decrypt_block(&mut b);
+            }
+            block.copy_from_slice(&b);
+            Ok(())
+        }
+        match self {
+            MgmAlgorithm::Tdes => run::<des::TdesEde3>(key, block, encrypt),
+            MgmAlgorithm::Aes128 => run::<aes::Aes128>(key, block, encrypt),
+            MgmAlgorithm::Aes192 => run::<aes::Aes192>(key, block, encrypt),
+            MgmAlgorithm::Aes256 => run::<aes::Aes256>(key, block, encrypt),
+        }
+    }
+}
+
+/// The factory management key.
+pub const DEFAULT_MGM: [u8; 24] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+];
+
+/// What CARD INFO says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardInfo {
+    /// The serial.
+    pub serial: u32,
+    /// A simulated card.
+    pub is_virtual: bool,
+    /// Slots with a staged renewal key.
+    pub staged: Vec<u8>,
+}
+
+/// Status words.
+pub const SW_OK: u16 = 0x9000;
+
+fn sw(rsp: &[u8]) -> u16 {
+    match rsp {
+        [.., a, b] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+fn pin_field(pin: &[u8]) -> Result<[u8; 8]> {
+    if pin.len() > 8 {
+        return Err(ClientError::Malformed(
+            "passcodes have at most 8 characters",
+        ));
+    }
+    let mut field = [0xFF; 8];
+    field[..pin.len()].copy_from_slice(pin);
+    Ok(field)
+}
+
+/// A PIV card, through a transport.
+pub struct PivClient<T> {
+    transport: T,
+}
+
+impl<T: Transport> PivClient<T> {
+    /// A client over `transport`; call [`PivClient::select`] first.
+    pub fn new(transport: T) -> Self {
+        PivClient { transport }
+    }
+
+    /// The transport back.
+    pub fn into_inner(self) -> T {
+        self.transport
+    }
+
+    /// Sends one APDU as it is.
+    pub fn raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        self.transport.transmit(apdu)
+    }
+
+    /// Sends a command as tools do: chained above 255 bytes, with Le, and
+    /// collecting `61 xx` parts. Returns the data and the final SW.
+    pub fn exchange(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
+        let parts: Vec<&[u8]> = if data.is_empty() {
+            vec![&[][..]]
+        } else {
+            data.chunks(255).collect()
+        };
+        let mut rsp = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let mut apdu = vec![
+                header[0] | if last { 0 } else { 0x10 },
+                header[1],
+                header[2],
+                header[3],
+            ];
+            if !part.is_empty() {
+                apdu.push(part.len() as u8);
+                apdu.extend_from_slice(part);
+            }
+            if last {
+                apdu.push(0);
+            }
+            rsp = self.transport.transmit(&apdu)?;
+            if !last && sw(&rsp) != SW_OK {
+                return Ok((Vec::new(), sw(&rsp)));
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            let s = sw(&rsp);
+            out.extend_from_slice(rsp.get(..rsp.len().saturating_sub(2)).unwrap_or_default());
+            if s >> 8 != 0x61 {
+                return Ok((out, s));
+            }
+            rsp = self
+                .transport
+                .transmit(&[0x00, 0xC0, 0x00, 0x00, s as u8])?;
+        }
+    }
+
+    /// [`PivClient::exchange`], failing unless the card answers `90 00`.
+    pub fn call(&mut self, what: &'static str, header: [u8; 4], data: &[u8]) -> Result<Vec<u8>> {
+        match self.exchange(header, data)? {
+            (out, SW_OK) => Ok(out),
+            (_, sw) => Err(ClientError::Status { what, sw }),
+        }
+    }
+
+    /// Selects the PIV application.
+    pub fn select(&mut self) -> Result<()> {
+        self.call(
+            "SELECT PIV",
+            [0x00, 0xA4, 0x04, 0x00],
+            &[0xA0, 0x00, 0x00, 0x03, 0x08],
+        )
+        .map(drop)
+    }
+
+    /// Verifies the PIN.
+    pub fn verify_pin(&mut self, pin: &[u8]) -> Result<()> {
+        let field = pin_field(pin)?;
+        self.call("VERIFY", [0x00, 0x20, 0x00, 0x80], &field)
+            .map(drop)
+    }
+
+    /// Tries left and allowed for the PIN (`0x80`) or PUK (`0x81`).
+    pub fn tries(&mut self, reference: u8) -> Result<(u8, u8)> {
+        let meta = self.call("GET METADATA", [0x00, 0xF7, 0x00, reference], &[])?;
+        match meta.windows(4).find(|w| w[0] == 0x06 && w[1] == 0x02) {
+            Some(w) => Ok((w[3], w[2])),
+            None => Err(ClientError::Malformed("metadata without retries")),
+        }
+    }
+
+    /// Mutual management-key authentication.
+    pub fn authenticate(&mut self, alg: MgmAlgorithm, key: &[u8]) -> Result<()> {
+        let b = alg.block();
+        let header = [0x00, 0x87, alg.byte(), 0x9B];
+        let rsp = self.call("management key witness", header, &[0x7C, 0x02, 0x80, 0x00])?;
+        let witness = rsp.get(4..4 + b).ok_or(ClientError::Malformed("witness"))?;
+        let mut witness = witness.to_vec();
+        alg.cipher(key, &mut witness, false)?;
+        let mut challenge = vec![0u8; b];
+        getrandom::fill(&mut challenge).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut data = vec![0x7C, 4 + 2 * b as u8, 0x80, b as u8];
+        data.extend(&witness);
+        data.extend([0x81, b as u8]);
+        data.extend(&challenge);
+        let rsp = self.call("management key authentication", header, &data)?;
+        let mut expected = challenge;
+        alg.cipher(key, &mut expected, true)?;
+        if rsp.get(4..4 + b) != Some(&expected[..]) {
+            return Err(ClientError::Malformed(
+                "the card does not hold this management key",
+            ));
+        }
+        Ok(())
+    }
+
+    /// GENERATE (or, `staged`, STAGE KEY) a P-256 key; returns the point.
+    pub fn generate(&mut self, slot: u8, staged: bool) -> Result<Vec<u8>> {
+        let ins = if staged { 0xE0 } else { 0x47 };
+        let rsp = self.call(
+            "GENERATE",
+            [0x00, ins, 0x00, slot],
+            &[0xAC, 0x03, 0x80, 0x01, 0x11],
+        )?;
+        match rsp.as_slice() {
+            [0x7F, 0x49, 0x43, 0x86, 0x41, point @ ..] if point.len() == 65 => Ok(point.to_vec()),
+            _ => Err(ClientError::Malformed("public key template")),
+        }
+    }
+
+    /// The public point of the key in `slot`, if any.
+    pub fn public_key(&mut self, slot: u8) -> Result<Option<Vec<u8>>> {
+        match self.exchange([0x00, 0xF7, 0x00, slot], &[])? {
+            (meta, SW_OK) => Ok(meta
+                .windows(3)
+                .position(|w| w == [0x86, 0x41, 0x04])
+                .and_then(|i| meta.get(i + 2..i + 67))
+                .map(<[u8]>::to_vec)),
+            (_, 0x6A88) => Ok(None),
+            (_, sw) => Err(ClientError::Status {
+                what: "GET METADATA",
+                sw,
+            }),
+        }
+    }
+
+    /// An ECDSA signature (DER) over a 32-byte digest.
+    pub fn sign(&mut self, slot: u8, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        let mut data = vec![0x7C, 0x24, 0x82, 0x00, 0x81, 0x20];
+        data.extend(digest);
+        let rsp = self.call("GENERAL AUTHENTICATE", [0x00, 0x87, 0x11, slot], &data)?;
+        match rsp.as_slice() {
+            [0x7C, _, 0x82, len, sig @ ..] if sig.len() == usize::from(*len) => Ok(sig.to_vec()),
+            _ => Err(ClientError::Malformed("signature template")),
+        }
+    }
+
+    /// Reads a data object's content (inside `53`), `None` if absent.
+    pub fn get_object(&mut self, tag: u32) -> Result<Option<Vec<u8>>> {
+        let t = tag.to_be_bytes();
+        match self.exchange([0x00, 0xCB, 0x3F, 0xFF], &[0x5C, 0x03, t[1], t[2], t[3]])? {
+            (data, SW_OK) => Ok(Some(unwrap_tlv(&data, 0x53)?.to_vec())),
+            (_, 0x6A82) => Ok(None),
+            (_, sw) => Err(ClientError::Status {
+                what: "GET DATA",
+                sw,
+            }),
+        }
+    }
+
+    /// Writes a data object; empty content deletes it.
+    pub fn put_object(&mut self, tag: u32, content: &[u8]) -> Result<()> {
+        let t = tag.to_be_bytes();
+        let mut data = vec![0x5C, 0x03, t[1], t[2], t[3]];
+        data.extend(tlv(0x53, content));
+        self.call("PUT DATA", [0x00, 0xDB, 0x3F, 0xFF], &data)
+            .map(drop)
+    }
+
+    /// A certificate object as PIV stores it: `70 cert 71 00 FE`.
+    pub fn certificate_object(der: &[u8]) -> Vec<u8> {
+        let mut object = tlv(0x70, der);
+        object.extend([0x71, 0x01, 0x00, 0xFE, 0x00]);
+        object
+    }
+
+    /// CHANGE REFERENCE DATA for the PIN (`0x80`) or PUK (`0x81`).
+    pub fn change(&mut self, reference: u8, old: &[u8], new: &[u8]) -> Result<()> {
+        let mut data = pin_field(old)?.to_vec();
+        data.extend(pin_field(new)?);
+        self.call(
+            "CHANGE REFERENCE DATA",
+            [0x00, 0x24, 0x00, reference],
+            &data,
+        )
+        .map(drop)
+    }
+
+    /// RESET RETRY COUNTER: PUK and a new PIN.
+    pub fn unblock(&mut self, puk: &[u8], new_pin: &[u8]) -> Result<()> {
+        let mut data = pin_field(puk)?.to_vec();
+        data.extend(pin_field(new_pin)?);
+        self.call("RESET RETRY COUNTER", [0x00, 0x2C, 0x00, 0x80], &data)
+            .map(drop)
+    }
+
+    /// SET MANAGEMENT KEY.
+    pub fn set_management_key(&mut self, alg: MgmAlgorithm, key: &[u8]) -> Result<()> {
+        let mut data = vec![alg.byte(), 0x9B, key.len() as u8];
+        data.extend(key);
+        self.call("SET MANAGEMENT KEY", [0x00, 0xFF, 0xFF, 0xFF], &data)
+            .map(drop)
+    }
+
+    /// CARD INFO (vendor).
+    pub fn card_info(&mut self) -> Result<CardInfo> {
+        let data = self.call("CARD INFO", [0x00, 0xE3, 0x00, 0x00], &[])?;
+        let mut info = CardInfo {
+            serial: 0,
+            is_virtual: false,
+            staged: Vec::new(),
+        };
+        let mut rest = data.as_slice();
+        while let [tag, len, tail @ ..] = rest {
+            let len = usize::from(*len);
+            let value = tail.get(..len).ok_or(ClientError::Malformed("CARD INFO"))?;
+            match tag {
+                0x01 => {
+                    info.serial = u32::from_be_bytes(
+                        value
+                            .try_into()
+                            .map_err(|_| ClientError::Malformed("serial"))?,
+                    )
+                }
+                0x02 => info.is_virtual = value.first().is_some_and(|f| f & 1 != 0),
+                0x04 => info.staged = value.to_vec(),
+                _ => {}
+            }
+            rest = &tail[len..];
+        }
+        Ok(info)
+    }
+
+    /// COMMIT RENEWAL (vendor): the staged key and its certificate, at once.
+    pub fn commit_renewal(&mut self, slot: u8, certificate_der: &[u8]) -> Result<()> {
+        let data = tlv(0x53, &Self::certificate_object(certificate_der));
+        self.call("COMMIT RENEWAL", [0x00, 0xE1, 0x00, slot], &data)
+            .map(drop)
+    }
+
+    /// ABORT RENEWAL (vendor).
+    pub fn abort_renewal(&mut self, slot: u8) -> Result<()> {
+        self.call("ABORT RENEWAL", [0x00, 0xE2, 0x00, slot], &[])
+            .map(drop)
+    }
+}
+
+/// `tag len value` with a BER length.
+pub fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match value.len() {
+        n @ 0..=0x7F => out.push(n as u8),
+        n @ 0x80..=0xFF => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// The value of a single TLV with `tag`.
+pub fn unwrap_tlv(data: &[u8], tag: u8) -> Result<&[u8]> {
+    let bad = ClientError::Malformed("TLV");
+    let (&t, rest) = data.split_first().ok_or(bad.clone())?;
+    if t != tag {
+        return Err(bad);
+    }
+    let (len, rest) = match rest {
+        [n @ 0..=0x7F, rest @ ..] => (usize::from(*n), rest),
+        [0x81, n, rest @ ..] => (usize::from(*n), rest),
+        [0x82, a, b, rest @ ..] => (usize::from(u16::from_be_bytes([*a, *b])), rest),
+        _ => return Err(bad),
+    };
+    rest.get(..len).ok_or(bad)
+}
