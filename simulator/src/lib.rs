@@ -2,6 +2,7 @@
 //! PC/SC through vsmartcard's vpcd, with decoded traces.
 pub mod card;
 pub mod client;
+pub mod cms;
 pub mod image;
 pub mod server;
 pub mod trace;

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use simulator::card::{self, Entropy};
+use simulator::client::{Pcsc, PivClient, Transport};
+use simulator::cms::ca::Role;
+use simulator::cms::flows::{self, Cms, Request};
+use simulator::cms::time;
 use simulator::server::{self, TraceTo};
 use simulator::trace::Record;
 
@@ -85,6 +89,126 @@ enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// The test certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
+    /// Personalise a factory-fresh card for a holder.
+    Personalize {
+        #[command(flatten)]
+        card: CardArgs,
+        /// The holder's 12-digit user identifier.
+        #[arg(long)]
+        uuid: String,
+        /// The holder's name.
+        #[arg(long)]
+        name: String,
+        /// Email address (needed for self-service unlock).
+        #[arg(long)]
+        email: Option<String>,
+        /// Mobile number (needed for self-service unlock).
+        #[arg(long)]
+        mobile: Option<String>,
+        /// The holder is a sponsor.
+        #[arg(long)]
+        sponsor: bool,
+        /// The holder's new passcode (prompted, unechoed, if absent).
+        #[arg(long)]
+        passcode: Option<String>,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
+    /// Show a card's holder, serial, certificate expiry and tries left.
+    Status {
+        #[command(flatten)]
+        card: CardArgs,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
+}
+
+/// Which card: one in a PC/SC reader, or a card image used directly.
+#[derive(clap::Args)]
+struct CardArgs {
+    /// A reader (any part of its name, e.g. "Virtual PCD 00 00").
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    reader: Option<String>,
+    /// A card image, opened directly (no server may be serving it).
+    #[arg(long)]
+    image: Option<PathBuf>,
+}
+
+/// Where the CMS keeps its state.
+#[derive(clap::Args)]
+struct CmsArgs {
+    /// The CMS database (the CA and master secret live beside it).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// Pretend it is this time (YYYY-MM-DD[THH:MM:SSZ]), for tests.
+    #[arg(long, global = true, hide = true)]
+    now: Option<String>,
+}
+
+impl CmsArgs {
+    fn db(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| simulator::data_dir().join("cms.db"))
+    }
+
+    fn now(&self) -> Result<u64, String> {
+        self.now
+            .as_deref()
+            .map_or(Ok(time::system_now()), time::parse)
+    }
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the test CA and the master secret beside the database.
+    Init,
+}
+
+/// The card chosen on the command line: in a reader, or an image opened
+/// in this process.
+enum AnyCard {
+    Reader(Pcsc),
+    Image(Box<simulator::card::SimCard>),
+}
+
+impl Transport for AnyCard {
+    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
+        match self {
+            AnyCard::Reader(r) => r.transmit(apdu),
+            AnyCard::Image(c) => Transport::transmit(c.as_mut(), apdu),
+        }
+    }
+}
+
+impl CardArgs {
+    fn open(&self) -> Result<PivClient<AnyCard>, Box<dyn std::error::Error>> {
+        let card = match (&self.reader, &self.image) {
+            (Some(r), _) => AnyCard::Reader(Pcsc::connect(r)?),
+            (None, Some(path)) => {
+                let (_, mut card) = card::boot(path, Entropy::Os, true)?;
+                card.power_on();
+                AnyCard::Image(Box::new(card))
+            }
+            (None, None) => return Err("give --reader or --image".into()),
+        };
+        Ok(PivClient::new(card))
+    }
+}
+
+/// Reads a passcode from the flag, or asks without echo.
+fn passcode(flag: Option<String>, prompt: &str) -> Result<String, Box<dyn std::error::Error>> {
+    match flag {
+        Some(p) => Ok(p),
+        None => Ok(rpassword::prompt_password(prompt)?),
+    }
 }
 
 #[derive(Subcommand)]
@@ -178,6 +302,60 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Insert { reader, control } => {
             let answer = server::control_send(&control_path(control), &format!("insert {reader}"))?;
             finish(answer)
+        }
+        Command::Ca {
+            command: CaCommand::Init,
+            cms,
+        } => {
+            let ca = Cms::init_ca(&cms.db(), cms.now()?)?;
+            println!("test CA created: {}", ca.root_path().display());
+            Ok(())
+        }
+        Command::Personalize {
+            card,
+            uuid,
+            name,
+            email,
+            mobile,
+            sponsor,
+            passcode: flag,
+            cms,
+        } => {
+            let now = cms.now()?;
+            let mut state = Cms::open(&cms.db())?;
+            let passcode = passcode(flag, "New passcode (6-8 digits): ")?;
+            let request = Request {
+                uuid,
+                name,
+                email,
+                mobile,
+                role: if sponsor { Role::Sponsor } else { Role::Holder },
+                passcode,
+            };
+            flows::validate(&request)?;
+            let mut client = card.open()?;
+            let done = flows::personalize(&mut state, &mut client, &request, now)?;
+            println!(
+                "card {:010} personalised for {} ({}); certificates expire {}",
+                done.serial,
+                request.uuid,
+                if done.is_virtual {
+                    "virtual"
+                } else {
+                    "physical"
+                },
+                time::date(done.expiry)
+            );
+            Ok(())
+        }
+        Command::Status { card, cms } => {
+            let now = cms.now()?;
+            let ca =
+                simulator::cms::ca::TestCa::load(&simulator::cms::flows::paths(&cms.db()).0).ok();
+            let mut client = card.open()?;
+            let status = flows::status(&mut client, ca.as_ref())?;
+            print!("{}", status.render(now));
+            Ok(())
         }
         Command::Trace {
             command: TraceCommand::Decode { file },

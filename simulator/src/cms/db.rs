@@ -1,0 +1,372 @@
+//! The CMS database (SQLite, bundled): holders, cards, pending security
+//! codes and an append-only audit log. Schema changes are numbered
+//! migrations applied in one transaction each; concurrent `s9card`
+//! invocations serialise on SQLite's write lock (WAL, 10 s busy timeout).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// The migrations, in order. Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE holders (
+        uuid TEXT PRIMARY KEY CHECK (length(uuid) = 12 AND uuid NOT GLOB '*[^0-9]*'),
+        name TEXT NOT NULL,
+        email TEXT,
+        mobile TEXT,
+        role TEXT NOT NULL CHECK (role IN ('holder', 'sponsor')),
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE cards (
+        serial INTEGER PRIMARY KEY,
+        holder TEXT NOT NULL REFERENCES holders(uuid),
+        expiry INTEGER NOT NULL,
+        virtual INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'locked', 'revoked')),
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE codes (
+        serial INTEGER PRIMARY KEY REFERENCES cards(serial),
+        digest BLOB NOT NULL,
+        expires INTEGER NOT NULL,
+        tries_left INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        serial INTEGER,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+];
+
+/// A holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// 12-digit user identifier.
+    pub uuid: String,
+    /// Display name.
+    pub name: String,
+    /// Email address, if registered.
+    pub email: Option<String>,
+    /// Mobile number, if registered.
+    pub mobile: Option<String>,
+    /// `holder` or `sponsor`.
+    pub role: super::ca::Role,
+}
+
+/// A card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardRow {
+    /// Serial.
+    pub serial: u32,
+    /// The holder's UUID.
+    pub holder: String,
+    /// Certificate expiry, Unix seconds.
+    pub expiry: u64,
+    /// A virtual card.
+    pub is_virtual: bool,
+    /// `active`, `locked` or `revoked`.
+    pub status: String,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// What was done.
+    pub action: String,
+    /// To which card.
+    pub serial: Option<u32>,
+    /// `ok` or why not.
+    pub outcome: String,
+    /// Details (never a secret).
+    pub detail: String,
+}
+
+/// The database.
+pub struct Db {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> String {
+    e.to_string()
+}
+
+impl Db {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| format!("{}: not a usable database ({e})", path.display()))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        let mut db = Db { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)
+                .map_err(|e| format!("migration {}: {e}", n + 1))?;
+            tx.pragma_update(None, "user_version", (n + 1) as i64)
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The schema version.
+    pub fn version(&self) -> Result<i64, String> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)
+    }
+
+    /// Registers a holder and their new card, with an audit record, in one
+    /// transaction. Refuses a duplicate UUID or serial.
+    pub fn register(
+        &mut self,
+        holder: &Holder,
+        card: &CardRow,
+        actor: &str,
+        now: u64,
+    ) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO holders (uuid, name, email, mobile, role, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![holder.uuid, holder.name, holder.email, holder.mobile, holder.role.as_str(), now as i64],
+        )
+        .map_err(|e| format!("holder {}: {e}", holder.uuid))?;
+        tx.execute(
+            "INSERT INTO cards (serial, holder, expiry, virtual, status, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![card.serial, card.holder, card.expiry as i64, card.is_virtual, card.status, now as i64],
+        )
+        .map_err(|e| format!("card {:010}: {e}", card.serial))?;
+        audit(
+            &tx,
+            now,
+            actor,
+            "personalise",
+            Some(card.serial),
+            "ok",
+            &holder.uuid,
+        )?;
+        tx.commit().map_err(err)
+    }
+
+    /// Whether a holder exists.
+    pub fn holder(&self, uuid: &str) -> Result<Option<Holder>, String> {
+        self.conn
+            .query_row(
+                "SELECT uuid, name, email, mobile, role FROM holders WHERE uuid = ?1",
+                [uuid],
+                |r| {
+                    Ok(Holder {
+                        uuid: r.get(0)?,
+                        name: r.get(1)?,
+                        email: r.get(2)?,
+                        mobile: r.get(3)?,
+                        role: super::ca::Role::parse(&r.get::<_, String>(4)?)
+                            .unwrap_or(super::ca::Role::Holder),
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    /// A card by serial.
+    pub fn card(&self, serial: u32) -> Result<Option<CardRow>, String> {
+        self.conn
+            .query_row(
+                "SELECT serial, holder, expiry, virtual, status FROM cards WHERE serial = ?1",
+                [serial],
+                |r| {
+                    Ok(CardRow {
+                        serial: r.get(0)?,
+                        holder: r.get(1)?,
+                        expiry: r.get::<_, i64>(2)? as u64,
+                        is_virtual: r.get(3)?,
+                        status: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    /// Appends to the audit log on its own.
+    pub fn audit(
+        &mut self,
+        now: u64,
+        actor: &str,
+        action: &str,
+        serial: Option<u32>,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        audit(&tx, now, actor, action, serial, outcome, detail)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The audit log, oldest first.
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT action, serial, outcome, detail FROM audit ORDER BY id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditEntry {
+                    action: r.get(0)?,
+                    serial: r.get(1)?,
+                    outcome: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    /// The connection, for the flows' own transactions.
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+fn audit(
+    tx: &rusqlite::Transaction<'_>,
+    now: u64,
+    actor: &str,
+    action: &str,
+    serial: Option<u32>,
+    outcome: &str,
+    detail: &str,
+) -> Result<(), String> {
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![now as i64, actor, action, serial, outcome, detail],
+    )
+    .map(drop)
+    .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cms::ca::Role;
+
+    fn holder(uuid: &str) -> Holder {
+        Holder {
+            uuid: uuid.into(),
+            name: "Ann".into(),
+            email: Some("ann@nhs.example".into()),
+            mobile: None,
+            role: Role::Holder,
+        }
+    }
+
+    fn card(serial: u32, uuid: &str) -> CardRow {
+        CardRow {
+            serial,
+            holder: uuid.into(),
+            expiry: 1000,
+            is_virtual: true,
+            status: "active".into(),
+        }
+    }
+
+    #[test]
+    fn migrates_registers_and_refuses_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cms.db");
+        let mut db = Db::open(&path).unwrap();
+        assert_eq!(db.version().unwrap(), MIGRATIONS.len() as i64);
+        db.register(
+            &holder("555000111222"),
+            &card(912_345_678, "555000111222"),
+            "ra",
+            5,
+        )
+        .unwrap();
+        assert!(
+            db.register(
+                &holder("555000111222"),
+                &card(912_345_679, "555000111222"),
+                "ra",
+                6
+            )
+            .is_err()
+        );
+        // The failed registration left nothing behind.
+        assert_eq!(db.card(912_345_679).unwrap(), None);
+        assert!(
+            db.register(&holder("12345"), &card(912_345_670, "12345"), "ra", 6)
+                .is_err(),
+            "UUID must be 12 digits"
+        );
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(
+            db.card(912_345_678).unwrap().unwrap().holder,
+            "555000111222"
+        );
+        assert_eq!(
+            db.holder("555000111222").unwrap().unwrap().email.as_deref(),
+            Some("ann@nhs.example")
+        );
+        assert_eq!(db.audit_log().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_audit_log_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("cms.db")).unwrap();
+        db.audit(1, "ra", "test", None, "ok", "").unwrap();
+        assert!(
+            db.conn()
+                .execute("UPDATE audit SET outcome = 'forged'", [])
+                .is_err()
+        );
+        assert!(db.conn().execute("DELETE FROM audit", []).is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cms.db");
+        std::fs::write(
+            &path,
+            b"this is not sqlite, not even close, and it is long enough",
+        )
+        .unwrap();
+        assert!(Db::open(&path).is_err());
+    }
+}

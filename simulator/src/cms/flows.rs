@@ -1,0 +1,288 @@
+//! The CMS flows, as library functions the CLI calls.
+
+use std::path::{Path, PathBuf};
+
+use super::ca::{self, CertInfo, Role, TestCa};
+use super::db::{CardRow, Db, Holder};
+use super::derive::MasterSecret;
+use super::time::{self, DAY};
+use crate::client::{
+    ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, Transport, tlv, unwrap_tlv,
+};
+
+/// Certificate objects of the two slots a staff card uses.
+pub const SLOTS: [(u8, u32); 2] = [(0x9A, 0x5FC105), (0x9C, 0x5FC10A)];
+
+/// The CMS state: database, test CA and master secret, kept side by side.
+pub struct Cms {
+    /// The database.
+    pub db: Db,
+    /// The test CA.
+    pub ca: TestCa,
+    master: MasterSecret,
+}
+
+/// Where the CA and the master secret live, beside the database.
+pub fn paths(db: &Path) -> (PathBuf, PathBuf) {
+    let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
+    (dir.join("ca"), dir.join("master.key"))
+}
+
+impl Cms {
+    /// Opens the CMS whose database is at `db` (the CA must exist).
+    pub fn open(db: &Path) -> Result<Cms, String> {
+        let (ca_dir, master) = paths(db);
+        let ca = TestCa::load(&ca_dir)?;
+        Ok(Cms {
+            db: Db::open(db)?,
+            ca,
+            master: MasterSecret::load_or_create(&master)?,
+        })
+    }
+
+    /// Creates the test CA (and the master secret) beside `db`.
+    pub fn init_ca(db: &Path, now: u64) -> Result<TestCa, String> {
+        let (ca_dir, master) = paths(db);
+        let ca = TestCa::init(&ca_dir, now)?;
+        MasterSecret::load_or_create(&master)?;
+        Db::open(db)?;
+        Ok(ca)
+    }
+
+    /// The derived PUK of a card (never printed; for the flows only).
+    fn puk(&self, serial: u32) -> String {
+        self.master.puk(serial)
+    }
+}
+
+/// Who a new card is for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// 12-digit UUID.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// Email, for self-service unlock.
+    pub email: Option<String>,
+    /// Mobile number, for self-service unlock.
+    pub mobile: Option<String>,
+    /// Holder or sponsor.
+    pub role: Role,
+    /// The passcode the holder chose.
+    pub passcode: String,
+}
+
+/// Checks a request before any card is touched.
+pub fn validate(r: &Request) -> Result<(), String> {
+    if r.uuid.len() != 12 || !r.uuid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("UUID {:?}: twelve digits expected", r.uuid));
+    }
+    if r.name.trim().is_empty() {
+        return Err("a name is required".into());
+    }
+    if let Some(e) = &r.email {
+        let ok = matches!(e.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+            && !e.contains(char::is_whitespace);
+        if !ok {
+            return Err(format!("email {e:?} is not an email address"));
+        }
+    }
+    if let Some(m) = &r.mobile {
+        let digits = m.trim_start_matches('+');
+        if !(10..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("mobile {m:?}: 10 to 15 digits expected"));
+        }
+    }
+    if !piv::passcode::acceptable_new(r.passcode.as_bytes()) {
+        return Err("the passcode must be 6 to 8 digits and not easy to guess (no repeated digits, runs or dates)".into());
+    }
+    Ok(())
+}
+
+fn card_err(e: ClientError) -> String {
+    e.to_string()
+}
+
+/// The CHUID the CMS writes: FASC-N (no agency), a GUID naming the holder
+/// (`S9` and the UUID), the certificates' expiry, empty signature and LRC.
+pub fn chuid(uuid: &str, expiry: u64) -> Vec<u8> {
+    let fasc_n = [
+        0xD4, 0xE7, 0x39, 0xDA, 0x73, 0x9C, 0xED, 0x39, 0xCE, 0x73, 0x9D, 0x83, 0x68, 0x58, 0x21,
+        0x08, 0x42, 0x10, 0x84, 0x21, 0xC8, 0x42, 0x10, 0xC3, 0xEB,
+    ];
+    let mut guid = b"S9".to_vec();
+    guid.extend(uuid.as_bytes());
+    guid.resize(16, 0);
+    let mut out = tlv(0x30, &fasc_n);
+    out.extend(tlv(0x34, &guid));
+    out.extend(tlv(0x35, time::compact_date(expiry).as_bytes()));
+    out.extend(tlv(0x3E, &[]));
+    out.extend(tlv(0xFE, &[]));
+    out
+}
+
+/// What personalisation produced.
+#[derive(Clone, Debug)]
+pub struct Personalised {
+    /// The card's serial.
+    pub serial: u32,
+    /// When its certificates expire.
+    pub expiry: u64,
+    /// A virtual card.
+    pub is_virtual: bool,
+}
+
+/// Personalises a factory-fresh card for `r`: diversified PUK, the holder's
+/// passcode, keys generated on the card in 9A and 9C with certificates from
+/// the test CA, the CHUID, and the diversified management key last; then
+/// registers holder and card. The database is written only once the card
+/// is done, so a failure leaves no record of a card that is not ready.
+pub fn personalize<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    r: &Request,
+    now: u64,
+) -> Result<Personalised, String> {
+    validate(r)?;
+    if cms.db.holder(&r.uuid)?.is_some() {
+        return Err(format!("holder {} is registered already", r.uuid));
+    }
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    if cms.db.card(info.serial)?.is_some() {
+        return Err(format!("card {:010} is registered already", info.serial));
+    }
+    card.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .map_err(|e| {
+            format!(
+                "card {:010} is not factory-fresh (its management key is not the default): {e}",
+                info.serial
+            )
+        })?;
+    let puk = cms.puk(info.serial);
+    card.change(0x81, b"12345678", puk.as_bytes())
+        .map_err(|e| format!("setting the PUK: {e}"))?;
+    card.change(0x80, b"123456", r.passcode.as_bytes())
+        .map_err(|e| format!("setting the passcode: {e}"))?;
+    let expiry = now + ca::CERT_DAYS * DAY;
+    for (slot, object) in SLOTS {
+        let point = card.generate(slot, false).map_err(card_err)?;
+        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &point, now)?;
+        card.put_object(object, &PivClient::<T>::certificate_object(&cert))
+            .map_err(card_err)?;
+    }
+    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))
+        .map_err(card_err)?;
+    card.set_management_key(
+        MgmAlgorithm::Aes256,
+        &cms.master.management_key(info.serial),
+    )
+    .map_err(card_err)?;
+    let holder = Holder {
+        uuid: r.uuid.clone(),
+        name: r.name.clone(),
+        email: r.email.clone(),
+        mobile: r.mobile.clone(),
+        role: r.role,
+    };
+    let row = CardRow {
+        serial: info.serial,
+        holder: r.uuid.clone(),
+        expiry,
+        is_virtual: info.is_virtual,
+        status: "active".into(),
+    };
+    cms.db
+        .register(&holder, &row, "registration authority", now)?;
+    Ok(Personalised {
+        serial: info.serial,
+        expiry,
+        is_virtual: info.is_virtual,
+    })
+}
+
+/// What `s9card status` shows.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// Serial.
+    pub serial: u32,
+    /// Virtual or physical.
+    pub is_virtual: bool,
+    /// The holder, from the authentication certificate.
+    pub certificate: Option<CertInfo>,
+    /// PIN tries (left, allowed).
+    pub pin: (u8, u8),
+    /// PUK tries (left, allowed).
+    pub puk: (u8, u8),
+}
+
+/// Reads a card's status; `ca` checks the certificate if given.
+pub fn status<T: Transport>(
+    card: &mut PivClient<T>,
+    ca: Option<&TestCa>,
+) -> Result<Status, String> {
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    let certificate = match (card.get_object(0x5FC105).map_err(card_err)?, ca) {
+        (Some(object), Some(ca)) => Some(ca::inspect(
+            ca,
+            unwrap_tlv(&object, 0x70).map_err(card_err)?,
+        )?),
+        _ => None,
+    };
+    Ok(Status {
+        serial: info.serial,
+        is_virtual: info.is_virtual,
+        certificate,
+        pin: card.tries(0x80).map_err(card_err)?,
+        puk: card.tries(0x81).map_err(card_err)?,
+    })
+}
+
+impl Status {
+    /// The lines `s9card status` prints.
+    pub fn render(&self, now: u64) -> String {
+        let mut out = format!(
+            "serial        {:010}\ncard          {}\n",
+            self.serial,
+            if self.is_virtual {
+                "virtual"
+            } else {
+                "physical"
+            }
+        );
+        match &self.certificate {
+            Some(c) => {
+                let days = (c.not_after as i64 - now as i64).div_euclid(DAY as i64);
+                out += &format!(
+                    "holder        {} ({})\n",
+                    c.uuid,
+                    c.role.map_or("unknown role", Role::as_str)
+                );
+                out += &format!(
+                    "certificates  expire {} ({} days left)\n",
+                    time::date(c.not_after),
+                    days
+                );
+            }
+            None => out += "holder        none (not personalised)\n",
+        }
+        out += &format!(
+            "passcode      {} of {} tries left{}\n",
+            self.pin.0,
+            self.pin.1,
+            if self.pin.0 == 0 { " (LOCKED)" } else { "" }
+        );
+        out += &format!(
+            "PUK           {} of {} tries left{}\n",
+            self.puk.0,
+            self.puk.1,
+            if self.puk.0 == 0 {
+                " (BLOCKED: re-issue needed)"
+            } else {
+                ""
+            }
+        );
+        out
+    }
+}

@@ -1,0 +1,159 @@
+//! Personalisation and status on a card image, in process, through the same
+//! client a PC/SC reader would use.
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use simulator::card::{self, Entropy};
+use simulator::client::{ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, unwrap_tlv};
+use simulator::cms::ca::Role;
+use simulator::cms::flows::{self, Cms, Request};
+use simulator::cms::time;
+
+fn request(uuid: &str) -> Request {
+    Request {
+        uuid: uuid.into(),
+        name: "Ann Example".into(),
+        email: Some("ann@nhs.example".into()),
+        mobile: None,
+        role: Role::Holder,
+        passcode: "482915".into(),
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    cms: Cms,
+    image: std::path::PathBuf,
+    now: u64,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cms.db");
+    let now = time::parse("2026-11-25").unwrap();
+    Cms::init_ca(&db, now).unwrap();
+    let image = dir.path().join("card.s9img");
+    card::init(&image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+    Setup {
+        cms: Cms::open(&db).unwrap(),
+        image,
+        now,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn personalise_then_status() {
+    let mut s = setup();
+    let (_, mut sim) = card::boot(&s.image, Entropy::Seed(2), false).unwrap();
+    sim.power_on();
+    let mut client = PivClient::new(&mut sim);
+    let done =
+        flows::personalize(&mut s.cms, &mut client, &request("555000111222"), s.now).unwrap();
+    assert_eq!(done.serial, 912_345_678);
+    assert!(done.is_virtual);
+
+    let status = flows::status(&mut client, Some(&s.cms.ca)).unwrap();
+    let cert = status.certificate.clone().unwrap();
+    assert_eq!(cert.uuid, "555000111222");
+    assert_eq!(cert.role, Some(Role::Holder));
+    assert_eq!(cert.not_after, s.now + 730 * time::DAY);
+    assert_eq!((status.pin, status.puk), ((3, 3), (3, 3)));
+    let text = status.render(s.now + 700 * time::DAY);
+    assert!(text.contains("expire 2028-11-24 (30 days left)"), "{text}");
+
+    // The passcode works, and 9A signs under the certified key.
+    client.verify_pin(b"482915").unwrap();
+    let digest = [7u8; 32];
+    let sig = client.sign(0x9A, &digest).unwrap();
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert.public).unwrap();
+    key.verify_prehash(
+        &digest,
+        &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
+    )
+    .unwrap();
+    // The factory management key and PUK are gone.
+    assert!(matches!(
+        client.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM),
+        Err(ClientError::Status { sw: 0x6A86, .. })
+    ));
+    assert!(client.change(0x81, b"12345678", b"11223344").is_err());
+    // The CHUID names the holder.
+    let chuid = client.get_object(0x5FC102).unwrap().unwrap();
+    assert_eq!(
+        unwrap_tlv(&chuid[27..], 0x34).unwrap(),
+        b"S9555000111222\0\0"
+    );
+    // Registered once, audited, with no secret in the log.
+    assert_eq!(
+        s.cms.db.card(912_345_678).unwrap().unwrap().holder,
+        "555000111222"
+    );
+    let log = s.cms.db.audit_log().unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].action.as_str(), log[0].outcome.as_str()),
+        ("personalise", "ok")
+    );
+    assert!(!log[0].detail.contains("482915"));
+
+    // The same card again is refused.
+    let again =
+        flows::personalize(&mut s.cms, &mut client, &request("555000111333"), s.now).unwrap_err();
+    assert!(again.contains("registered already"), "{again}");
+}
+
+#[test]
+fn bad_requests_touch_neither_card_nor_database() {
+    let mut s = setup();
+    let (_, mut sim) = card::boot(&s.image, Entropy::Seed(3), false).unwrap();
+    sim.power_on();
+    let mut client = PivClient::new(&mut sim);
+    let cases = [
+        (
+            Request {
+                uuid: "55500011122".into(),
+                ..request("")
+            },
+            "twelve digits",
+        ),
+        (
+            Request {
+                email: Some("ann at nhs".into()),
+                ..request("555000111222")
+            },
+            "not an email",
+        ),
+        (
+            Request {
+                passcode: "123456".into(),
+                ..request("555000111222")
+            },
+            "not easy to guess",
+        ),
+        (
+            Request {
+                passcode: "01011990".into(),
+                ..request("555000111222")
+            },
+            "not easy to guess",
+        ),
+        (
+            Request {
+                passcode: "4829".into(),
+                ..request("555000111222")
+            },
+            "6 to 8 digits",
+        ),
+    ];
+    for (r, why) in cases {
+        let e = flows::personalize(&mut s.cms, &mut client, &r, s.now).unwrap_err();
+        assert!(e.contains(why), "{e}");
+    }
+    assert_eq!(s.cms.db.card(912_345_678).unwrap(), None);
+    // The card is still factory-fresh.
+    client.select().unwrap();
+    client
+        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .unwrap();
+    client.verify_pin(b"123456").unwrap();
+}
