@@ -121,6 +121,49 @@ enum Command {
         #[command(flatten)]
         cms: CmsArgs,
     },
+    /// Renew a card's keys and certificates, in the 90 days before they
+    /// expire (all or nothing; an interrupted renewal resumes).
+    Renew {
+        #[command(flatten)]
+        card: CardArgs,
+        /// The holder's passcode (prompted, unechoed, if absent).
+        #[arg(long)]
+        passcode: Option<String>,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
+    /// Unlock a locked card: the sponsor's card in one reader proves the
+    /// sponsor, the locked card in another gets the holder's new passcode.
+    Unlock {
+        /// The sponsor's reader (any part of its name).
+        #[arg(
+            long,
+            conflicts_with = "sponsor_image",
+            required_unless_present = "sponsor_image"
+        )]
+        sponsor_reader: Option<String>,
+        /// The sponsor's card image, opened directly.
+        #[arg(long)]
+        sponsor_image: Option<PathBuf>,
+        /// The locked card's reader.
+        #[arg(
+            long,
+            conflicts_with = "card_image",
+            required_unless_present = "card_image"
+        )]
+        card_reader: Option<String>,
+        /// The locked card's image, opened directly.
+        #[arg(long)]
+        card_image: Option<PathBuf>,
+        /// The sponsor's passcode (prompted if absent).
+        #[arg(long)]
+        sponsor_passcode: Option<String>,
+        /// The holder's new passcode (prompted if absent).
+        #[arg(long)]
+        new_passcode: Option<String>,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
     /// Show a card's holder, serial, certificate expiry and tries left.
     Status {
         #[command(flatten)]
@@ -346,6 +389,62 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 },
                 time::date(done.expiry)
             );
+            Ok(())
+        }
+        Command::Renew {
+            card,
+            passcode: flag,
+            cms,
+        } => {
+            let now = cms.now()?;
+            let mut state = Cms::open(&cms.db())?;
+            let mut client = card.open()?;
+            let passcode = passcode(flag, "Passcode: ")?;
+            let done = flows::renew(&mut state, &mut client, passcode.as_bytes(), now)?;
+            let how = if done.reconciled {
+                "was renewed already; records updated"
+            } else {
+                "renewed"
+            };
+            println!(
+                "card {:010} {how}: certificates expire {}",
+                done.serial,
+                time::date(done.expiry)
+            );
+            Ok(())
+        }
+        Command::Unlock {
+            sponsor_reader,
+            sponsor_image,
+            card_reader,
+            card_image,
+            sponsor_passcode,
+            new_passcode,
+            cms,
+        } => {
+            let now = cms.now()?;
+            let mut state = Cms::open(&cms.db())?;
+            let mut sponsor = CardArgs {
+                reader: sponsor_reader,
+                image: sponsor_image,
+            }
+            .open()?;
+            let mut card = CardArgs {
+                reader: card_reader,
+                image: card_image,
+            }
+            .open()?;
+            let sponsor_passcode = passcode(sponsor_passcode, "Sponsor's passcode: ")?;
+            let new_passcode = passcode(new_passcode, "Holder's new passcode (6-8 digits): ")?;
+            let serial = flows::sponsor_unlock(
+                &mut state,
+                &mut sponsor,
+                sponsor_passcode.as_bytes(),
+                &mut card,
+                &new_passcode,
+                now,
+            )?;
+            println!("card {serial:010} unlocked with the holder's new passcode");
             Ok(())
         }
         Command::Status { card, cms } => {

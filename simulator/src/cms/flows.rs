@@ -286,3 +286,243 @@ impl Status {
         out
     }
 }
+
+/// Days before expiry from which a holder may renew.
+pub const RENEWAL_DAYS: u64 = 90;
+
+/// Where `now` falls for a certificate expiring at `expiry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// More than 90 days left: renew from this time.
+    TooEarly {
+        /// When the window opens.
+        from: u64,
+    },
+    /// Within the 90 days before expiry.
+    Open,
+    /// Expired: the card must be re-issued in person.
+    Expired,
+}
+
+/// The renewal window rule: open in the 90 days before expiry, closed at
+/// expiry.
+pub fn window(expiry: u64, now: u64) -> Window {
+    let from = expiry.saturating_sub(RENEWAL_DAYS * DAY);
+    if now >= expiry {
+        Window::Expired
+    } else if now < from {
+        Window::TooEarly { from }
+    } else {
+        Window::Open
+    }
+}
+
+/// What a renewal did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The card.
+    pub serial: u32,
+    /// The new expiry.
+    pub expiry: u64,
+    /// The card had been renewed already (an earlier run was interrupted
+    /// after the card's commit): the database was brought up to date.
+    pub reconciled: bool,
+}
+
+/// The certificate in a slot, checked against the CA.
+fn slot_certificate<T: Transport>(
+    cms: &Cms,
+    card: &mut PivClient<T>,
+    object: u32,
+) -> Result<CertInfo, String> {
+    let content = card
+        .get_object(object)
+        .map_err(card_err)?
+        .ok_or("the card has no certificate: personalise it first")?;
+    ca::inspect(&cms.ca, unwrap_tlv(&content, 0x70).map_err(card_err)?)
+}
+
+/// Renews a card's keys and certificates, all or nothing per slot: a key is
+/// generated into the slot's staging area (the old one keeps working), the
+/// CA issues its certificate, and one card command installs key and
+/// certificate together. The database follows the card, and a run that
+/// finds the card already renewed (an interrupted earlier run) reconciles.
+pub fn renew<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    passcode: &[u8],
+    now: u64,
+) -> Result<Renewed, String> {
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    let row = cms
+        .db
+        .card(info.serial)?
+        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    let holder = cms
+        .db
+        .holder(&row.holder)?
+        .ok_or("the card's holder is not registered")?;
+    let current = slot_certificate(cms, card, SLOTS[0].1)?;
+    if current.uuid != holder.uuid {
+        return Err("the card's certificate names another holder".into());
+    }
+    // The card was renewed but the database was not told: catch up.
+    let lagging = SLOTS
+        .iter()
+        .map(|&(_, o)| slot_certificate(cms, card, o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let all_new = lagging.iter().all(|c| c.not_after > row.expiry);
+    if all_new {
+        let expiry = lagging
+            .iter()
+            .map(|c| c.not_after)
+            .min()
+            .unwrap_or(row.expiry);
+        update_expiry(cms, info.serial, expiry, now, "reconciled")?;
+        return Ok(Renewed {
+            serial: info.serial,
+            expiry,
+            reconciled: true,
+        });
+    }
+    match window(row.expiry, now) {
+        Window::TooEarly { from } => return Err(format!("renew from {}", time::date(from))),
+        Window::Expired => return Err("expired: re-issue in person".into()),
+        Window::Open => {}
+    }
+    card.verify_pin(passcode).map_err(|e| match e {
+        ClientError::Status { sw, .. } if sw >> 4 == 0x63C => {
+            format!("passcode refused: {} tries left", sw & 0xF)
+        }
+        ClientError::Status { sw: 0x6983, .. } => "the card is locked: unlock it first".into(),
+        other => other.to_string(),
+    })?;
+    card.authenticate(
+        MgmAlgorithm::Aes256,
+        &cms.master.management_key(info.serial),
+    )
+    .map_err(card_err)?;
+    let expiry = now + ca::CERT_DAYS * DAY;
+    for ((slot, _), old) in SLOTS.iter().zip(&lagging) {
+        if old.not_after > row.expiry {
+            continue; // renewed by an interrupted earlier run
+        }
+        if info.staged.contains(slot) {
+            card.abort_renewal(*slot).map_err(card_err)?;
+        }
+        // STAGE needs the PIN; a "PIN always" policy would need it again.
+        card.verify_pin(passcode).map_err(card_err)?;
+        let point = card.generate(*slot, true).map_err(card_err)?;
+        let cert = cms
+            .ca
+            .issue(&holder.uuid, &holder.name, holder.role, &point, now)?;
+        card.commit_renewal(*slot, &cert).map_err(card_err)?;
+    }
+    update_expiry(cms, info.serial, expiry, now, "ok")?;
+    Ok(Renewed {
+        serial: info.serial,
+        expiry,
+        reconciled: false,
+    })
+}
+
+fn update_expiry(
+    cms: &mut Cms,
+    serial: u32,
+    expiry: u64,
+    now: u64,
+    outcome: &str,
+) -> Result<(), String> {
+    let tx = cms.db.conn().transaction().map_err(|e| e.to_string())?;
+    tx.execute(
+        "UPDATE cards SET expiry = ?1, updated = ?2 WHERE serial = ?3",
+        rusqlite::params![expiry as i64, now as i64, serial],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, 'holder', 'renew', ?2, ?3, ?4)",
+        rusqlite::params![now as i64, serial, outcome, format!("expires {}", time::date(expiry))],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// Unlocks a locked card with a sponsor's card in another reader. The
+/// sponsor proves themself: their passcode, then a signature over a fresh
+/// challenge with their 9A key, checked against their certificate from the
+/// test CA, which must carry the sponsor role. Then the locked card gets
+/// RESET RETRY COUNTER with its derived PUK and the holder's new passcode.
+pub fn sponsor_unlock<S: Transport, T: Transport>(
+    cms: &mut Cms,
+    sponsor: &mut PivClient<S>,
+    sponsor_passcode: &[u8],
+    card: &mut PivClient<T>,
+    new_passcode: &str,
+    now: u64,
+) -> Result<u32, String> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    if !piv::passcode::acceptable_new(new_passcode.as_bytes()) {
+        return Err("the new passcode must be 6 to 8 digits and not easy to guess".into());
+    }
+    // The sponsor.
+    sponsor.select().map_err(card_err)?;
+    let sponsor_cert =
+        slot_certificate(cms, sponsor, SLOTS[0].1).map_err(|e| format!("sponsor card: {e}"))?;
+    if sponsor_cert.role != Some(Role::Sponsor) {
+        let _ = cms.db.audit(
+            now,
+            &sponsor_cert.uuid,
+            "sponsor unlock",
+            None,
+            "refused",
+            "no sponsor role",
+        );
+        return Err(format!(
+            "{} is not a sponsor: the certificate lacks the sponsor role",
+            sponsor_cert.uuid
+        ));
+    }
+    if window(sponsor_cert.not_after, now) == Window::Expired {
+        return Err("the sponsor's certificate has expired".into());
+    }
+    sponsor
+        .verify_pin(sponsor_passcode)
+        .map_err(|e| format!("sponsor passcode refused: {e}"))?;
+    let mut challenge = [0u8; 32];
+    getrandom::fill(&mut challenge).map_err(|e| e.to_string())?;
+    let sig = sponsor.sign(0x9A, &challenge).map_err(card_err)?;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sponsor_cert.public)
+        .map_err(|e| e.to_string())?;
+    let sig = p256::ecdsa::DerSignature::from_bytes(&sig).map_err(|e| e.to_string())?;
+    key.verify_prehash(&challenge, &sig)
+        .map_err(|_| "the sponsor card's signature does not match its certificate")?;
+
+    // The locked card.
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    cms.db
+        .card(info.serial)?
+        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
+    if puk_left == 0 {
+        return Err("the card's PUK is blocked: it must be re-issued".into());
+    }
+    let puk = cms.puk(info.serial);
+    card.unblock(puk.as_bytes(), new_passcode.as_bytes())
+        .map_err(|e| match e {
+            ClientError::Status { sw: 0x6983, .. } => {
+                "the card's PUK is blocked: it must be re-issued".to_string()
+            }
+            other => format!("unblock failed: {other}"),
+        })?;
+    cms.db.audit(
+        now,
+        &sponsor_cert.uuid,
+        "sponsor unlock",
+        Some(info.serial),
+        "ok",
+        "",
+    )?;
+    Ok(info.serial)
+}
