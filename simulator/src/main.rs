@@ -164,6 +164,11 @@ enum Command {
         #[command(flatten)]
         cms: CmsArgs,
     },
+    /// Self-service unlock with a security code sent to the holder.
+    SelfUnlock {
+        #[command(subcommand)]
+        step: SelfUnlockStep,
+    },
     /// Show a card's holder, serial, certificate expiry and tries left.
     Status {
         #[command(flatten)]
@@ -207,6 +212,33 @@ impl CmsArgs {
             .as_deref()
             .map_or(Ok(time::system_now()), time::parse)
     }
+}
+
+#[derive(Subcommand)]
+enum SelfUnlockStep {
+    /// Send a 6-digit code (valid 15 minutes, once) to the holder's outbox.
+    Request {
+        #[command(flatten)]
+        card: CardArgs,
+        /// Where messages go (default: `outbox` beside the database).
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
+    /// Unlock with the code and a new passcode.
+    Complete {
+        #[command(flatten)]
+        card: CardArgs,
+        /// The security code.
+        #[arg(long)]
+        code: String,
+        /// The new passcode (prompted, unechoed, if absent).
+        #[arg(long)]
+        new_passcode: Option<String>,
+        #[command(flatten)]
+        cms: CmsArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,6 +477,37 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 now,
             )?;
             println!("card {serial:010} unlocked with the holder's new passcode");
+            Ok(())
+        }
+        Command::SelfUnlock {
+            step: SelfUnlockStep::Request { card, outbox, cms },
+        } => {
+            let now = cms.now()?;
+            let db = cms.db();
+            let outbox =
+                outbox.unwrap_or_else(|| db.parent().map(|d| d.join("outbox")).unwrap_or_default());
+            let mut state = Cms::open(&db)?;
+            let mut client = card.open()?;
+            let path = flows::self_unlock_request(&mut state, &mut client, &outbox, now)?;
+            println!("security code sent: {}", path.display());
+            Ok(())
+        }
+        Command::SelfUnlock {
+            step:
+                SelfUnlockStep::Complete {
+                    card,
+                    code,
+                    new_passcode,
+                    cms,
+                },
+        } => {
+            let now = cms.now()?;
+            let mut state = Cms::open(&cms.db())?;
+            let mut client = card.open()?;
+            let new_passcode = passcode(new_passcode, "New passcode (6-8 digits): ")?;
+            let serial =
+                flows::self_unlock_complete(&mut state, &mut client, &code, &new_passcode, now)?;
+            println!("card {serial:010} unlocked");
             Ok(())
         }
         Command::Status { card, cms } => {

@@ -72,6 +72,16 @@ impl MasterSecret {
         format!("{:08}", u64::from_be_bytes(first) % 100_000_000)
     }
 
+    /// The digest a self-service security code is stored as.
+    pub fn code_digest(&self, serial: u32, code: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"s9card/code/v1");
+        mac.update(&serial.to_be_bytes());
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The card's AES-256 management key.
     pub fn management_key(&self, serial: u32) -> [u8; 32] {
         self.mac(b"s9card/management-key/v1", serial)

@@ -526,3 +526,152 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     )?;
     Ok(info.serial)
 }
+
+/// How long a self-service security code is valid.
+pub const CODE_SECONDS: u64 = 15 * 60;
+/// Wrong entries after which a code is void.
+pub const CODE_TRIES: u32 = 3;
+
+impl Cms {
+    /// The stored form of a security code: HMAC under the master secret,
+    /// bound to the card, so a code is useless for any other card and the
+    /// database never holds one in clear.
+    fn code_digest(&self, serial: u32, code: &str) -> Vec<u8> {
+        self.master.code_digest(serial, code).to_vec()
+    }
+}
+
+/// Starts a self-service unlock: for a registered holder with an email or
+/// mobile and unexpired certificates, draws a 6-digit code from the OS,
+/// stores its digest (valid 15 minutes, 3 tries) and writes the message to
+/// the outbox. Returns the message's path.
+pub fn self_unlock_request<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    outbox: &Path,
+    now: u64,
+) -> Result<PathBuf, String> {
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    let row = cms
+        .db
+        .card(info.serial)?
+        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    let holder = cms
+        .db
+        .holder(&row.holder)?
+        .ok_or("the card's holder is not registered")?;
+    let address = holder.email.clone().or(holder.mobile.clone()).ok_or(
+        "self-service unlock needs a registered email address or mobile number: ask a sponsor",
+    )?;
+    let cert = slot_certificate(cms, card, SLOTS[0].1)?;
+    if now >= cert.not_after {
+        return Err("the card's certificates have expired: self-service unlock is not possible, re-issue in person".into());
+    }
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).map_err(|e| e.to_string())?;
+    let code = format!("{:06}", u64::from_be_bytes(raw) % 1_000_000);
+    let digest = cms.code_digest(info.serial, &code);
+    let tx = cms.db.conn().transaction().map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT OR REPLACE INTO codes (serial, digest, expires, tries_left, used) VALUES (?1, ?2, ?3, ?4, 0)",
+        rusqlite::params![info.serial, digest, (now + CODE_SECONDS) as i64, CODE_TRIES],
+    )
+    .map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, ?2, 'self-unlock request', ?3, 'ok', ?4)",
+        rusqlite::params![now as i64, holder.uuid, info.serial, format!("code sent to {address}")],
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
+    let path = outbox.join(format!("{:010}-{now}.eml", info.serial));
+    let message = format!(
+        "To: {address}\r\nFrom: s9card CMS <cms@s9card.invalid>\r\nSubject: Your smartcard security code\r\n\r\n\
+         Your security code is {code}.\r\nIt is valid for 15 minutes and works once, for card {:010}.\r\n",
+        info.serial
+    );
+    std::fs::write(&path, message).map_err(|e| format!("{}: {e}", path.display()))?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Completes a self-service unlock with the code and a new passcode.
+pub fn self_unlock_complete<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    code: &str,
+    new_passcode: &str,
+    now: u64,
+) -> Result<u32, String> {
+    if !piv::passcode::acceptable_new(new_passcode.as_bytes()) {
+        return Err("the new passcode must be 6 to 8 digits and not easy to guess".into());
+    }
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    let stored: Option<(Vec<u8>, i64, u32, bool)> = cms
+        .db
+        .conn()
+        .query_row(
+            "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
+            [info.serial],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .map(Some)
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let Some((digest, expires, tries_left, used)) = stored else {
+        return Err("no security code was requested for this card".into());
+    };
+    if used || tries_left == 0 {
+        return Err("this security code is void: request a new one".into());
+    }
+    if now >= expires as u64 {
+        return Err("this security code has expired: request a new one".into());
+    }
+    let given = cms.code_digest(info.serial, code.trim());
+    let right = code.trim().len() == 6
+        && bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &digest[..]));
+    if !right {
+        cms.db
+            .conn()
+            .execute(
+                "UPDATE codes SET tries_left = tries_left - 1 WHERE serial = ?1",
+                [info.serial],
+            )
+            .map_err(|e| e.to_string())?;
+        cms.db.audit(
+            now,
+            "holder",
+            "self-unlock",
+            Some(info.serial),
+            "wrong code",
+            "",
+        )?;
+        return Err(format!(
+            "wrong security code ({} tries left)",
+            tries_left - 1
+        ));
+    }
+    // The code is spent before the card is touched: used once, whatever
+    // happens next.
+    cms.db
+        .conn()
+        .execute("UPDATE codes SET used = 1 WHERE serial = ?1", [info.serial])
+        .map_err(|e| e.to_string())?;
+    let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
+    if puk_left == 0 {
+        return Err("the card's PUK is blocked: it must be re-issued".into());
+    }
+    let puk = cms.puk(info.serial);
+    card.unblock(puk.as_bytes(), new_passcode.as_bytes())
+        .map_err(|e| format!("unblock failed: {e}"))?;
+    cms.db
+        .audit(now, "holder", "self-unlock", Some(info.serial), "ok", "")?;
+    Ok(info.serial)
+}
