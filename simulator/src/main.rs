@@ -96,16 +96,27 @@ enum Command {
         #[command(flatten)]
         cms: CmsArgs,
     },
-    /// Personalise a factory-fresh card for a holder.
+    /// Personalise a factory-fresh card for a holder, or (`--bulk`) up to
+    /// 300 holders from a CSV file onto new virtual card images.
     Personalize {
-        #[command(flatten)]
-        card: CardArgs,
+        /// A reader (any part of its name).
+        #[arg(long, conflicts_with_all = ["image", "bulk"])]
+        reader: Option<String>,
+        /// A card image, opened directly.
+        #[arg(long, conflicts_with = "bulk")]
+        image: Option<PathBuf>,
+        /// A CSV file with columns uuid,name,email,mobile,role,passcode.
+        #[arg(long, requires = "out")]
+        bulk: Option<PathBuf>,
+        /// Where bulk card images and results.csv go.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// The holder's 12-digit user identifier.
-        #[arg(long)]
-        uuid: String,
+        #[arg(long, required_unless_present = "bulk")]
+        uuid: Option<String>,
         /// The holder's name.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "bulk")]
+        name: Option<String>,
         /// Email address (needed for self-service unlock).
         #[arg(long)]
         email: Option<String>,
@@ -387,7 +398,41 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Personalize {
-            card,
+            bulk: Some(file),
+            out,
+            cms,
+            ..
+        } => {
+            let now = cms.now()?;
+            let mut state = Cms::open(&cms.db())?;
+            let rows = simulator::cms::bulk::read(&file)?;
+            let out = out.ok_or("--bulk needs --out")?;
+            let bar = indicatif::ProgressBar::new(rows.len() as u64);
+            let summary = simulator::cms::bulk::personalize(&mut state, &rows, &out, now, |n| {
+                bar.set_position(n as u64)
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "{} of {} rows personalised, {} refused, in {:.1} s; results in {}",
+                summary.ok,
+                rows.len(),
+                summary.failed,
+                summary.took.as_secs_f64(),
+                summary.results.display()
+            );
+            if summary.failed > 0 {
+                return Err(format!(
+                    "{} rows refused: see {}",
+                    summary.failed,
+                    summary.results.display()
+                )
+                .into());
+            }
+            Ok(())
+        }
+        Command::Personalize {
+            reader,
+            image,
             uuid,
             name,
             email,
@@ -395,7 +440,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             sponsor,
             passcode: flag,
             cms,
+            ..
         } => {
+            let card = CardArgs { reader, image };
+            let uuid = uuid.ok_or("--uuid is required")?;
+            let name = name.ok_or("--name is required")?;
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
             let passcode = passcode(flag, "New passcode (6-8 digits): ")?;

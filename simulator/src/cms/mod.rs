@@ -4,6 +4,7 @@
 //! only through [`crate::client::PivClient`], so it works with a physical
 //! reader as well as with the virtual one.
 
+pub mod bulk;
 pub mod ca;
 pub mod db;
 pub mod derive;
