@@ -36,17 +36,32 @@ fn bad_rows_are_reported_and_the_batch_carries_on() {
     let results = std::fs::read_to_string(&summary.results).unwrap();
     let lines: Vec<&str> = results.lines().collect();
     assert_eq!(lines[0], "row,uuid,serial,outcome");
-    assert!(lines[1].starts_with("1,555000000001,0910000001,personalised"), "{results}");
-    for (line, why) in [(2, "twelve digits"), (3, "not an email"), (4, "not easy to guess"), (5, "duplicate"), (7, "role"), (8, "fields")] {
+    assert!(
+        lines[1].starts_with("1,555000000001,0910000001,personalised"),
+        "{results}"
+    );
+    for (line, why) in [
+        (2, "twelve digits"),
+        (3, "not an email"),
+        (4, "not easy to guess"),
+        (5, "duplicate"),
+        (7, "role"),
+        (8, "fields"),
+    ] {
         assert!(lines[line].contains(why), "line {line}: {results}");
     }
     assert!(lines[6].contains("0910000002,personalised"), "{results}");
     // Only the good rows left images and records behind.
-    let images: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "s9img")).collect();
+    let images: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "s9img"))
+        .collect();
     assert_eq!(images.len(), 2);
     assert!(cms.db.holder("555000000003").unwrap().is_none());
     // A bulk card works like any other.
-    let (_, mut sim) = card::boot(&out.join("555000000006.s9img"), Entropy::Seed(1), false).unwrap();
+    let (_, mut sim) =
+        card::boot(&out.join("555000000006.s9img"), Entropy::Seed(1), false).unwrap();
     sim.power_on();
     let status = flows::status(&mut PivClient::new(&mut sim), Some(&cms.ca)).unwrap();
     assert_eq!(status.certificate.unwrap().uuid, "555000000006");
@@ -58,7 +73,10 @@ fn files_over_300_rows_or_without_the_columns_are_refused_whole() {
     let big = dir.path().join("big.csv");
     let mut text = String::from("uuid,name,email,mobile,role,passcode\n");
     for n in 0..301 {
-        text += &format!("{:012},N,n@nhs.example,,holder,482915\n", 555_000_000_000u64 + n);
+        text += &format!(
+            "{:012},N,n@nhs.example,,holder,482915\n",
+            555_000_000_000u64 + n
+        );
     }
     std::fs::write(&big, text).unwrap();
     assert!(bulk::read(&big).unwrap_err().contains("at most 300"));

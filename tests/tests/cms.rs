@@ -1,0 +1,277 @@
+//! Credential management through pcscd + vpcd, as a registration authority
+//! and a sponsor would do it with two readers: personalise, check the
+//! certificates with OpenSSL, use them with PKCS#11, lock, unlock with the
+//! sponsor's card, renew.
+
+use s9card_e2e::*;
+
+const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+
+fn s9(args: &[&str]) -> String {
+    ok(s9card().to_str().unwrap(), args)
+}
+
+fn s9_fails(args: &[&str]) -> String {
+    let out = run(s9card().to_str().unwrap(), args);
+    assert!(!out.status.success(), "s9card {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn personalise_unlock_and_renew_with_two_readers() {
+    let h = Harness::start(2);
+    let db = h.path("cms.db");
+    let db = db.to_str().unwrap();
+    let ca = h.path("ca/ca.pem");
+    s9(&["ca", "init", "--db", db, "--now", "2026-11-25"]);
+    s9(&[
+        "personalize",
+        "--reader",
+        READER_0,
+        "--uuid",
+        "555000999888",
+        "--name",
+        "Sam Sponsor",
+        "--sponsor",
+        "--passcode",
+        "731026",
+        "--db",
+        db,
+        "--now",
+        "2026-11-25",
+    ]);
+    s9(&[
+        "personalize",
+        "--reader",
+        READER_1,
+        "--uuid",
+        "555000111222",
+        "--name",
+        "Ann Holder",
+        "--email",
+        "ann@nhs.example",
+        "--passcode",
+        "482915",
+        "--db",
+        db,
+        "--now",
+        "2026-11-25",
+    ]);
+
+    // The issued certificates chain to the test CA.
+    let cert = h.path("holder.pem");
+    let pem = ok(
+        "yubico-piv-tool",
+        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
+    );
+    std::fs::write(&cert, &pem).unwrap();
+    let verified = ok(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains(": OK"), "{verified}");
+    let subject = ok(
+        "openssl",
+        &["x509", "-in", cert.to_str().unwrap(), "-noout", "-subject"],
+    );
+    assert!(
+        subject.contains("555000111222") && subject.contains("holder"),
+        "{subject}"
+    );
+
+    // PKCS#11 sees the key and signs with it.
+    let objects = ok("pkcs15-tool", &["--reader", "1", "-D"]);
+    assert!(objects.contains("PKCS#15 Card [Ann Holder]"), "{objects}");
+    let msg = h.write("msg.txt", b"log in to the spine\n");
+    let digest = h.path("msg.sha256");
+    ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-binary",
+            "-out",
+            digest.to_str().unwrap(),
+            msg.to_str().unwrap(),
+        ],
+    );
+    let sig = h.path("msg.sig");
+    ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11,
+            "--slot-index",
+            "1",
+            "--login",
+            "--pin",
+            "482915",
+            "--sign",
+            "-m",
+            "ECDSA",
+            "--id",
+            "01",
+            "--signature-format",
+            "openssl",
+            "-i",
+            digest.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
+    let pubkey = h.path("holder.pub");
+    std::fs::write(
+        &pubkey,
+        ok(
+            "openssl",
+            &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
+        ),
+    )
+    .unwrap();
+    let checked = ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            pubkey.to_str().unwrap(),
+            "-signature",
+            sig.to_str().unwrap(),
+            msg.to_str().unwrap(),
+        ],
+    );
+    assert!(checked.contains("Verified OK"), "{checked}");
+
+    // Status as a sponsor sees it.
+    let status = s9(&[
+        "status",
+        "--reader",
+        READER_1,
+        "--db",
+        db,
+        "--now",
+        "2026-11-25",
+    ]);
+    assert!(
+        status.contains("holder        555000111222 (holder)"),
+        "{status}"
+    );
+    assert!(status.contains("730 days left"), "{status}");
+
+    // Locked by three wrong passcodes; the holder cannot unlock themself
+    // with the sponsor's role check failing for a non-sponsor card.
+    for _ in 0..3 {
+        let _ = run(
+            "yubico-piv-tool",
+            &["-r", READER_1, "-a", "verify-pin", "-P", "000000"],
+        );
+    }
+    assert!(
+        s9(&[
+            "status",
+            "--reader",
+            READER_1,
+            "--db",
+            db,
+            "--now",
+            "2026-11-25"
+        ])
+        .contains("LOCKED")
+    );
+    let refused = s9_fails(&[
+        "unlock",
+        "--sponsor-reader",
+        READER_1,
+        "--card-reader",
+        READER_1,
+        "--sponsor-passcode",
+        "482915",
+        "--new-passcode",
+        "604182",
+        "--db",
+        db,
+    ]);
+    assert!(refused.contains("not a sponsor"), "{refused}");
+    s9(&[
+        "unlock",
+        "--sponsor-reader",
+        READER_0,
+        "--card-reader",
+        READER_1,
+        "--sponsor-passcode",
+        "731026",
+        "--new-passcode",
+        "604182",
+        "--db",
+        db,
+        "--now",
+        "2026-11-26",
+    ]);
+    ok(
+        "yubico-piv-tool",
+        &["-r", READER_1, "-a", "verify-pin", "-P", "604182"],
+    );
+
+    // Renewal: refused too early, done inside the window.
+    let early = s9_fails(&[
+        "renew",
+        "--reader",
+        READER_1,
+        "--passcode",
+        "604182",
+        "--db",
+        db,
+        "--now",
+        "2027-01-01",
+    ]);
+    assert!(early.contains("renew from 2028-08-26"), "{early}");
+    let renewed = s9(&[
+        "renew",
+        "--reader",
+        READER_1,
+        "--passcode",
+        "604182",
+        "--db",
+        db,
+        "--now",
+        "2028-10-01",
+    ]);
+    assert!(
+        renewed.contains("certificates expire 2030-10-01"),
+        "{renewed}"
+    );
+    let pem = ok(
+        "yubico-piv-tool",
+        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
+    );
+    std::fs::write(&cert, &pem).unwrap();
+    let verified = ok(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-attime",
+            "1917000000",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains(": OK"), "{verified}");
+    let late = s9_fails(&[
+        "renew",
+        "--reader",
+        READER_1,
+        "--passcode",
+        "604182",
+        "--db",
+        db,
+        "--now",
+        "2031-01-01",
+    ]);
+    assert!(late.contains("expired: re-issue in person"), "{late}");
+}
