@@ -157,3 +157,104 @@ fn bad_requests_touch_neither_card_nor_database() {
         .unwrap();
     client.verify_pin(b"123456").unwrap();
 }
+
+/// A reader that loses the card after some APDUs (pulled out mid-flow).
+struct Flaky<'a, T: simulator::client::Transport> {
+    inner: &'a mut T,
+    left: usize,
+}
+
+impl<T: simulator::client::Transport> simulator::client::Transport for Flaky<'_, T> {
+    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
+        if self.left == 0 {
+            return Err(ClientError::Transport("card removed".into()));
+        }
+        self.left -= 1;
+        self.inner.transmit(apdu)
+    }
+}
+
+#[test]
+fn a_card_removed_mid_personalisation_leaves_no_record() {
+    let mut s = setup();
+    // Pull the card after 1, 3, 5… APDUs, until personalisation gets
+    // through: before then, the database never holds the card or holder.
+    for cut in (1..).step_by(2) {
+        let (_, mut sim) = card::boot(&s.image, Entropy::Seed(cut as u64), false).unwrap();
+        sim.power_on();
+        let mut flaky = PivClient::new(Flaky {
+            inner: &mut sim,
+            left: cut,
+        });
+        match flows::personalize(&mut s.cms, &mut flaky, &request("555000111222"), s.now) {
+            Ok(done) => {
+                assert_eq!(
+                    s.cms.db.card(done.serial).unwrap().unwrap().holder,
+                    "555000111222"
+                );
+                assert!(cut > 10);
+                break;
+            }
+            Err(e) => {
+                assert!(e.contains("card removed"), "{e}");
+                assert_eq!(
+                    s.cms.db.card(912_345_678).unwrap(),
+                    None,
+                    "after {cut} APDUs"
+                );
+                assert!(s.cms.db.holder("555000111222").unwrap().is_none());
+            }
+        }
+        // A fresh image for the next attempt: this one may be half-done.
+        std::fs::remove_file(&s.image).unwrap();
+        card::init(&s.image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_invocations_do_not_corrupt_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cms.db");
+    simulator::cms::db::Db::open(&db).unwrap();
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut d = simulator::cms::db::Db::open(&db).unwrap();
+                for n in 0..25u32 {
+                    let uuid = format!("{:012}", 555_000_000_000u64 + u64::from(t * 100 + n));
+                    let holder = simulator::cms::db::Holder {
+                        uuid: uuid.clone(),
+                        name: "N".into(),
+                        email: None,
+                        mobile: None,
+                        role: Role::Holder,
+                    };
+                    let card = simulator::cms::db::CardRow {
+                        serial: 920_000_000 + t * 100 + n,
+                        holder: uuid,
+                        expiry: 1,
+                        is_virtual: true,
+                        status: "active".into(),
+                    };
+                    d.register(&holder, &card, "ra", 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut d = simulator::cms::db::Db::open(&db).unwrap();
+    let cards: i64 = d
+        .conn()
+        .query_row("SELECT COUNT(*) FROM cards", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cards, 200);
+    assert_eq!(d.audit_log().unwrap().len(), 200);
+    let check: String = d
+        .conn()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}

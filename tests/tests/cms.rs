@@ -275,3 +275,130 @@ fn personalise_unlock_and_renew_with_two_readers() {
     ]);
     assert!(late.contains("expired: re-issue in person"), "{late}");
 }
+
+/// `kill -9` of the simulator at random moments during `s9card renew`,
+/// many times over: after every restart each key on the card has its own
+/// certificate (checked through PC/SC by signing and verifying), old or new,
+/// and the next renewal completes the interrupted one.
+#[test]
+fn kill_the_simulator_during_renewals() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use simulator::client::{Pcsc, PivClient, unwrap_tlv};
+    use simulator::cms::{ca, flows, time};
+
+    let runs: u32 = std::env::var("S9CARD_KILL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut h = Harness::start(1);
+    let db = h.path("cms.db");
+    let db = db.to_str().unwrap().to_string();
+    s9(&["ca", "init", "--db", &db, "--now", "2026-11-25"]);
+    s9(&[
+        "personalize",
+        "--reader",
+        READER_0,
+        "--uuid",
+        "555000111222",
+        "--name",
+        "Ann",
+        "--passcode",
+        "482915",
+        "--db",
+        &db,
+        "--now",
+        "2026-11-25",
+    ]);
+    let test_ca = ca::TestCa::load(&h.path("ca")).unwrap();
+    let mut expiry = time::parse("2028-11-24").unwrap();
+    let (mut cut_short, mut completed) = (0, 0);
+    for run in 0..runs {
+        let now = time::date(expiry - 30 * time::DAY);
+        let mut renew = std::process::Command::new(s9card())
+            .args([
+                "renew",
+                "--reader",
+                READER_0,
+                "--passcode",
+                "482915",
+                "--db",
+                &db,
+                "--now",
+                &now,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A pseudo-random moment in the renewal (which takes ~20 ms).
+        let delay = (u64::from(run) * 7_919 + 13) % 20_000;
+        std::thread::sleep(std::time::Duration::from_micros(delay));
+        h.kill_server();
+        let finished = renew.wait().unwrap().success();
+        h.wait_for_card(0, false);
+        h.start_server();
+
+        // Through PC/SC: every key matches its certificate.
+        let mut card = PivClient::new(Pcsc::connect(READER_0).unwrap());
+        card.select().unwrap();
+        let mut expiries = Vec::new();
+        for (slot, object) in flows::SLOTS {
+            let content = card.get_object(object).unwrap().expect("a certificate");
+            let info = ca::inspect(&test_ca, unwrap_tlv(&content, 0x70).unwrap()).unwrap();
+            let digest = [run as u8; 32];
+            // Right before the signature: 9C wants the PIN every time.
+            card.verify_pin(b"482915").unwrap();
+            let sig = card.sign(slot, &digest).unwrap();
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.public)
+                .unwrap()
+                .verify_prehash(
+                    &digest,
+                    &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
+                )
+                .unwrap_or_else(|_| {
+                    panic!("run {run}: slot {slot:02X} has a key without its certificate")
+                });
+            expiries.push(info.not_after);
+        }
+        drop(card);
+        // Finish what the kill interrupted, then carry on from the new expiry.
+        if expiries.contains(&expiry) {
+            cut_short += 1;
+            s9(&[
+                "renew",
+                "--reader",
+                READER_0,
+                "--passcode",
+                "482915",
+                "--db",
+                &db,
+                "--now",
+                &now,
+            ]);
+        } else if finished {
+            completed += 1;
+        } else {
+            // Card committed both slots; the database had not heard: the
+            // next renewal reconciles.
+            cut_short += 1;
+            s9(&[
+                "renew",
+                "--reader",
+                READER_0,
+                "--passcode",
+                "482915",
+                "--db",
+                &db,
+                "--now",
+                &now,
+            ]);
+        }
+        let status = s9(&["status", "--reader", READER_0, "--db", &db, "--now", &now]);
+        let at = status.find("expire ").expect("an expiry") + "expire ".len();
+        expiry = time::parse(&status[at..at + 10]).unwrap();
+    }
+    println!(
+        "kill -9 during renewal: {runs} runs, {cut_short} cut short and resumed, {completed} finished before the kill"
+    );
+    assert!(cut_short > 0, "no run was cut short");
+}
