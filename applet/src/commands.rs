@@ -40,6 +40,7 @@ const INS_STAGE_KEY: u8 = 0xE0;
 const INS_COMMIT_RENEWAL: u8 = 0xE1;
 const INS_ABORT_RENEWAL: u8 = 0xE2;
 const INS_CARD_INFO: u8 = 0xE3;
+const INS_SET_SERIAL: u8 = 0xE4;
 
 const KEY_REF_ADMIN: u8 = 0x9B;
 const TEMPLATE: Tag = Tag::constant(0x7C);
@@ -253,6 +254,7 @@ pub fn run(
         INS_COMMIT_RENEWAL => commit_renewal(piv, cmd, ctx),
         INS_ABORT_RENEWAL => abort_renewal(piv, cmd, ctx),
         INS_CARD_INFO => card_info(piv, cmd, ctx, reply),
+        INS_SET_SERIAL => set_serial(piv, cmd, ctx),
         _ => Err(Error::UnknownInstruction),
     }
 }
@@ -851,5 +853,30 @@ fn card_info(
         staged.push(slot.byte()).map_err(|_| Error::NoSpace)?;
     }
     reply.tlv(Tag::constant(0x04), &staged)?;
+    Ok(())
+}
+
+/// SET SERIAL (vendor): gives a card still in its factory state the serial
+/// its issuer assigns (`0900000000`–`0999999999`, 4 bytes big-endian) by
+/// writing the factory state again under that serial. Refused once the PIN
+/// or PUK has been changed: a personalised card keeps its serial.
+fn set_serial(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
+    params(cmd, 0, 0)?;
+    let serial: [u8; 4] = cmd.data().try_into().map_err(|_| Error::BadData)?;
+    let serial = u32::from_be_bytes(serial);
+    if !(crate::identity::SERIAL_MIN..=crate::identity::SERIAL_MAX).contains(&serial) {
+        return Err(Error::BadData);
+    }
+    admin_of(piv)?;
+    let factory_state = pin::stored(ctx.store, Passcode::Pin)?.is_default
+        && pin::stored(ctx.store, Passcode::Puk)?.is_default;
+    if !factory_state {
+        return Err(Error::Conditions);
+    }
+    let old = identity(piv, ctx)?;
+    let id = Identity::new(serial, old.is_virtual, ctx.rng)?;
+    factory(piv, ctx, &id, true)?;
+    // The management key is the factory one again: the session keeps it.
+    piv.session.forget_pin();
     Ok(())
 }

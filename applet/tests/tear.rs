@@ -350,6 +350,14 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
             command: |c| exchange(c, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800111")).1,
         },
         Scenario {
+            name: "SET SERIAL",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00E400000436354C42"))),
+        },
+        Scenario {
             name: "COMMIT RENEWAL",
             setup: staged_9a,
             prelude: admin,

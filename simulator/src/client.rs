@@ -473,6 +473,16 @@ impl<T: Transport> PivClient<T> {
             .map(drop)
     }
 
+    /// SET SERIAL (vendor): only on a card in its factory state.
+    pub fn set_serial(&mut self, serial: u32) -> Result<()> {
+        self.call(
+            "SET SERIAL",
+            [0x00, 0xE4, 0x00, 0x00],
+            &serial.to_be_bytes(),
+        )
+        .map(drop)
+    }
+
     /// ABORT RENEWAL (vendor).
     pub fn abort_renewal(&mut self, slot: u8) -> Result<()> {
         self.call("ABORT RENEWAL", [0x00, 0xE2, 0x00, slot], &[])

@@ -129,6 +129,10 @@ enum Command {
         /// The holder's new passcode (prompted, unechoed, if absent).
         #[arg(long)]
         passcode: Option<String>,
+        /// Give the card this serial (`09` and eight digits) while it is
+        /// still factory-fresh; otherwise it keeps its own.
+        #[arg(long, conflicts_with = "bulk")]
+        serial: Option<String>,
         #[command(flatten)]
         cms: CmsArgs,
     },
@@ -439,6 +443,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             mobile,
             sponsor,
             passcode: flag,
+            serial,
             cms,
             ..
         } => {
@@ -455,6 +460,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 mobile,
                 role: if sponsor { Role::Sponsor } else { Role::Holder },
                 passcode,
+                serial: serial.as_deref().map(parse_serial).transpose()?,
             };
             flows::validate(&request)?;
             let mut client = card.open()?;

@@ -16,6 +16,7 @@ fn request(uuid: &str) -> Request {
         mobile: None,
         role: Role::Holder,
         passcode: "482915".into(),
+        serial: None,
     }
 }
 
@@ -257,4 +258,25 @@ fn concurrent_invocations_do_not_corrupt_the_database() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
+}
+
+#[test]
+fn the_issuer_assigns_the_serial_at_personalisation() {
+    let mut s = setup();
+    let (_, mut sim) = card::boot(&s.image, Entropy::Seed(5), false).unwrap();
+    sim.power_on();
+    let mut client = PivClient::new(&mut sim);
+    let r = Request {
+        serial: Some(912_000_001),
+        ..request("555000111222")
+    };
+    let done = flows::personalize(&mut s.cms, &mut client, &r, s.now).unwrap();
+    assert_eq!(done.serial, 912_000_001);
+    assert_eq!(client.card_info().unwrap().serial, 912_000_001);
+    assert!(s.cms.db.card(912_000_001).unwrap().is_some());
+    // Once personalised, the serial is the card's for good.
+    client
+        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .unwrap_err();
+    assert!(client.set_serial(912_000_002).is_err());
 }

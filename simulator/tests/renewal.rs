@@ -36,6 +36,7 @@ fn request(uuid: &str, role: Role) -> Request {
         mobile: None,
         role,
         passcode: "482915".into(),
+        serial: None,
     }
 }
 

@@ -34,6 +34,7 @@ impl World {
             mobile: None,
             role: Role::Holder,
             passcode: "482915".into(),
+            serial: None,
         };
         flows::personalize(
             &mut self.cms,

@@ -83,6 +83,7 @@ fn request(row: &csv::StringRecord) -> Result<Request, String> {
         mobile: opt(3),
         role,
         passcode: row[5].to_string(),
+        serial: None,
     })
 }
 

@@ -70,6 +70,9 @@ pub struct Request {
     pub role: Role,
     /// The passcode the holder chose.
     pub passcode: String,
+    /// The serial to give the card (`09…`), if the issuer assigns one;
+    /// otherwise the card keeps its own.
+    pub serial: Option<u32>,
 }
 
 /// Checks a request before any card is touched.
@@ -159,6 +162,17 @@ pub fn personalize<T: Transport>(
                 info.serial
             )
         })?;
+    let info = match r.serial {
+        Some(serial) if serial != info.serial => {
+            if cms.db.card(serial)?.is_some() {
+                return Err(format!("serial {serial:010} is registered already"));
+            }
+            card.set_serial(serial)
+                .map_err(|e| format!("setting the serial: {e}"))?;
+            card.card_info().map_err(card_err)?
+        }
+        _ => info,
+    };
     let puk = cms.puk(info.serial);
     card.change(0x81, b"12345678", puk.as_bytes())
         .map_err(|e| format!("setting the PUK: {e}"))?;
