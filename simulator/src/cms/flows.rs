@@ -301,6 +301,24 @@ impl Status {
     }
 }
 
+/// Selects the card and finds it, and its holder, in the database.
+fn registered<T: Transport>(
+    cms: &Cms,
+    card: &mut PivClient<T>,
+) -> Result<(crate::client::CardInfo, CardRow, Holder), String> {
+    card.select().map_err(card_err)?;
+    let info = card.card_info().map_err(card_err)?;
+    let row = cms
+        .db
+        .card(info.serial)?
+        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    let holder = cms
+        .db
+        .holder(&row.holder)?
+        .ok_or("the card's holder is not registered")?;
+    Ok((info, row, holder))
+}
+
 /// Days before expiry from which a holder may renew.
 pub const RENEWAL_DAYS: u64 = 90;
 
@@ -367,16 +385,7 @@ pub fn renew<T: Transport>(
     passcode: &[u8],
     now: u64,
 ) -> Result<Renewed, String> {
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
-    let row = cms
-        .db
-        .card(info.serial)?
-        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
-    let holder = cms
-        .db
-        .holder(&row.holder)?
-        .ok_or("the card's holder is not registered")?;
+    let (info, row, holder) = registered(cms, card)?;
     let current = slot_certificate(cms, card, SLOTS[0].1)?;
     if current.uuid != holder.uuid {
         return Err("the card's certificate names another holder".into());
@@ -565,16 +574,7 @@ pub fn self_unlock_request<T: Transport>(
     outbox: &Path,
     now: u64,
 ) -> Result<PathBuf, String> {
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
-    let row = cms
-        .db
-        .card(info.serial)?
-        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
-    let holder = cms
-        .db
-        .holder(&row.holder)?
-        .ok_or("the card's holder is not registered")?;
+    let (info, _, holder) = registered(cms, card)?;
     let address = holder.email.clone().or(holder.mobile.clone()).ok_or(
         "self-service unlock needs a registered email address or mobile number: ask a sponsor",
     )?;
