@@ -444,6 +444,18 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             }
             tail = word;
         }
+        // Never write inside the torn entry's own extent: new bytes there
+        // could complete it into a valid entry (a torn put whose missing value
+        // bytes the next write happens to supply would come back to life).
+        // Its header, if whole, says how far it reaches; if not, at least the
+        // header's own bytes stay untouched, so it stays unreadable.
+        let mut raw = [0u8; HEADER_LEN];
+        self.read(at, &mut raw)?;
+        let reach = match EntryHeader::decode(&raw) {
+            Some(h) => at.saturating_add(self.geometry.entry_size(usize::from(h.len))),
+            None => at + self.geometry.header,
+        };
+        let tail = tail.max(reach);
         if tail >= end {
             return Ok(None);
         }
