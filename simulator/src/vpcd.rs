@@ -8,9 +8,7 @@
 
 use std::io::{self, Read, Write};
 
-use card_os::Mute;
-
-use crate::card::SimCard;
+use card_os::{Card, Mute};
 
 /// The longest frame vpcd can send: a 2-byte length says at most this.
 pub const MAX_FRAME: usize = u16::MAX as usize;
@@ -71,7 +69,15 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
 }
 
 /// What the card does with a frame: the bytes to send back, if any.
-pub fn respond(card: &mut SimCard, frame: &Frame) -> Option<Vec<u8>> {
+pub fn respond<F, R, A, const K: usize>(
+    card: &mut Card<F, R, A, K>,
+    frame: &Frame,
+) -> Option<Vec<u8>>
+where
+    F: embedded_storage::nor_flash::NorFlash,
+    R: rand_chacha::rand_core::CryptoRng,
+    A: card_os::Applets,
+{
     if !matches!(frame, Frame::Apdu(_)) {
         tracing::debug!(?frame, "vpcd control");
     }

@@ -1,0 +1,93 @@
+//! One arbitrary APDU against a selected PIV card with keys: no panic,
+//! never 6F 00, and an error leaves the persistent state byte for byte as it
+//! was, except that a wrong PIN or PUK costs exactly one try.
+#![no_main]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use card_os::store::{Key, Store};
+use card_os::testing::RamFlash;
+use card_os::{Card, atr};
+use libfuzzer_sys::fuzz_target;
+use piv::{DeviceKey, Piv};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+
+type Flash = RamFlash<{ 64 * 1024 }, 4096>;
+
+fn boot(flash: Flash) -> Card<Flash, ChaCha8Rng, (Piv,)> {
+    let mut card = Card::boot(
+        flash,
+        ChaCha8Rng::seed_from_u64(1),
+        (Piv::new(DeviceKey::new([3; 32]), true),),
+        atr::t1(&[]).unwrap(),
+    )
+    .unwrap();
+    card.power_on();
+    card
+}
+
+/// A card with keys in 9A and 9E and a certificate object.
+fn base() -> &'static Flash {
+    static BASE: OnceLock<Flash> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let mut card = boot(Flash::new());
+        let mut c = PivClient::new(&mut card);
+        c.select().unwrap();
+        c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        c.generate(0x9A, false).unwrap();
+        c.generate(0x9E, false).unwrap();
+        c.put_object(0x5FC105, &[0x70, 0x01, 0xAA]).unwrap();
+        card.into_parts().0
+    })
+}
+
+fn dump(flash: &Flash) -> BTreeMap<u16, Vec<u8>> {
+    let mut store: Store<Flash> = Store::mount(flash.clone()).unwrap();
+    let keys: Vec<Key> = store.keys().collect();
+    let mut buf = vec![0u8; 4096];
+    keys.into_iter()
+        .map(|k| {
+            (
+                k.get(),
+                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let before = dump(base());
+    let mut card = boot(base().clone());
+    card.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
+        .unwrap();
+    let rsp = card.transmit(data).unwrap();
+    let sw = u16::from_be_bytes([rsp[rsp.len() - 2], rsp[rsp.len() - 1]]);
+    assert_ne!(sw, 0x6F00);
+    if matches!(sw, 0x9000 | 0x6100..=0x61FF) {
+        return;
+    }
+    let after = dump(&card.into_parts().0);
+    let mut expected = before.clone();
+    // A status query (VERIFY without data) also answers 63 CX, and spends
+    // nothing; a presented wrong PIN or PUK spends exactly one try.
+    let presented = apdu::Command::parse(data).is_ok_and(|c| !c.data().is_empty());
+    if sw & 0xFFF0 == 0x63C0 && presented {
+        // A wrong PIN (0011) or PUK (0013): exactly one try, nothing else.
+        let spent: Vec<u16> = [0x0011, 0x0013]
+            .into_iter()
+            .filter(|k| before[k] != after[k])
+            .collect();
+        assert_eq!(
+            spent.len(),
+            1,
+            "a wrong passcode must cost exactly one counter"
+        );
+        let k = spent[0];
+        let tries = expected.get_mut(&k).unwrap();
+        tries[0] -= 1;
+    }
+    assert_eq!(after, expected, "an error changed the card (SW {sw:04X})");
+});
