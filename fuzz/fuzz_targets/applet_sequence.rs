@@ -142,7 +142,12 @@ fuzz_target!(|ops: Vec<Op>| {
                     if let Ok(r) = c.raw(apdu) {
                         responses.push(r);
                     }
-                    verified = false;
+                    // An arbitrary APDU may be a VERIFY, a SELECT or
+                    // nothing the card accepts: take the PIN status from
+                    // the card's own status query rather than guessing.
+                    verified = c
+                        .raw(&[0x00, 0x20, 0x00, 0x80])
+                        .is_ok_and(|r| r.ends_with(&[0x90, 0x00]));
                 }
             }
         }
