@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use pcsc::{Context, Protocols, Scope, ShareMode};
-use s9card_e2e::{Harness, READER_0, readers, run};
+use s9card_e2e::{Harness, PKCS11, READER_0, key_with_certificate, readers, run};
 
 const SELECT: &[u8] = &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
 const GET_CHUID: &[u8] = &[
@@ -69,80 +69,7 @@ fn main() {
     };
     let per_signature = {
         let h = Harness::start_with(1, false, &[]);
-        let pubkey = h.path("9a.pub");
-        let pk = pubkey.to_str().unwrap();
-        assert!(
-            run(
-                "yubico-piv-tool",
-                &[
-                    "-r", READER_0, "-a", "generate", "-s", "9a", "-A", "ECCP256", "-o", pk
-                ]
-            )
-            .status
-            .success()
-        );
-        let (ca_key, ca) = (h.path("ca.key"), h.path("ca.pem"));
-        let cert = h.path("cert.pem");
-        let ck = ca_key.to_str().unwrap();
-        run(
-            "openssl",
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                ck,
-            ],
-        );
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                ck,
-                "-subj",
-                "/CN=bench CA",
-                "-out",
-                ca.to_str().unwrap(),
-            ],
-        );
-        let issued = run(
-            "openssl",
-            &[
-                "x509",
-                "-new",
-                "-force_pubkey",
-                pk,
-                "-subj",
-                "/CN=bench",
-                "-CA",
-                ca.to_str().unwrap(),
-                "-CAkey",
-                ck,
-                "-out",
-                cert.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            issued.status.success(),
-            "{}",
-            String::from_utf8_lossy(&issued.stderr)
-        );
-        let import = [
-            "-r",
-            READER_0,
-            "-a",
-            "import-certificate",
-            "-s",
-            "9a",
-            "-i",
-            cert.to_str().unwrap(),
-        ];
-        assert!(run("yubico-piv-tool", &import).status.success());
+        key_with_certificate(&h, "9a", "bench");
         let data = h.write("digest", &[0x11; 32]);
         let sig = h.path("sig");
         let start = Instant::now();
@@ -151,7 +78,7 @@ fn main() {
                 "pkcs11-tool",
                 &[
                     "--module",
-                    "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+                    PKCS11,
                     "--login",
                     "--pin",
                     "123456",

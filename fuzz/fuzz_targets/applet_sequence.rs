@@ -95,7 +95,7 @@ fuzz_target!(|ops: Vec<Op>| {
         {
             let mut c = PivClient::new(&mut card);
             match op {
-                Op::VerifyRight => verified |= c.verify_pin(pin).is_ok(),
+                Op::VerifyRight => verified = c.verify_pin(pin).is_ok(),
                 Op::VerifyWrong => {
                     let _ = c.verify_pin(b"999999");
                     verified = false;
@@ -142,12 +142,17 @@ fuzz_target!(|ops: Vec<Op>| {
                     if let Ok(r) = c.raw(apdu) {
                         responses.push(r);
                     }
-                    // An arbitrary APDU may be a VERIFY, a SELECT or
-                    // nothing the card accepts: take the PIN status from
-                    // the card's own status query rather than guessing.
-                    verified = c
+                    // Any APDU may clear the PIN status (a failed VERIFY,
+                    // VERIFY P1=FF, a SELECT) or leave it; only VERIFY may
+                    // grant it. The card's status query says which.
+                    let now = c
                         .raw(&[0x00, 0x20, 0x00, 0x80])
                         .is_ok_and(|r| r.ends_with(&[0x90, 0x00]));
+                    assert!(
+                        !now || verified || apdu.get(1) == Some(&0x20),
+                        "an APDU other than VERIFY granted the PIN: {apdu:02X?}"
+                    );
+                    verified = now;
                 }
             }
         }

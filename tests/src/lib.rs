@@ -14,6 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// OpenSC's PKCS#11 module, as Debian installs it.
+pub const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+
 /// The readers vpcd shows.
 pub const READER_0: &str = "Virtual PCD 00 00";
 /// The second reader.
@@ -78,6 +81,145 @@ pub fn ok(program: &str, args: &[&str]) -> String {
     );
     assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
     text
+}
+
+/// A certificate for `pubkey` from a throwaway openssl CA, as a CMS would
+/// issue one.
+pub fn issue(h: &Harness, pubkey: &Path, cn: &str) -> PathBuf {
+    let ca_key = h.path("ca.key");
+    let ca = h.path("ca.pem");
+    if !ca.exists() {
+        ok(
+            "openssl",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                ca_key.to_str().unwrap(),
+            ],
+        );
+        ok(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                ca_key.to_str().unwrap(),
+                "-subj",
+                "/CN=s9card test CA",
+                "-days",
+                "30",
+                "-out",
+                ca.to_str().unwrap(),
+            ],
+        );
+    }
+    let cert = h.path(&format!("{cn}.pem"));
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-new",
+            "-force_pubkey",
+            pubkey.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-CA",
+            ca.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-days",
+            "30",
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    cert
+}
+
+/// Generates a P-256 key in `slot` of the card in reader 0 with
+/// yubico-piv-tool (public key in `<slot>.pub`), and imports a certificate
+/// for it from [`issue`]; returns the certificate's path.
+pub fn key_with_certificate(h: &Harness, slot: &str, cn: &str) -> PathBuf {
+    let pubkey = h.path(&format!("{slot}.pub"));
+    let pk = pubkey.to_str().unwrap();
+    let y = |args: &[&str]| {
+        let mut all = vec!["-r", READER_0];
+        all.extend_from_slice(args);
+        ok("yubico-piv-tool", &all)
+    };
+    y(&["-a", "generate", "-s", slot, "-A", "ECCP256", "-o", pk]);
+    let cert = issue(h, &pubkey, cn);
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        slot,
+        "-i",
+        cert.to_str().unwrap(),
+    ]);
+    cert
+}
+
+/// Signs `msg` as a relying party's software does, through OpenSC's PKCS#11
+/// module (`--login`, key id `01`, the card in slot `slot_index`), and checks
+/// the signature with OpenSSL against the public key in `cert`.
+pub fn pkcs11_signs_for(h: &Harness, slot_index: &str, pin: &str, cert: &Path, msg: &[u8]) {
+    let msg = h.write("msg.txt", msg);
+    let digest = h.path("msg.sha256");
+    let (msg, digest) = (msg.to_str().unwrap(), digest.to_str().unwrap());
+    ok(
+        "openssl",
+        &["dgst", "-sha256", "-binary", "-out", digest, msg],
+    );
+    let sig = h.path("msg.sig");
+    let sig = sig.to_str().unwrap();
+    ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11,
+            "--slot-index",
+            slot_index,
+            "--login",
+            "--pin",
+            pin,
+            "--sign",
+            "-m",
+            "ECDSA",
+            "--id",
+            "01",
+            "--signature-format",
+            "openssl",
+            "-i",
+            digest,
+            "-o",
+            sig,
+        ],
+    );
+    let pubkey = h.path("cert.pub");
+    let pem = ok(
+        "openssl",
+        &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
+    );
+    std::fs::write(&pubkey, pem).unwrap();
+    let verified = ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            pubkey.to_str().unwrap(),
+            "-signature",
+            sig,
+            msg,
+        ],
+    );
+    assert!(verified.contains("Verified OK"), "{verified}");
 }
 
 /// The reader list as PC/SC sees it, with card presence.

@@ -3,9 +3,9 @@
 //! certificates with OpenSSL, use them with PKCS#11, lock, unlock with the
 //! sponsor's card, renew.
 
-use s9card_e2e::*;
+use std::path::Path;
 
-const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+use s9card_e2e::*;
 
 fn s9(args: &[&str]) -> String {
     ok(s9card().to_str().unwrap(), args)
@@ -60,21 +60,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
 
     // The issued certificates chain to the test CA.
     let cert = h.path("holder.pem");
-    let pem = ok(
-        "yubico-piv-tool",
-        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
-    );
-    std::fs::write(&cert, &pem).unwrap();
-    let verified = ok(
-        "openssl",
-        &[
-            "verify",
-            "-CAfile",
-            ca.to_str().unwrap(),
-            cert.to_str().unwrap(),
-        ],
-    );
-    assert!(verified.contains(": OK"), "{verified}");
+    certificate_chains_to(&cert, &ca, None);
     let subject = ok(
         "openssl",
         &["x509", "-in", cert.to_str().unwrap(), "-noout", "-subject"],
@@ -87,65 +73,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
     // PKCS#11 sees the key and signs with it.
     let objects = ok("pkcs15-tool", &["--reader", "1", "-D"]);
     assert!(objects.contains("PKCS#15 Card [Ann Holder]"), "{objects}");
-    let msg = h.write("msg.txt", b"log in to the spine\n");
-    let digest = h.path("msg.sha256");
-    ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-binary",
-            "-out",
-            digest.to_str().unwrap(),
-            msg.to_str().unwrap(),
-        ],
-    );
-    let sig = h.path("msg.sig");
-    ok(
-        "pkcs11-tool",
-        &[
-            "--module",
-            PKCS11,
-            "--slot-index",
-            "1",
-            "--login",
-            "--pin",
-            "482915",
-            "--sign",
-            "-m",
-            "ECDSA",
-            "--id",
-            "01",
-            "--signature-format",
-            "openssl",
-            "-i",
-            digest.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
-    );
-    let pubkey = h.path("holder.pub");
-    std::fs::write(
-        &pubkey,
-        ok(
-            "openssl",
-            &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
-        ),
-    )
-    .unwrap();
-    let checked = ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            pubkey.to_str().unwrap(),
-            "-signature",
-            sig.to_str().unwrap(),
-            msg.to_str().unwrap(),
-        ],
-    );
-    assert!(checked.contains("Verified OK"), "{checked}");
+    pkcs11_signs_for(&h, "1", "482915", &cert, b"log in to the spine\n");
 
     // Status as a sponsor sees it.
     let status = s9(&[
@@ -245,23 +173,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
         renewed.contains("certificates expire 2030-10-01"),
         "{renewed}"
     );
-    let pem = ok(
-        "yubico-piv-tool",
-        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
-    );
-    std::fs::write(&cert, &pem).unwrap();
-    let verified = ok(
-        "openssl",
-        &[
-            "verify",
-            "-CAfile",
-            ca.to_str().unwrap(),
-            "-attime",
-            "1917000000",
-            cert.to_str().unwrap(),
-        ],
-    );
-    assert!(verified.contains(": OK"), "{verified}");
+    certificate_chains_to(&cert, &ca, Some("1917000000"));
     let late = s9_fails(&[
         "renew",
         "--reader",
@@ -401,4 +313,22 @@ fn kill_the_simulator_during_renewals() {
         "kill -9 during renewal: {runs} runs, {cut_short} cut short and resumed, {completed} finished before the kill"
     );
     assert!(cut_short > 0, "no run was cut short");
+}
+
+/// Reads the 9A certificate of the card in reader 1 into `cert` with
+/// yubico-piv-tool and checks with OpenSSL that it chains to `ca`, now or at
+/// the Unix time `at`.
+fn certificate_chains_to(cert: &Path, ca: &Path, at: Option<&str>) {
+    let pem = ok(
+        "yubico-piv-tool",
+        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
+    );
+    std::fs::write(cert, &pem).unwrap();
+    let mut args = vec!["verify", "-CAfile", ca.to_str().unwrap()];
+    if let Some(at) = at {
+        args.extend(["-attime", at]);
+    }
+    args.push(cert.to_str().unwrap());
+    let verified = ok("openssl", &args);
+    assert!(verified.contains(": OK"), "{verified}");
 }

@@ -4,7 +4,6 @@
 use s9card_e2e::*;
 
 const Y: &str = "yubico-piv-tool";
-const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
 fn y(args: &[&str]) -> String {
     let mut all = vec!["-r", READER_0];
@@ -25,64 +24,6 @@ fn y_fails(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A certificate for `pubkey` from a throwaway openssl CA, as a CMS would
-/// issue one.
-fn issue(h: &Harness, pubkey: &std::path::Path, cn: &str) -> std::path::PathBuf {
-    let ca_key = h.path("ca.key");
-    let ca = h.path("ca.pem");
-    if !ca.exists() {
-        ok(
-            "openssl",
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                ca_key.to_str().unwrap(),
-            ],
-        );
-        ok(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                ca_key.to_str().unwrap(),
-                "-subj",
-                "/CN=s9card test CA",
-                "-days",
-                "30",
-                "-out",
-                ca.to_str().unwrap(),
-            ],
-        );
-    }
-    let cert = h.path(&format!("{cn}.pem"));
-    ok(
-        "openssl",
-        &[
-            "x509",
-            "-new",
-            "-force_pubkey",
-            pubkey.to_str().unwrap(),
-            "-subj",
-            &format!("/CN={cn}"),
-            "-CA",
-            ca.to_str().unwrap(),
-            "-CAkey",
-            ca_key.to_str().unwrap(),
-            "-days",
-            "30",
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
-    cert
 }
 
 #[test]
@@ -258,80 +199,8 @@ fn yubico_piv_tool_keys_certificates_attestation_and_reset() {
 #[test]
 fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
     let h = Harness::start(1);
-    let pubkey = h.path("9a.pub");
-    y(&[
-        "-a",
-        "generate",
-        "-s",
-        "9a",
-        "-A",
-        "ECCP256",
-        "-o",
-        pubkey.to_str().unwrap(),
-    ]);
-    let cert = issue(&h, &pubkey, "holder");
-    y(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        "9a",
-        "-i",
-        cert.to_str().unwrap(),
-    ]);
-    let msg = h.write("msg.txt", b"an NHS staff card signs this\n");
-    let digest = h.path("msg.sha256");
-    ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-binary",
-            "-out",
-            digest.to_str().unwrap(),
-            msg.to_str().unwrap(),
-        ],
-    );
-    let sig = h.path("msg.sig");
-    ok(
-        "pkcs11-tool",
-        &[
-            "--module",
-            PKCS11,
-            "--login",
-            "--pin",
-            "123456",
-            "--sign",
-            "-m",
-            "ECDSA",
-            "--id",
-            "01",
-            "--signature-format",
-            "openssl",
-            "-i",
-            digest.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
-    );
-    let certpub = h.path("cert.pub");
-    let pem = ok(
-        "openssl",
-        &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
-    );
-    std::fs::write(&certpub, pem).unwrap();
-    let verified = ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            certpub.to_str().unwrap(),
-            "-signature",
-            sig.to_str().unwrap(),
-            msg.to_str().unwrap(),
-        ],
-    );
-    assert!(verified.contains("Verified OK"), "{verified}");
+    let cert = key_with_certificate(&h, "9a", "holder");
+    pkcs11_signs_for(&h, "0", "123456", &cert, b"an NHS staff card signs this\n");
     let ssh = ok("ssh-keygen", &["-D", PKCS11]);
     assert!(ssh.starts_with("ecdsa-sha2-nistp256 "), "{ssh}");
 }
@@ -345,27 +214,8 @@ fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
 #[test]
 fn openssl_signs_requests_and_certificates_through_pkcs11() {
     let h = Harness::start(1);
-    let pubkey = h.path("9a.pub");
-    y(&[
-        "-a",
-        "generate",
-        "-s",
-        "9a",
-        "-A",
-        "ECCP256",
-        "-o",
-        pubkey.to_str().unwrap(),
-    ]);
     // OpenSC lists a key once its certificate exists: give it a first one.
-    let first = issue(&h, &pubkey, "first");
-    y(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        "9a",
-        "-i",
-        first.to_str().unwrap(),
-    ]);
+    key_with_certificate(&h, "9a", "first");
     let key = "pkcs11:object=PIV%20AUTH%20key;type=private;pin-value=123456";
     let csr = h.path("req.csr");
     let env_free = |args: &[&str]| {

@@ -1,12 +1,12 @@
 //! A PIV card in-process, and the host side of its protocols, for tests.
 #![allow(dead_code)]
 
-use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use simulator::client::{MgmAlgorithm, PivClient};
 
 pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
 pub type PivCard<F = Flash> = Card<F, ChaCha8Rng, (Piv,)>;
@@ -61,48 +61,14 @@ pub fn send<F: embedded_storage::nor_flash::NorFlash>(
     card.transmit(apdu).unwrap().to_vec()
 }
 
-/// Sends an APDU as a tool would: chained if over 255 bytes, collecting
-/// `61 xx` parts with GET RESPONSE. Returns data and SW.
+/// Sends an APDU as a tool would (the simulator's client: chained above
+/// 255 bytes, `61 xx` parts collected). Returns data and SW.
 pub fn exchange<F: embedded_storage::nor_flash::NorFlash>(
     card: &mut PivCard<F>,
     header: [u8; 4],
     data: &[u8],
 ) -> (Vec<u8>, u16) {
-    let parts: Vec<&[u8]> = if data.is_empty() {
-        vec![&[][..]]
-    } else {
-        data.chunks(255).collect()
-    };
-    let mut rsp = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let mut apdu = vec![
-            if last { header[0] } else { header[0] | 0x10 },
-            header[1],
-            header[2],
-            header[3],
-        ];
-        if !part.is_empty() {
-            apdu.push(part.len() as u8);
-            apdu.extend_from_slice(part);
-        }
-        if last {
-            apdu.push(0);
-        }
-        rsp = send(card, &apdu);
-        if !last {
-            assert_eq!(sw(&rsp), 0x9000, "chained part {i}");
-        }
-    }
-    let mut out = Vec::new();
-    loop {
-        let s = sw(&rsp);
-        out.extend_from_slice(&rsp[..rsp.len() - 2]);
-        if s >> 8 != 0x61 {
-            return (out, s);
-        }
-        rsp = send(card, &[0x00, 0xC0, 0x00, 0x00, s as u8]);
-    }
+    PivClient::new(card).exchange(header, data).unwrap()
 }
 
 pub fn sw(rsp: &[u8]) -> u16 {
@@ -121,29 +87,20 @@ pub fn verify<F: embedded_storage::nor_flash::NorFlash>(card: &mut PivCard<F>, p
     sw(&send(card, &apdu))
 }
 
-/// A block cipher for the management key algorithms.
-pub fn cipher(alg: u8, key: &[u8], block: &mut [u8], encrypt: bool) {
-    fn run<C: KeyInit + BlockCipherEncrypt + BlockCipherDecrypt>(
-        key: &[u8],
-        block: &mut [u8],
-        encrypt: bool,
-    ) {
-        let c = C::new_from_slice(key).unwrap();
-        let mut b = Array::try_from(&*block).unwrap();
-        if encrypt {
-            c.encrypt_block(&mut b);
-        } else {
-            c.decrypt_block(&mut b);
-        }
-        block.copy_from_slice(&b);
-    }
+/// The management key algorithm of an algorithm byte, as the vectors write it.
+pub fn mgm(alg: u8) -> MgmAlgorithm {
     match alg {
-        0x03 => run::<des::TdesEde3>(key, block, encrypt),
-        0x08 => run::<aes::Aes128>(key, block, encrypt),
-        0x0A => run::<aes::Aes192>(key, block, encrypt),
-        0x0C => run::<aes::Aes256>(key, block, encrypt),
+        0x03 => MgmAlgorithm::Tdes,
+        0x08 => MgmAlgorithm::Aes128,
+        0x0A => MgmAlgorithm::Aes192,
+        0x0C => MgmAlgorithm::Aes256,
         _ => panic!("alg {alg:02X}"),
     }
+}
+
+/// The host side of a management-key block cipher.
+pub fn cipher(alg: u8, key: &[u8], block: &mut [u8], encrypt: bool) {
+    mgm(alg).cipher(key, block, encrypt).unwrap();
 }
 
 /// Mutual management-key authentication as yubico-piv-tool does it.
