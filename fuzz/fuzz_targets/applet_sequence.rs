@@ -1,8 +1,10 @@
-//! Structured sequences of PIV operations, resets and power cuts at
-//! arbitrary flash operations, against a reference model: tries never rise
-//! without the right PIN or PUK, blocked stays blocked until unblocked, the
-//! key in 9A changes only through GENERATE, the private key never appears in
-//! a response, and a reset clears the PIN status.
+//! Structured sequences of PIV operations, recorded tool commands, raw
+//! APDUs, resets and power cuts at arbitrary flash operations, against a
+//! reference model: tries never rise without the right PIN or PUK, blocked
+//! stays blocked until unblocked (or the application is reset, which needs
+//! both blocked), the key in 9A changes only through GENERATE or a raw
+//! command, the private key never appears in a response, and a reset clears
+//! the PIN status.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -13,6 +15,7 @@ use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+use std::sync::OnceLock;
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;
 type Torn = TearingFlash<Flash>;
@@ -36,9 +39,127 @@ enum Op {
     /// The next operation loses power at its n-th flash operation.
     Cut(u8),
     Raw(Vec<u8>),
+    /// One of the commands real tools sent (`traces/commands.hex`), sent
+    /// as a raw APDU: GENERAL AUTHENTICATE templates, chained PUT DATA,
+    /// Yubico extensions, that random bytes rarely reach.
+    Recorded(u16),
+}
+
+impl Op {
+    /// The APDU of an operation that sends one as it is.
+    fn raw(&self) -> Option<&[u8]> {
+        match self {
+            Op::Raw(apdu) => Some(apdu),
+            Op::Recorded(n) => {
+                let all = recorded();
+                all.get(usize::from(*n) % all.len()).map(Vec::as_slice)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn recorded() -> &'static [Vec<u8>] {
+    static ALL: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        include_str!("../traces/commands.hex")
+            .lines()
+            .map(|line| {
+                (0..line.len() / 2)
+                    .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap())
+                    .collect()
+            })
+            .collect()
+    })
 }
 
 const GOOD: [&[u8]; 4] = [b"482915", b"731026", b"604182", b"295731"];
+const FACTORY_PIN: &[u8] = b"123456";
+const FACTORY_PUK: &[u8] = b"12345678";
+
+/// A PIN or PUK as the card receives it: padded with FF to 8 bytes.
+type Field = [u8; 8];
+
+fn field(value: &[u8]) -> Field {
+    let mut f = [0xFF; 8];
+    for (d, s) in f.iter_mut().zip(value) {
+        *d = *s;
+    }
+    f
+}
+
+/// What the model knows of one passcode: the values it may have now. A
+/// command cut short by a power loss may or may not have landed, so its
+/// new value joins the old ones; `None` means any value is possible (a
+/// change whose data the model could not follow).
+struct Passcode(Option<Vec<Field>>);
+
+impl Passcode {
+    fn new(value: &[u8]) -> Self {
+        Passcode(Some(vec![field(value)]))
+    }
+    fn may_be(&self, value: &Field) -> bool {
+        self.0.as_ref().is_none_or(|all| all.contains(value))
+    }
+    /// The value the model would present as the right one.
+    fn likeliest(&self) -> Field {
+        self.0
+            .as_ref()
+            .and_then(|all| all.last().copied())
+            .unwrap_or_else(|| field(FACTORY_PIN))
+    }
+    /// Applies a change that either landed for sure or may have.
+    fn change(&mut self, to: Option<Field>, landed: bool) {
+        match (to, &mut self.0) {
+            (None, _) => self.0 = None,
+            (Some(v), _) if landed => self.0 = Some(vec![v]),
+            (Some(v), Some(all)) => all.push(v),
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// What one operation presents and may change, as the card sees it.
+#[derive(Default)]
+struct Presents {
+    pin: Option<Field>,
+    puk: Option<Field>,
+    new_pin: Option<Field>,
+    new_puk: Option<Field>,
+    /// SET PIN RETRIES or RESET: both back to the factory values.
+    factory: bool,
+    /// A passcode command the model cannot read (a chain, odd lengths).
+    opaque: bool,
+}
+
+/// Reads a raw APDU the way the card would, for the passcode model.
+fn presents_raw(apdu: &[u8], chain_open: bool) -> Presents {
+    let mut p = Presents::default();
+    let Ok(cmd) = apdu::Command::parse(apdu) else {
+        return p;
+    };
+    let (ins, p2, data) = (cmd.ins(), cmd.p2(), cmd.data());
+    if !matches!(ins, 0x20 | 0x24 | 0x2C | 0xFA | 0xFB) {
+        return p;
+    }
+    if chain_open || cmd.cla() & 0x10 != 0 {
+        p.opaque = true;
+        return p;
+    }
+    let (old, new) = (
+        field(data.get(..8).unwrap_or(data)),
+        data.get(8..).map(field),
+    );
+    match ins {
+        0x20 if p2 == 0x81 => p.puk = Some(old),
+        0x20 => p.pin = Some(old),
+        0x24 if p2 == 0x81 => (p.puk, p.new_puk) = (Some(old), new),
+        0x24 => (p.pin, p.new_pin) = (Some(old), new),
+        0x2C => (p.puk, p.new_pin) = (Some(old), new),
+        _ => p.factory = true,
+    }
+    p
+}
 const DEVICE: [u8; 32] = [5; 32];
 
 fn boot(flash: Torn) -> TheCard {
@@ -73,9 +194,11 @@ fn secret_9a(card: &TheCard) -> Option<[u8; 32]> {
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut card = boot(Torn::new(Flash::new(), None, 0));
-    let mut pin: &[u8] = b"123456";
+    let (mut pin, mut puk) = (Passcode::new(FACTORY_PIN), Passcode::new(FACTORY_PUK));
     let mut verified = false;
     let mut cut: Option<u32> = None;
+    // Whether a raw APDU may have left a command chain open on the card.
+    let mut chain_open = false;
     for op in ops.iter().take(40) {
         let (pin_before, puk_before) = (tries(&mut card, 0x80), tries(&mut card, 0x81));
         let key_before = PivClient::new(&mut card).public_key(0x9A).unwrap();
@@ -83,37 +206,67 @@ fuzz_target!(|ops: Vec<Op>| {
             let flash = card.into_parts().0.into_inner();
             card = boot(Torn::new(flash, Some(n), u64::from(n)));
             verified = false;
+            chain_open = false;
         }
+        let verified_before = verified;
         let mut responses = Vec::new();
-        // Whether this step presents the right PIN or PUK: then, even when a
-        // cut makes the command fail, the restored counter may have reached
-        // the flash.
-        let right_value = matches!(
-            op,
-            Op::VerifyRight | Op::ChangePin { right: true, .. } | Op::Unblock { right: true, .. }
-        );
-        {
+        let presents = match op {
+            Op::VerifyRight => Presents {
+                pin: Some(pin.likeliest()),
+                ..Default::default()
+            },
+            Op::VerifyWrong => Presents {
+                pin: Some(field(b"999999")),
+                ..Default::default()
+            },
+            Op::ChangePin { right, new } => Presents {
+                pin: Some(if *right {
+                    pin.likeliest()
+                } else {
+                    field(b"999998")
+                }),
+                new_pin: Some(field(GOOD[usize::from(*new) % GOOD.len()])),
+                ..Default::default()
+            },
+            Op::Unblock { right, new } => Presents {
+                puk: Some(if *right {
+                    puk.likeliest()
+                } else {
+                    field(b"00000000")
+                }),
+                new_pin: Some(field(GOOD[usize::from(*new) % GOOD.len()])),
+                ..Default::default()
+            },
+            _ => op
+                .raw()
+                .map(|a| presents_raw(a, chain_open))
+                .unwrap_or_default(),
+        };
+        let succeeded = {
             let mut c = PivClient::new(&mut card);
             match op {
-                Op::VerifyRight => verified = c.verify_pin(pin).is_ok(),
-                Op::VerifyWrong => {
-                    let _ = c.verify_pin(b"999999");
-                    verified = false;
+                Op::VerifyRight | Op::VerifyWrong => {
+                    let pin = presents.pin.unwrap_or_default();
+                    verified = c.verify_pin(&pin).is_ok();
+                    verified
                 }
-                Op::ChangePin { right, new } => {
-                    let new = GOOD[usize::from(*new) % GOOD.len()];
-                    let old = if *right { pin } else { b"999998" };
-                    if c.change(0x80, old, new).is_ok() {
-                        pin = new;
-                    }
-                }
-                Op::Unblock { right, new } => {
-                    let new = GOOD[usize::from(*new) % GOOD.len()];
-                    let puk: &[u8] = if *right { b"12345678" } else { b"00000000" };
-                    if c.unblock(puk, new).is_ok() {
-                        pin = new;
-                        verified = false;
-                    }
+                Op::ChangePin { .. } => c
+                    .change(
+                        0x80,
+                        &presents.pin.unwrap_or_default(),
+                        &presents.new_pin.unwrap_or_default(),
+                    )
+                    .is_ok(),
+                Op::Unblock { .. } => {
+                    let ok = c
+                        .unblock(
+                            &presents.puk.unwrap_or_default(),
+                            &presents.new_pin.unwrap_or_default(),
+                        )
+                        .is_ok();
+                    // A new PIN has not been presented yet.
+                    verified &= !ok;
+                    ok
                 }
                 Op::Generate => {
                     if c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).is_ok() {
@@ -121,12 +274,14 @@ fuzz_target!(|ops: Vec<Op>| {
                             responses.push(p);
                         }
                     }
+                    false
                 }
                 Op::Sign => {
                     if let Ok(sig) = c.sign(0x9A, &[1; 32]) {
                         assert!(verified, "signed without the PIN");
                         responses.push(sig);
                     }
+                    false
                 }
                 Op::Reset => {
                     drop(c);
@@ -136,12 +291,17 @@ fuzz_target!(|ops: Vec<Op>| {
                     let status = card.transmit(&[0x00, 0x20, 0x00, 0x80]).unwrap();
                     assert_ne!(&status[..], &[0x90, 0x00], "reset kept the PIN status");
                     verified = false;
+                    false
                 }
-                Op::Cut(n) => cut = Some(u32::from(*n % 16)),
-                Op::Raw(apdu) => {
-                    if let Ok(r) = c.raw(apdu) {
-                        responses.push(r);
-                    }
+                Op::Cut(n) => {
+                    cut = Some(u32::from(*n % 16));
+                    false
+                }
+                Op::Raw(_) | Op::Recorded(_) => {
+                    let apdu = op.raw().unwrap_or_default();
+                    let answer = c.raw(apdu).unwrap_or_default();
+                    let ok = answer.ends_with(&[0x90, 0x00]);
+                    responses.push(answer);
                     // Any APDU may clear the PIN status (a failed VERIFY,
                     // VERIFY P1=FF, a SELECT) or leave it; only VERIFY may
                     // grant it. The card's status query says which.
@@ -153,26 +313,69 @@ fuzz_target!(|ops: Vec<Op>| {
                         "an APDU other than VERIFY granted the PIN: {apdu:02X?}"
                     );
                     verified = now;
+                    if ok && apdu.get(1) == Some(&0xFB) {
+                        assert!(
+                            pin_before == 0 && puk_before == 0,
+                            "RESET with a passcode unblocked"
+                        );
+                    }
+                    if ok && apdu.get(1) == Some(&0xFA) {
+                        assert!(verified_before, "SET PIN RETRIES without the PIN");
+                    }
+                    // Sticky until a typed command or a reset: an APDU the
+                    // card rejects before its chaining step keeps a chain.
+                    chain_open |= apdu.first().is_some_and(|cla| cla & 0x10 != 0);
+                    ok
                 }
             }
+        };
+        if op.raw().is_none() && !matches!(op, Op::Cut(_)) {
+            chain_open = false;
         }
-        if card.store().flash().is_cut() {
+        let torn = card.store().flash().is_cut();
+        if torn {
             let flash = card.into_parts().0.into_inner();
             card = boot(Torn::new(flash, None, 0));
             verified = false;
+            chain_open = false;
         }
         let (pin_after, puk_after) = (tries(&mut card, 0x80), tries(&mut card, 0x81));
-        if !right_value {
+        let pin_right = presents.pin.is_some_and(|v| pin.may_be(&v));
+        let puk_right = presents.puk.is_some_and(|v| puk.may_be(&v));
+        let wild = presents.factory || presents.opaque;
+        let unblocks = wild || (puk_right && presents.new_pin.is_some());
+        if !(pin_right || unblocks) {
             assert!(pin_after <= pin_before, "a PIN try came back: {op:?}");
         }
-        if !(right_value && matches!(op, Op::Unblock { .. })) {
+        if pin_before == 0 && !unblocks {
+            assert_eq!(pin_after, 0, "a blocked PIN came back: {op:?}");
+        }
+        if !(puk_right || wild) {
             assert!(puk_after <= puk_before, "a PUK try came back: {op:?}");
         }
-        if pin_before == 0 && !matches!(op, Op::Unblock { .. } | Op::Raw(_)) {
-            assert_eq!(pin_after, 0, "blocked did not stay blocked");
+        if puk_before == 0 && !wild {
+            assert_eq!(puk_after, 0, "a blocked PUK came back: {op:?}");
+        }
+        // What the card holds now, as far as the model can tell.
+        if succeeded || torn {
+            let landed = succeeded && !torn;
+            if presents.opaque {
+                pin.change(None, landed);
+                puk.change(None, landed);
+            }
+            if presents.factory {
+                pin.change(Some(field(FACTORY_PIN)), landed);
+                puk.change(Some(field(FACTORY_PUK)), landed);
+            }
+            if let Some(v) = presents.new_pin {
+                pin.change(Some(v), landed);
+            }
+            if let Some(v) = presents.new_puk {
+                puk.change(Some(v), landed);
+            }
         }
         let key_after = PivClient::new(&mut card).public_key(0x9A).unwrap();
-        if !matches!(op, Op::Generate | Op::Raw(_)) {
+        if !matches!(op, Op::Generate) && op.raw().is_none() {
             assert_eq!(key_after, key_before, "the key changed: {op:?}");
         }
         if let Some(secret) = secret_9a(&card) {
