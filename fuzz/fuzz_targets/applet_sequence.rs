@@ -269,10 +269,10 @@ fuzz_target!(|ops: Vec<Op>| {
                     ok
                 }
                 Op::Generate => {
-                    if c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).is_ok() {
-                        if let Ok(p) = c.generate(0x9A, false) {
-                            responses.push(p);
-                        }
+                    if c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).is_ok()
+                        && let Ok(p) = c.generate(0x9A, false)
+                    {
+                        responses.push(p);
                     }
                     false
                 }
@@ -284,7 +284,6 @@ fuzz_target!(|ops: Vec<Op>| {
                     false
                 }
                 Op::Reset => {
-                    drop(c);
                     card.warm_reset();
                     card.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
                         .unwrap();
