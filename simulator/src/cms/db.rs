@@ -78,6 +78,19 @@ pub struct CardRow {
     pub status: String,
 }
 
+/// A self-service security code, as stored: its digest, never the code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRow {
+    /// HMAC of the code under the master secret, bound to the card.
+    pub digest: Vec<u8>,
+    /// When it stops working, Unix seconds.
+    pub expires: u64,
+    /// Wrong entries it still takes.
+    pub tries_left: u32,
+    /// Spent by a right entry.
+    pub used: bool,
+}
+
 /// One audit record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -218,6 +231,57 @@ impl Db {
             .map_err(err)
     }
 
+    /// The security code last requested for a card.
+    pub fn code(&self, serial: u32) -> Result<Option<CodeRow>, String> {
+        self.conn
+            .query_row(
+                "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
+                [serial],
+                |r| {
+                    Ok(CodeRow {
+                        digest: r.get(0)?,
+                        expires: r.get::<_, i64>(1)? as u64,
+                        tries_left: r.get(2)?,
+                        used: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    /// A wrong entry of a card's code: one try fewer, and the audit record,
+    /// together.
+    pub fn code_wrong(&mut self, serial: u32, now: u64) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "UPDATE codes SET tries_left = tries_left - 1 WHERE serial = ?1",
+            [serial],
+        )
+        .map_err(err)?;
+        audit(
+            &tx,
+            now,
+            "holder",
+            "self-unlock",
+            Some(serial),
+            "wrong code",
+            "",
+        )?;
+        tx.commit().map_err(err)
+    }
+
+    /// Spends a card's code: it works once, whatever happens next.
+    pub fn code_used(&mut self, serial: u32) -> Result<(), String> {
+        self.conn
+            .execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
+            .map(drop)
+            .map_err(err)
+    }
+
     /// Appends to the audit log on its own.
     pub fn audit(
         &mut self,
@@ -261,7 +325,9 @@ impl Db {
     }
 }
 
-fn audit(
+/// Appends to the audit log inside the caller's transaction, so that the
+/// record lands with the change it describes or not at all.
+pub fn audit(
     tx: &rusqlite::Transaction<'_>,
     now: u64,
     actor: &str,

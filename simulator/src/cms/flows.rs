@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ca::{self, CertInfo, Role, TestCa};
-use super::db::{CardRow, Db, Holder};
+use super::db::{self, CardRow, Db, Holder};
 use super::derive::MasterSecret;
 use super::time::{self, DAY};
 use crate::client::{
@@ -96,10 +96,16 @@ pub fn validate(r: &Request) -> Result<(), String> {
             return Err(format!("mobile {m:?}: 10 to 15 digits expected"));
         }
     }
-    if !piv::passcode::acceptable_new(r.passcode.as_bytes()) {
-        return Err("the passcode must be 6 to 8 digits and not easy to guess (no repeated digits, runs or dates)".into());
+    acceptable(&r.passcode)
+}
+
+/// Checks a passcode a holder chose, as the card will.
+fn acceptable(passcode: &str) -> Result<(), String> {
+    if piv::passcode::acceptable_new(passcode.as_bytes()) {
+        Ok(())
+    } else {
+        Err("the passcode must be 6 to 8 digits and not easy to guess (no repeated digits, runs or dates)".into())
     }
-    Ok(())
 }
 
 fn card_err(e: ClientError) -> String {
@@ -463,11 +469,15 @@ fn update_expiry(
         rusqlite::params![expiry as i64, now as i64, serial],
     )
     .map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, 'holder', 'renew', ?2, ?3, ?4)",
-        rusqlite::params![now as i64, serial, outcome, format!("expires {}", time::date(expiry))],
-    )
-    .map_err(|e| e.to_string())?;
+    db::audit(
+        &tx,
+        now,
+        "holder",
+        "renew",
+        Some(serial),
+        outcome,
+        &format!("expires {}", time::date(expiry)),
+    )?;
     tx.commit().map_err(|e| e.to_string())
 }
 
@@ -485,9 +495,7 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     now: u64,
 ) -> Result<u32, String> {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    if !piv::passcode::acceptable_new(new_passcode.as_bytes()) {
-        return Err("the new passcode must be 6 to 8 digits and not easy to guess".into());
-    }
+    acceptable(new_passcode)?;
     // The sponsor.
     sponsor.select().map_err(card_err)?;
     let sponsor_cert =
@@ -592,11 +600,15 @@ pub fn self_unlock_request<T: Transport>(
         rusqlite::params![info.serial, digest, (now + CODE_SECONDS) as i64, CODE_TRIES],
     )
     .map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, ?2, 'self-unlock request', ?3, 'ok', ?4)",
-        rusqlite::params![now as i64, holder.uuid, info.serial, format!("code sent to {address}")],
-    )
-    .map_err(|e| e.to_string())?;
+    db::audit(
+        &tx,
+        now,
+        &holder.uuid,
+        "self-unlock request",
+        Some(info.serial),
+        "ok",
+        &format!("code sent to {address}"),
+    )?;
     std::fs::create_dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
     let path = outbox.join(format!("{:010}-{now}.eml", info.serial));
     let message = format!(
@@ -617,67 +629,34 @@ pub fn self_unlock_complete<T: Transport>(
     new_passcode: &str,
     now: u64,
 ) -> Result<u32, String> {
-    if !piv::passcode::acceptable_new(new_passcode.as_bytes()) {
-        return Err("the new passcode must be 6 to 8 digits and not easy to guess".into());
-    }
+    acceptable(new_passcode)?;
     card.select().map_err(card_err)?;
     let info = card.card_info().map_err(card_err)?;
-    let stored: Option<(Vec<u8>, i64, u32, bool)> = cms
-        .db
-        .conn()
-        .query_row(
-            "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
-            [info.serial],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .map(Some)
-        .or_else(|e| {
-            if e == rusqlite::Error::QueryReturnedNoRows {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    let Some((digest, expires, tries_left, used)) = stored else {
+    let Some(stored) = cms.db.code(info.serial)? else {
         return Err("no security code was requested for this card".into());
     };
-    if used || tries_left == 0 {
+    if stored.used || stored.tries_left == 0 {
         return Err("this security code is void: request a new one".into());
     }
-    if now >= expires as u64 {
+    if now >= stored.expires {
         return Err("this security code has expired: request a new one".into());
     }
     let given = cms.code_digest(info.serial, code.trim());
     let right = code.trim().len() == 6
-        && bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &digest[..]));
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            &given[..],
+            &stored.digest[..],
+        ));
     if !right {
-        cms.db
-            .conn()
-            .execute(
-                "UPDATE codes SET tries_left = tries_left - 1 WHERE serial = ?1",
-                [info.serial],
-            )
-            .map_err(|e| e.to_string())?;
-        cms.db.audit(
-            now,
-            "holder",
-            "self-unlock",
-            Some(info.serial),
-            "wrong code",
-            "",
-        )?;
+        cms.db.code_wrong(info.serial, now)?;
         return Err(format!(
             "wrong security code ({} tries left)",
-            tries_left - 1
+            stored.tries_left - 1
         ));
     }
     // The code is spent before the card is touched: used once, whatever
     // happens next.
-    cms.db
-        .conn()
-        .execute("UPDATE codes SET used = 1 WHERE serial = ?1", [info.serial])
-        .map_err(|e| e.to_string())?;
+    cms.db.code_used(info.serial)?;
     let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
     if puk_left == 0 {
         return Err("the card's PUK is blocked: it must be re-issued".into());
