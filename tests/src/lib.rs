@@ -83,24 +83,37 @@ pub fn ok(program: &str, args: &[&str]) -> String {
     text
 }
 
+/// yubico-piv-tool on the card in reader 0; its output, or a panic with it.
+pub fn yubico(args: &[&str]) -> String {
+    let mut all = vec!["-r", READER_0];
+    all.extend_from_slice(args);
+    ok("yubico-piv-tool", &all)
+}
+
+/// A fresh P-256 private key from OpenSSL, in PEM at `path`.
+pub fn ec_key(path: &Path) {
+    let out = path.to_str().unwrap();
+    ok(
+        "openssl",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            out,
+        ],
+    );
+}
+
 /// A certificate for `pubkey` from a throwaway openssl CA, as a CMS would
 /// issue one.
 pub fn issue(h: &Harness, pubkey: &Path, cn: &str) -> PathBuf {
     let ca_key = h.path("ca.key");
     let ca = h.path("ca.pem");
     if !ca.exists() {
-        ok(
-            "openssl",
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                ca_key.to_str().unwrap(),
-            ],
-        );
+        ec_key(&ca_key);
         ok(
             "openssl",
             &[
@@ -147,14 +160,9 @@ pub fn issue(h: &Harness, pubkey: &Path, cn: &str) -> PathBuf {
 pub fn key_with_certificate(h: &Harness, slot: &str, cn: &str) -> PathBuf {
     let pubkey = h.path(&format!("{slot}.pub"));
     let pk = pubkey.to_str().unwrap();
-    let y = |args: &[&str]| {
-        let mut all = vec!["-r", READER_0];
-        all.extend_from_slice(args);
-        ok("yubico-piv-tool", &all)
-    };
-    y(&["-a", "generate", "-s", slot, "-A", "ECCP256", "-o", pk]);
+    yubico(&["-a", "generate", "-s", slot, "-A", "ECCP256", "-o", pk]);
     let cert = issue(h, &pubkey, cn);
-    y(&[
+    yubico(&[
         "-a",
         "import-certificate",
         "-s",

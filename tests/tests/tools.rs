@@ -5,11 +5,7 @@ use s9card_e2e::*;
 
 const Y: &str = "yubico-piv-tool";
 
-fn y(args: &[&str]) -> String {
-    let mut all = vec!["-r", READER_0];
-    all.extend_from_slice(args);
-    ok(Y, &all)
-}
+use s9card_e2e::yubico as y;
 
 fn y_fails(args: &[&str]) -> String {
     let mut all = vec!["-r", READER_0];
@@ -155,18 +151,7 @@ fn yubico_piv_tool_keys_certificates_attestation_and_reset() {
     y_fails(&["-a", "read-certificate", "-s", "9a"]);
     // Import a key made elsewhere.
     let key = h.path("imported.key");
-    ok(
-        "openssl",
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            key.to_str().unwrap(),
-        ],
-    );
+    ec_key(&key);
     y(&["-a", "import-key", "-s", "9d", "-i", key.to_str().unwrap()]);
     // A new 3DES management key, then back.
     let new = "0102030405060708010203040506070801020304050607AA";
