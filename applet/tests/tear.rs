@@ -11,8 +11,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use card_os::store::{Key, Store};
-use card_os::testing::TearingFlash;
+use card_os::store::Store;
+use card_os::testing::{TearingFlash, for_each_record};
 use common::*;
 
 type Torn = TearingFlash<Flash>;
@@ -25,16 +25,12 @@ const PUK_TRIES: u16 = 0x0013;
 
 fn dump(flash: &Flash) -> Dump {
     let mut store: Store<Flash> = Store::mount(flash.clone()).unwrap();
-    let keys: Vec<Key> = store.keys().collect();
-    let mut buf = vec![0u8; 4096];
-    keys.into_iter()
-        .map(|k| {
-            (
-                k.get(),
-                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
-            )
-        })
-        .collect()
+    let mut all = BTreeMap::new();
+    for_each_record(&mut store, &mut [0; 4096], |k, v| {
+        all.insert(k, v.to_vec());
+    })
+    .unwrap();
+    all
 }
 
 /// `state` with one try taken off the counter under `key`.

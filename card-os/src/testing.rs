@@ -6,6 +6,28 @@ use embedded_storage::nor_flash::{
     check_write,
 };
 
+use crate::store::{Store, StoreError};
+
+/// Calls `f` with every record of `store`, in key order, each value read
+/// into `buf`: how tests and fuzz targets take a whole store to compare it
+/// before and after (they collect into a map; this crate has no heap).
+pub fn for_each_record<F: NorFlash, const KEYS: usize>(
+    store: &mut Store<F, KEYS>,
+    buf: &mut [u8],
+    mut f: impl FnMut(u16, &[u8]),
+) -> Result<(), StoreError> {
+    let mut next = store.keys().next();
+    while let Some(key) = next {
+        if let Some(value) = store.read_value(key, buf)? {
+            f(key.get(), value);
+        }
+        // Reading needs the store mutably, so the key walk restarts after
+        // each record: quadratic, and fine for tests.
+        next = store.keys().find(|k| *k > key);
+    }
+    Ok(())
+}
+
 /// The most pages [`RamFlash`] keeps erase counts for.
 pub const MAX_COUNTED_PAGES: usize = 128;
 /// The largest range [`TearingFlash`] can tear in one erase.

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use card_os::store::{Key, Op, Store, StoreError};
-use card_os::testing::{RamFlash, TearingFlash};
+use card_os::testing::{RamFlash, TearingFlash, for_each_record};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -59,16 +59,12 @@ fn apply(model: &mut Model, tx: &[Change]) {
 }
 
 fn dump<F: embedded_storage::nor_flash::NorFlash>(store: &mut Store<F>) -> Model {
-    let keys: Vec<Key> = store.keys().collect();
-    let mut buf = vec![0u8; 4096];
-    keys.into_iter()
-        .map(|k| {
-            (
-                k.get(),
-                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
-            )
-        })
-        .collect()
+    let mut all = BTreeMap::new();
+    for_each_record(store, &mut [0; 4096], |k, v| {
+        all.insert(k, v.to_vec());
+    })
+    .unwrap();
+    all
 }
 
 fn build(setup: &[Vec<Change>]) -> (Tiny, Model) {

@@ -146,10 +146,8 @@ fn presents_raw(apdu: &[u8], chain_open: bool) -> Presents {
         p.opaque = true;
         return p;
     }
-    let (old, new) = (
-        field(data.get(..8).unwrap_or(data)),
-        data.get(8..).map(field),
-    );
+    let old = field(data.get(..8).unwrap_or(data));
+    let new = data.get(8..).filter(|n| !n.is_empty()).map(field);
     match ins {
         0x20 if p2 == 0x81 => p.puk = Some(old),
         0x20 => p.pin = Some(old),

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use card_os::store::{Key, Store};
-use card_os::testing::RamFlash;
+use card_os::store::Store;
+use card_os::testing::{RamFlash, for_each_record};
 use card_os::{Card, atr};
 use libfuzzer_sys::fuzz_target;
 use piv::{DeviceKey, Piv};
@@ -46,16 +46,12 @@ fn base() -> &'static Flash {
 
 fn dump(flash: &Flash) -> BTreeMap<u16, Vec<u8>> {
     let mut store: Store<Flash> = Store::mount(flash.clone()).unwrap();
-    let keys: Vec<Key> = store.keys().collect();
-    let mut buf = vec![0u8; 4096];
-    keys.into_iter()
-        .map(|k| {
-            (
-                k.get(),
-                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
-            )
-        })
-        .collect()
+    let mut all = BTreeMap::new();
+    for_each_record(&mut store, &mut [0; 4096], |k, v| {
+        all.insert(k, v.to_vec());
+    })
+    .unwrap();
+    all
 }
 
 fuzz_target!(|data: &[u8]| {

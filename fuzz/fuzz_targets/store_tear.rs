@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use card_os::store::{Key, Op, Store, StoreError};
-use card_os::testing::{RamFlash, TearingFlash};
+use card_os::testing::{RamFlash, TearingFlash, for_each_record};
 use libfuzzer_sys::fuzz_target;
 
 type Tiny = RamFlash<{ 16 * 256 }, 256>;
@@ -30,16 +30,12 @@ struct Tx {
 
 fn dump(flash: &Tiny) -> Model {
     let mut store: Store<Tiny> = Store::mount(flash.clone()).expect("mount after a cut");
-    let keys: Vec<Key> = store.keys().collect();
-    let mut buf = vec![0u8; 256];
-    keys.into_iter()
-        .map(|k| {
-            (
-                k.get(),
-                store.read_value(k, &mut buf).unwrap().unwrap().to_vec(),
-            )
-        })
-        .collect()
+    let mut all = BTreeMap::new();
+    for_each_record(&mut store, &mut [0; 256], |k, v| {
+        all.insert(k, v.to_vec());
+    })
+    .unwrap();
+    all
 }
 
 fuzz_target!(|txs: Vec<Tx>| {
