@@ -226,18 +226,19 @@ fn kill_the_simulator_during_renewals() {
     let (mut cut_short, mut completed) = (0, 0);
     for run in 0..runs {
         let now = time::date(expiry - 30 * time::DAY);
+        let renew_args = [
+            "renew",
+            "--reader",
+            READER_0,
+            "--passcode",
+            "482915",
+            "--db",
+            &db,
+            "--now",
+            &now,
+        ];
         let mut renew = std::process::Command::new(s9card())
-            .args([
-                "renew",
-                "--reader",
-                READER_0,
-                "--passcode",
-                "482915",
-                "--db",
-                &db,
-                "--now",
-                &now,
-            ])
+            .args(renew_args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -278,17 +279,7 @@ fn kill_the_simulator_during_renewals() {
         // then carry on from the new expiry.
         if expiries.contains(&expiry) || !finished {
             cut_short += 1;
-            s9(&[
-                "renew",
-                "--reader",
-                READER_0,
-                "--passcode",
-                "482915",
-                "--db",
-                &db,
-                "--now",
-                &now,
-            ]);
+            s9(&renew_args);
         } else {
             completed += 1;
         }
