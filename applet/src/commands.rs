@@ -337,13 +337,20 @@ fn change_reference(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> 
     };
     let id = identity(piv, ctx)?;
     let record = pin::encode_digest(&pin::digest(&id, which, &new)?, false);
-    pin::check(
+    let outcome = pin::check(
         ctx.store,
         &id,
         which,
         &old,
         &[Op::Put(pin::keys(which).0, &record)],
-    )
+    );
+    // A wrong current PIN is a failed verification like any other: whoever
+    // typed it must not keep a session the holder opened, and a PIN that it
+    // blocks must not leave one behind that VERIFY can no longer report.
+    if which == Passcode::Pin && outcome.is_err() {
+        piv.session.forget_pin();
+    }
+    outcome
 }
 
 /// RESET RETRY COUNTER: PUK ‖ new PIN unblocks the PIN.

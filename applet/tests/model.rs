@@ -4,8 +4,8 @@
 //!
 //! Invariants: a try is never regained without the right value; a blocked
 //! PIN stays blocked until unblocked; the key in 9A changes only through
-//! GENERATE; a reset clears the security status; a cut leaves the effect of
-//! the command whole or absent (a spent try aside).
+//! GENERATE; a reset or a wrong PIN clears the security status; a cut leaves
+//! the effect of the command whole or absent (a spent try aside).
 
 mod common;
 
@@ -170,6 +170,7 @@ proptest! {
                         }
                     } else if before.pin_left == 0 {
                         prop_assert_eq!(status, 0x6983);
+                        m.verified = false;
                     } else if *right {
                         prop_assert_eq!(status, 0x9000);
                         m.pin = new.to_vec();
@@ -177,6 +178,8 @@ proptest! {
                     } else {
                         prop_assert_eq!(pin_left, before.pin_left - 1);
                         m.pin_left = pin_left;
+                        // A wrong current PIN ends the PIN session.
+                        m.verified = false;
                     }
                     prop_assert!(m.pin_left == pin_left || was_cut);
                 }
@@ -245,9 +248,9 @@ proptest! {
             }
             m.pin_left = tries(&mut card, 0x80);
             m.puk_left = tries(&mut card, 0x81);
-            if m.verified {
-                prop_assert_eq!(sw(&send(&mut card, &hex("0020008000"))), 0x9000);
-            }
+            // The card's PIN status is exactly the model's.
+            let status = sw(&send(&mut card, &hex("0020008000")));
+            prop_assert_eq!(status == 0x9000, m.verified, "PIN status {:04X} at step {}: {:?}", status, i, s);
         }
     }
 }

@@ -248,13 +248,18 @@ fuzz_target!(|ops: Vec<Op>| {
                     verified = c.verify_pin(&pin).is_ok();
                     verified
                 }
-                Op::ChangePin { .. } => c
-                    .change(
-                        0x80,
-                        &presents.pin.unwrap_or_default(),
-                        &presents.new_pin.unwrap_or_default(),
-                    )
-                    .is_ok(),
+                Op::ChangePin { .. } => {
+                    let ok = c
+                        .change(
+                            0x80,
+                            &presents.pin.unwrap_or_default(),
+                            &presents.new_pin.unwrap_or_default(),
+                        )
+                        .is_ok();
+                    // A PIN change that fails ends the PIN session.
+                    verified &= ok;
+                    ok
+                }
                 Op::Unblock { .. } => {
                     let ok = c
                         .unblock(
