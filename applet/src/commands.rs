@@ -297,8 +297,14 @@ fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()>
         (0x00, field) => {
             let candidate = Padded::pin(field)?;
             let id = identity(piv, ctx)?;
-            piv.session.forget_pin();
-            pin::check(ctx.store, &id, Passcode::Pin, &candidate, &[])?;
+            pin::check(
+                ctx.store,
+                &mut piv.session,
+                &id,
+                Passcode::Pin,
+                &candidate,
+                &[],
+            )?;
             piv.session.pin_verified();
             Ok(())
         }
@@ -337,20 +343,14 @@ fn change_reference(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> 
     };
     let id = identity(piv, ctx)?;
     let record = pin::encode_digest(&pin::digest(&id, which, &new)?, false);
-    let outcome = pin::check(
+    pin::check(
         ctx.store,
+        &mut piv.session,
         &id,
         which,
         &old,
         &[Op::Put(pin::keys(which).0, &record)],
-    );
-    // A wrong current PIN is a failed verification like any other: whoever
-    // typed it must not keep a session the holder opened, and a PIN that it
-    // blocks must not leave one behind that VERIFY can no longer report.
-    if which == Passcode::Pin && outcome.is_err() {
-        piv.session.forget_pin();
-    }
-    outcome
+    )
 }
 
 /// RESET RETRY COUNTER: PUK ‖ new PIN unblocks the PIN.
@@ -368,7 +368,7 @@ fn reset_retry_counter(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) 
         Op::Put(layout::PIN_HASH, &record),
         Op::Put(layout::PIN_TRIES, &full),
     ];
-    pin::check(ctx.store, &id, Passcode::Puk, &puk, &then)?;
+    pin::check(ctx.store, &mut piv.session, &id, Passcode::Puk, &puk, &then)?;
     piv.session.forget_pin();
     Ok(())
 }

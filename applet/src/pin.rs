@@ -16,6 +16,7 @@ use crate::identity::Identity;
 use crate::layout;
 use crate::passcode::Padded;
 use crate::secrets::{self, Digest};
+use crate::session::Session;
 use crate::slot::Passcode;
 
 /// Default tries for PIN and PUK.
@@ -112,7 +113,28 @@ pub fn digest(id: &Identity, which: Passcode, value: &Padded) -> Result<Digest> 
 /// On a right value, `then` is committed together with the restored counter
 /// in one transaction (a PIN change, an unblock). Returns the outcome of the
 /// comparison after the counter is safe on flash.
+///
+/// A PIN check that fails ends the PIN session, whichever command presented
+/// the PIN: whoever typed a wrong one must not keep a session the holder
+/// opened, and a PIN it blocks must not leave one behind that VERIFY can no
+/// longer report.
 pub fn check(
+    store: &mut dyn Persistent,
+    session: &mut Session,
+    id: &Identity,
+    which: Passcode,
+    candidate: &Padded,
+    then: &[Op<'_>],
+) -> Result<()> {
+    let outcome = compare(store, id, which, candidate, then);
+    if which == Passcode::Pin && outcome.is_err() {
+        session.forget_pin();
+    }
+    outcome
+}
+
+/// The comparison of `check`, with the counter committed first.
+fn compare(
     store: &mut dyn Persistent,
     id: &Identity,
     which: Passcode,

@@ -170,7 +170,6 @@ proptest! {
                         }
                     } else if before.pin_left == 0 {
                         prop_assert_eq!(status, 0x6983);
-                        m.verified = false;
                     } else if *right {
                         prop_assert_eq!(status, 0x9000);
                         m.pin = new.to_vec();

@@ -74,6 +74,11 @@ fn recorded() -> &'static [Vec<u8>] {
 }
 
 const GOOD: [&[u8]; 4] = [b"482915", b"731026", b"604182", b"295731"];
+
+/// The `n`-th new PIN that passes the weak-passcode rule.
+fn good(n: u8) -> Field {
+    field(GOOD[usize::from(n) % GOOD.len()])
+}
 const FACTORY_PIN: &[u8] = b"123456";
 const FACTORY_PUK: &[u8] = b"12345678";
 
@@ -107,6 +112,14 @@ impl Passcode {
             .as_ref()
             .and_then(|all| all.last().copied())
             .unwrap_or_else(|| field(FACTORY_PIN))
+    }
+    /// What a typed operation presents: the likeliest right value, or `wrong`.
+    fn offered(&self, right: bool, wrong: &[u8]) -> Field {
+        if right {
+            self.likeliest()
+        } else {
+            field(wrong)
+        }
     }
     /// Applies a change that either landed for sure or may have.
     fn change(&mut self, to: Option<Field>, landed: bool) {
@@ -218,21 +231,13 @@ fuzz_target!(|ops: Vec<Op>| {
                 ..Default::default()
             },
             Op::ChangePin { right, new } => Presents {
-                pin: Some(if *right {
-                    pin.likeliest()
-                } else {
-                    field(b"999998")
-                }),
-                new_pin: Some(field(GOOD[usize::from(*new) % GOOD.len()])),
+                pin: Some(pin.offered(*right, b"999998")),
+                new_pin: Some(good(*new)),
                 ..Default::default()
             },
             Op::Unblock { right, new } => Presents {
-                puk: Some(if *right {
-                    puk.likeliest()
-                } else {
-                    field(b"00000000")
-                }),
-                new_pin: Some(field(GOOD[usize::from(*new) % GOOD.len()])),
+                puk: Some(puk.offered(*right, b"00000000")),
+                new_pin: Some(good(*new)),
                 ..Default::default()
             },
             _ => op
