@@ -12,6 +12,7 @@ use crate::admin::{self, AuthFields, ManagementKey};
 use crate::attest::{self, Subject};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::ins::*;
 use crate::keys::{self, KeyRecord, Origin};
 use crate::passcode::{self, FIELD, Padded};
 use crate::pin::{self, Tries};
@@ -19,30 +20,6 @@ use crate::session::{Admin, Authorized, PinVerified};
 use crate::slot::{ALG_P256, AdminAlgorithm, Passcode, PinPolicy, Slot, TouchPolicy};
 use crate::{Piv, layout, objects};
 
-const INS_VERIFY: u8 = 0x20;
-const INS_CHANGE_REFERENCE: u8 = 0x24;
-const INS_RESET_RETRY: u8 = 0x2C;
-const INS_GENERATE: u8 = 0x47;
-const INS_GENERAL_AUTHENTICATE: u8 = 0x87;
-const INS_GET_DATA: u8 = 0xCB;
-const INS_PUT_DATA: u8 = 0xDB;
-const INS_MOVE_KEY: u8 = 0xF6;
-const INS_GET_METADATA: u8 = 0xF7;
-const INS_GET_SERIAL: u8 = 0xF8;
-const INS_ATTEST: u8 = 0xF9;
-const INS_SET_PIN_RETRIES: u8 = 0xFA;
-const INS_RESET: u8 = 0xFB;
-const INS_GET_VERSION: u8 = 0xFD;
-const INS_IMPORT_KEY: u8 = 0xFE;
-const INS_SET_MANAGEMENT_KEY: u8 = 0xFF;
-/// Vendor commands (see README): renewal staging and the card's identity.
-const INS_STAGE_KEY: u8 = 0xE0;
-const INS_COMMIT_RENEWAL: u8 = 0xE1;
-const INS_ABORT_RENEWAL: u8 = 0xE2;
-const INS_CARD_INFO: u8 = 0xE3;
-const INS_SET_SERIAL: u8 = 0xE4;
-
-const KEY_REF_ADMIN: u8 = 0x9B;
 const TEMPLATE: Tag = Tag::constant(0x7C);
 const PUBLIC_KEY: Tag = Tag::constant(0x7F49);
 const POINT: Tag = Tag::constant(0x86);

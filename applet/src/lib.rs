@@ -22,17 +22,19 @@ pub mod attest;
 mod commands;
 pub mod error;
 pub mod identity;
+mod ins;
 pub mod keys;
 pub mod layout;
 pub mod objects;
 pub mod passcode;
 pub mod pin;
+pub mod secrecy;
 pub mod secrets;
 pub mod session;
 pub mod slot;
 
-use apdu::{Command, Status};
-use card_os::{Applet, Context, Reply};
+use apdu::{Command, Header, Status};
+use card_os::{Applet, Context, Reply, Secrecy};
 
 pub use error::Error;
 pub use secrets::DeviceKey;
@@ -85,6 +87,10 @@ impl Applet for Piv {
 
     fn deselect(&mut self) {
         self.session = session::Session::default();
+    }
+
+    fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy {
+        secrecy::of(header, data)
     }
 
     fn process(

@@ -28,12 +28,12 @@ const TAG_DATA: Tag = Tag::constant(0x53);
 
 /// Objects that only a PIN-verified session may read: biometrics and the
 /// printed information.
-fn needs_pin(tag: u32) -> bool {
+pub(crate) fn needs_pin(tag: u32) -> bool {
     matches!(tag, 0x5FC103 | 0x5FC108 | 0x5FC109 | 0x5FC121)
 }
 
 /// Reads the object tag from a `5C` tag list.
-fn requested_tag(list: &[u8]) -> Result<u32> {
+pub(crate) fn requested_tag(list: &[u8]) -> Result<u32> {
     if list.is_empty() || list.len() > 3 {
         return Err(Error::BadData);
     }

@@ -1,7 +1,7 @@
 //! What an applet sees of the card: the commands for it, the persistent
 //! store and the random number generator.
 
-use apdu::{Command, Status, tlv::Writer};
+use apdu::{Command, Header, Status, tlv::Writer};
 use rand_core::CryptoRng;
 
 use crate::store::{Key, Op, Store, StoreError};
@@ -44,6 +44,46 @@ pub struct Context<'a> {
     pub rng: &'a mut dyn CryptoRng,
 }
 
+/// Which parts of one exchange are secret, in the judgement of the applet
+/// that handles it.
+///
+/// The card alone knows what its commands carry: a PIN, an imported key, a
+/// shared secret, a PIN-protected object. Everything outside the card (a
+/// trace, a log, a fuzz corpus) must obey this verdict rather than guess
+/// from headers, and card-os hands it out with every response APDU,
+/// including each GET RESPONSE part of a long answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Secrecy {
+    /// The command data is secret.
+    pub command: bool,
+    /// The response data is secret.
+    pub response: bool,
+}
+
+impl Secrecy {
+    /// Nothing secret.
+    pub const PUBLIC: Secrecy = Secrecy {
+        command: false,
+        response: false,
+    };
+    /// Both directions secret: what the card says of a command it cannot
+    /// judge (no applet selected, bytes that are no APDU).
+    pub const SECRET: Secrecy = Secrecy {
+        command: true,
+        response: true,
+    };
+    /// The command data is secret, the response is not.
+    pub const COMMAND: Secrecy = Secrecy {
+        command: true,
+        response: false,
+    };
+    /// The response data is secret, the command is not.
+    pub const RESPONSE: Secrecy = Secrecy {
+        command: false,
+        response: true,
+    };
+}
+
 /// A card application.
 ///
 /// The OS handles framing, chaining, GET RESPONSE and selection; an applet
@@ -69,6 +109,14 @@ pub trait Applet {
         reply: &mut Reply<'_>,
     ) -> Result<(), Status>;
 
+    /// Which parts of a command for this applet, and of its answer, are
+    /// secret. `data` is the command data as far as the card has it: for a
+    /// part of a chain, the parts received so far, so the verdict must hold
+    /// for a prefix (judge "secret" when the prefix is too short to tell).
+    /// It depends on the command alone, never on its outcome, so that an
+    /// error path cannot forget it.
+    fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy;
+
     /// The card was reset or powered off: drop every volatile state.
     fn reset(&mut self) {
         self.deselect();
@@ -84,8 +132,12 @@ pub trait Applets {
     fn count(&self) -> usize;
     /// Applet `i`.
     fn get(&mut self, i: usize) -> Option<&mut dyn Applet>;
+    /// Applet `i`, to ask without changing it.
+    fn applet(&self, i: usize) -> Option<&dyn Applet>;
     /// Applet `i`'s AID.
-    fn aid(&self, i: usize) -> Option<&[u8]>;
+    fn aid(&self, i: usize) -> Option<&[u8]> {
+        self.applet(i).map(Applet::aid)
+    }
 
     /// Finds the applet a SELECT by DF name means: an exact AID match, or
     /// else the only applet whose AID starts with `name` (PIV middleware
@@ -119,9 +171,9 @@ macro_rules! tuple_applets {
                 }
             }
 
-            fn aid(&self, i: usize) -> Option<&[u8]> {
+            fn applet(&self, i: usize) -> Option<&dyn Applet> {
                 match i {
-                    $($idx => Some(self.$idx.aid()),)+
+                    $($idx => Some(&self.$idx),)+
                     _ => None,
                 }
             }

@@ -5,7 +5,9 @@ use embedded_storage::nor_flash::NorFlash;
 use heapless::Vec;
 use rand_core::CryptoRng;
 
-use crate::applet::{Applets, Context};
+use zeroize::Zeroize;
+
+use crate::applet::{Applets, Context, Secrecy};
 use crate::atr::Atr;
 use crate::error::Error;
 use crate::store::{Store, StoreError};
@@ -17,8 +19,36 @@ pub const CHAIN_CAPACITY: usize = 3 * 1024 + 256;
 pub const RESPONSE_CAPACITY: usize = 3 * 1024 + 256;
 /// The most response data one APDU carries: short Le, as PIV tools use.
 const CHUNK: usize = 256;
-/// A response APDU: up to 256 data bytes and SW1 SW2.
-pub type ResponseApdu = Vec<u8, { CHUNK + 2 }>;
+/// A response APDU (up to 256 data bytes and SW1 SW2) with the card's
+/// verdict on what of the exchange was secret.
+///
+/// It reads as its bytes; [`ResponseApdu::secrecy`] is for whoever records
+/// exchanges (traces, corpora), which must redact what it marks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseApdu {
+    bytes: Vec<u8, { CHUNK + 2 }>,
+    secrecy: Secrecy,
+}
+
+impl ResponseApdu {
+    /// What of the command that was sent, and of this response, is secret.
+    pub const fn secrecy(&self) -> Secrecy {
+        self.secrecy
+    }
+
+    /// The response bytes: data, then SW1 SW2.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl core::ops::Deref for ResponseApdu {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 const INS_SELECT: u8 = 0xA4;
 const INS_GET_RESPONSE: u8 = 0xC0;
@@ -44,8 +74,13 @@ enum Data<'a> {
     Chained(usize),
 }
 
-/// Everything a reset forgets. Dropping this struct is the whole of what a
-/// power cycle or warm reset does to the OS (applets drop their own).
+/// Everything a reset forgets: forgetting this struct (wiped, then made
+/// anew) is the whole of what a power cycle or warm reset does to the OS
+/// (applets drop their own).
+///
+/// Both buffers may hold secrets (a chained IMPORT's scalar, an ECDH
+/// output), so each is wiped as soon as the command or answer it served is
+/// done with, not merely overwritten by the next one.
 struct Volatile {
     selected: Option<usize>,
     chain: Option<PendingChain>,
@@ -54,6 +89,9 @@ struct Volatile {
     response: [u8; RESPONSE_CAPACITY],
     sent: usize,
     len: usize,
+    /// The applet's verdict on the pending response, for its GET RESPONSE
+    /// parts.
+    response_secret: bool,
 }
 
 impl Volatile {
@@ -65,11 +103,38 @@ impl Volatile {
             response: [0; RESPONSE_CAPACITY],
             sent: 0,
             len: 0,
+            response_secret: false,
         }
     }
 
     fn pending(&self) -> usize {
         self.len - self.sent
+    }
+
+    /// Abandons a chain being assembled, wiping what it had.
+    fn drop_chain(&mut self) {
+        if let Some(chain) = self.chain.take()
+            && let Some(held) = self.chain_buf.get_mut(..chain.len)
+        {
+            held.zeroize();
+        }
+    }
+
+    /// Forgets the pending response, wiping it.
+    fn drop_response(&mut self) {
+        if let Some(used) = self.response.get_mut(..self.len) {
+            used.zeroize();
+        }
+        self.sent = 0;
+        self.len = 0;
+        self.response_secret = false;
+    }
+
+    /// Wipes everything, for a reset.
+    fn wipe(&mut self) {
+        self.chain_buf.zeroize();
+        self.response.zeroize();
+        *self = Volatile::new();
     }
 }
 
@@ -129,7 +194,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
     }
 
     fn forget(&mut self) {
-        self.volatile = Volatile::new();
+        self.volatile.wipe();
         for i in 0..self.applets.count() {
             if let Some(applet) = self.applets.get(i) {
                 applet.reset();
@@ -147,6 +212,25 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         &self.applets
     }
 
+    /// How many bytes of the chaining and response buffers are not zero
+    /// outside what is still pending (a chain being assembled, a response
+    /// GET RESPONSE can still fetch): what a command left behind. Tests use
+    /// it to show that no secret outlives the command it served.
+    #[cfg(feature = "testing")]
+    pub fn residue(&self) -> usize {
+        let v = &self.volatile;
+        let chain = v.chain.map_or(0, |c| c.len);
+        let pending = if v.pending() > 0 { v.len } else { 0 };
+        let stale = |buf: &[u8], from: usize| {
+            buf.get(from..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|&&b| b != 0)
+                .count()
+        };
+        stale(&v.chain_buf, chain) + stale(&v.response, pending)
+    }
+
     /// Takes the card apart (to reboot its flash after a cut, for instance).
     pub fn into_parts(self) -> (F, R, A) {
         (self.store.into_flash(), self.rng, self.applets)
@@ -157,17 +241,35 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         if !self.powered {
             return Err(Mute::NoPower);
         }
-        let mut out = ResponseApdu::new();
+        let mut out = ResponseApdu {
+            bytes: Vec::new(),
+            // Until the card has judged the command, everything is secret.
+            secrecy: Secrecy::SECRET,
+        };
         let status = match self.handle(apdu, &mut out) {
             Ok(status) => status,
             Err(e) => {
-                out.clear();
+                out.bytes.clear();
                 e.status()
             }
         };
         // `out` holds at most CHUNK data bytes, so the status always fits.
-        let _ = out.extend_from_slice(&status.to_bytes());
+        let _ = out.bytes.extend_from_slice(&status.to_bytes());
         Ok(out)
+    }
+
+    /// The verdict on a command, given the data received so far: SELECT by
+    /// name carries an AID in and the application's public FCI out; any
+    /// other command is for the selected applet to judge, and with none
+    /// selected nobody can, so it is secret.
+    fn judge(&self, header: &Header, data: &[u8]) -> Secrecy {
+        if is_select(header) {
+            return Secrecy::PUBLIC;
+        }
+        self.volatile
+            .selected
+            .and_then(|i| self.applets.applet(i))
+            .map_or(Secrecy::SECRET, |applet| applet.secrecy(header, data))
     }
 
     /// Runs one APDU; on success `out` holds the response data to send.
@@ -181,36 +283,46 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         }
         let chained = class.chain() == Chain::NotTheLast;
         if header.ins == INS_GET_RESPONSE && !chained {
-            self.volatile.chain = None;
+            self.volatile.drop_chain();
+            out.secrecy = Secrecy {
+                command: false,
+                response: self.volatile.response_secret,
+            };
             return self.get_response(&command, out);
         }
         // Any other command ends what GET RESPONSE could still have fetched.
-        self.volatile.sent = 0;
-        self.volatile.len = 0;
+        self.volatile.drop_response();
         let key = [header.ins, header.p1, header.p2];
         let held = match self.volatile.chain {
             Some(chain) if chain.key == key => chain.len,
-            _ => 0,
+            _ => {
+                self.volatile.drop_chain();
+                0
+            }
         };
         if !chained && held == 0 {
             // The common case: a whole command in one APDU, used in place.
-            self.volatile.chain = None;
+            out.secrecy = self.judge(&header, command.data());
             return self.dispatch(header, Data::Apdu(command.data()), command.expected(), out);
         }
         let total = held + command.data().len();
         if total > CHAIN_CAPACITY {
-            self.volatile.chain = None;
+            self.volatile.drop_chain();
             return Err(Error::ChainTooLong);
         }
         if let Some(dst) = self.volatile.chain_buf.get_mut(held..total) {
             dst.copy_from_slice(command.data());
         }
+        let so_far = self.volatile.chain_buf.get(..total).unwrap_or_default();
+        out.secrecy = self.judge(&header, so_far);
         if chained {
             self.volatile.chain = Some(PendingChain { key, len: total });
             return Ok(Status::Success);
         }
-        self.volatile.chain = None;
-        self.dispatch(header, Data::Chained(total), command.expected(), out)
+        self.volatile.chain = Some(PendingChain { key, len: total });
+        let status = self.dispatch(header, Data::Chained(total), command.expected(), out);
+        self.volatile.drop_chain();
+        status
     }
 
     /// Runs a complete command.
@@ -231,7 +343,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
             store: &mut self.store,
             rng: &mut self.rng,
         };
-        let result = if header.ins == INS_SELECT && header.p1 == SELECT_BY_NAME {
+        let result = if is_select(&header) {
             if header.p2 != SELECT_RETURN_FCI && header.p2 != SELECT_NO_RESPONSE {
                 return Err(Error::SelectParameters);
             }
@@ -264,13 +376,23 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         };
         let produced = reply.len();
         match result {
-            Ok(()) => {
+            Ok(()) if produced > 0 || !is_select(&header) => {
                 volatile.len = produced;
                 volatile.sent = 0;
+                volatile.response_secret = out.secrecy.response;
                 Ok(self.send_chunk(expected, out))
             }
-            // Applets answer errors with the status word alone.
-            Err(status) => Ok(status),
+            // A SELECT that answers nothing: the FCI it wrote goes unsent.
+            Ok(()) => {
+                volatile.response.zeroize();
+                Ok(Status::Success)
+            }
+            // Applets answer errors with the status word alone; whatever
+            // they wrote before failing is wiped unsent.
+            Err(status) => {
+                volatile.response.zeroize();
+                Ok(status)
+            }
         }
     }
 
@@ -307,18 +429,22 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         let limit = expected.map_or(CHUNK, |ne| (ne as usize).min(CHUNK));
         let n = v.pending().min(limit);
         let chunk = v.response.get(v.sent..v.sent + n).unwrap_or_default();
-        let _ = out.extend_from_slice(chunk);
+        let _ = out.bytes.extend_from_slice(chunk);
         v.sent += n;
         match v.pending() {
             0 => {
-                v.sent = 0;
-                v.len = 0;
+                v.drop_response();
                 Status::Success
             }
             // 256 or more waiting is announced as `61 00`.
             left => Status::MoreData(left.min(CHUNK) as u8),
         }
     }
+}
+
+/// SELECT by DF name: the one command the OS answers for the applets.
+fn is_select(header: &Header) -> bool {
+    header.ins == INS_SELECT && header.p1 == SELECT_BY_NAME
 }
 
 /// Only the first interindustry classes, on the basic channel, without

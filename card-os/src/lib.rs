@@ -21,7 +21,7 @@ mod card;
 mod error;
 pub mod store;
 
-pub use applet::{Applet, Applets, Context, Persistent, Reply};
+pub use applet::{Applet, Applets, Context, Persistent, Reply, Secrecy};
 pub use card::{CHAIN_CAPACITY, Card, Mute, RESPONSE_CAPACITY, ResponseApdu};
 pub use error::Error;
 #[cfg(feature = "testing")]

@@ -425,6 +425,15 @@ impl crate::Applet for EchoApplet {
         self.events.deselected += 1;
     }
 
+    /// INS `07` echoes a secret (both directions); the rest is public.
+    fn secrecy(&self, header: &apdu::Header, _data: &[u8]) -> crate::Secrecy {
+        if header.ins == 0x07 {
+            crate::Secrecy::SECRET
+        } else {
+            crate::Secrecy::PUBLIC
+        }
+    }
+
     fn reset(&mut self) {
         self.events.resets += 1;
     }
@@ -440,7 +449,7 @@ impl crate::Applet for EchoApplet {
         let _ = self.last_data.extend_from_slice(command.data());
         let full = |_| Status::NotEnoughMemory;
         match command.ins() {
-            0x01 => reply.raw(command.data()).map_err(full),
+            0x01 | 0x07 => reply.raw(command.data()).map_err(full),
             0x02 => {
                 let n = usize::from(u16::from_be_bytes([command.p1(), command.p2()]));
                 (0..n).try_for_each(|i| reply.raw(&[i as u8])).map_err(full)

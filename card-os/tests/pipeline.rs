@@ -293,3 +293,108 @@ fn power_cut_during_a_command_leaves_old_or_new() {
     }
     assert!(cuts >= 1);
 }
+
+/// The applet's verdict travels with every response APDU: on each part of
+/// a chain, on the answer, and on every GET RESPONSE part of that answer.
+#[test]
+fn secrecy_verdict_reaches_every_part_of_an_answer() {
+    use card_os::Secrecy;
+    let mut card = card();
+    // Nothing selected: nobody can judge, so all is secret.
+    let rsp = card
+        .transmit(&[0x00, 0x01, 0x00, 0x00, 0x01, 0xAA])
+        .unwrap();
+    assert_eq!(rsp.secrecy(), Secrecy::SECRET);
+    let rsp = card.transmit(SELECT_A).unwrap();
+    assert_eq!(rsp.secrecy(), Secrecy::PUBLIC);
+    assert!(rsp.ends_with(&[0x90, 0x00]));
+
+    // A secret echoed back (INS 07): 600 bytes in, chained in parts of
+    // 255, 255 and 90, then 600 bytes out in parts of 256, 256 and 88.
+    let secret: Vec<u8> = (0..600u32).map(|i| (i % 251 + 1) as u8).collect();
+    let parts: Vec<&[u8]> = secret.chunks(255).collect();
+    let mut echoed = Vec::new();
+    for (i, chunk) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut apdu = vec![if last { 0x00 } else { 0x10 }, 0x07, 0x00, 0x00];
+        apdu.push(chunk.len() as u8);
+        apdu.extend_from_slice(chunk);
+        if last {
+            apdu.push(0x00);
+        }
+        let rsp = card.transmit(&apdu).unwrap();
+        assert_eq!(rsp.secrecy(), Secrecy::SECRET, "part {i}");
+        if last {
+            assert_eq!(&rsp[256..], &[0x61, 0x00]);
+            echoed.extend_from_slice(&rsp[..256]);
+        } else {
+            assert_eq!(rsp.as_slice(), &[0x90, 0x00]);
+        }
+    }
+    for expected_left in [0x58u8, 0x00] {
+        let rsp = card.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x00]).unwrap();
+        assert_eq!(rsp.secrecy(), Secrecy::RESPONSE, "a GET RESPONSE part");
+        echoed.extend_from_slice(&rsp[..rsp.len() - 2]);
+        if expected_left == 0 {
+            assert_eq!(&rsp[rsp.len() - 2..], &[0x90, 0x00]);
+        } else {
+            assert_eq!(&rsp[rsp.len() - 2..], &[0x61, expected_left]);
+        }
+    }
+    assert_eq!(echoed, secret);
+
+    // A public echo afterwards is public, and so are its parts.
+    let rsp = card
+        .transmit(&[0x00, 0x01, 0x00, 0x00, 0x02, 0xAB, 0xCD])
+        .unwrap();
+    assert_eq!(rsp.secrecy(), Secrecy::PUBLIC);
+    assert_eq!(rsp.as_slice(), &[0xAB, 0xCD, 0x90, 0x00]);
+    // Bytes that are no APDU cannot be judged.
+    assert_eq!(
+        card.transmit(&[0x00, 0x01, 0x00]).unwrap().secrecy(),
+        Secrecy::SECRET
+    );
+}
+
+/// Neither a chain's data nor a response outlives the command it served:
+/// once an answer is fetched, given up or replaced, or a chain is done or
+/// broken, its bytes are wiped, not left for the next command to overwrite.
+#[test]
+fn buffers_are_wiped_after_the_command_they_served() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    assert_eq!(card.residue(), 0, "the FCI was sent and wiped");
+    // A chained echo, fully fetched.
+    let mut part = vec![0x10, 0x07, 0x00, 0x00, 0xFF];
+    part.extend(std::iter::repeat_n(0x5A, 255));
+    send(&mut card, &part);
+    assert_eq!(card.residue(), 0, "a pending chain is not residue");
+    let mut end = vec![0x00, 0x07, 0x00, 0x00, 0x10];
+    end.extend(std::iter::repeat_n(0x5A, 16));
+    end.push(0x00);
+    assert_eq!(&send(&mut card, &end)[256..], &[0x61, 0x0F]);
+    assert_eq!(card.residue(), 0, "the pending response is not residue");
+    assert_eq!(
+        &send(&mut card, &[0x00, 0xC0, 0x00, 0x00, 0x00])[15..],
+        &[0x90, 0x00]
+    );
+    assert_eq!(card.residue(), 0, "fetched to the end: wiped");
+
+    // An answer given up for another command.
+    send(&mut card, &{
+        let mut a = vec![0x00, 0x07, 0x00, 0x00, 0xFF];
+        a.extend(std::iter::repeat_n(0x33, 255));
+        a.push(0x10);
+        a
+    });
+    send(&mut card, &[0x00, 0x01, 0x00, 0x00, 0x00]);
+    assert_eq!(card.residue(), 0, "an abandoned answer: wiped");
+
+    // A chain broken by another command, and an applet error.
+    send(&mut card, &part);
+    send(&mut card, &[0x00, 0x03, 0x00, 0x00, 0x01, 0x01]);
+    assert_eq!(card.residue(), 0, "a broken chain: wiped");
+    send(&mut card, &part);
+    card.warm_reset();
+    assert_eq!(card.residue(), 0, "a reset: wiped");
+}

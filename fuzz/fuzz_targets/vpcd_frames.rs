@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let answer = vpcd::respond(&mut card, &frame);
         match (&frame, answer) {
-            (Frame::GetAtr, Some(a)) => assert_eq!(a, atr.as_slice()),
-            (Frame::Apdu(_), Some(r)) => assert!(r.len() >= 2, "an answer without a status word"),
+            (Frame::GetAtr, Some(a)) => assert_eq!(a.bytes, atr.as_slice()),
+            (Frame::Apdu(_), Some(r)) => assert!(r.bytes.len() >= 2, "an answer without a status word"),
             (Frame::Apdu(_), None) => panic!("an APDU went unanswered"),
             (_, None) => {}
             (f, Some(_)) => panic!("{f:?} must not be answered"),

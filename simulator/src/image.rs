@@ -133,7 +133,8 @@ impl Header {
 
 /// Creates a factory-fresh image (erased flash). Refuses to overwrite.
 pub fn create(path: &Path, header: &Header) -> Result<(), ImageError> {
-    let mut file = match OpenOptions::new().write(true).create_new(true).open(path) {
+    // The header holds the device key: owner only.
+    let mut file = match crate::private::create_new(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ImageError::Exists),
         Err(e) => return Err(e.into()),

@@ -4,6 +4,7 @@ pub mod card;
 pub mod client;
 pub mod cms;
 pub mod image;
+pub mod private;
 pub mod server;
 pub mod trace;
 pub mod vpcd;

@@ -340,7 +340,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let images = if images.is_empty() {
                 let path = simulator::data_dir().join("default.s9img");
                 if !path.exists() {
-                    std::fs::create_dir_all(simulator::data_dir())?;
+                    simulator::private::dir_all(&simulator::data_dir())?;
                     let serial = 900_000_000 + (rand_serial()? % 100_000_000);
                     card::init(&path, serial, true, entropy(seed))?;
                     tracing::info!(image = %path.display(), "created the default card");

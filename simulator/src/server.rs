@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use card_os::Secrecy;
+
 use crate::card::{self, Entropy, SimCard};
 use crate::trace::Record;
 use crate::vpcd::{self, Frame};
@@ -74,10 +76,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
         Some(TraceTo::Stdout) => Some((Box::new(std::io::stdout()), false)),
         Some(TraceTo::File(p)) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?;
+            let file = crate::private::append(p)?;
             Some((Box::new(file), true))
         }
     }));
@@ -140,7 +139,7 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 fn control_listener(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private::dir_all(dir)?;
     }
     // A socket left by a server that was killed: remove it if no one answers.
     if UnixStream::connect(path).is_err() {
@@ -331,19 +330,23 @@ fn serve_connection(
         }
         let started = Instant::now();
         let answer = match &frame {
-            Frame::Apdu(_) if mode.null_card => Some(vec![0x90, 0x00]),
+            // No card judged the command: a trace keeps none of it.
+            Frame::Apdu(_) if mode.null_card => Some(vpcd::Answer {
+                bytes: vec![0x90, 0x00],
+                secrecy: Secrecy::SECRET,
+            }),
             _ => vpcd::respond(card, &frame),
         };
-        if let (Frame::Apdu(apdu), Some(rsp)) = (&frame, &answer) {
-            trace(tracer, n, apdu, rsp, started.elapsed());
+        if let (Frame::Apdu(apdu), Some(answer)) = (&frame, &answer) {
+            trace(tracer, n, apdu, answer, started.elapsed());
         }
-        if let Some(body) = answer {
-            vpcd::write_frame(&mut stream, &body)?;
+        if let Some(answer) = answer {
+            vpcd::write_frame(&mut stream, &answer.bytes)?;
         }
     }
 }
 
-fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], rsp: &[u8], took: Duration) {
+fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], answer: &vpcd::Answer, took: Duration) {
     let Ok(mut guard) = tracer.lock() else { return };
     let Some((out, raw)) = guard.as_mut() else {
         return;
@@ -352,7 +355,13 @@ fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], rsp: &[u8], took: Duration
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let record = Record::new(at, took.as_micros() as u64, apdu, rsp);
+    let record = Record::new(
+        at,
+        took.as_micros() as u64,
+        apdu,
+        &answer.bytes,
+        answer.secrecy,
+    );
     let line = if *raw {
         record.raw()
     } else {

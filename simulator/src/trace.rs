@@ -7,14 +7,18 @@
 //! <unix ms> <µs> <CLA INS P1 P2> <command data> <response data> <SW>
 //! 1764090000123 412 00200080 R8 - 9000
 //! ```
-//! Data fields are hex, `-` for none, or `R<n>` for `n` redacted bytes. PINs,
-//! PUKs, management keys and their challenge cryptograms, and imported
-//! private keys never reach the file.
+//! Data fields are hex, `-` for none, or `R<n>` for `n` redacted bytes.
+//! What is redacted is the card's verdict, which card-os returns with every
+//! response APDU ([`card_os::Secrecy`]; the applet's table is in
+//! `piv::secrecy`): PINs, PUKs, management keys and their cryptograms,
+//! imported private keys, ECDH shared secrets and PIN-protected objects
+//! never reach the file, including the GET RESPONSE parts of a long answer.
 
 use std::fmt::Write as _;
 
 use apdu::tlv::Reader;
 use apdu::{Command, Status};
+use card_os::Secrecy;
 
 /// A data field as traced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +48,15 @@ impl Data {
         unhex(s).map(Data::Clear)
     }
 
+    /// `bytes` as a trace keeps them: redacted if secret and not empty.
+    fn kept(bytes: Vec<u8>, secret: bool) -> Data {
+        if secret && !bytes.is_empty() {
+            Data::Redacted(bytes.len())
+        } else {
+            Data::Clear(bytes)
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Data::Clear(b) => b.len(),
@@ -69,27 +82,25 @@ pub struct Record {
     pub sw: u16,
 }
 
-/// Whether a command's data is a secret.
-fn secret_command(header: [u8; 4]) -> bool {
-    let [_, ins, _, p2] = header;
-    matches!(ins, 0x20 | 0x24 | 0x2C | 0xFF | 0xFE) || (ins == 0x87 && p2 == 0x9B)
-}
-
-/// Whether a response's data is a secret (management-key cryptograms).
-fn secret_response(header: [u8; 4]) -> bool {
-    let [_, ins, _, p2] = header;
-    ins == 0x87 && p2 == 0x9B
-}
-
 impl Record {
-    /// Records an exchange, redacting what must not be kept.
-    pub fn new(at_ms: u64, micros: u64, command: &[u8], response: &[u8]) -> Record {
+    /// Records an exchange, redacting what the card's verdict marks secret
+    /// (the trace never judges for itself).
+    pub fn new(
+        at_ms: u64,
+        micros: u64,
+        command: &[u8],
+        response: &[u8],
+        secrecy: Secrecy,
+    ) -> Record {
         let mut header = [0u8; 4];
         let n = command.len().min(4);
         header[..n].copy_from_slice(&command[..n]);
-        let data = Command::parse(command)
-            .map(|c| c.data().to_vec())
-            .unwrap_or_default();
+        // Bytes that are no APDU are kept whole after the header, so that
+        // a secret in them is redacted too.
+        let data = match Command::parse(command) {
+            Ok(c) => c.data().to_vec(),
+            Err(_) => command.get(4..).unwrap_or_default().to_vec(),
+        };
         let (rdata, sw) = match response.len() {
             0 | 1 => (Vec::new(), 0),
             n => (
@@ -97,22 +108,12 @@ impl Record {
                 u16::from_be_bytes([response[n - 2], response[n - 1]]),
             ),
         };
-        let command = if secret_command(header) && !data.is_empty() {
-            Data::Redacted(data.len())
-        } else {
-            Data::Clear(data)
-        };
-        let response = if secret_response(header) && !rdata.is_empty() {
-            Data::Redacted(rdata.len())
-        } else {
-            Data::Clear(rdata)
-        };
         Record {
             at_ms,
             micros,
             header,
-            command,
-            response,
+            command: Data::kept(data, secrecy.command),
+            response: Data::kept(rdata, secrecy.response),
             sw,
         }
     }
@@ -300,7 +301,7 @@ mod tests {
         let verify = [
             0x00, 0x20, 0x00, 0x80, 0x08, b'4', b'8', b'2', b'9', b'1', b'5', 0xFF, 0xFF,
         ];
-        let r = Record::new(1, 2, &verify, &[0x90, 0x00]);
+        let r = Record::new(1, 2, &verify, &[0x90, 0x00], Secrecy::COMMAND);
         assert_eq!(r.raw(), "1 2 00200080 R8 - 9000");
         assert!(r.decoded().contains("VERIFY PIN"));
         let mgm = [0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00];
@@ -309,6 +310,7 @@ mod tests {
             2,
             &mgm,
             &[0x7C, 0x0A, 0x80, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x90, 0x00],
+            Secrecy::SECRET,
         );
         assert_eq!(
             r.raw(),
@@ -316,10 +318,19 @@ mod tests {
         );
         let import = [0x00, 0xFE, 0x11, 0x9A, 0x04, 0x06, 0x02, 0xAA, 0xBB];
         assert!(
-            !Record::new(1, 2, &import, &[0x90, 0x00])
+            !Record::new(1, 2, &import, &[0x90, 0x00], Secrecy::COMMAND)
                 .raw()
                 .contains("AABB")
         );
+        // The card's verdict is obeyed for the response too, and for bytes
+        // that are no APDU.
+        let shared = [0x7C, 0x04, 0x82, 0x02, 0xC0, 0xDE, 0x90, 0x00];
+        let get_response = [0x00, 0xC0, 0x00, 0x00, 0x00];
+        let r = Record::new(1, 2, &get_response, &shared, Secrecy::RESPONSE);
+        assert_eq!(r.raw(), "1 2 00C00000 - R6 9000");
+        let torn = [0x00, 0x20, 0x00, 0x80, 0x08, b'1', b'2'];
+        let r = Record::new(1, 2, &torn, &[0x67, 0x00], Secrecy::SECRET);
+        assert_eq!(r.raw(), "1 2 00200080 R3 - 6700");
     }
 
     #[test]
@@ -327,7 +338,13 @@ mod tests {
         let get = [
             0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x00,
         ];
-        let r = Record::new(1_764_090_000_123, 412, &get, &[0x53, 0x00, 0x90, 0x00]);
+        let r = Record::new(
+            1_764_090_000_123,
+            412,
+            &get,
+            &[0x53, 0x00, 0x90, 0x00],
+            Secrecy::PUBLIC,
+        );
         assert_eq!(Record::parse(&r.raw()), Some(r.clone()));
         assert!(r.decoded().contains("GET DATA 5FC105"), "{}", r.decoded());
         let sign = [
@@ -336,7 +353,7 @@ mod tests {
         assert_eq!(
             name(
                 [0x00, 0x87, 0x11, 0x9A],
-                &Record::new(0, 0, &sign, &[0x90, 0x00]).command
+                &Record::new(0, 0, &sign, &[0x90, 0x00], Secrecy::PUBLIC).command
             ),
             "GENERAL AUTHENTICATE ECDSA 9A"
         );

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 
-use card_os::{Card, Mute};
+use card_os::{Card, Mute, Secrecy};
 
 /// The longest frame vpcd can send: a 2-byte length says at most this.
 pub const MAX_FRAME: usize = u16::MAX as usize;
@@ -68,11 +68,30 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     w.write_all(&frame)
 }
 
-/// What the card does with a frame: the bytes to send back, if any.
+/// What goes back to vpcd for a frame, with the card's verdict on what of
+/// the exchange is secret (public for the ATR).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The frame's body.
+    pub bytes: Vec<u8>,
+    /// What a trace of this exchange must redact.
+    pub secrecy: Secrecy,
+}
+
+impl Answer {
+    fn of(rsp: &card_os::ResponseApdu) -> Answer {
+        Answer {
+            bytes: rsp.to_vec(),
+            secrecy: rsp.secrecy(),
+        }
+    }
+}
+
+/// What the card does with a frame: the answer to send back, if any.
 pub fn respond<F, R, A, const K: usize>(
     card: &mut Card<F, R, A, K>,
     frame: &Frame,
-) -> Option<Vec<u8>>
+) -> Option<Answer>
 where
     F: embedded_storage::nor_flash::NorFlash,
     R: rand_chacha::rand_core::CryptoRng,
@@ -94,7 +113,10 @@ where
             card.warm_reset();
             None
         }
-        Frame::GetAtr => Some(card.atr().to_vec()),
+        Frame::GetAtr => Some(Answer {
+            bytes: card.atr().to_vec(),
+            secrecy: Secrecy::PUBLIC,
+        }),
         Frame::UnknownControl(b) => {
             tracing::warn!(control = b, "unknown vpcd control byte ignored");
             None
@@ -104,13 +126,13 @@ where
             None
         }
         Frame::Apdu(apdu) => match card.transmit(apdu) {
-            Ok(rsp) => Some(rsp.to_vec()),
+            Ok(rsp) => Some(Answer::of(&rsp)),
             Err(Mute::NoPower) => {
                 // vpcd powers the card before it sends APDUs; if it did not,
                 // power it now rather than leave the reader hanging.
                 tracing::warn!("APDU to an unpowered card: powering on");
                 card.power_on();
-                card.transmit(apdu).ok().map(|r| r.to_vec())
+                card.transmit(apdu).ok().map(|r| Answer::of(&r))
             }
         },
     }

@@ -61,6 +61,10 @@ impl World {
         let path =
             flows::self_unlock_request(&mut self.cms, &mut PivClient::new(sim), &outbox, now)
                 .unwrap();
+        // The message holds the code: readable by its owner only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&outbox), mode(&path)), (0o700, 0o600));
         let mail = std::fs::read_to_string(path).unwrap();
         assert!(mail.starts_with("To: h@nhs.example\r\n"), "{mail}");
         let at = mail.find("security code is ").unwrap() + "security code is ".len();

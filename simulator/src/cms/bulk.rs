@@ -98,7 +98,7 @@ pub fn personalize(
     mut progress: impl FnMut(usize),
 ) -> Result<Summary, String> {
     let started = Instant::now();
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    crate::private::dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let results_path = out.join("results.csv");
     let mut results = csv::Writer::from_path(&results_path).map_err(|e| e.to_string())?;
     results

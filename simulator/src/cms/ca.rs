@@ -2,7 +2,6 @@
 //! certificates. Built with `x509-cert`'s builder; the root key is kept as
 //! PKCS#8 PEM, readable by its owner only.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -136,7 +135,7 @@ fn serial() -> Result<SerialNumber, String> {
 impl TestCa {
     /// Creates a CA in `dir` (`ca.key`, `ca.pem`); refuses to replace one.
     pub fn init(dir: &Path, now: u64) -> Result<TestCa, String> {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::private::dir_all(dir).map_err(err)?;
         let key_path = dir.join("ca.key");
         if key_path.exists() {
             return Err(format!("{}: a CA exists already", dir.display()));
@@ -155,13 +154,7 @@ impl TestCa {
             .map_err(err)?;
         let root = builder.build::<_, DerSignature>(&key).map_err(err)?;
         let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_path)
-            .map_err(err)?;
-        std::io::Write::write_all(&mut f, pem.as_bytes()).map_err(err)?;
+        crate::private::write_new(&key_path, pem.as_bytes()).map_err(err)?;
         std::fs::write(
             dir.join("ca.pem"),
             root.to_pem(LineEnding::LF).map_err(err)?,

@@ -117,8 +117,10 @@ impl Db {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Db, String> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            crate::private::dir_all(dir).map_err(|e| e.to_string())?;
         }
+        // SQLite gives its journal and WAL files the database's mode.
+        crate::private::touch(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;

@@ -7,8 +7,6 @@
 //! - Management key: HMAC-SHA256(master, `"s9card/management-key/v1"` ‖
 //!   serial), the 32 bytes used as an AES-256 key.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -42,14 +40,8 @@ impl MasterSecret {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| format!("no OS randomness: {e}"))?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
+                crate::private::write_new(path, &bytes)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                file.write_all(&bytes).map_err(|e| e.to_string())?;
-                file.sync_all().map_err(|e| e.to_string())?;
                 Ok(MasterSecret(bytes))
             }
             Err(e) => Err(format!("{}: {e}", path.display())),

@@ -609,15 +609,18 @@ pub fn self_unlock_request<T: Transport>(
         "ok",
         &format!("code sent to {address}"),
     )?;
-    std::fs::create_dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
+    crate::private::dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
     let path = outbox.join(format!("{:010}-{now}.eml", info.serial));
     let message = format!(
         "To: {address}\r\nFrom: s9card CMS <cms@s9card.invalid>\r\nSubject: Your smartcard security code\r\n\r\n\
          Your security code is {code}.\r\nIt is valid for 15 minutes and works once, for card {:010}.\r\n",
         info.serial
     );
-    std::fs::write(&path, message).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The code is written down only once its row is committed: a message
+    // must never announce a code the database does not hold.
     tx.commit().map_err(|e| e.to_string())?;
+    crate::private::write(&path, message.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
 
