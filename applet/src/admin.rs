@@ -8,7 +8,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::secrets::{self, DeviceKey, MAX_SECRET, sealed_len};
+use crate::secrets::{self, Binding, DeviceKey, Purpose, sealed_len};
 use crate::session::{Admin, Challenge, Session};
 use crate::slot::{AdminAlgorithm, TouchPolicy};
 
@@ -16,9 +16,13 @@ use crate::slot::{AdminAlgorithm, TouchPolicy};
 pub const DEFAULT_KEY: [u8; 24] = [
     1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
 ];
-const VERSION: u8 = 1;
+/// Record layout version: 2 seals the key with an AEAD bound to the header.
+const VERSION: u8 = 2;
+const HEADER: usize = 4;
+/// The longest management key: AES-256.
+const MAX_KEY: usize = 32;
 /// The largest record: header and a sealed AES-256 key.
-pub const RECORD: usize = 4 + sealed_len(MAX_SECRET);
+pub const RECORD: usize = HEADER + sealed_len(MAX_KEY);
 
 /// The management key, opened. Wiped on drop.
 pub struct ManagementKey {
@@ -28,7 +32,7 @@ pub struct ManagementKey {
     pub touch: TouchPolicy,
     /// Still the factory key.
     pub is_default: bool,
-    key: [u8; MAX_SECRET],
+    key: [u8; MAX_KEY],
 }
 
 impl Drop for ManagementKey {
@@ -43,7 +47,7 @@ impl ManagementKey {
         if key.len() != algorithm.key_len() {
             return Err(Error::BadData);
         }
-        let mut k = [0u8; MAX_SECRET];
+        let mut k = [0u8; MAX_KEY];
         k.get_mut(..key.len())
             .ok_or(Error::BadData)?
             .copy_from_slice(key);
@@ -65,23 +69,24 @@ impl ManagementKey {
         self.key.get(..self.algorithm.key_len()).unwrap_or_default()
     }
 
-    /// Loads the stored key.
+    /// Loads the stored key; a record whose seal does not open is
+    /// [`Error::Tampered`]. Every copy of the key is wiped on every path.
     pub fn load(store: &mut dyn Persistent, device: &DeviceKey) -> Result<ManagementKey> {
         let mut buf = Zeroizing::new([0u8; RECORD]);
         let rec = store.read(layout::ADMIN, &mut *buf)?.ok_or(Error::Flash)?;
-        let [version, alg, touch, default, sealed @ ..] = rec else {
-            return Err(Error::Flash);
+        let (header, sealed) = rec.split_at_checked(HEADER).ok_or(Error::Tampered)?;
+        let [version, alg, touch, default] = *header else {
+            return Err(Error::Tampered);
         };
-        if *version != VERSION {
-            return Err(Error::Flash);
+        if version != VERSION {
+            return Err(Error::Tampered);
         }
-        let algorithm = AdminAlgorithm::from_byte(*alg).map_err(|_| Error::Flash)?;
-        let touch = TouchPolicy::from_byte(*touch).map_err(|_| Error::Flash)?;
-        let mut key = [0u8; MAX_SECRET];
-        let n = device.open(layout::ADMIN.get(), sealed, &mut key)?;
-        let mut mk = ManagementKey::new(algorithm, touch, key.get(..n).ok_or(Error::Flash)?)?;
-        key.zeroize();
-        mk.is_default = *default == 1;
+        let mut key = Zeroizing::new([0u8; MAX_KEY]);
+        let key = device.open(&binding(header), sealed, &mut *key)?;
+        let algorithm = AdminAlgorithm::from_byte(alg).map_err(|_| Error::Tampered)?;
+        let touch = TouchPolicy::from_byte(touch).map_err(|_| Error::Tampered)?;
+        let mut mk = ManagementKey::new(algorithm, touch, key)?;
+        mk.is_default = default == 1;
         Ok(mk)
     }
 
@@ -92,17 +97,15 @@ impl ManagementKey {
         rng: &mut dyn CryptoRng,
     ) -> Result<([u8; RECORD], usize)> {
         let mut out = [0u8; RECORD];
-        let (head, sealed) = out.split_at_mut(4);
+        let (head, sealed) = out.split_at_mut(HEADER);
         head.copy_from_slice(&[
             VERSION,
             self.algorithm.byte(),
             self.touch.byte(),
             u8::from(self.is_default),
         ]);
-        let n = device
-            .seal(layout::ADMIN.get(), self.key(), rng, sealed)?
-            .len();
-        Ok((out, 4 + n))
+        let n = device.seal(&binding(head), self.key(), rng, sealed)?.len();
+        Ok((out, HEADER + n))
     }
 
     /// Encrypts one block in place (`block` is the algorithm's block length).
@@ -139,6 +142,15 @@ impl ManagementKey {
             AdminAlgorithm::Aes192 => run::<aes::Aes192>(key, block, encrypt),
             AdminAlgorithm::Aes256 => run::<aes::Aes256>(key, block, encrypt),
         }
+    }
+}
+
+/// What the management key's seal is bound to.
+fn binding(header: &[u8]) -> Binding<'_> {
+    Binding {
+        key: layout::ADMIN,
+        purpose: Purpose::ManagementKey,
+        header,
     }
 }
 

@@ -80,30 +80,22 @@ pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, clear: bool) -> 
     let attestation = keys::generate(ctx.rng);
     let label = layout::slot_key(Slot::Attestation);
     let policy = (PinPolicy::Never, TouchPolicy::NEVER);
-    let record = KeyRecord::new(
+    let attestation_record = KeyRecord::new(
         &attestation,
         policy,
         Origin::Generated,
         label,
         &piv.device,
         ctx.rng,
-    )?
-    .encode();
+    )?;
+    let record = attestation_record.encode();
     let mut name = [0u8; 29];
     let issuer = attestation_name(id, &mut name);
     let mut cert = [0u8; 700];
     let cert_len = certificate_object(&mut cert, |w| {
         let subject = Subject {
             name: issuer,
-            public: &KeyRecord::new(
-                &attestation,
-                policy,
-                Origin::Generated,
-                label,
-                &piv.device,
-                ctx.rng,
-            )?
-            .public,
+            public: &attestation_record.public,
             attested: None,
         };
         attest::certificate(w, &subject, issuer, &attestation, serial(ctx.rng))
@@ -427,12 +419,12 @@ fn general_authenticate(
         return Err(Error::BadData);
     }
     let label = layout::slot_key(slot);
-    let record = KeyRecord::load(ctx.store, label, slot)?.ok_or(Error::KeyNotFound)?;
+    let record = KeyRecord::load(ctx.store, label, slot, &piv.device)?.ok_or(Error::KeyNotFound)?;
     let _authorized: Authorized<'_> = piv
         .session
         .authorize(record.pin)
         .ok_or(Error::SecurityStatus)?;
-    let secret = record.secret(label, &piv.device)?;
+    let secret = record.secret(&piv.device)?;
     match (t.challenge, t.exponentiation) {
         (Some(digest), None) => {
             let mut sig = [0u8; 80];
@@ -596,7 +588,7 @@ fn metadata(
         }
         other => {
             let slot = Slot::from_byte(other)?;
-            let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot)?
+            let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot, &piv.device)?
                 .ok_or(Error::KeyNotFound)?;
             reply.tlv(Tag::constant(0x01), &[record.algorithm])?;
             reply.tlv(
@@ -704,13 +696,14 @@ fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<(
     }
     admin_of(piv)?;
     let from = layout::slot_key(source);
-    let record = KeyRecord::load(ctx.store, from, source)?.ok_or(Error::KeyNotFound)?;
+    let record =
+        KeyRecord::load(ctx.store, from, source, &piv.device)?.ok_or(Error::KeyNotFound)?;
     match destination {
         None => ctx.store.commit(&[Op::Delete(from)])?,
         Some(dest) => {
             // Reseal for the new slot, then move in one transaction.
             let to = layout::slot_key(dest);
-            let secret: SecretKey = record.secret(from, &piv.device)?;
+            let secret: SecretKey = record.secret(&piv.device)?;
             let policy = (record.pin, record.touch);
             let moved = KeyRecord::new(&secret, policy, record.origin, to, &piv.device, ctx.rng)?;
             ctx.store
@@ -731,14 +724,15 @@ fn attest_slot(
     if cmd.p2() != 0 || slot == Slot::Attestation {
         return Err(Error::BadParameters);
     }
-    let record =
-        KeyRecord::load(ctx.store, layout::slot_key(slot), slot)?.ok_or(Error::KeyNotFound)?;
+    let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot, &piv.device)?
+        .ok_or(Error::KeyNotFound)?;
     if record.origin != Origin::Generated {
         return Err(Error::BadData);
     }
     let f9 = layout::slot_key(Slot::Attestation);
-    let signer = KeyRecord::load(ctx.store, f9, Slot::Attestation)?.ok_or(Error::Conditions)?;
-    let signer = signer.secret(f9, &piv.device)?;
+    let signer =
+        KeyRecord::load(ctx.store, f9, Slot::Attestation, &piv.device)?.ok_or(Error::Conditions)?;
+    let signer = signer.secret(&piv.device)?;
     let id = identity(piv, ctx)?;
     let mut issuer = [0u8; 29];
     let issuer = attestation_name(&id, &mut issuer);
@@ -780,17 +774,16 @@ fn commit_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Re
     }
     admin_of(piv)?;
     let staged = layout::staged_key(slot);
-    let mut record = [0u8; 128];
-    let record = ctx
-        .store
-        .read(staged, &mut record)?
-        .ok_or(Error::KeyNotFound)?;
+    // Checked (its seal opens for this slot) before it is installed.
+    let record = KeyRecord::load(ctx.store, staged, slot, &piv.device)?
+        .ok_or(Error::KeyNotFound)?
+        .encode();
     let cert = slot
         .certificate_tag()
         .and_then(layout::object)
         .ok_or(Error::BadParameters)?;
     let ops = [
-        Op::Put(layout::slot_key(slot), record),
+        Op::Put(layout::slot_key(slot), &record),
         Op::Put(cert, content.value),
         Op::Delete(staged),
     ];

@@ -33,6 +33,9 @@ pub enum Error {
     UnknownInstruction,
     /// The flash failed; nothing was changed.
     Flash,
+    /// A sealed record failed its integrity check (changed on flash, moved,
+    /// or sealed under another device key). It is never used.
+    Tampered,
 }
 
 impl Error {
@@ -51,7 +54,7 @@ impl Error {
             Error::Conditions => Status::ConditionsOfUseNotSatisfied,
             Error::NoSpace => Status::NotEnoughMemory,
             Error::UnknownInstruction => Status::InstructionNotSupported,
-            Error::Flash => Status::MemoryFailure,
+            Error::Flash | Error::Tampered => Status::MemoryFailure,
         }
     }
 }

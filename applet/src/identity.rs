@@ -7,12 +7,13 @@ use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::secrets::{DeviceKey, MAX_SECRET, sealed_len};
+use crate::secrets::{Binding, DeviceKey, Purpose, sealed_len};
 
-/// Record layout version.
-const VERSION: u8 = 1;
-const SEALED_KEY: usize = sealed_len(32);
-const RECORD: usize = 1 + 4 + 1 + SEALED_KEY;
+/// Record layout version: 2 seals the hashing key with an AEAD bound to
+/// the serial and flags (version 1's XOR seal is refused).
+const VERSION: u8 = 2;
+const HEADER: usize = 1 + 4 + 1;
+const RECORD: usize = HEADER + sealed_len(32);
 
 /// Serial numbers of Series 9 cards read `09` followed by eight digits.
 pub const SERIAL_MIN: u32 = 900_000_000;
@@ -55,36 +56,39 @@ impl Identity {
         SERIAL_MIN + rng.next_u32() % (SERIAL_MAX - SERIAL_MIN + 1)
     }
 
-    /// Reads the identity; `None` on a card never initialised.
+    /// Reads the identity; `None` on a card never initialised. A record
+    /// of another version or length, or whose seal does not open, is an
+    /// error: the PIN and PUK cannot be checked without it.
     pub fn load(store: &mut dyn Persistent, device: &DeviceKey) -> Result<Option<Identity>> {
         let mut buf = [0u8; RECORD];
         let Some(rec) = store.read(layout::CARD, &mut buf)? else {
             return Ok(None);
         };
-        let [version, s0, s1, s2, s3, flags, sealed @ ..] = rec else {
-            return Err(Error::Flash);
+        let (header, sealed) = rec.split_at_checked(HEADER).ok_or(Error::Tampered)?;
+        let [version, s0, s1, s2, s3, flags] = *header else {
+            return Err(Error::Tampered);
         };
-        if *version != VERSION {
-            return Err(Error::Flash);
+        if version != VERSION || rec.len() != RECORD {
+            return Err(Error::Tampered);
         }
-        let mut key = [0u8; MAX_SECRET];
-        let n = device.open(layout::CARD.get(), sealed, &mut key)?;
         let mut pin_key = [0u8; 32];
-        pin_key.copy_from_slice(key.get(..n).ok_or(Error::Flash)?);
-        key.zeroize();
-        let identity = Identity {
-            serial: u32::from_be_bytes([*s0, *s1, *s2, *s3]),
+        let opened = device
+            .open(&binding(header), sealed, &mut pin_key)
+            .map(|_| ());
+        let identity = opened.map(|()| Identity {
+            serial: u32::from_be_bytes([s0, s1, s2, s3]),
             is_virtual: flags & layout::FLAG_VIRTUAL != 0,
             pin_key,
-        };
+        });
+        pin_key.zeroize();
         buf.zeroize();
-        Ok(Some(identity))
+        Ok(Some(identity?))
     }
 
     /// The record to store, the hashing key sealed under the device key.
     pub fn encode(&self, device: &DeviceKey, rng: &mut dyn CryptoRng) -> Result<[u8; RECORD]> {
         let mut out = [0u8; RECORD];
-        let (head, sealed) = out.split_at_mut(6);
+        let (head, sealed) = out.split_at_mut(HEADER);
         let s = self.serial.to_be_bytes();
         let flags = if self.is_virtual {
             layout::FLAG_VIRTUAL
@@ -92,7 +96,7 @@ impl Identity {
             0
         };
         head.copy_from_slice(&[VERSION, s[0], s[1], s[2], s[3], flags]);
-        device.seal(layout::CARD.get(), &self.pin_key, rng, sealed)?;
+        device.seal(&binding(head), &self.pin_key, rng, sealed)?;
         Ok(out)
     }
 
@@ -105,6 +109,15 @@ impl Identity {
             n /= 10;
         }
         out
+    }
+}
+
+/// What the hashing key's seal is bound to.
+fn binding(header: &[u8]) -> Binding<'_> {
+    Binding {
+        key: layout::CARD,
+        purpose: Purpose::PinHashing,
+        header,
     }
 }
 

@@ -6,16 +6,22 @@ use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRng;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::secrets::{DeviceKey, MAX_SECRET, sealed_len};
+use crate::secrets::{Binding, DeviceKey, Purpose, sealed_len};
 use crate::slot::{ALG_P256, PinPolicy, Slot, TouchPolicy};
 
-const VERSION: u8 = 1;
+/// Record layout version: 2 seals the scalar with an AEAD bound to the
+/// slot and to the whole clear part (policies, origin, public key).
+const VERSION: u8 = 2;
 /// An uncompressed P-256 point.
 pub const POINT: usize = 65;
-const RECORD: usize = 5 + POINT + sealed_len(32);
+const SCALAR: usize = 32;
+/// The clear part: version, algorithm, PIN and touch policy, origin, point.
+const HEADER: usize = 5 + POINT;
+/// A key record's length on flash.
+pub const RECORD: usize = HEADER + sealed_len(SCALAR);
 
 /// How a key came to be in its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +42,8 @@ impl Origin {
     }
 }
 
-/// A slot's key as stored: public part in clear, private part sealed.
+/// A slot's key as stored: public part in clear, private part sealed, and
+/// the seal binding both to the slot the key lives in.
 pub struct KeyRecord {
     /// Algorithm byte (`11`).
     pub algorithm: u8,
@@ -48,11 +55,14 @@ pub struct KeyRecord {
     pub origin: Origin,
     /// Uncompressed public point.
     pub public: [u8; POINT],
-    sealed: [u8; sealed_len(32)],
+    /// The slot's record key the seal is bound to.
+    label: Key,
+    sealed: [u8; sealed_len(SCALAR)],
 }
 
 impl KeyRecord {
-    /// A record for `secret`, sealed under the device key for `label`.
+    /// A record for `secret`, sealed under the device key for `label` (the
+    /// slot's record key, also for a key staged for that slot).
     pub fn new(
         secret: &SecretKey,
         policy: (PinPolicy, TouchPolicy),
@@ -64,23 +74,24 @@ impl KeyRecord {
         let point = secret.public_key().to_sec1_point(false);
         let mut public = [0u8; POINT];
         public.copy_from_slice(point.as_bytes().get(..POINT).ok_or(Error::Flash)?);
-        let scalar = Zeroizing::new(secret.to_bytes());
-        let mut sealed = [0u8; sealed_len(32)];
-        device.seal(label.get(), &scalar, rng, &mut sealed)?;
-        Ok(KeyRecord {
+        let mut record = KeyRecord {
             algorithm: ALG_P256,
             pin: policy.0,
             touch: policy.1,
             origin,
             public,
-            sealed,
-        })
+            label,
+            sealed: [0u8; sealed_len(SCALAR)],
+        };
+        let scalar = Zeroizing::new(secret.to_bytes());
+        let header = record.header();
+        device.seal(&record.binding(&header), &scalar, rng, &mut record.sealed)?;
+        Ok(record)
     }
 
-    /// The stored bytes.
-    pub fn encode(&self) -> [u8; RECORD] {
-        let mut out = [0u8; RECORD];
-        let (head, rest) = out.split_at_mut(5);
+    fn header(&self) -> [u8; HEADER] {
+        let mut out = [0u8; HEADER];
+        let (head, public) = out.split_at_mut(5);
         head.copy_from_slice(&[
             VERSION,
             self.algorithm,
@@ -88,48 +99,78 @@ impl KeyRecord {
             self.touch.byte(),
             self.origin.byte(),
         ]);
-        let (public, sealed) = rest.split_at_mut(POINT);
         public.copy_from_slice(&self.public);
+        out
+    }
+
+    fn binding<'h>(&self, header: &'h [u8]) -> Binding<'h> {
+        Binding {
+            key: self.label,
+            purpose: Purpose::SlotKey,
+            header,
+        }
+    }
+
+    /// The stored bytes.
+    pub fn encode(&self) -> [u8; RECORD] {
+        let mut out = [0u8; RECORD];
+        let (header, sealed) = out.split_at_mut(HEADER);
+        header.copy_from_slice(&self.header());
         sealed.copy_from_slice(&self.sealed);
         out
     }
 
-    /// Reads the record under `key`; `None` if there is none.
-    pub fn load(store: &mut dyn Persistent, key: Key, slot: Slot) -> Result<Option<KeyRecord>> {
+    /// Reads the record under `key`, the key of `slot` or one staged for
+    /// it; `None` if there is none. The seal is checked here, so metadata,
+    /// attestation and renewal never report or install a record that was
+    /// changed on flash: that is [`Error::Tampered`].
+    pub fn load(
+        store: &mut dyn Persistent,
+        key: Key,
+        slot: Slot,
+        device: &DeviceKey,
+    ) -> Result<Option<KeyRecord>> {
         let mut buf = [0u8; RECORD];
         let Some(rec) = store.read(key, &mut buf)? else {
             return Ok(None);
         };
-        let [version, algorithm, pin, touch, origin, rest @ ..] = rec else {
-            return Err(Error::Flash);
+        let (header, sealed) = rec.split_at_checked(HEADER).ok_or(Error::Tampered)?;
+        let [version, algorithm, pin, touch, origin, public @ ..] = header else {
+            return Err(Error::Tampered);
         };
-        let (public, sealed) = rest.split_at_checked(POINT).ok_or(Error::Flash)?;
         if *version != VERSION || *algorithm != ALG_P256 {
-            return Err(Error::Flash);
+            return Err(Error::Tampered);
         }
         let origin = match origin {
             1 => Origin::Generated,
             2 => Origin::Imported,
-            _ => return Err(Error::Flash),
+            _ => return Err(Error::Tampered),
         };
-        Ok(Some(KeyRecord {
+        let record = KeyRecord {
             algorithm: *algorithm,
-            pin: PinPolicy::from_byte(*pin, slot).map_err(|_| Error::Flash)?,
-            touch: TouchPolicy::from_byte(*touch).map_err(|_| Error::Flash)?,
+            pin: PinPolicy::from_byte(*pin, slot).map_err(|_| Error::Tampered)?,
+            touch: TouchPolicy::from_byte(*touch).map_err(|_| Error::Tampered)?,
             origin,
-            public: public.try_into().map_err(|_| Error::Flash)?,
-            sealed: sealed.try_into().map_err(|_| Error::Flash)?,
-        }))
+            public: public.try_into().map_err(|_| Error::Tampered)?,
+            label: crate::layout::slot_key(slot),
+            sealed: sealed.try_into().map_err(|_| Error::Tampered)?,
+        };
+        // The seal covers the bytes as they are on flash: a value the
+        // parsers above would read the same way is still a change.
+        if record.header() != header {
+            return Err(Error::Tampered);
+        }
+        // Opened once to check it; the scalar is wiped at once.
+        drop(record.secret(device)?);
+        Ok(Some(record))
     }
 
-    /// Opens the private key; `label` is the record key it was sealed for.
-    pub fn secret(&self, label: Key, device: &DeviceKey) -> Result<SecretKey> {
-        let mut raw = [0u8; MAX_SECRET];
-        let n = device.open(label.get(), &self.sealed, &mut raw)?;
-        let key =
-            SecretKey::from_slice(raw.get(..n).ok_or(Error::Flash)?).map_err(|_| Error::Flash);
-        raw.zeroize();
-        key
+    /// Opens the private key.
+    pub fn secret(&self, device: &DeviceKey) -> Result<SecretKey> {
+        let mut raw = Zeroizing::new([0u8; SCALAR]);
+        let header = self.header();
+        let scalar = device.open(&self.binding(&header), &self.sealed, &mut *raw)?;
+        SecretKey::from_slice(scalar).map_err(|_| Error::Tampered)
     }
 }
 

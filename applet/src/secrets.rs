@@ -3,28 +3,89 @@
 //! - PINs and PUKs are stored as HMAC-SHA256 under a per-card random key and
 //!   compared in constant time.
 //! - Private keys, the management key and the PIN-hashing key are stored
-//!   *sealed*: XORed with an HMAC-SHA256 keystream under the device key, a
-//!   per-device secret the platform hands the applet (an MCU's unique key
-//!   in firmware; the simulator keeps it in the card image's header), with a
-//!   fresh random nonce per write. Flash alone does not reveal them.
+//!   *sealed* with XChaCha20-Poly1305 under the device key, a per-device
+//!   secret the platform hands the applet (an MCU's unique key in firmware;
+//!   the simulator keeps it in the card image's header), with a fresh
+//!   random 24-byte nonce per write. The seal authenticates, besides the
+//!   secret, what the secret is bound to: the record's store key, its
+//!   purpose, and the record's clear header (version, algorithm, policies,
+//!   public key). A record changed on flash, moved to another key, or read
+//!   with another device key fails to open and is never used: the command
+//!   answers `65 81` before any counter moves.
 //! - Every buffer that held a secret is zeroized.
 
-use hmac::{Hmac, KeyInit, Mac};
+use card_os::store::Key;
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use rand_core::CryptoRng;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Largest secret the applet seals: a P-256 scalar or an AES-256 key.
-pub const MAX_SECRET: usize = 32;
-const NONCE: usize = 8;
+/// Largest secret the applet seals: room for an RSA-4096 private key in
+/// CRT form (five 256-byte parts with their TLV headers).
+pub const MAX_SECRET: usize = 1_408;
+const NONCE: usize = 24;
+const TAG: usize = 16;
+/// What sealing adds to a secret: the nonce and the authentication tag.
+pub const OVERHEAD: usize = NONCE + TAG;
 /// Bytes a sealed secret of `n` bytes takes.
 pub const fn sealed_len(n: usize) -> usize {
-    NONCE + n
+    n + OVERHEAD
+}
+
+/// What a sealed secret is for. Part of what the seal authenticates, so a
+/// sealed management key cannot be presented as a slot key, say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The key PIN and PUK digests are made with.
+    PinHashing,
+    /// The management key.
+    ManagementKey,
+    /// A slot's private key.
+    SlotKey,
+}
+
+impl Purpose {
+    const fn byte(self) -> u8 {
+        match self {
+            Purpose::PinHashing => 1,
+            Purpose::ManagementKey => 2,
+            Purpose::SlotKey => 3,
+        }
+    }
+}
+
+/// What a sealed secret is bound to: the record it lives in, its purpose,
+/// and the record's clear header.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding<'a> {
+    /// The store key of the record (for a staged key, the slot's key it
+    /// will live under).
+    pub key: Key,
+    /// What the secret is for.
+    pub purpose: Purpose,
+    /// The record's bytes in clear.
+    pub header: &'a [u8],
+}
+
+impl Binding<'_> {
+    /// The associated data: a digest of the binding, so that headers of any
+    /// length (an RSA modulus, later) need no buffer of their own.
+    fn associated_data(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"s9card seal v2");
+        h.update(self.key.get().to_be_bytes());
+        h.update([self.purpose.byte()]);
+        h.update((self.header.len() as u32).to_be_bytes());
+        h.update(self.header);
+        h.finalize().into()
+    }
 }
 
 /// The per-device key that seals secrets at rest. Wiped on drop.
@@ -38,51 +99,75 @@ impl DeviceKey {
         DeviceKey(key)
     }
 
-    fn keystream(&self, label: u16, nonce: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
-        let mut mac = HmacSha256::new_from_slice(&self.0).map_err(|_| Error::Flash)?;
-        mac.update(b"s9card seal v1");
-        mac.update(&label.to_be_bytes());
-        mac.update(nonce);
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&mac.finalize().into_bytes());
-        Ok(out)
+    fn cipher(&self) -> Result<XChaCha20Poly1305> {
+        XChaCha20Poly1305::new_from_slice(&self.0).map_err(|_| Error::Tampered)
     }
 
-    /// Seals `secret` (at most 32 bytes) for the record `label` into `out`,
-    /// returning the sealed bytes.
+    /// Seals `secret` (at most [`MAX_SECRET`] bytes) bound to `binding`
+    /// into `out`: nonce, ciphertext, tag. Returns the sealed bytes.
     pub fn seal<'o>(
         &self,
-        label: u16,
+        binding: &Binding<'_>,
         secret: &[u8],
         rng: &mut dyn CryptoRng,
         out: &'o mut [u8],
     ) -> Result<&'o [u8]> {
-        let out = out
-            .get_mut(..sealed_len(secret.len()))
-            .ok_or(Error::NoSpace)?;
-        let (nonce, body) = out.split_at_mut(NONCE);
-        rng.fill_bytes(nonce);
-        let stream = self.keystream(label, nonce)?;
         if secret.len() > MAX_SECRET {
             return Err(Error::NoSpace);
         }
-        for ((o, s), k) in body.iter_mut().zip(secret).zip(stream.iter()) {
-            *o = s ^ k;
+        let out = out
+            .get_mut(..sealed_len(secret.len()))
+            .ok_or(Error::NoSpace)?;
+        let (nonce, rest) = out.split_at_mut(NONCE);
+        let (body, tag) = rest.split_at_mut(secret.len());
+        rng.fill_bytes(nonce);
+        body.copy_from_slice(secret);
+        let nonce = XNonce::try_from(&*nonce).map_err(|_| Error::NoSpace)?;
+        let sealed =
+            self.cipher()?
+                .encrypt_inout_detached(&nonce, &binding.associated_data(), body.into());
+        match sealed {
+            Ok(t) => {
+                tag.copy_from_slice(&t);
+                Ok(out)
+            }
+            Err(_) => {
+                out.zeroize();
+                Err(Error::NoSpace)
+            }
         }
-        Ok(out)
     }
 
-    /// Opens sealed bytes into `out`, returning the secret's length.
-    pub fn open(&self, label: u16, sealed: &[u8], out: &mut [u8; MAX_SECRET]) -> Result<usize> {
-        if sealed.len() < NONCE || sealed.len() > sealed_len(MAX_SECRET) {
-            return Err(Error::Flash);
+    /// Opens sealed bytes bound to `binding` into `out`, returning the
+    /// secret. Anything that fails its check (a changed byte, another
+    /// record's seal, another device's key) is [`Error::Tampered`], and
+    /// `out` is left wiped.
+    pub fn open<'o>(
+        &self,
+        binding: &Binding<'_>,
+        sealed: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<&'o mut [u8]> {
+        let body_len = sealed.len().checked_sub(OVERHEAD).ok_or(Error::Tampered)?;
+        let (nonce, rest) = sealed.split_at(NONCE);
+        let (body, tag) = rest.split_at(body_len);
+        let out = out.get_mut(..body_len).ok_or(Error::Tampered)?;
+        out.copy_from_slice(body);
+        let nonce = XNonce::try_from(nonce).map_err(|_| Error::Tampered)?;
+        let tag = Tag::try_from(tag).map_err(|_| Error::Tampered)?;
+        let opened = self.cipher()?.decrypt_inout_detached(
+            &nonce,
+            &binding.associated_data(),
+            (&mut *out).into(),
+            &tag,
+        );
+        match opened {
+            Ok(()) => Ok(out),
+            Err(_) => {
+                out.zeroize();
+                Err(Error::Tampered)
+            }
         }
-        let (nonce, body) = sealed.split_at(NONCE);
-        let stream = self.keystream(label, nonce)?;
-        for ((o, s), k) in out.iter_mut().zip(body).zip(stream.iter()) {
-            *o = s ^ k;
-        }
-        Ok(body.len())
     }
 }
 

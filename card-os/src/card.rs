@@ -207,6 +207,13 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         &self.store
     }
 
+    /// The store, to change behind the applets' back: tests that play an
+    /// attacker who rewrites records on flash use it.
+    #[cfg(feature = "testing")]
+    pub fn store_mut(&mut self) -> &mut Store<F, KEYS> {
+        &mut self.store
+    }
+
     /// The applets, for inspection.
     pub fn applets(&self) -> &A {
         &self.applets

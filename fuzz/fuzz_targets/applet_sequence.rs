@@ -198,8 +198,9 @@ fn secret_9a(card: &TheCard) -> Option<[u8; 32]> {
         card_os::store::Store::mount(card.store().flash().inner().clone()).ok()?;
     let slot = piv::slot::Slot::Authentication;
     let label = piv::layout::slot_key(slot);
-    let record = piv::keys::KeyRecord::load(&mut store, label, slot).ok()??;
-    let secret = record.secret(label, &DeviceKey::new(DEVICE)).ok()?;
+    let device = DeviceKey::new(DEVICE);
+    let record = piv::keys::KeyRecord::load(&mut store, label, slot, &device).ok()??;
+    let secret = record.secret(&device).ok()?;
     Some(secret.to_bytes().into())
 }
 

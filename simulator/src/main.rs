@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use zeroize::Zeroizing;
 
 use clap::{Parser, Subcommand};
 use simulator::card::{self, Entropy};
@@ -294,10 +295,13 @@ impl CardArgs {
 }
 
 /// Reads a passcode from the flag, or asks without echo.
-fn passcode(flag: Option<String>, prompt: &str) -> Result<String, Box<dyn std::error::Error>> {
+fn passcode(
+    flag: Option<String>,
+    prompt: &str,
+) -> Result<Zeroizing<String>, Box<dyn std::error::Error>> {
     match flag {
-        Some(p) => Ok(p),
-        None => Ok(rpassword::prompt_password(prompt)?),
+        Some(p) => Ok(Zeroizing::new(p)),
+        None => Ok(Zeroizing::new(rpassword::prompt_password(prompt)?)),
     }
 }
 

@@ -15,7 +15,7 @@ fn request(uuid: &str) -> Request {
         email: Some("ann@nhs.example".into()),
         mobile: None,
         role: Role::Holder,
-        passcode: "482915".into(),
+        passcode: String::from("482915").into(),
         serial: None,
     }
 }
@@ -126,21 +126,21 @@ fn bad_requests_touch_neither_card_nor_database() {
         ),
         (
             Request {
-                passcode: "123456".into(),
+                passcode: String::from("123456").into(),
                 ..request("555000111222")
             },
             "not easy to guess",
         ),
         (
             Request {
-                passcode: "01011990".into(),
+                passcode: String::from("01011990").into(),
                 ..request("555000111222")
             },
             "not easy to guess",
         ),
         (
             Request {
-                passcode: "4829".into(),
+                passcode: String::from("4829").into(),
                 ..request("555000111222")
             },
             "6 to 8 digits",

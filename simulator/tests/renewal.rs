@@ -35,7 +35,7 @@ fn request(uuid: &str, role: Role) -> Request {
         email: Some("p@nhs.example".into()),
         mobile: None,
         role,
-        passcode: "482915".into(),
+        passcode: String::from("482915").into(),
         serial: None,
     }
 }

@@ -33,7 +33,7 @@ impl World {
             email: email.map(str::to_string),
             mobile: None,
             role: Role::Holder,
-            passcode: "482915".into(),
+            passcode: String::from("482915").into(),
             serial: None,
         };
         flows::personalize(

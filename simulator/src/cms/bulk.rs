@@ -82,7 +82,7 @@ fn request(row: &csv::StringRecord) -> Result<Request, String> {
         email: opt(2),
         mobile: opt(3),
         role,
-        passcode: row[5].to_string(),
+        passcode: row[5].to_string().into(),
         serial: None,
     })
 }

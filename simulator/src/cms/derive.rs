@@ -12,14 +12,10 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// The master secret. Wiped on drop.
+/// The master secret. Wiped on drop (volatile writes, which the optimiser
+/// cannot drop as it may a loop of stores to memory about to be freed).
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct MasterSecret([u8; 32]);
-
-impl Drop for MasterSecret {
-    fn drop(&mut self) {
-        self.0.iter_mut().for_each(|b| *b = 0);
-    }
-}
 
 impl MasterSecret {
     /// A master secret from its bytes.

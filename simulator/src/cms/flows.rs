@@ -68,8 +68,8 @@ pub struct Request {
     pub mobile: Option<String>,
     /// Holder or sponsor.
     pub role: Role,
-    /// The passcode the holder chose.
-    pub passcode: String,
+    /// The passcode the holder chose; wiped when the request is dropped.
+    pub passcode: zeroize::Zeroizing<String>,
     /// The serial to give the card (`09…`), if the issuer assigns one;
     /// otherwise the card keeps its own.
     pub serial: Option<u32>,

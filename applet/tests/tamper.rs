@@ -1,0 +1,191 @@
+//! Sealed records changed on flash: every bit of every sealed record of a
+//! personalised card flipped in turn (rewritten with a valid store entry,
+//! as an attacker with the flash would, since the store's CRC is no MAC).
+//! The card must notice every flip, answer `65 81` where the secret is
+//! needed, never use the record (no signature, no authentication, no
+//! staged key installed), and never move a retry counter. Records cut to
+//! any length, and the card booted with another device key, likewise.
+
+mod common;
+
+use card_os::store::{Key, Op};
+use common::*;
+use piv::layout;
+use piv::slot::Slot;
+
+const PIN: &[u8] = b"482915";
+const SLOTS: [u8; 4] = [0x9A, 0x9C, 0x9D, 0x9E];
+
+/// A personalised card: PIN changed, keys in 9A 9C 9D 9E, a renewal key
+/// staged for 9A; the PIN verified and the management key authenticated.
+fn personalised() -> PivCard {
+    let mut card = fresh();
+    let mut change = vec![0x00, 0x24, 0x00, 0x80, 0x10];
+    change.extend_from_slice(&padded(b"123456"));
+    change.extend_from_slice(&padded(PIN));
+    assert_eq!(sw(&send(&mut card, &change)), 0x9000);
+    admin_default(&mut card);
+    for slot in SLOTS {
+        generate(&mut card, slot);
+    }
+    assert_eq!(verify(&mut card, PIN), 0x9000);
+    let (_, s) = exchange(&mut card, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800111"));
+    assert_eq!(s, 0x9000);
+    card
+}
+
+fn read(card: &mut PivCard, key: Key) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let value = card.store_mut().read_value(key, &mut buf).unwrap();
+    value.expect("record present").to_vec()
+}
+
+fn put(card: &mut PivCard, key: Key, value: &[u8]) {
+    card.store_mut().commit(&[Op::Put(key, value)]).unwrap();
+}
+
+fn counters(card: &mut PivCard) -> (Vec<u8>, Vec<u8>) {
+    (read(card, layout::PIN_TRIES), read(card, layout::PUK_TRIES))
+}
+
+struct Probe {
+    name: String,
+    key: Key,
+    /// The command that needs the record's secret.
+    apdu: Vec<u8>,
+}
+
+fn probes() -> Vec<Probe> {
+    let mut digest = vec![0x7C, 0x24, 0x82, 0x00, 0x81, 0x20];
+    digest.extend([0x42; 32]);
+    let mut probes = vec![
+        Probe {
+            name: "identity (PIN hashing key)".into(),
+            key: layout::CARD,
+            apdu: [&[0x00, 0x20, 0x00, 0x80, 0x08][..], &padded(PIN)].concat(),
+        },
+        Probe {
+            name: "management key".into(),
+            key: layout::ADMIN,
+            apdu: hex("0087039B047C028100"),
+        },
+        Probe {
+            name: "attestation key F9".into(),
+            key: layout::slot_key(Slot::Attestation),
+            apdu: hex("00F99A0000"),
+        },
+        Probe {
+            name: "staged 9A".into(),
+            key: layout::staged_key(Slot::from_byte(0x9A).unwrap()),
+            apdu: hex("00E1009A0A5308700401020304FE00"),
+        },
+    ];
+    for slot in SLOTS {
+        let mut apdu = vec![0x00, 0x87, 0x11, slot, digest.len() as u8];
+        apdu.extend_from_slice(&digest);
+        probes.push(Probe {
+            name: format!("slot {slot:02X}"),
+            key: layout::slot_key(Slot::from_byte(slot).unwrap()),
+            apdu,
+        });
+    }
+    probes
+}
+
+#[test]
+fn every_flipped_bit_of_every_sealed_record_is_refused() {
+    let mut card = personalised();
+    let before = counters(&mut card);
+    let slot_9a = read(&mut card, layout::slot_key(Slot::from_byte(0x9A).unwrap()));
+    let (mut tried, mut detected) = (0usize, 0usize);
+    for probe in probes() {
+        let original = read(&mut card, probe.key);
+        for bit in 0..original.len() * 8 {
+            let mut flipped = original.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            put(&mut card, probe.key, &flipped);
+            let rsp = send(&mut card, &probe.apdu);
+            tried += 1;
+            if rsp == [0x65, 0x81] {
+                detected += 1;
+            } else {
+                panic!(
+                    "{}: bit {bit} flipped answered {}",
+                    probe.name,
+                    to_hex(&rsp)
+                );
+            }
+            assert_eq!(
+                counters(&mut card),
+                before,
+                "{}: bit {bit} moved a counter",
+                probe.name
+            );
+            put(&mut card, probe.key, &original);
+        }
+    }
+    assert_eq!(
+        read(&mut card, layout::slot_key(Slot::from_byte(0x9A).unwrap())),
+        slot_9a,
+        "no tampered staged key was installed"
+    );
+    println!("sealed-record bit flips: {tried} tried, {detected} detected");
+    assert!(tried > 7_000, "every bit of {} records", probes().len());
+
+    // Untouched, every probe works: the refusals above were the seal's.
+    for probe in probes() {
+        assert_eq!(verify(&mut card, PIN), 0x9000);
+        let rsp = send(&mut card, &probe.apdu);
+        let ok = sw(&rsp) == 0x9000 || sw(&rsp) >> 8 == 0x61;
+        assert!(ok, "{} untouched: {}", probe.name, to_hex(&rsp));
+    }
+}
+
+/// A record of any other length is refused the same way, without a panic.
+#[test]
+fn records_of_any_length_are_refused() {
+    let mut card = personalised();
+    let before = counters(&mut card);
+    for probe in probes() {
+        let original = read(&mut card, probe.key);
+        for len in (0..original.len()).chain([original.len() + 1, original.len() + 40]) {
+            let mut cut = original.clone();
+            cut.resize(len, 0);
+            put(&mut card, probe.key, &cut);
+            let rsp = send(&mut card, &probe.apdu);
+            assert_eq!(rsp, [0x65, 0x81], "{} cut to {len}", probe.name);
+            assert_eq!(counters(&mut card), before);
+        }
+        put(&mut card, probe.key, &original);
+    }
+}
+
+/// The same flash under another device key: nothing opens, no try is lost.
+#[test]
+fn another_device_key_opens_nothing() {
+    use card_os::{Card, atr};
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    let card = personalised();
+    let (flash, _, _) = card.into_parts();
+    let mut other = Card::<_, ChaCha8Rng, (piv::Piv,)>::boot(
+        flash,
+        ChaCha8Rng::seed_from_u64(9),
+        (piv::Piv::new(piv::DeviceKey::new([0xA7; 32]), true),),
+        atr::t1(b"\x80\x73\xC0\x21\xC0\x57S9CARDV").unwrap(),
+    )
+    .unwrap();
+    other.power_on();
+    let before = counters(&mut other);
+    assert_eq!(send(&mut other, &hex(SELECT)), [0x65, 0x81]);
+    // The failed SELECT leaves no application selected (`69 85`).
+    for probe in probes() {
+        let rsp = send(&mut other, &probe.apdu);
+        assert!(
+            rsp == [0x65, 0x81] || rsp == [0x69, 0x85],
+            "{}: {rsp:02X?}",
+            probe.name
+        );
+    }
+    assert_eq!(counters(&mut other), before);
+}
