@@ -9,7 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::secrets::{self, Binding, DeviceKey, Purpose, sealed_len};
-use crate::session::{Admin, Challenge, Session};
+use crate::session::{Challenge, Session};
 use crate::slot::{AdminAlgorithm, TouchPolicy};
 
 /// The factory management key.
@@ -23,6 +23,11 @@ const HEADER: usize = 4;
 const MAX_KEY: usize = 32;
 /// The largest record: header and a sealed AES-256 key.
 pub const RECORD: usize = HEADER + sealed_len(MAX_KEY);
+
+/// Proof that the management key was authenticated in this session. Its
+/// field is private to this module: only [`authenticate`] makes one.
+#[derive(Debug)]
+pub struct Admin(());
 
 /// The management key, opened. Wiped on drop.
 pub struct ManagementKey {
@@ -143,6 +148,21 @@ impl ManagementKey {
             AdminAlgorithm::Aes256 => run::<aes::Aes256>(key, block, encrypt),
         }
     }
+}
+
+/// SET MANAGEMENT KEY: stores `new` in place of the current key. Needs the
+/// current key's proof.
+pub fn replace(
+    store: &mut dyn Persistent,
+    device: &DeviceKey,
+    rng: &mut dyn CryptoRng,
+    new: &ManagementKey,
+    _admin: &Admin,
+) -> Result<()> {
+    let (record, n) = new.encode(device, rng)?;
+    let record = record.get(..n).ok_or(Error::NoSpace)?;
+    store.commit(&[card_os::store::Op::Put(layout::ADMIN, record)])?;
+    Ok(())
 }
 
 /// What the management key's seal is bound to.

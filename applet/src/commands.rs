@@ -5,7 +5,6 @@ use apdu::Command;
 use apdu::tlv::{Reader, Tag, Writer};
 use card_os::store::{Key, Op};
 use card_os::{Context, Persistent, Reply};
-use p256::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::admin::{self, AuthFields, ManagementKey};
@@ -16,7 +15,7 @@ use crate::ins::*;
 use crate::keys::{self, KeyRecord, Origin};
 use crate::passcode::{self, FIELD, Padded};
 use crate::pin::{self, Tries};
-use crate::session::{Admin, Authorized, PinVerified};
+use crate::session::{Admin, PinVerified};
 use crate::slot::{ALG_P256, AdminAlgorithm, Passcode, PinPolicy, Slot, TouchPolicy};
 use crate::{Piv, layout, objects};
 
@@ -45,7 +44,7 @@ pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Re
 }
 
 /// The card's identity, creating the factory state on a blank card.
-fn identity(piv: &mut Piv, ctx: &mut Context<'_>) -> Result<Identity> {
+fn identity(piv: &Piv, ctx: &mut Context<'_>) -> Result<Identity> {
     if let Some(id) = Identity::load(ctx.store, &piv.device)? {
         return Ok(id);
     }
@@ -53,23 +52,28 @@ fn identity(piv: &mut Piv, ctx: &mut Context<'_>) -> Result<Identity> {
         .factory_serial
         .unwrap_or_else(|| Identity::random_serial(ctx.rng));
     let id = Identity::new(serial, piv.is_virtual, ctx.rng)?;
-    factory(piv, ctx, &id, false)?;
+    factory(piv, ctx, &id, Birth::Blank)?;
     Ok(id)
 }
 
-/// Writes the factory state (optionally clearing everything first) in one
-/// transaction: identity, default PIN, PUK and management key, CHUID, CCC,
-/// and a fresh attestation key with its self-signed certificate.
-pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, clear: bool) -> Result<()> {
+/// Why a card takes its factory state, with the proof each case needs.
+pub enum Birth<'a> {
+    /// A card with no identity record yet: nothing to lose.
+    Blank,
+    /// RESET, once PIN and PUK are both blocked.
+    Reset(#[allow(dead_code, reason = "a proof is held, not read")] &'a pin::BothBlocked),
+    /// SET SERIAL on a card still in its factory state.
+    Reissue(#[allow(dead_code, reason = "a proof is held, not read")] &'a Admin),
+}
+
+/// Writes the factory state (clearing everything first unless the card is
+/// blank) in one transaction: identity, default PIN, PUK and management
+/// key, CHUID, CCC, and a fresh attestation key with its self-signed
+/// certificate.
+pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>) -> Result<()> {
+    let clear = !matches!(birth, Birth::Blank);
     let card = id.encode(&piv.device, ctx.rng)?;
-    let pin = pin::encode_digest(
-        &pin::digest(id, Passcode::Pin, &Padded::from_text(pin::DEFAULT_PIN)?)?,
-        true,
-    );
-    let puk = pin::encode_digest(
-        &pin::digest(id, Passcode::Puk, &Padded::from_text(pin::DEFAULT_PUK)?)?,
-        true,
-    );
+    let (pin, puk) = pin::factory_records(id)?;
     let tries = Tries::full(pin::DEFAULT_TRIES).encode();
     let (admin, admin_len) = ManagementKey::factory()?.encode(&piv.device, ctx.rng)?;
     let mut chuid = [0u8; 96];
@@ -77,7 +81,7 @@ pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, clear: bool) -> 
     let mut ccc = [0u8; 96];
     let ccc_len = objects::default_ccc(id, &mut ccc)?;
 
-    let attestation = keys::generate(ctx.rng);
+    let attestation = keys::attestation_key(ctx.rng);
     let label = layout::slot_key(Slot::Attestation);
     let policy = (PinPolicy::Never, TouchPolicy::NEVER);
     let attestation_record = KeyRecord::new(
@@ -201,8 +205,7 @@ pub fn run(
         }
         INS_PUT_DATA => {
             params(cmd, 0x3F, 0xFF)?;
-            let admin = admin_of(piv)?;
-            objects::put(cmd.data(), ctx.store, admin)
+            objects::put(cmd.data(), ctx.store, admin_of(piv)?)
         }
         INS_GET_VERSION => {
             params(cmd, 0, 0)?;
@@ -266,16 +269,7 @@ fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()>
         (0x00, field) => {
             let candidate = Padded::pin(field)?;
             let id = identity(piv, ctx)?;
-            pin::check(
-                ctx.store,
-                &mut piv.session,
-                &id,
-                Passcode::Pin,
-                &candidate,
-                &[],
-            )?;
-            piv.session.pin_verified();
-            Ok(())
+            pin::verify(ctx.store, &mut piv.session, &id, &candidate)
         }
         _ => Err(Error::BadParameters),
     }
@@ -420,19 +414,18 @@ fn general_authenticate(
     }
     let label = layout::slot_key(slot);
     let record = KeyRecord::load(ctx.store, label, slot, &piv.device)?.ok_or(Error::KeyNotFound)?;
-    let _authorized: Authorized<'_> = piv
+    let authorized = piv
         .session
         .authorize(record.pin)
         .ok_or(Error::SecurityStatus)?;
-    let secret = record.secret(&piv.device)?;
     match (t.challenge, t.exponentiation) {
         (Some(digest), None) => {
             let mut sig = [0u8; 80];
-            let sig = keys::sign(&secret, digest, &mut sig)?;
+            let sig = record.sign(&piv.device, digest, &mut sig, &authorized)?;
             reply.nested(TEMPLATE, |w| w.tlv(Tag::constant(0x82), sig))?;
         }
         (None, Some(peer)) => {
-            let shared = keys::ecdh(&secret, peer)?;
+            let shared = record.agree(&piv.device, peer, &authorized)?;
             reply.nested(TEMPLATE, |w| w.tlv(Tag::constant(0x82), &*shared))?;
         }
         _ => return Err(Error::BadData),
@@ -496,10 +489,13 @@ fn generate(
         return Err(Error::BadData);
     }
     let policy = policies(slot, pin, touch)?;
-    admin_of(piv)?;
-    if staged {
-        pin_of(piv)?;
-    }
+    let admin = admin_of(piv)?;
+    // A renewal's key is staged by its holder or sponsor: the PIN too.
+    let secret = if staged {
+        keys::generate_staged(ctx.rng, admin, pin_of(piv)?)
+    } else {
+        keys::generate(ctx.rng, admin)
+    };
     // A staged key is sealed for the slot it will live in, so committing
     // the renewal copies its record without opening it.
     let label = layout::slot_key(slot);
@@ -508,7 +504,6 @@ fn generate(
     } else {
         label
     };
-    let secret = keys::generate(ctx.rng);
     let record = KeyRecord::new(
         &secret,
         policy,
@@ -545,9 +540,8 @@ fn import(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()>
             return Err(Error::BadData);
         }
     }
-    let secret = keys::import(scalar.ok_or(Error::BadData)?)?;
     let policy = policies(slot, pin, touch)?;
-    admin_of(piv)?;
+    let secret = keys::import(scalar.ok_or(Error::BadData)?, admin_of(piv)?)?;
     let label = layout::slot_key(slot);
     let record = KeyRecord::new(
         &secret,
@@ -612,27 +606,14 @@ fn set_pin_retries(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> R
     if !cmd.data().is_empty() {
         return Err(Error::WrongLength);
     }
-    admin_of(piv)?;
-    pin_of(piv)?;
     let id = identity(piv, ctx)?;
-    let pin = pin::encode_digest(
-        &pin::digest(&id, Passcode::Pin, &Padded::from_text(pin::DEFAULT_PIN)?)?,
-        true,
-    );
-    let puk = pin::encode_digest(
-        &pin::digest(&id, Passcode::Puk, &Padded::from_text(pin::DEFAULT_PUK)?)?,
-        true,
-    );
-    let (pt, kt) = (
-        Tries::full(pin_tries).encode(),
-        Tries::full(puk_tries).encode(),
-    );
-    ctx.store.commit(&[
-        Op::Put(layout::PIN_HASH, &pin),
-        Op::Put(layout::PIN_TRIES, &pt),
-        Op::Put(layout::PUK_HASH, &puk),
-        Op::Put(layout::PUK_TRIES, &kt),
-    ])?;
+    pin::set_retries(
+        ctx.store,
+        &id,
+        (pin_tries, puk_tries),
+        admin_of(piv)?,
+        pin_of(piv)?,
+    )?;
     piv.session.forget_pin();
     Ok(())
 }
@@ -641,14 +622,10 @@ fn set_pin_retries(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> R
 /// both blocked. The serial and the virtual marker stay.
 fn reset(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     params(cmd, 0, 0)?;
-    let pin_left = pin::tries(ctx.store, Passcode::Pin)?.left;
-    let puk_left = pin::tries(ctx.store, Passcode::Puk)?.left;
-    if pin_left != 0 || puk_left != 0 {
-        return Err(Error::Conditions);
-    }
+    let blocked = pin::both_blocked(ctx.store)?;
     let old = identity(piv, ctx)?;
     let id = Identity::new(old.serial, old.is_virtual, ctx.rng)?;
-    factory(piv, ctx, &id, true)?;
+    factory(piv, ctx, &id, Birth::Reset(&blocked))?;
     piv.session = crate::session::Session::default();
     Ok(())
 }
@@ -671,11 +648,7 @@ fn set_management_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -
         TouchPolicy::NEVER
     };
     let new = ManagementKey::new(algorithm, touch, key)?;
-    admin_of(piv)?;
-    let (record, n) = new.encode(&piv.device, ctx.rng)?;
-    ctx.store
-        .commit(&[Op::Put(layout::ADMIN, record.get(..n).unwrap_or_default())])?;
-    Ok(())
+    admin::replace(ctx.store, &piv.device, ctx.rng, &new, admin_of(piv)?)
 }
 
 /// MOVE KEY (Yubico): P1 destination (`FF` deletes), P2 source.
@@ -694,23 +667,12 @@ fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<(
     if !cmd.data().is_empty() {
         return Err(Error::WrongLength);
     }
-    admin_of(piv)?;
+    let admin = admin_of(piv)?;
     let from = layout::slot_key(source);
     let record =
         KeyRecord::load(ctx.store, from, source, &piv.device)?.ok_or(Error::KeyNotFound)?;
-    match destination {
-        None => ctx.store.commit(&[Op::Delete(from)])?,
-        Some(dest) => {
-            // Reseal for the new slot, then move in one transaction.
-            let to = layout::slot_key(dest);
-            let secret: SecretKey = record.secret(&piv.device)?;
-            let policy = (record.pin, record.touch);
-            let moved = KeyRecord::new(&secret, policy, record.origin, to, &piv.device, ctx.rng)?;
-            ctx.store
-                .commit(&[Op::Put(to, &moved.encode()), Op::Delete(from)])?;
-        }
-    }
-    Ok(())
+    let to = destination.map(layout::slot_key);
+    keys::relocate(ctx.store, &record, from, to, &piv.device, ctx.rng, admin)
 }
 
 /// ATTEST (Yubico): a certificate for a generated key, signed by `F9`.
@@ -732,7 +694,6 @@ fn attest_slot(
     let f9 = layout::slot_key(Slot::Attestation);
     let signer =
         KeyRecord::load(ctx.store, f9, Slot::Attestation, &piv.device)?.ok_or(Error::Conditions)?;
-    let signer = signer.secret(&piv.device)?;
     let id = identity(piv, ctx)?;
     let mut issuer = [0u8; 29];
     let issuer = attestation_name(&id, &mut issuer);
@@ -755,7 +716,12 @@ fn attest_slot(
             [record.pin.byte(), record.touch.byte()],
         )),
     };
-    attest::certificate(reply, &subject, issuer, &signer, serial(ctx.rng))
+    let serial = serial(ctx.rng);
+    let authorized = piv
+        .session
+        .authorize(signer.pin)
+        .ok_or(Error::SecurityStatus)?;
+    signer.attest(&piv.device, reply, &subject, issuer, serial, &authorized)
 }
 
 /// COMMIT RENEWAL (vendor): installs the staged key and its new certificate
@@ -773,22 +739,8 @@ fn commit_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Re
         return Err(Error::NoSpace);
     }
     admin_of(piv)?;
-    let staged = layout::staged_key(slot);
-    // Checked (its seal opens for this slot) before it is installed.
-    let record = KeyRecord::load(ctx.store, staged, slot, &piv.device)?
-        .ok_or(Error::KeyNotFound)?
-        .encode();
-    let cert = slot
-        .certificate_tag()
-        .and_then(layout::object)
-        .ok_or(Error::BadParameters)?;
-    let ops = [
-        Op::Put(layout::slot_key(slot), &record),
-        Op::Put(cert, content.value),
-        Op::Delete(staged),
-    ];
-    ctx.store.commit(&ops)?;
-    Ok(())
+    let admin = admin_of(piv)?;
+    keys::install_staged(ctx.store, slot, content.value, &piv.device, admin)
 }
 
 /// ABORT RENEWAL (vendor): forgets a staged key.
@@ -797,13 +749,7 @@ fn abort_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Res
         return Err(Error::BadParameters);
     }
     let slot = Slot::from_byte(cmd.p2())?;
-    admin_of(piv)?;
-    let staged = layout::staged_key(slot);
-    if ctx.store.len_of(staged).is_none() {
-        return Err(Error::KeyNotFound);
-    }
-    ctx.store.commit(&[Op::Delete(staged)])?;
-    Ok(())
+    keys::drop_staged(ctx.store, slot, admin_of(piv)?)
 }
 
 /// CARD INFO (vendor): `01` serial, `02` flags (bit 0: virtual card),
@@ -844,15 +790,15 @@ fn set_serial(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result
     if !(crate::identity::SERIAL_MIN..=crate::identity::SERIAL_MAX).contains(&serial) {
         return Err(Error::BadData);
     }
-    admin_of(piv)?;
     let factory_state = pin::stored(ctx.store, Passcode::Pin)?.is_default
         && pin::stored(ctx.store, Passcode::Puk)?.is_default;
+    let admin = admin_of(piv)?;
     if !factory_state {
         return Err(Error::Conditions);
     }
     let old = identity(piv, ctx)?;
     let id = Identity::new(serial, old.is_virtual, ctx.rng)?;
-    factory(piv, ctx, &id, true)?;
+    factory(piv, ctx, &id, Birth::Reissue(admin))?;
     // The management key is the factory one again: the session keeps it.
     piv.session.forget_pin();
     Ok(())

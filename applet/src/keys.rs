@@ -1,7 +1,7 @@
 //! Asymmetric keys in slots: P-256 generation, import, ECDSA and ECDH.
 
 use card_os::Persistent;
-use card_os::store::Key;
+use card_os::store::{Key, Op};
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secrets::{Binding, DeviceKey, Purpose, sealed_len};
+use crate::session::{Admin, Authorized, PinVerified};
 use crate::slot::{ALG_P256, PinPolicy, Slot, TouchPolicy};
 
 /// Record layout version: 2 seals the scalar with an AEAD bound to the
@@ -165,8 +166,71 @@ impl KeyRecord {
         Ok(Some(record))
     }
 
+    /// ECDSA over `digest` with this key, DER into `out`; the key's PIN
+    /// policy must have let this use through.
+    pub fn sign<'o>(
+        &self,
+        device: &DeviceKey,
+        digest: &[u8],
+        out: &'o mut [u8],
+        _authorized: &Authorized<'_>,
+    ) -> Result<&'o [u8]> {
+        sign(&self.secret(device)?, digest, out)
+    }
+
+    /// ECDH with a peer's point: the shared secret.
+    pub fn agree(
+        &self,
+        device: &DeviceKey,
+        peer: &[u8],
+        _authorized: &Authorized<'_>,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        ecdh(&self.secret(device)?, peer)
+    }
+
+    /// Signs an attestation certificate for `subject` with this key (the
+    /// attestation key `F9`, whose policy needs no PIN).
+    pub fn attest(
+        &self,
+        device: &DeviceKey,
+        out: &mut apdu::tlv::Writer<'_>,
+        subject: &crate::attest::Subject<'_>,
+        issuer: &[u8],
+        serial: [u8; 16],
+        _authorized: &Authorized<'_>,
+    ) -> Result<()> {
+        crate::attest::certificate(out, subject, issuer, &self.secret(device)?, serial)
+    }
+
+    /// The same key sealed for another slot (MOVE KEY).
+    pub fn moved(
+        &self,
+        device: &DeviceKey,
+        to: Key,
+        rng: &mut dyn CryptoRng,
+        _admin: &Admin,
+    ) -> Result<KeyRecord> {
+        let secret = self.secret(device)?;
+        KeyRecord::new(
+            &secret,
+            (self.pin, self.touch),
+            self.origin,
+            to,
+            device,
+            rng,
+        )
+    }
+
+    /// The private key, for the fuzz model that checks it never leaves the
+    /// card in a response: the card itself only uses it through the methods
+    /// above.
+    #[cfg(feature = "testing")]
+    pub fn secret_for_tests(&self, device: &DeviceKey) -> Result<SecretKey> {
+        self.secret(device)
+    }
+
     /// Opens the private key.
-    pub fn secret(&self, device: &DeviceKey) -> Result<SecretKey> {
+    fn secret(&self, device: &DeviceKey) -> Result<SecretKey> {
         let mut raw = Zeroizing::new([0u8; SCALAR]);
         let header = self.header();
         let scalar = device.open(&self.binding(&header), &self.sealed, &mut *raw)?;
@@ -174,13 +238,85 @@ impl KeyRecord {
     }
 }
 
-/// A fresh key pair from the card's RNG.
-pub fn generate(rng: &mut dyn CryptoRng) -> SecretKey {
+/// MOVE KEY: the key under `from` sealed anew under `to` and removed from
+/// `from` in one transaction; with no `to`, deleted.
+pub fn relocate(
+    store: &mut dyn Persistent,
+    record: &KeyRecord,
+    from: Key,
+    to: Option<Key>,
+    device: &DeviceKey,
+    rng: &mut dyn CryptoRng,
+    admin: &Admin,
+) -> Result<()> {
+    match to {
+        None => store.commit(&[Op::Delete(from)])?,
+        Some(to) => {
+            let moved = record.moved(device, to, rng, admin)?.encode();
+            store.commit(&[Op::Put(to, &moved), Op::Delete(from)])?;
+        }
+    }
+    Ok(())
+}
+
+/// COMMIT RENEWAL: the key staged for `slot` and its new certificate
+/// object installed together, the staging area emptied, in one
+/// transaction. The staged record is checked (its seal opens for this
+/// slot) before it is installed.
+pub fn install_staged(
+    store: &mut dyn Persistent,
+    slot: Slot,
+    certificate: &[u8],
+    device: &DeviceKey,
+    _admin: &Admin,
+) -> Result<()> {
+    let staged = crate::layout::staged_key(slot);
+    let record = KeyRecord::load(store, staged, slot, device)?
+        .ok_or(Error::KeyNotFound)?
+        .encode();
+    let cert = slot
+        .certificate_tag()
+        .and_then(crate::layout::object)
+        .ok_or(Error::BadParameters)?;
+    store.commit(&[
+        Op::Put(crate::layout::slot_key(slot), &record),
+        Op::Put(cert, certificate),
+        Op::Delete(staged),
+    ])?;
+    Ok(())
+}
+
+/// ABORT RENEWAL: forgets the key staged for `slot`.
+pub fn drop_staged(store: &mut dyn Persistent, slot: Slot, _admin: &Admin) -> Result<()> {
+    let staged = crate::layout::staged_key(slot);
+    if store.len_of(staged).is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    store.commit(&[Op::Delete(staged)])?;
+    Ok(())
+}
+
+/// A fresh key pair from the card's RNG, for GENERATE (and, with the PIN
+/// too, for a renewal's staged key).
+pub fn generate(rng: &mut dyn CryptoRng, _admin: &Admin) -> SecretKey {
+    SecretKey::generate_from_rng(rng)
+}
+
+/// A renewal's staged key: the management key and the PIN of the holder or
+/// sponsor renewing.
+pub fn generate_staged(rng: &mut dyn CryptoRng, _admin: &Admin, _pin: &PinVerified) -> SecretKey {
+    SecretKey::generate_from_rng(rng)
+}
+
+/// The card's own attestation key, made with its factory state (on a blank
+/// card, after RESET, or for SET SERIAL): the one key no management key
+/// stands behind.
+pub(crate) fn attestation_key(rng: &mut dyn CryptoRng) -> SecretKey {
     SecretKey::generate_from_rng(rng)
 }
 
 /// A private key from an imported scalar (32 bytes, 1 ≤ d < n).
-pub fn import(scalar: &[u8]) -> Result<SecretKey> {
+pub fn import(scalar: &[u8], _admin: &Admin) -> Result<SecretKey> {
     if scalar.len() != 32 {
         return Err(Error::BadData);
     }
@@ -191,7 +327,7 @@ pub fn import(scalar: &[u8]) -> Result<SecretKey> {
 ///
 /// The digest is fitted to the 32-byte field as ECDSA prescribes: a shorter
 /// one is left-padded with zeros, a longer one keeps its leftmost 32 bytes.
-pub fn sign<'o>(secret: &SecretKey, digest: &[u8], out: &'o mut [u8]) -> Result<&'o [u8]> {
+pub(crate) fn sign<'o>(secret: &SecretKey, digest: &[u8], out: &'o mut [u8]) -> Result<&'o [u8]> {
     if digest.is_empty() || digest.len() > 64 {
         return Err(Error::BadData);
     }
@@ -216,7 +352,7 @@ pub fn sign<'o>(secret: &SecretKey, digest: &[u8], out: &'o mut [u8]) -> Result<
 }
 
 /// ECDH with a peer's uncompressed point: the shared x-coordinate.
-pub fn ecdh(secret: &SecretKey, peer: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+fn ecdh(secret: &SecretKey, peer: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
     if peer.len() != POINT {
         return Err(Error::BadData);
     }

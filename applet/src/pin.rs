@@ -16,8 +16,18 @@ use crate::identity::Identity;
 use crate::layout;
 use crate::passcode::Padded;
 use crate::secrets::{self, Digest};
-use crate::session::Session;
+use crate::session::{Admin, Session};
 use crate::slot::Passcode;
+
+/// Proof that the PIN was verified in this session. Its field is private
+/// to this module: only [`verify`] makes one.
+#[derive(Debug)]
+pub struct PinVerified(());
+
+/// Proof that both the PIN and the PUK are blocked, the one condition on
+/// which RESET may return a card to its factory state.
+#[derive(Debug)]
+pub struct BothBlocked(());
 
 /// Default tries for PIN and PUK.
 pub const DEFAULT_TRIES: u8 = 3;
@@ -131,6 +141,66 @@ pub fn check(
         session.forget_pin();
     }
     outcome
+}
+
+/// VERIFY: checks the PIN and, if it is right, opens the PIN session (the
+/// proofs for "once" and "PIN always" keys).
+pub fn verify(
+    store: &mut dyn Persistent,
+    session: &mut Session,
+    id: &Identity,
+    candidate: &Padded,
+) -> Result<()> {
+    check(store, session, id, Passcode::Pin, candidate, &[])?;
+    session.pin = Some(PinVerified(()));
+    session.pin_always = Some(PinVerified(()));
+    Ok(())
+}
+
+/// The proof that PIN and PUK are both blocked, or `69 85`.
+pub fn both_blocked(store: &mut dyn Persistent) -> Result<BothBlocked> {
+    let pin_left = tries(store, Passcode::Pin)?.left;
+    let puk_left = tries(store, Passcode::Puk)?.left;
+    if pin_left != 0 || puk_left != 0 {
+        return Err(Error::Conditions);
+    }
+    Ok(BothBlocked(()))
+}
+
+/// The factory PIN and PUK digest records for `id`.
+pub fn factory_records(id: &Identity) -> Result<([u8; 33], [u8; 33])> {
+    let pin = encode_digest(
+        &digest(id, Passcode::Pin, &Padded::from_text(DEFAULT_PIN)?)?,
+        true,
+    );
+    let puk = encode_digest(
+        &digest(id, Passcode::Puk, &Padded::from_text(DEFAULT_PUK)?)?,
+        true,
+    );
+    Ok((pin, puk))
+}
+
+/// SET PIN RETRIES: new try counts, PIN and PUK back to their factory
+/// values, in one transaction. Needs the management key and the PIN.
+pub fn set_retries(
+    store: &mut dyn Persistent,
+    id: &Identity,
+    (pin_tries, puk_tries): (u8, u8),
+    _admin: &Admin,
+    _pin: &PinVerified,
+) -> Result<()> {
+    let (pin, puk) = factory_records(id)?;
+    let (pt, kt) = (
+        Tries::full(pin_tries).encode(),
+        Tries::full(puk_tries).encode(),
+    );
+    store.commit(&[
+        Op::Put(layout::PIN_HASH, &pin),
+        Op::Put(layout::PIN_TRIES, &pt),
+        Op::Put(layout::PUK_HASH, &puk),
+        Op::Put(layout::PUK_TRIES, &kt),
+    ])?;
+    Ok(())
 }
 
 /// The comparison of `check`, with the counter committed first.

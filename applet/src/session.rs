@@ -1,19 +1,96 @@
 //! The security status of a session: what a reset or deselection forgets.
 //!
-//! The proofs are zero-sized tokens that only the checks can make
-//! (`PinVerified` only in `pin.rs`, `Admin` only in `admin.rs`), and the code
-//! that signs, generates or writes takes a reference to one, so a missing
-//! check is a compile error.
+//! The proofs are zero-sized tokens whose fields are private to the module
+//! that checks: [`PinVerified`] is made only by [`crate::pin::verify`],
+//! [`Admin`] only by [`crate::admin::authenticate`], and [`Authorized`] only
+//! by [`Session::authorize`] from a key's PIN policy. Every operation that
+//! needs one takes it as an argument: a slot's private key is reachable only
+//! through [`crate::keys::KeyRecord::sign`], `agree` and `attest` (which take
+//! [`Authorized`]) and `moved` (which takes [`Admin`]); generating and
+//! importing keys, writing objects, replacing the management key, setting
+//! the retry counts and the vendor commands take [`Admin`] (and, where the
+//! command needs the PIN, [`PinVerified`]). A handler that skips a check
+//! has no token to pass, and does not compile. Each refusal below stands
+//! beside the same code with its proof, which compiles, so the refusal is
+//! the missing proof's and not a slip in the example (stable rustdoc does
+//! not compare error codes).
+//!
+//! ```
+//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! let authorized = session.authorize(record.pin).ok_or(Error::SecurityStatus)?;
+//! let mut out = [0u8; 80];
+//! record.sign(device, &[0u8; 32], &mut out, &authorized)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! // Signing with a slot's key needs what its PIN policy asks for.
+//! let mut out = [0u8; 80];
+//! record.sign(device, &[0u8; 32], &mut out)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! // Nor can the private key be taken out to sign with directly.
+//! let secret = record.secret(device)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```
+//! # use piv::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! let admin = session.admin.as_ref().ok_or(Error::SecurityStatus)?;
+//! let key = piv::keys::generate(rng, admin);
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! // Generating a key needs the management key's proof.
+//! let key = piv::keys::generate(rng);
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! // And the proof cannot be made up outside `admin`.
+//! let key = piv::keys::generate(rng, &piv::session::Admin(()));
+//! # Ok(()) }
+//! ```
+//!
+//! ```
+//! # use piv::{Error, session::Session};
+//! # fn f(session: &Session) -> piv::error::Result<()> {
+//! let pin: &piv::session::PinVerified = session.pin.as_ref().ok_or(Error::SecurityStatus)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{Error, session::Session};
+//! # fn f(session: &Session) -> piv::error::Result<()> {
+//! // Outside `pin`, a PIN proof cannot be made up.
+//! let pin: &piv::session::PinVerified = &piv::session::PinVerified(());
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # use piv::{PinPolicy, session::Session};
+//! # fn f() {
+//! // Nor can a grant of a PIN policy, outside `Session::authorize`.
+//! let _ = piv::session::Authorized(todo!());
+//! # }
+//! ```
 
+pub use crate::admin::Admin;
+pub use crate::pin::PinVerified;
 use crate::slot::{AdminAlgorithm, PinPolicy};
-
-/// Proof that the PIN was verified in this session.
-#[derive(Debug)]
-pub struct PinVerified(pub(crate) ());
-
-/// Proof that the management key was authenticated in this session.
-#[derive(Debug)]
-pub struct Admin(pub(crate) ());
 
 /// The challenge of a management-key authentication in progress. Used once.
 #[derive(Clone, Debug)]
@@ -42,23 +119,20 @@ pub struct Session {
     pub challenge: Option<Challenge>,
 }
 
-/// What a key's PIN policy lets through, or the proof it needed.
-pub enum Authorized<'a> {
+/// What a key's PIN policy let through, for one use of the key. Only
+/// [`Session::authorize`] makes one.
+pub struct Authorized<'a>(#[allow(dead_code, reason = "a proof is held, not read")] Grant<'a>);
+
+enum Grant<'a> {
     /// The policy needs no PIN.
     NoPin,
     /// The session's PIN status.
-    Session(&'a PinVerified),
+    Session(#[allow(dead_code, reason = "a proof is held, not read")] &'a PinVerified),
     /// A "PIN always" verification, spent on this one use.
-    Spent(PinVerified),
+    Spent(#[allow(dead_code, reason = "a proof is held, not read")] PinVerified),
 }
 
 impl Session {
-    /// Marks the PIN verified.
-    pub(crate) fn pin_verified(&mut self) {
-        self.pin = Some(PinVerified(()));
-        self.pin_always = Some(PinVerified(()));
-    }
-
     /// Forgets the PIN status (VERIFY logout, PIN change by reset, …).
     pub fn forget_pin(&mut self) {
         self.pin = None;
@@ -67,10 +141,11 @@ impl Session {
 
     /// Checks a key's PIN policy, spending a "PIN always" verification.
     pub fn authorize(&mut self, policy: PinPolicy) -> Option<Authorized<'_>> {
-        match policy {
-            PinPolicy::Never => Some(Authorized::NoPin),
-            PinPolicy::Once => self.pin.as_ref().map(Authorized::Session),
-            PinPolicy::Always => self.pin_always.take().map(Authorized::Spent),
-        }
+        let grant = match policy {
+            PinPolicy::Never => Grant::NoPin,
+            PinPolicy::Once => Grant::Session(self.pin.as_ref()?),
+            PinPolicy::Always => Grant::Spent(self.pin_always.take()?),
+        };
+        Some(Authorized(grant))
     }
 }

@@ -200,7 +200,7 @@ fn secret_9a(card: &TheCard) -> Option<[u8; 32]> {
     let label = piv::layout::slot_key(slot);
     let device = DeviceKey::new(DEVICE);
     let record = piv::keys::KeyRecord::load(&mut store, label, slot, &device).ok()??;
-    let secret = record.secret(&device).ok()?;
+    let secret = record.secret_for_tests(&device).ok()?;
     Some(secret.to_bytes().into())
 }
 
