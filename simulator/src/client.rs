@@ -314,6 +314,16 @@ impl<T: Transport> PivClient<T> {
         }
     }
 
+    /// Whether the PIN (`0x80`), PUK (`0x81`) or management key (`0x9B`)
+    /// still has its factory value (GET METADATA's tag `05`).
+    pub fn is_default(&mut self, reference: u8) -> Result<bool> {
+        let meta = self.call("GET METADATA", [0x00, 0xF7, 0x00, reference], &[])?;
+        match meta.windows(3).find(|w| w[0] == 0x05 && w[1] == 0x01) {
+            Some(w) => Ok(w[2] == 1),
+            None => Err(ClientError::Malformed("metadata without the default flag")),
+        }
+    }
+
     /// Mutual management-key authentication.
     pub fn authenticate(&mut self, alg: MgmAlgorithm, key: &[u8]) -> Result<()> {
         let b = alg.block();

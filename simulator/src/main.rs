@@ -127,9 +127,13 @@ enum Command {
         /// The holder is a sponsor.
         #[arg(long)]
         sponsor: bool,
-        /// The holder's new passcode (prompted, unechoed, if absent).
+        /// The holder's new passcode. Visible to every user in `ps`: prefer
+        /// `--passcode-fd`, `$S9CARD_PASSCODE` or the unechoed prompt.
         #[arg(long)]
         passcode: Option<String>,
+        /// Read the passcode from this file descriptor (one line).
+        #[arg(long, conflicts_with = "passcode")]
+        passcode_fd: Option<u32>,
         /// Give the card this serial (`09` and eight digits) while it is
         /// still factory-fresh; otherwise it keeps its own.
         #[arg(long, conflicts_with = "bulk")]
@@ -142,9 +146,13 @@ enum Command {
     Renew {
         #[command(flatten)]
         card: CardArgs,
-        /// The holder's passcode (prompted, unechoed, if absent).
+        /// The holder's passcode. Visible to every user in `ps`: prefer
+        /// `--passcode-fd`, `$S9CARD_PASSCODE` or the unechoed prompt.
         #[arg(long)]
         passcode: Option<String>,
+        /// Read the passcode from this file descriptor (one line).
+        #[arg(long, conflicts_with = "passcode")]
+        passcode_fd: Option<u32>,
         #[command(flatten)]
         cms: CmsArgs,
     },
@@ -171,12 +179,20 @@ enum Command {
         /// The locked card's image, opened directly.
         #[arg(long)]
         card_image: Option<PathBuf>,
-        /// The sponsor's passcode (prompted if absent).
+        /// The sponsor's passcode. Visible in `ps`: prefer
+        /// `--sponsor-passcode-fd`, `$S9CARD_SPONSOR_PASSCODE` or the prompt.
         #[arg(long)]
         sponsor_passcode: Option<String>,
-        /// The holder's new passcode (prompted if absent).
+        /// Read the sponsor's passcode from this file descriptor.
+        #[arg(long, conflicts_with = "sponsor_passcode")]
+        sponsor_passcode_fd: Option<u32>,
+        /// The holder's new passcode. Visible in `ps`: prefer
+        /// `--new-passcode-fd`, `$S9CARD_NEW_PASSCODE` or the prompt.
         #[arg(long)]
         new_passcode: Option<String>,
+        /// Read the new passcode from this file descriptor.
+        #[arg(long, conflicts_with = "new_passcode")]
+        new_passcode_fd: Option<u32>,
         #[command(flatten)]
         cms: CmsArgs,
     },
@@ -184,6 +200,19 @@ enum Command {
     SelfUnlock {
         #[command(subcommand)]
         step: SelfUnlockStep,
+    },
+    /// Revoke a card (lost, stolen, or replaced by a new one): unlock,
+    /// self-service unlock and renewal refuse it from then on, and so does
+    /// sponsor unlock when it is the sponsor's card.
+    Revoke {
+        /// The card's serial (`09` and eight digits).
+        #[arg(long)]
+        serial: String,
+        /// A new card replaces it (otherwise: lost or stolen).
+        #[arg(long)]
+        replaced: bool,
+        #[command(flatten)]
+        cms: CmsArgs,
     },
     /// Show a card's holder, serial, certificate expiry and tries left.
     Status {
@@ -249,9 +278,13 @@ enum SelfUnlockStep {
         /// The security code.
         #[arg(long)]
         code: String,
-        /// The new passcode (prompted, unechoed, if absent).
+        /// The new passcode. Visible in `ps`: prefer `--new-passcode-fd`,
+        /// `$S9CARD_NEW_PASSCODE` or the unechoed prompt.
         #[arg(long)]
         new_passcode: Option<String>,
+        /// Read the new passcode from this file descriptor.
+        #[arg(long, conflicts_with = "new_passcode")]
+        new_passcode_fd: Option<u32>,
         #[command(flatten)]
         cms: CmsArgs,
     },
@@ -295,14 +328,40 @@ impl CardArgs {
 }
 
 /// Reads a passcode from the flag, or asks without echo.
-fn passcode(
+/// Where a passcode comes from, in order: the flag (with a warning: the
+/// command line is visible to every user of the machine), a file
+/// descriptor (as gpg's `--passphrase-fd`), an environment variable, or an
+/// unechoed prompt.
+struct PasscodeFrom<'a> {
     flag: Option<String>,
-    prompt: &str,
-) -> Result<Zeroizing<String>, Box<dyn std::error::Error>> {
-    match flag {
-        Some(p) => Ok(Zeroizing::new(p)),
-        None => Ok(Zeroizing::new(rpassword::prompt_password(prompt)?)),
+    flag_name: &'a str,
+    fd: Option<u32>,
+    env: &'a str,
+    prompt: &'a str,
+}
+
+fn passcode(from: PasscodeFrom<'_>) -> Result<Zeroizing<String>, Box<dyn std::error::Error>> {
+    if let Some(p) = from.flag {
+        eprintln!(
+            "warning: {} on the command line is visible to every user of this machine (ps); use {}-fd, ${} or the prompt",
+            from.flag_name, from.flag_name, from.env
+        );
+        return Ok(Zeroizing::new(p));
     }
+    if let Some(fd) = from.fd {
+        // /dev/fd/N opens the inherited descriptor without unsafe code.
+        let path = format!("/dev/fd/{fd}");
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}-fd {fd}: {e}", from.flag_name))?,
+        );
+        let line = text.lines().next().unwrap_or_default();
+        return Ok(Zeroizing::new(line.to_string()));
+    }
+    if let Ok(p) = std::env::var(from.env) {
+        return Ok(Zeroizing::new(p));
+    }
+    Ok(Zeroizing::new(rpassword::prompt_password(from.prompt)?))
 }
 
 #[derive(Subcommand)]
@@ -447,6 +506,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             mobile,
             sponsor,
             passcode: flag,
+            passcode_fd,
             serial,
             cms,
             ..
@@ -456,7 +516,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let name = name.ok_or("--name is required")?;
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
-            let passcode = passcode(flag, "New passcode (6-8 digits): ")?;
+            let passcode = passcode(PasscodeFrom {
+                flag,
+                flag_name: "--passcode",
+                fd: passcode_fd,
+                env: "S9CARD_PASSCODE",
+                prompt: "New passcode (6-8 digits): ",
+            })?;
             let request = Request {
                 uuid,
                 name,
@@ -485,12 +551,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Renew {
             card,
             passcode: flag,
+            passcode_fd,
             cms,
         } => {
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
             let mut client = card.open()?;
-            let passcode = passcode(flag, "Passcode: ")?;
+            let passcode = passcode(PasscodeFrom {
+                flag,
+                flag_name: "--passcode",
+                fd: passcode_fd,
+                env: "S9CARD_PASSCODE",
+                prompt: "Passcode: ",
+            })?;
             let done = flows::renew(&mut state, &mut client, passcode.as_bytes(), now)?;
             let how = if done.reconciled {
                 "was renewed already; records updated"
@@ -510,7 +583,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             card_reader,
             card_image,
             sponsor_passcode,
+            sponsor_passcode_fd,
             new_passcode,
+            new_passcode_fd,
             cms,
         } => {
             let now = cms.now()?;
@@ -525,8 +600,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 image: card_image,
             }
             .open()?;
-            let sponsor_passcode = passcode(sponsor_passcode, "Sponsor's passcode: ")?;
-            let new_passcode = passcode(new_passcode, "Holder's new passcode (6-8 digits): ")?;
+            let sponsor_passcode = passcode(PasscodeFrom {
+                flag: sponsor_passcode,
+                flag_name: "--sponsor-passcode",
+                fd: sponsor_passcode_fd,
+                env: "S9CARD_SPONSOR_PASSCODE",
+                prompt: "Sponsor's passcode: ",
+            })?;
+            let new_passcode = passcode(PasscodeFrom {
+                flag: new_passcode,
+                flag_name: "--new-passcode",
+                fd: new_passcode_fd,
+                env: "S9CARD_NEW_PASSCODE",
+                prompt: "Holder's new passcode (6-8 digits): ",
+            })?;
             let serial = flows::sponsor_unlock(
                 &mut state,
                 &mut sponsor,
@@ -557,16 +644,37 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     card,
                     code,
                     new_passcode,
+                    new_passcode_fd,
                     cms,
                 },
         } => {
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
             let mut client = card.open()?;
-            let new_passcode = passcode(new_passcode, "New passcode (6-8 digits): ")?;
+            let new_passcode = passcode(PasscodeFrom {
+                flag: new_passcode,
+                flag_name: "--new-passcode",
+                fd: new_passcode_fd,
+                env: "S9CARD_NEW_PASSCODE",
+                prompt: "New passcode (6-8 digits): ",
+            })?;
             let serial =
                 flows::self_unlock_complete(&mut state, &mut client, &code, &new_passcode, now)?;
             println!("card {serial:010} unlocked");
+            Ok(())
+        }
+        Command::Revoke {
+            serial,
+            replaced,
+            cms,
+        } => {
+            let serial = parse_serial(&serial)?;
+            let mut state = Cms::open(&cms.db())?;
+            flows::revoke(&mut state, serial, replaced, cms.now()?)?;
+            println!(
+                "card {serial:010} {}",
+                if replaced { "replaced" } else { "revoked" }
+            );
             Ok(())
         }
         Command::Status { card, cms } => {

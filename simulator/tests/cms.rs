@@ -280,3 +280,64 @@ fn the_issuer_assigns_the_serial_at_personalisation() {
         .unwrap_err();
     assert!(client.set_serial(912_000_002).is_err());
 }
+
+/// The host gone after any APDU of a personalisation, then the same
+/// request run again on the same card: it resumes and finishes, and the
+/// card ends healthy (no PUK or PIN try lost, the derived management key
+/// in place), whichever step the first attempt reached.
+#[test]
+fn personalisation_resumes_after_a_crash_at_every_step() {
+    let mut s = setup();
+    let mut cuts = 0;
+    for cut in 1.. {
+        let (_, mut sim) = card::boot(&s.image, Entropy::Seed(cut as u64), false).unwrap();
+        sim.power_on();
+        let first = flows::personalize(
+            &mut s.cms,
+            &mut PivClient::new(Flaky {
+                inner: &mut sim,
+                left: cut,
+            }),
+            &request("555000111222"),
+            s.now,
+        );
+        if first.is_ok() {
+            assert!(
+                cuts >= 15,
+                "a personalisation takes more than {cuts} APDUs (cut {cut})"
+            );
+            break;
+        }
+        cuts += 1;
+        drop(sim);
+        // The host starts over: the card was power-cycled meanwhile.
+        let (_, mut sim) = card::boot(&s.image, Entropy::Seed(1000 + cut as u64), false).unwrap();
+        sim.power_on();
+        let mut c = PivClient::new(&mut sim);
+        let done = flows::personalize(&mut s.cms, &mut c, &request("555000111222"), s.now)
+            .unwrap_or_else(|e| panic!("resumed after {cut} APDUs: {e}"));
+        c.select().unwrap();
+        assert_eq!(
+            c.tries(0x81).unwrap(),
+            (3, 3),
+            "PUK tries after {cut} APDUs"
+        );
+        assert_eq!(
+            c.tries(0x80).unwrap(),
+            (3, 3),
+            "PIN tries after {cut} APDUs"
+        );
+        assert!(!c.is_default(0x9B).unwrap());
+        c.verify_pin(b"482915").unwrap();
+        let row = s.cms.db.card(done.serial).unwrap().unwrap();
+        assert_eq!(row.holder, "555000111222");
+        // Start the next cut from a fresh card and database row.
+        drop(sim);
+        let db = s.cms.db.conn();
+        db.execute_batch("DELETE FROM codes; DELETE FROM cards; DELETE FROM holders;")
+            .unwrap();
+        std::fs::remove_file(&s.image).unwrap();
+        card::init(&s.image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+    }
+    println!("personalisation resumed after a crash at each of {cuts} APDUs");
+}

@@ -311,3 +311,136 @@ fn tear_renewal() {
     );
     assert!(cuts >= 40);
 }
+
+/// A renewal cut short after its first slot, finished a day later: the
+/// card's expiry on record is the earliest of its certificates (the slot
+/// renewed first), not the day the run finished plus the validity.
+#[test]
+fn a_resumed_renewal_records_the_earliest_expiry() {
+    big_stack(resumed_renewal_flow);
+}
+
+/// A reader that loses the card after `left` APDUs.
+struct Flaky<'a, T: simulator::client::Transport> {
+    inner: &'a mut T,
+    left: usize,
+}
+
+impl<T: simulator::client::Transport> simulator::client::Transport for Flaky<'_, T> {
+    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
+        if self.left == 0 {
+            return Err(simulator::client::ClientError::Transport(
+                "card removed".into(),
+            ));
+        }
+        self.left -= 1;
+        self.inner.transmit(apdu)
+    }
+}
+
+fn resumed_renewal_flow() {
+    let expiry = t0() + 730 * DAY;
+    let (first, second) = (expiry - 30 * DAY, expiry - 29 * DAY);
+    for cut in 1.. {
+        let dir = tempfile::tempdir().unwrap();
+        let flash = personalised(dir.path(), 900_000_030, "555000111222", Role::Holder);
+        let mut cms = Cms::open(&dir.path().join("cms.db")).unwrap();
+        let mut card = boot(Torn::new(flash, None, 0), 900_000_030, 7);
+        let cut_short = flows::renew(
+            &mut cms,
+            &mut PivClient::new(Flaky {
+                inner: &mut card,
+                left: cut,
+            }),
+            b"482915",
+            first,
+        );
+        assert!(cut_short.is_err(), "the whole renewal fits in {cut} APDUs");
+        card.power_off();
+        card.power_on();
+        let mut client = PivClient::new(&mut card);
+        client.select().unwrap();
+        let renewed = |c: &mut PivClient<_>, object| {
+            let content = c.get_object(object).unwrap().unwrap();
+            let der = simulator::client::unwrap_tlv(&content, 0x70)
+                .unwrap()
+                .to_vec();
+            ca::inspect(&cms.ca, &der).unwrap().not_after > expiry
+        };
+        let (a, c) = (
+            renewed(&mut client, 0x5FC105),
+            renewed(&mut client, 0x5FC10A),
+        );
+        if !a {
+            continue; // cut before the first slot was committed
+        }
+        assert!(!c, "9C is renewed second");
+        let done = flows::renew(&mut cms, &mut client, b"482915", second).unwrap();
+        assert_eq!(
+            done.expiry,
+            first + 730 * DAY,
+            "the 9A certificate's notAfter"
+        );
+        assert_eq!(
+            cms.db.card(900_000_030).unwrap().unwrap().expiry,
+            done.expiry
+        );
+        return;
+    }
+}
+
+/// A revoked or replaced card is refused by renewal and both unlocks, and a
+/// sponsor whose own card is revoked cannot unlock anyone.
+#[test]
+fn revoked_cards_are_refused_everywhere() {
+    big_stack(revoked_flow);
+}
+
+fn revoked_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let sponsor_flash = personalised(dir.path(), 900_000_040, "555000999777", Role::Sponsor);
+    let holder_flash = personalised(dir.path(), 900_000_041, "555000111333", Role::Holder);
+    let mut cms = Cms::open(&dir.path().join("cms.db")).unwrap();
+    let mut sponsor = boot(Torn::new(sponsor_flash, None, 0), 900_000_040, 3);
+    let mut holder = boot(Torn::new(holder_flash, None, 0), 900_000_041, 4);
+    let mut h = PivClient::new(&mut holder);
+    h.select().unwrap();
+    for _ in 0..3 {
+        let _ = h.verify_pin(b"000000");
+    }
+    let now = t0() + 700 * DAY;
+
+    // The sponsor's card revoked: no unlock with it.
+    flows::revoke(&mut cms, 900_000_040, false, now).unwrap();
+    let e = flows::revoke(&mut cms, 900_000_040, false, now).unwrap_err();
+    assert!(e.contains("revoked already"), "{e}");
+    let e = flows::sponsor_unlock(
+        &mut cms,
+        &mut PivClient::new(&mut sponsor),
+        b"482915",
+        &mut h,
+        "731026",
+        now,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("sponsor card: card 0900000040 is revoked"),
+        "{e}"
+    );
+
+    // The holder's card replaced: no renewal, no unlock of any kind.
+    flows::revoke(&mut cms, 900_000_041, true, now).unwrap();
+    let e = flows::renew(&mut cms, &mut h, b"482915", now).unwrap_err();
+    assert!(e.contains("card 0900000041 is replaced"), "{e}");
+    let outbox = dir.path().join("outbox");
+    let e = flows::self_unlock_request(&mut cms, &mut h, &outbox, now).unwrap_err();
+    assert!(e.contains("is replaced"), "{e}");
+    let e = flows::self_unlock_complete(&mut cms, &mut h, "123456", "731026", now).unwrap_err();
+    assert!(e.contains("is replaced"), "{e}");
+    assert!(!outbox.exists(), "no code was sent");
+    assert_eq!(h.tries(0x80).unwrap().0, 0, "still locked");
+    let log = cms.db.audit_log().unwrap();
+    let revokes: Vec<_> = log.iter().filter(|a| a.action == "revoke").collect();
+    assert_eq!(revokes.len(), 2);
+    assert_eq!(revokes[1].detail, "replaced");
+}

@@ -46,6 +46,9 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 2: why a card was revoked (`revoked`: lost or stolen, `replaced`:
+    // a new card was issued).
+    "ALTER TABLE cards ADD COLUMN reason TEXT;",
 ];
 
 /// A holder.
@@ -74,7 +77,8 @@ pub struct CardRow {
     pub expiry: u64,
     /// A virtual card.
     pub is_virtual: bool,
-    /// `active`, `locked` or `revoked`.
+    /// `active`, or why the card may not be used: `revoked` (lost or
+    /// stolen) or `replaced` (a new card was issued).
     pub status: String,
 }
 
@@ -215,22 +219,36 @@ impl Db {
 
     /// A card by serial.
     pub fn card(&self, serial: u32) -> Result<Option<CardRow>, String> {
-        self.conn
-            .query_row(
-                "SELECT serial, holder, expiry, virtual, status FROM cards WHERE serial = ?1",
-                [serial],
-                |r| {
-                    Ok(CardRow {
-                        serial: r.get(0)?,
-                        holder: r.get(1)?,
-                        expiry: r.get::<_, i64>(2)? as u64,
-                        is_virtual: r.get(3)?,
-                        status: r.get(4)?,
-                    })
-                },
+        card_row(&self.conn, serial)
+    }
+
+    /// Revokes a card (`reason`: `revoked` or `replaced`), with an audit
+    /// record, in one transaction. A revoked card stays revoked.
+    pub fn revoke(
+        &mut self,
+        serial: u32,
+        reason: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<(), String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let changed = tx
+            .execute(
+                "UPDATE cards SET status = 'revoked', reason = ?2, updated = ?3 WHERE serial = ?1 AND status != 'revoked'",
+                params![serial, reason, now as i64],
             )
-            .optional()
-            .map_err(err)
+            .map_err(err)?;
+        if changed == 0 {
+            return Err(match card_row(&tx, serial)? {
+                None => format!("card {serial:010} is not registered"),
+                Some(_) => format!("card {serial:010} is revoked already"),
+            });
+        }
+        audit(&tx, now, actor, "revoke", Some(serial), "ok", reason)?;
+        tx.commit().map_err(err)
     }
 
     /// The security code last requested for a card.
@@ -325,6 +343,29 @@ impl Db {
     pub fn conn(&mut self) -> &mut Connection {
         &mut self.conn
     }
+}
+
+/// A card by serial, on a connection or inside a transaction. A revoked
+/// card's status is why it was revoked (`revoked` or `replaced`).
+fn card_row(conn: &Connection, serial: u32) -> Result<Option<CardRow>, String> {
+    conn.query_row(
+        "SELECT serial, holder, expiry, virtual, status, reason FROM cards WHERE serial = ?1",
+        [serial],
+        |r| {
+            Ok(CardRow {
+                serial: r.get(0)?,
+                holder: r.get(1)?,
+                expiry: r.get::<_, i64>(2)? as u64,
+                is_virtual: r.get(3)?,
+                status: match r.get::<_, Option<String>>(5)? {
+                    Some(reason) => reason,
+                    None => r.get(4)?,
+                },
+            })
+        },
+    )
+    .optional()
+    .map_err(err)
 }
 
 /// Appends to the audit log inside the caller's transaction, so that the

@@ -146,6 +146,14 @@ pub struct Personalised {
 /// the test CA, the CHUID, and the diversified management key last; then
 /// registers holder and card. The database is written only once the card
 /// is done, so a failure leaves no record of a card that is not ready.
+///
+/// An attempt cut short (the card pulled, the host gone) can be run again
+/// and resumes: GET METADATA's "still the factory value" flags say which of
+/// PUK, passcode and management key were already set, and those steps are
+/// skipped rather than tried again with factory values (which would spend
+/// the card's PUK tries). A card whose management key is already this
+/// CMS's derived key has every card step done and is only registered. The
+/// passcode an earlier attempt set must be the one the request carries.
 pub fn personalize<T: Transport>(
     cms: &mut Cms,
     card: &mut PivClient<T>,
@@ -157,47 +165,42 @@ pub fn personalize<T: Transport>(
         return Err(format!("holder {} is registered already", r.uuid));
     }
     card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
+    let mut info = card.card_info().map_err(card_err)?;
     if cms.db.card(info.serial)?.is_some() {
         return Err(format!("card {:010} is registered already", info.serial));
     }
-    card.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+    if card.is_default(0x9B).map_err(card_err)? {
+        card.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+            .map_err(card_err)?;
+        info = personalize_card(cms, card, r, info, now)?;
+    } else {
+        // Either an earlier attempt finished every card step, or this is
+        // somebody else's card.
+        card.authenticate(
+            MgmAlgorithm::Aes256,
+            &cms.master.management_key(info.serial),
+        )
         .map_err(|e| {
             format!(
-                "card {:010} is not factory-fresh (its management key is not the default): {e}",
+                "card {:010} is not factory-fresh (its management key is neither the default nor this CMS's): {e}",
                 info.serial
             )
         })?;
-    let info = match r.serial {
-        Some(serial) if serial != info.serial => {
-            if cms.db.card(serial)?.is_some() {
-                return Err(format!("serial {serial:010} is registered already"));
-            }
-            card.set_serial(serial)
-                .map_err(|e| format!("setting the serial: {e}"))?;
-            card.card_info().map_err(card_err)?
+        if r.serial.is_some_and(|s| s != info.serial) {
+            return Err(format!(
+                "card {:010} was personalised under its own serial already",
+                info.serial
+            ));
         }
-        _ => info,
-    };
-    let puk = cms.puk(info.serial);
-    card.change(0x81, b"12345678", puk.as_bytes())
-        .map_err(|e| format!("setting the PUK: {e}"))?;
-    card.change(0x80, b"123456", r.passcode.as_bytes())
-        .map_err(|e| format!("setting the passcode: {e}"))?;
-    let expiry = now + ca::CERT_DAYS * DAY;
-    for (slot, object) in SLOTS {
-        let point = card.generate(slot, false).map_err(card_err)?;
-        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &point, now)?;
-        card.put_object(object, &PivClient::<T>::certificate_object(&cert))
-            .map_err(card_err)?;
+        let holder = slot_certificate(cms, card, SLOTS[0].1)?;
+        if holder.uuid != r.uuid {
+            return Err(format!(
+                "card {:010} was personalised for {} already",
+                info.serial, holder.uuid
+            ));
+        }
     }
-    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))
-        .map_err(card_err)?;
-    card.set_management_key(
-        MgmAlgorithm::Aes256,
-        &cms.master.management_key(info.serial),
-    )
-    .map_err(card_err)?;
+    let expiry = card_expiry(cms, card)?;
     let holder = Holder {
         uuid: r.uuid.clone(),
         name: r.name.clone(),
@@ -219,6 +222,72 @@ pub fn personalize<T: Transport>(
         expiry,
         is_virtual: info.is_virtual,
     })
+}
+
+/// The card steps of personalisation, each skipped if an earlier attempt
+/// did it; ends with the derived management key. Returns the card's info
+/// under its final serial.
+fn personalize_card<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    r: &Request,
+    info: crate::client::CardInfo,
+    now: u64,
+) -> Result<crate::client::CardInfo, String> {
+    let info = match r.serial {
+        Some(serial) if serial != info.serial => {
+            if cms.db.card(serial)?.is_some() {
+                return Err(format!("serial {serial:010} is registered already"));
+            }
+            card.set_serial(serial)
+                .map_err(|e| format!("setting the serial: {e}"))?;
+            card.card_info().map_err(card_err)?
+        }
+        _ => info,
+    };
+    if card.is_default(0x81).map_err(card_err)? {
+        let puk = cms.puk(info.serial);
+        card.change(0x81, b"12345678", puk.as_bytes())
+            .map_err(|e| format!("setting the PUK: {e}"))?;
+    }
+    if card.is_default(0x80).map_err(card_err)? {
+        card.change(0x80, b"123456", r.passcode.as_bytes())
+            .map_err(|e| format!("setting the passcode: {e}"))?;
+    } else {
+        card.verify_pin(r.passcode.as_bytes()).map_err(|e| {
+            format!(
+                "card {:010} is half-personalised and an earlier attempt set another passcode ({e}): retry with the same passcode, or re-issue the card",
+                info.serial
+            )
+        })?;
+    }
+    let expiry = now + ca::CERT_DAYS * DAY;
+    // Keys and certificates are made again on a resumed attempt: a key
+    // without its certificate from the attempt cut short is replaced.
+    for (slot, object) in SLOTS {
+        let point = card.generate(slot, false).map_err(card_err)?;
+        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &point, now)?;
+        card.put_object(object, &PivClient::<T>::certificate_object(&cert))
+            .map_err(card_err)?;
+    }
+    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))
+        .map_err(card_err)?;
+    card.set_management_key(
+        MgmAlgorithm::Aes256,
+        &cms.master.management_key(info.serial),
+    )
+    .map_err(card_err)?;
+    Ok(info)
+}
+
+/// When a card's certificates expire: the earliest `notAfter` of its
+/// slots, read from the card (the one source that is never out of date).
+fn card_expiry<T: Transport>(cms: &Cms, card: &mut PivClient<T>) -> Result<u64, String> {
+    let mut earliest = u64::MAX;
+    for (_, object) in SLOTS {
+        earliest = earliest.min(slot_certificate(cms, card, object)?.not_after);
+    }
+    Ok(earliest)
 }
 
 /// What `s9card status` shows.
@@ -314,15 +383,37 @@ fn registered<T: Transport>(
 ) -> Result<(crate::client::CardInfo, CardRow, Holder), String> {
     card.select().map_err(card_err)?;
     let info = card.card_info().map_err(card_err)?;
-    let row = cms
-        .db
-        .card(info.serial)?
-        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    let row = usable_card(cms, info.serial)?;
     let holder = cms
         .db
         .holder(&row.holder)?
         .ok_or("the card's holder is not registered")?;
     Ok((info, row, holder))
+}
+
+/// The card's record, if the card is registered and may still be used: a
+/// revoked or replaced card is refused by unlock, self-service unlock and
+/// renewal alike.
+fn usable_card(cms: &Cms, serial: u32) -> Result<CardRow, String> {
+    let row = cms
+        .db
+        .card(serial)?
+        .ok_or_else(|| format!("card {serial:010} is not registered"))?;
+    if row.status != "active" {
+        return Err(format!(
+            "card {serial:010} is {}: it may not be used (issue a new card)",
+            row.status
+        ));
+    }
+    Ok(row)
+}
+
+/// Revokes a card: it was lost or stolen (`replaced: false`) or a new card
+/// replaces it. From then on it is refused by every flow, and so is its
+/// holder as a sponsor when presenting it.
+pub fn revoke(cms: &mut Cms, serial: u32, replaced: bool, now: u64) -> Result<(), String> {
+    let reason = if replaced { "replaced" } else { "revoked" };
+    cms.db.revoke(serial, reason, "registration authority", now)
 }
 
 /// Days before expiry from which a holder may renew.
@@ -403,11 +494,7 @@ pub fn renew<T: Transport>(
         .collect::<Result<Vec<_>, _>>()?;
     let all_new = lagging.iter().all(|c| c.not_after > row.expiry);
     if all_new {
-        let expiry = lagging
-            .iter()
-            .map(|c| c.not_after)
-            .min()
-            .unwrap_or(row.expiry);
+        let expiry = card_expiry(cms, card)?;
         update_expiry(cms, info.serial, expiry, now, "reconciled")?;
         return Ok(Renewed {
             serial: info.serial,
@@ -432,7 +519,6 @@ pub fn renew<T: Transport>(
         &cms.master.management_key(info.serial),
     )
     .map_err(card_err)?;
-    let expiry = now + ca::CERT_DAYS * DAY;
     for ((slot, _), old) in SLOTS.iter().zip(&lagging) {
         if old.not_after > row.expiry {
             continue; // renewed by an interrupted earlier run
@@ -448,6 +534,9 @@ pub fn renew<T: Transport>(
             .issue(&holder.uuid, &holder.name, holder.role, &point, now)?;
         card.commit_renewal(*slot, &cert).map_err(card_err)?;
     }
+    // A slot renewed by an interrupted earlier run expires before the ones
+    // renewed now: the card's expiry is the earliest.
+    let expiry = card_expiry(cms, card)?;
     update_expiry(cms, info.serial, expiry, now, "ok")?;
     Ok(Renewed {
         serial: info.serial,
@@ -498,8 +587,16 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     acceptable(new_passcode)?;
     // The sponsor.
     sponsor.select().map_err(card_err)?;
+    let sponsor_info = sponsor.card_info().map_err(card_err)?;
+    let sponsor_row =
+        usable_card(cms, sponsor_info.serial).map_err(|e| format!("sponsor card: {e}"))?;
     let sponsor_cert =
         slot_certificate(cms, sponsor, SLOTS[0].1).map_err(|e| format!("sponsor card: {e}"))?;
+    if sponsor_cert.uuid != sponsor_row.holder {
+        return Err(
+            "sponsor card: its certificate names another holder than the card's record".into(),
+        );
+    }
     if sponsor_cert.role != Some(Role::Sponsor) {
         let _ = cms.db.audit(
             now,
@@ -532,9 +629,7 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     // The locked card.
     card.select().map_err(card_err)?;
     let info = card.card_info().map_err(card_err)?;
-    cms.db
-        .card(info.serial)?
-        .ok_or_else(|| format!("card {:010} is not registered", info.serial))?;
+    usable_card(cms, info.serial)?;
     let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
     if puk_left == 0 {
         return Err("the card's PUK is blocked: it must be re-issued".into());
@@ -633,8 +728,7 @@ pub fn self_unlock_complete<T: Transport>(
     now: u64,
 ) -> Result<u32, String> {
     acceptable(new_passcode)?;
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
+    let (info, _, _) = registered(cms, card)?;
     let Some(stored) = cms.db.code(info.serial)? else {
         return Err("no security code was requested for this card".into());
     };
