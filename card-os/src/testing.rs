@@ -31,7 +31,7 @@ pub fn for_each_record<F: NorFlash, const KEYS: usize>(
 /// The most pages [`RamFlash`] keeps erase counts for.
 pub const MAX_COUNTED_PAGES: usize = 128;
 /// The largest range [`TearingFlash`] can tear in one erase.
-pub const MAX_TEAR_BYTES: usize = 8192;
+pub const MAX_TEAR_BYTES: usize = 128 * 1024;
 
 /// Why a test flash refused an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub enum FlashFault {
     Reprogrammed,
     /// The power was cut; nothing works until the flash is "rebooted".
     PowerLost,
+    /// The word cannot be read (ECC).
+    Unreadable,
     /// A wrapped flash reported this.
     Inner(NorFlashErrorKind),
 }
@@ -54,7 +56,9 @@ impl NorFlashError for FlashFault {
         match self {
             FlashFault::NotAligned => NorFlashErrorKind::NotAligned,
             FlashFault::OutOfBounds => NorFlashErrorKind::OutOfBounds,
-            FlashFault::Reprogrammed | FlashFault::PowerLost => NorFlashErrorKind::Other,
+            FlashFault::Reprogrammed | FlashFault::PowerLost | FlashFault::Unreadable => {
+                NorFlashErrorKind::Other
+            }
             FlashFault::Inner(kind) => *kind,
         }
     }
@@ -80,7 +84,13 @@ pub struct RamFlash<const SIZE: usize, const PAGE: usize, const WORD: usize = 4>
     erases: [u32; MAX_COUNTED_PAGES],
     programs: u64,
     erase_ops: u64,
+    /// Words that fail every read until erased, as an ECC flash fails to
+    /// read a word a power cut left half-programmed or half-erased.
+    poisoned: heapless::Vec<u32, MAX_POISONED>,
 }
+
+/// The most unreadable words a [`RamFlash`] keeps.
+pub const MAX_POISONED: usize = 16;
 
 impl<const SIZE: usize, const PAGE: usize, const WORD: usize> Default
     for RamFlash<SIZE, PAGE, WORD>
@@ -98,6 +108,15 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> RamFlash<SIZE, PAG
             erases: [0; MAX_COUNTED_PAGES],
             programs: 0,
             erase_ops: 0,
+            poisoned: heapless::Vec::new(),
+        }
+    }
+
+    /// Makes the word at `addr` fail every read until its page is erased.
+    pub fn poison(&mut self, addr: u32) {
+        let word = addr - addr % WORD as u32;
+        if !self.poisoned.contains(&word) {
+            let _ = self.poisoned.push(word);
         }
     }
 
@@ -142,6 +161,14 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> ReadNorFlash
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashFault> {
         check_read(self, offset, bytes.len()).map_err(fault)?;
+        let end = offset + bytes.len() as u32;
+        if self
+            .poisoned
+            .iter()
+            .any(|&w| w < end && w + WORD as u32 > offset)
+        {
+            return Err(FlashFault::Unreadable);
+        }
         let start = offset as usize;
         let src = self
             .bytes
@@ -169,6 +196,8 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> NorFlash
             .get_mut(from..to)
             .ok_or(FlashFault::OutOfBounds)?
             .fill(0xFF);
+        self.poisoned
+            .retain(|&w| (w as usize) < from || w as usize >= to);
         for page in from / PAGE..to / PAGE {
             if let Some(n) = self.erases.get_mut(page) {
                 *n += 1;
@@ -210,6 +239,23 @@ pub struct TearingFlash<F> {
     cut_at: Option<u32>,
     dead: bool,
     rng: u64,
+    order: TearOrder,
+    /// Words the cut left neither as they were nor as they were meant to
+    /// be (half-programmed, half-erased): the ones an ECC flash could no
+    /// longer read.
+    torn_words: heapless::Vec<u32, MAX_POISONED>,
+}
+
+/// How a cut program leaves the words it was writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TearOrder {
+    /// In address order: a prefix of the words is programmed, the next one
+    /// perhaps in part (most NOR flash).
+    InOrder,
+    /// Any subset of the words is programmed, and any of the others in
+    /// part (a flash that programs a multi-word write in its own order, or
+    /// a controller that buffers it).
+    AnyOrder,
 }
 
 impl<F: NorFlash> TearingFlash<F> {
@@ -221,7 +267,24 @@ impl<F: NorFlash> TearingFlash<F> {
             cut_at,
             dead: false,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+            order: TearOrder::InOrder,
+            torn_words: heapless::Vec::new(),
         }
+    }
+
+    /// The same flash, tearing programs in `order`.
+    pub fn tearing(mut self, order: TearOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The words the cut left half-done (see [`RamFlash::poison`]).
+    pub fn torn_words(&self) -> &[u32] {
+        &self.torn_words
+    }
+
+    fn torn(&mut self, addr: u32) {
+        let _ = self.torn_words.push(addr);
     }
 
     /// Program and erase operations started so far (the torn one included).
@@ -265,6 +328,9 @@ impl<F: NorFlash> TearingFlash<F> {
     }
 
     fn tear_write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashFault> {
+        if self.order == TearOrder::AnyOrder {
+            return self.tear_write_any_order(offset, bytes);
+        }
         let word = F::WRITE_SIZE;
         let words = bytes.len() / word;
         let done = (self.next() % (words as u64 + 1)) as usize;
@@ -283,6 +349,31 @@ impl<F: NorFlash> TearingFlash<F> {
                 *h = t | (self.next() as u8);
             }
             lift(self.inner.write(offset + (done * word) as u32, half))?;
+            self.torn(offset + (done * word) as u32);
+        }
+        Ok(())
+    }
+
+    /// Each word programmed, left erased, or programmed in part, at random.
+    fn tear_write_any_order(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashFault> {
+        let word = F::WRITE_SIZE;
+        for (i, target) in bytes.chunks(word).enumerate() {
+            let at = offset + (i * word) as u32;
+            let mut buf = [0xFFu8; 64];
+            let buf = buf.get_mut(..target.len()).ok_or(FlashFault::OutOfBounds)?;
+            match self.next() % 3 {
+                0 => continue,
+                1 => buf.copy_from_slice(target),
+                _ => {
+                    for (b, &t) in buf.iter_mut().zip(target) {
+                        *b = t | (self.next() as u8);
+                    }
+                    self.torn(at);
+                }
+            }
+            if buf.iter().any(|&b| b != 0xFF) {
+                lift(self.inner.write(at, buf))?;
+            }
         }
         Ok(())
     }
@@ -312,6 +403,7 @@ impl<F: NorFlash> TearingFlash<F> {
                 for b in buf.iter_mut() {
                     *b |= self.next() as u8;
                 }
+                self.torn(from + at as u32);
             }
             if buf.iter().any(|&b| b != 0xFF) {
                 lift(self.inner.write(from + at as u32, buf))?;

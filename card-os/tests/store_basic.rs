@@ -98,7 +98,9 @@ fn limits_are_reported() {
     );
     let ops: Vec<Op> = (0..17).map(|i| Op::Delete(k(i))).collect();
     assert_eq!(s.commit(&ops), Err(StoreError::TooManyOps));
-    for i in 0..4 {
+    // Four index slots: three user keys and the collection horizon.
+    assert_eq!(Store::<Small, 4>::USER_KEYS, 3);
+    for i in 0..3 {
         s.commit(&[Op::Put(k(i), b"x")]).unwrap();
     }
     assert_eq!(
@@ -167,4 +169,33 @@ fn personalised_piv_card_fits_in_128k_with_room_to_update() {
     let mut s: Store<Card128> = Store::mount(s.into_flash()).unwrap();
     assert_eq!(read(&mut s, 0x217), Some(vec![1; 1536]));
     assert_eq!(s.stats().records, 7 + 48);
+}
+
+/// An index filled with user keys to its capacity still collects, and the
+/// flash still mounts afterwards: the horizon record has its own slot. (With
+/// `KEYS` user keys allowed, the first collection wrote a horizon the index
+/// could not hold, and every mount after failed: a bricked card.)
+#[test]
+fn a_full_index_survives_collections_and_remounts() {
+    fn run<const KEYS: usize>() {
+        let mut s: Store<Small, KEYS> = Store::mount(Small::new()).unwrap();
+        let keys = Store::<Small, KEYS>::USER_KEYS as u16;
+        for i in 0..keys {
+            s.commit(&[Op::Put(k(i), &[i as u8; 8])]).unwrap();
+        }
+        let erases = s.flash().erase_ops();
+        for round in 0..400u32 {
+            let key = k(round as u16 % keys);
+            s.commit(&[Op::Put(key, &round.to_le_bytes())]).unwrap();
+            if round % 37 == 0 {
+                s = Store::mount(s.into_flash()).expect("mount with a full index");
+            }
+        }
+        assert!(s.flash().erase_ops() > erases, "no collection happened");
+        let s: Store<Small, KEYS> = Store::mount(s.into_flash()).unwrap();
+        assert_eq!(s.keys().count(), usize::from(keys));
+    }
+    run::<2>();
+    run::<4>();
+    run::<16>();
 }

@@ -8,101 +8,30 @@
 //! is when recovery's deferred work (erasing torn pages, opening a fresh page)
 //! happens: mount itself never writes, as `mount_never_writes` checks.
 
-use std::collections::BTreeMap;
+mod tearing;
 
-use card_os::store::{Key, Op, Store, StoreError};
-use card_os::testing::{RamFlash, TearingFlash, for_each_record};
+use card_os::store::{Store, StoreError};
+use card_os::testing::{RamFlash, TearOrder, TearingFlash};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
+use tearing::{Change, Model, Tearing, apply, dump, ops, put};
 
 /// 16 pages of 256 bytes: small enough that a few records force collection.
 type Tiny = RamFlash<{ 16 * 256 }, 256>;
 type Torn = TearingFlash<Tiny>;
-type Model = BTreeMap<u16, Vec<u8>>;
 
-/// Ways each cut tears (the seed picks prefix length, half-written words…).
-const SEEDS: u64 = 16;
-
-#[derive(Clone, Debug)]
-enum Change {
-    Put(u16, Vec<u8>),
-    Delete(u16),
-    Clear,
-}
-
-fn put(key: u16, len: usize, fill: u8) -> Change {
-    Change::Put(key, vec![fill; len])
-}
-
-fn ops(tx: &[Change]) -> Vec<Op<'_>> {
-    tx.iter()
-        .map(|c| match c {
-            Change::Put(k, v) => Op::Put(Key::new(*k).unwrap(), v),
-            Change::Delete(k) => Op::Delete(Key::new(*k).unwrap()),
-            Change::Clear => Op::Clear,
-        })
-        .collect()
-}
-
-fn apply(model: &mut Model, tx: &[Change]) {
-    for c in tx {
-        match c {
-            Change::Put(k, v) => {
-                model.insert(*k, v.clone());
-            }
-            Change::Delete(k) => {
-                model.remove(k);
-            }
-            Change::Clear => model.clear(),
-        }
-    }
-}
-
-fn dump<F: embedded_storage::nor_flash::NorFlash>(store: &mut Store<F>) -> Model {
-    let mut all = BTreeMap::new();
-    for_each_record(store, &mut [0; 4096], |k, v| {
-        all.insert(k, v.to_vec());
-    })
-    .unwrap();
-    all
-}
+/// Each cut torn sixteen ways, in address order, every retry cut again.
+const HOW: Tearing = Tearing {
+    seeds: 16,
+    order: TearOrder::InOrder,
+    ecc: false,
+    double: true,
+};
 
 fn build(setup: &[Vec<Change>]) -> (Tiny, Model) {
-    let mut store: Store<Tiny> = Store::mount(Tiny::new()).unwrap();
-    let mut model = Model::new();
-    for tx in setup {
-        store.commit(&ops(tx)).unwrap();
-        apply(&mut model, tx);
-    }
-    (store.into_flash(), model)
+    tearing::build::<Tiny, 128>(Tiny::new(), setup)
 }
 
-/// Mounts after a cut, checks the state is one of `allowed`, and proves the
-/// store still takes (and keeps) a new transaction. Returns the state found.
-fn reboot_and_check(flash: Tiny, allowed: &[&Model], what: &str) -> Model {
-    let mut store: Store<Tiny> = Store::mount(flash.clone()).expect("mount after a cut");
-    let state = dump(&mut store);
-    assert!(allowed.contains(&&state), "{what}: mixed state {state:?}");
-    let probe = [Change::Put(0x3FFF, b"probe".to_vec())];
-    let mut expected = state.clone();
-    match store.commit(&ops(&probe)) {
-        Ok(()) => apply(&mut expected, &probe),
-        Err(StoreError::Full) => {}
-        Err(e) => panic!("{what}: store refused a new transaction: {e:?}"),
-    }
-    assert_eq!(
-        dump(&mut store),
-        expected,
-        "{what}: after a new transaction"
-    );
-    let mut again: Store<Tiny> = Store::mount(store.into_flash()).unwrap();
-    assert_eq!(dump(&mut again), expected, "{what}: after remount");
-    state
-}
-
-/// Runs `tx` on the state `setup` builds, cutting at every operation; with
-/// `double`, also cuts the retry after each reboot at every operation.
-/// Returns the number of cut points exercised.
 fn exhaust(
     name: &str,
     setup: &[Vec<Change>],
@@ -110,79 +39,8 @@ fn exhaust(
     expect: Result<(), StoreError>,
     double: bool,
 ) -> usize {
-    let (base, old) = build(setup);
-    let mut new = old.clone();
-    if expect.is_ok() {
-        apply(&mut new, tx);
-    }
-    let mut cuts = 0;
-    let mut completed = false;
-    for n in 0.. {
-        for seed in 0..SEEDS {
-            let mut store: Store<Torn> =
-                Store::mount(Torn::new(base.clone(), Some(n), seed)).unwrap();
-            let result = store.commit(&ops(tx));
-            if !store.flash().is_cut() {
-                assert_eq!(result, expect, "{name}: uncut result");
-                assert_eq!(dump(&mut store), new, "{name}: uncut state");
-                completed = true;
-                break;
-            }
-            assert!(
-                result.is_err(),
-                "{name}: a cut transaction reported success"
-            );
-            cuts += 1;
-            let flash = store.into_flash().into_inner();
-            let what = format!("{name}: cut at op {n} seed {seed}");
-            let first = reboot_and_check(flash.clone(), &[&old, &new], &what);
-            if double {
-                cuts += retry_with_cuts(&flash, tx, expect, &first, &new, &what, seed);
-            }
-        }
-        if completed {
-            break;
-        }
-    }
-    cuts
-}
-
-/// After a first cut left `first`, retries the transaction cutting at every
-/// operation of the retry.
-fn retry_with_cuts(
-    torn: &Tiny,
-    tx: &[Change],
-    expect: Result<(), StoreError>,
-    first: &Model,
-    new: &Model,
-    what: &str,
-    seed: u64,
-) -> usize {
-    let mut cuts = 0;
-    for m in 0.. {
-        let mut store: Store<Torn> =
-            Store::mount(Torn::new(torn.clone(), Some(m), seed + 100)).unwrap();
-        let result = store.commit(&ops(tx));
-        if !store.flash().is_cut() {
-            let expected = if expect.is_ok() { new } else { first };
-            // If the first attempt committed after all, the retry rewrites
-            // equal values: on a full store that is refused, harmlessly.
-            let redundant_refusal = first == new && result == Err(StoreError::Full);
-            if !redundant_refusal {
-                assert_eq!(result, expect, "{what}: retry result");
-            }
-            assert_eq!(&dump(&mut store), expected, "{what}: retry state");
-            return cuts;
-        }
-        cuts += 1;
-        let flash = store.into_flash().into_inner();
-        reboot_and_check(
-            flash,
-            &[first, new],
-            &format!("{what}, then cut at op {m} of the retry"),
-        );
-    }
-    cuts
+    let how = Tearing { double, ..HOW };
+    tearing::exhaust::<Tiny, 128>(&Tiny::new(), &how, name, setup, tx, expect)
 }
 
 #[test]
@@ -207,7 +65,8 @@ fn crowded() -> Vec<Vec<Change>> {
 
 /// Records until a 180-byte record no longer fits.
 fn full() -> (Vec<Vec<Change>>, u16) {
-    let mut setup = Vec::new();
+    // A retry counter first, as a card has one before any object.
+    let mut setup = vec![vec![put(1, 2, 3)]];
     let mut key = 100;
     loop {
         let tx = vec![put(key, 180, key as u8)];
@@ -307,11 +166,19 @@ fn every_scenario_cut_at_every_operation() {
         &[Change::Delete(101), Change::Delete(102)],
         Ok(()),
     );
-    // Replacing needs room for old and new side by side: refused too.
-    let n = run(
-        "full flash, replace largest",
+    // A retry counter keeps counting on a store that growth filled to the
+    // brim, through a cut and a cut retry...
+    run(
+        "full flash, counter update",
         &setup,
-        &[put(100, 180, 0xEE)],
+        &[put(1, 2, 2)],
+        Ok(()),
+    );
+    // ...while growing a record is refused before any flash operation.
+    let n = run(
+        "full flash, grow a record",
+        &setup,
+        &[put(100, 184, 0xEE)],
         Err(StoreError::Full),
     );
     assert_eq!(n, 0, "a refused transaction touched the flash");

@@ -150,6 +150,11 @@ struct Geometry {
     header: u32,
     /// Where the entry area ends and the resume slots begin.
     end: u32,
+    /// Resume slots hold offsets as 16 bits: pages over 64 KiB store them
+    /// shifted right by this much (offsets are multiples of the alignment,
+    /// so nothing is lost; a page of 64 KiB or less shifts by 0, the
+    /// format version 1 encoding).
+    resume_shift: u32,
 }
 
 impl Geometry {
@@ -222,6 +227,15 @@ enum ResumeSlot {
     Torn,
 }
 
+/// What a transaction does to the live data, which decides how much of the
+/// reserve it may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Growth {
+    Shrinks,
+    Same,
+    Grows,
+}
+
 /// What replay builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Replay {
@@ -250,6 +264,10 @@ pub struct Store<F, const KEYS: usize = 128> {
 }
 
 impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
+    /// How many user keys the store holds at most: `KEYS` less the index
+    /// slot of the collection horizon.
+    pub const USER_KEYS: usize = KEYS - 1;
+
     /// Mounts the store on `flash`, recovering from whatever a power cut left.
     ///
     /// Recovery writes nothing: torn entries are skipped and their page is
@@ -260,11 +278,15 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let page_size = F::ERASE_SIZE;
         let header = align_up(HEADER_LEN, align);
         let page_count = flash.capacity() / page_size.max(1);
+        let resume_shift = page_size.trailing_zeros().saturating_sub(16);
         let geometry_ok = align.is_power_of_two()
             && align <= MAX_ALIGN
             && page_size.is_power_of_two()
             && page_size >= 8 * header + RESUME_SLOTS * align
             && page_size.is_multiple_of(align)
+            && resume_shift <= align.trailing_zeros()
+            && u32::try_from(flash.capacity()).is_ok()
+            && KEYS >= 2
             && (RESERVE_PAGES + 2..=MAX_PAGES).contains(&page_count);
         if !geometry_ok {
             return Err(StoreError::Geometry);
@@ -276,6 +298,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 align,
                 header: header as u32,
                 end: (page_size - RESUME_SLOTS * align) as u32,
+                resume_shift,
             },
             pages: Vec::new(),
             index: Vec::new(),
@@ -293,7 +316,10 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let mut order: Vec<(u32, usize), MAX_PAGES> = Vec::new();
         for p in 0..page_count {
             let mut raw = [0u8; HEADER_LEN];
-            self.read(self.page_addr(p), &mut raw)?;
+            // A header that cannot be read is a torn one (below).
+            if !self.read_tolerant(self.page_addr(p), &mut raw) {
+                raw = [0; HEADER_LEN];
+            }
             let page = match format::decode_page_header(&raw) {
                 PageHeader::Erased => Page::Free { blank: false },
                 PageHeader::Invalid => Page::Garbage,
@@ -344,18 +370,24 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             while at < end {
                 let h = match self.read_entry(at, end)? {
                     Entry::Valid(h) => h,
-                    Entry::Blank if !is_head || self.is_blank(at, end)? => {
-                        head_at = Some(at);
-                        break;
-                    }
-                    Entry::Blank | Entry::Torn => {
+                    // Torn bytes, or a blank header with bytes after it (a
+                    // flash that programs a write's words out of order): on
+                    // every page alike, a resume slot past them says where
+                    // the entries go on.
+                    entry => {
                         if let Some(resume) = self.resume_point(p, at)? {
                             at = resume;
                             continue;
                         }
-                        if is_head {
-                            head_at = self.plan_resume(p, at)?;
-                        }
+                        let end_of_entries = matches!(entry, Entry::Blank)
+                            && (!is_head || self.is_blank(at, end)?);
+                        head_at = if end_of_entries {
+                            Some(at)
+                        } else if is_head {
+                            self.plan_resume(p, at)?
+                        } else {
+                            None
+                        };
                         break;
                     }
                 };
@@ -450,8 +482,8 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         // Its header, if whole, says how far it reaches; if not, at least the
         // header's own bytes stay untouched, so it stays unreadable.
         let mut raw = [0u8; HEADER_LEN];
-        self.read(at, &mut raw)?;
-        let reach = match EntryHeader::decode(&raw) {
+        let readable = self.read_tolerant(at, &mut raw);
+        let reach = match EntryHeader::decode(&raw).filter(|_| readable) {
             Some(h) => at.saturating_add(self.geometry.entry_size(usize::from(h.len))),
             None => at + self.geometry.header,
         };
@@ -465,14 +497,16 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
 
     fn read_slot(&mut self, addr: u32) -> Result<ResumeSlot, StoreError> {
         let mut raw = [0u8; 4];
-        self.read(addr, &mut raw)?;
+        if !self.read_tolerant(addr, &mut raw) {
+            return Ok(ResumeSlot::Torn);
+        }
         let [a, b, c, d] = raw;
         let offset = u16::from_le_bytes([a, b]);
         let check = u16::from_le_bytes([c, d]);
         Ok(if raw == [0xFF; 4] {
             ResumeSlot::Blank
         } else if offset & check == 0 && offset | check == u16::MAX {
-            ResumeSlot::Points(u32::from(offset))
+            ResumeSlot::Points(u32::from(offset) << self.geometry.resume_shift)
         } else {
             ResumeSlot::Torn
         })
@@ -493,7 +527,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             return Ok(Entry::Blank);
         }
         let mut raw = [0u8; HEADER_LEN];
-        self.read(at, &mut raw)?;
+        if !self.read_tolerant(at, &mut raw) {
+            return Ok(Entry::Torn);
+        }
         if raw == [0xFF; HEADER_LEN] {
             return Ok(Entry::Blank);
         }
@@ -513,7 +549,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         while left > 0 {
             let n = left.min(CHUNK);
             let buf = chunk.get_mut(..n).ok_or(StoreError::Corrupt)?;
-            self.read(addr, buf)?;
+            if !self.read_tolerant(addr, buf) {
+                return Ok(Entry::Torn);
+            }
             digest.update(buf);
             addr += n as u32;
             left -= n;
@@ -643,11 +681,20 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 .push(self.geometry.entry_size(len))
                 .map_err(|_| StoreError::TooManyOps)?;
         }
-        if self.index.len() + new_keys > KEYS {
+        // One index slot belongs to the collection horizon, whether or not
+        // a collection has written it yet: a store whose user keys filled
+        // the index would fail its first collection, and every mount after.
+        let user_keys = self.index.iter().filter(|s| s.key <= Key::MAX.0).count();
+        if user_keys + new_keys > Self::USER_KEYS {
             return Err(StoreError::TooManyKeys);
         }
-        let shrinks = self.live_bytes_after(ops) < self.live_bytes();
-        self.make_room(&sizes, shrinks)?;
+        let (before, after) = (self.live_bytes(), self.live_bytes_after(ops));
+        let growth = match after.cmp(&before) {
+            core::cmp::Ordering::Less => Growth::Shrinks,
+            core::cmp::Ordering::Equal => Growth::Same,
+            core::cmp::Ordering::Greater => Growth::Grows,
+        };
+        self.make_room(&sizes, growth)?;
 
         let tx = self.take_tx();
         let mut addrs: Vec<u32, MAX_TX_OPS> = Vec::new();
@@ -688,16 +735,25 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// Collects garbage until entries of `sizes` fit without touching the
     /// reserve.
     ///
-    /// A transaction that leaves less live data than it found (a delete, a
-    /// shrinking update) may use all but one reserve page, so that a full
-    /// store can always be emptied; the collections it enables give the
-    /// reserve back.
+    /// How much of the flash a transaction may fill depends on what it does
+    /// to the live data. One that grows it (new records, longer values)
+    /// must leave a page more than the collection reserve free after perfect
+    /// compaction; one that keeps it the same size (a retry counter, a PIN
+    /// digest) needs only the collection reserve, so it fits on a store that
+    /// growing transactions filled to the brim: a full card still counts
+    /// and checks PIN tries. One that leaves less (a delete, a shrinking
+    /// update) may use all but one reserve page, so that a full store can
+    /// always be emptied; the collections it enables give the reserve back.
     ///
     /// Before collecting anything it checks that perfect compaction could
     /// make room at all; if not, the answer is `Full` at once, so a full card
     /// does not wear its flash on collections that cannot help.
-    fn make_room(&mut self, sizes: &[u32], shrinks: bool) -> Result<(), StoreError> {
-        let reserve = if shrinks { 1 } else { RESERVE_PAGES };
+    fn make_room(&mut self, sizes: &[u32], growth: Growth) -> Result<(), StoreError> {
+        let reserve = match growth {
+            Growth::Shrinks => 1,
+            Growth::Same => RESERVE_PAGES,
+            Growth::Grows => RESERVE_PAGES + 1,
+        };
         let ordinary = |s: &u32| (*s, false);
         if self.fits(sizes.iter().map(ordinary), reserve) {
             return Ok(());
@@ -933,8 +989,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 let mut buf = [0xFFu8; MAX_ALIGN];
                 let mut record = [0u8; 4];
                 let (lo, hi) = record.split_at_mut(2);
-                lo.copy_from_slice(&(offset as u16).to_le_bytes());
-                hi.copy_from_slice(&(!(offset as u16)).to_le_bytes());
+                let stored = (offset >> self.geometry.resume_shift) as u16;
+                lo.copy_from_slice(&stored.to_le_bytes());
+                hi.copy_from_slice(&(!stored).to_le_bytes());
                 if let Some(dst) = buf.get_mut(..4) {
                     dst.copy_from_slice(&record);
                 }
@@ -1079,14 +1136,28 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         Ok(())
     }
 
+    /// Reads like [`Store::read`]; a read the flash refuses is `false`.
+    ///
+    /// The policy for read faults: flash with ECC can refuse to read a word
+    /// a power cut left half-programmed or half-erased, and such a word can
+    /// only be where a write or an erase was cut. So a page header, an entry
+    /// or a resume slot that cannot be read is taken for torn, exactly as if
+    /// its checksum had failed (a resume slot past it is followed, nothing
+    /// is appended after it), and a range that cannot be read is not blank.
+    /// Mount goes on. A fault anywhere else (flash that lost a committed
+    /// word) is outside what a tear can do; it is met the same way, which
+    /// can lose what follows it in that page, never mix transactions.
+    fn read_tolerant(&mut self, at: u32, out: &mut [u8]) -> bool {
+        self.read(at, out).is_ok()
+    }
+
     fn is_blank(&mut self, from: u32, to: u32) -> Result<bool, StoreError> {
         let mut chunk = [0u8; CHUNK];
         let mut at = from;
         while at < to {
             let n = ((to - at) as usize).min(CHUNK);
             let buf = chunk.get_mut(..n).ok_or(StoreError::Geometry)?;
-            self.read(at, buf)?;
-            if buf.iter().any(|&b| b != 0xFF) {
+            if !self.read_tolerant(at, buf) || buf.iter().any(|&b| b != 0xFF) {
                 return Ok(false);
             }
             at += n as u32;
