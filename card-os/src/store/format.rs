@@ -19,7 +19,7 @@
 //! zeroed nor erased flash can pass for a record. Multi-byte fields are
 //! little-endian, the byte order of the Cortex-M the card is built for.
 
-use crc::{CRC_32_ISCSI, Crc};
+use crc::{CRC_32_ISCSI, Crc, Table};
 
 /// Format version written in every page header. Bump it only with a
 /// migration and a new golden file (see `tests/golden.rs`).
@@ -30,7 +30,10 @@ pub const HEADER_LEN: usize = 16;
 /// The largest alignment the format supports (write or read size).
 pub const MAX_ALIGN: usize = 32;
 
-const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// Slice-by-16: mount checksums every entry in the log and lies on the path
+/// to the ATR, and this is about six times faster than a byte at a time,
+/// for 16 KiB of tables in flash.
+const CRC: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 
 /// A checksum that can be neither erased nor zeroed flash.
 fn sealed(raw: u32) -> u32 {
@@ -70,6 +73,9 @@ impl Kind {
         }
     }
 }
+
+/// A checksum being computed.
+pub type Digest = crc::Digest<'static, u32, Table<16>>;
 
 /// A decoded entry header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,20 +168,20 @@ impl EntryHeader {
 
     /// Starts the checksum of a header read back from flash; the caller feeds
     /// the value and compares with [`EntryHeader::checksum`].
-    pub fn digest(&self) -> crc::Digest<'static, u32> {
+    pub fn digest(&self) -> Digest {
         let mut digest = CRC.digest();
         digest.update(&self.fields());
         digest
     }
 
     /// This header with the checksum a finished digest gives.
-    pub fn new_with_digest(mut header: EntryHeader, digest: crc::Digest<'static, u32>) -> Self {
+    pub fn new_with_digest(mut header: EntryHeader, digest: Digest) -> Self {
         header.checksum = sealed(digest.finalize());
         header
     }
 
     /// Finishes a checksum begun with [`EntryHeader::digest`].
-    pub fn matches(&self, digest: crc::Digest<'static, u32>) -> bool {
+    pub fn matches(&self, digest: Digest) -> bool {
         sealed(digest.finalize()) == self.checksum
     }
 }

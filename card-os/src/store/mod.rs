@@ -49,8 +49,11 @@ pub const MAX_TX_OPS: usize = 16;
 const RESERVE_PAGES: usize = 3;
 /// Internal key of the garbage-collection horizon.
 const HORIZON_KEY: u16 = 0xFFFE;
-/// Bytes moved per step when checksumming or copying a value.
-const CHUNK: usize = 64;
+/// Entries up to this size (header included) go to flash in one program.
+const SMALL_ENTRY: usize = 128;
+/// Bytes moved per step when checksumming or copying a value: large enough
+/// that a flash read costs little per byte, small enough for a card's stack.
+const CHUNK: usize = 256;
 /// Resume slots at the end of every page. After a power cut tears an entry
 /// in the head page, the next append records in a slot where the blank space
 /// after the torn bytes begins, and continues there: mount jumps over the
@@ -253,6 +256,8 @@ pub struct Store<F, const KEYS: usize = 128> {
     pages: Vec<Page, MAX_PAGES>,
     /// Live records, sorted by key.
     index: Vec<Slot, KEYS>,
+    /// What the live records occupy on flash, headers included.
+    live: u32,
     /// Page being appended to and the offset of its next entry; `None` when
     /// the next write must open a fresh page.
     head: Option<(usize, u32)>,
@@ -302,6 +307,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             },
             pages: Vec::new(),
             index: Vec::new(),
+            live: 0,
             head: None,
             resume: None,
             next_seq: 1,
@@ -333,7 +339,11 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         }
         order.sort_unstable();
 
-        let horizon = self.replay(&order, Replay::Horizon)?;
+        // The first pass checks every entry's checksum; where a page's
+        // entries run unbroken from its header it notes how far, and the
+        // second pass reads those headers without checking them again.
+        let mut checked = [0u32; MAX_PAGES];
+        let horizon = self.replay(&order, Replay::Horizon, &mut checked)?;
         order.retain(|&(seq, p)| {
             let dead = seq <= horizon;
             if dead && let Some(page) = self.pages.get_mut(p) {
@@ -341,7 +351,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             }
             !dead
         });
-        self.replay(&order, Replay::Index)?;
+        self.replay(&order, Replay::Index, &mut checked)?;
         Ok(())
     }
 
@@ -353,7 +363,12 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// entries must all be there too, with one exception: a transaction that
     /// straddled into the oldest live page may have begun in a page already
     /// collected, whose live records were copied forward on their own.
-    fn replay(&mut self, order: &[(u32, usize)], mode: Replay) -> Result<u32, StoreError> {
+    fn replay(
+        &mut self,
+        order: &[(u32, usize)],
+        mode: Replay,
+        checked: &mut [u32; MAX_PAGES],
+    ) -> Result<u32, StoreError> {
         let mut horizon = 0u32;
         let mut pending: Vec<Seen, MAX_TX_OPS> = Vec::new();
         let mut pending_tx: Option<u32> = None;
@@ -367,14 +382,30 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             let mut at = base + self.geometry.header;
             let is_head = mode == Replay::Index && Some(p) == last;
             let mut head_at = None;
+            // Offsets below this were checked by the first pass.
+            let trusted = match mode {
+                Replay::Horizon => 0,
+                Replay::Index => checked.get(p).map_or(0, |&c| base + c),
+            };
+            let mut unbroken = true;
             while at < end {
-                let h = match self.read_entry(at, end)? {
+                let entry = match (at < trusted).then(|| self.read_header(at)).flatten() {
+                    Some(h) => Entry::Valid(h),
+                    None => self.read_entry(at, end)?,
+                };
+                let h = match entry {
                     Entry::Valid(h) => h,
                     // Torn bytes, or a blank header with bytes after it (a
                     // flash that programs a write's words out of order): on
                     // every page alike, a resume slot past them says where
                     // the entries go on.
                     entry => {
+                        if mode == Replay::Horizon && unbroken {
+                            if let Some(c) = checked.get_mut(p) {
+                                *c = at - base;
+                            }
+                            unbroken = false;
+                        }
                         if let Some(resume) = self.resume_point(p, at)? {
                             at = resume;
                             continue;
@@ -425,6 +456,12 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                     pending_tx = None;
                 }
                 at += self.geometry.entry_size(usize::from(h.len));
+            }
+            if mode == Replay::Horizon
+                && unbroken
+                && let Some(c) = checked.get_mut(p)
+            {
+                *c = at.min(end) - base;
             }
             if is_head && let Some(at) = head_at.filter(|&a| a < end) {
                 self.head = Some((p, at - base));
@@ -521,6 +558,15 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         Ok(u32::from_le_bytes(v))
     }
 
+    /// The header at `at`, decoded but not checked against its value: for
+    /// entries the first pass of mount already checked.
+    fn read_header(&mut self, at: u32) -> Option<EntryHeader> {
+        let mut raw = [0u8; HEADER_LEN];
+        self.read_tolerant(at, &mut raw)
+            .then(|| EntryHeader::decode(&raw))
+            .flatten()
+    }
+
     /// Reads and checks the entry at `at`.
     fn read_entry(&mut self, at: u32, end: u32) -> Result<Entry, StoreError> {
         if at + self.geometry.header > end {
@@ -576,29 +622,43 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             }
             Kind::Clear => {
                 self.index.retain(|slot| slot.key > Key::MAX.0);
+                let g = self.geometry;
+                self.live = self
+                    .index
+                    .iter()
+                    .map(|s| g.entry_size(usize::from(s.len)))
+                    .sum();
                 Ok(())
             }
         }
     }
 
     fn index_put(&mut self, slot: Slot) -> Result<(), StoreError> {
+        let size = self.geometry.entry_size(usize::from(slot.len));
         match self.index.binary_search_by_key(&slot.key, |s| s.key) {
             Ok(i) => {
                 if let Some(s) = self.index.get_mut(i) {
+                    let old = self.geometry.entry_size(usize::from(s.len));
+                    self.live = self.live.saturating_sub(old) + size;
                     *s = slot;
                 }
                 Ok(())
             }
-            Err(i) => self
-                .index
-                .insert(i, slot)
-                .map_err(|_| StoreError::TooManyKeys),
+            Err(i) => {
+                self.index
+                    .insert(i, slot)
+                    .map_err(|_| StoreError::TooManyKeys)?;
+                self.live += size;
+                Ok(())
+            }
         }
     }
 
     fn index_remove(&mut self, key: u16) {
         if let Ok(i) = self.index.binary_search_by_key(&key, |s| s.key) {
-            self.index.remove(i);
+            let removed = self.index.remove(i);
+            let size = self.geometry.entry_size(usize::from(removed.len));
+            self.live = self.live.saturating_sub(size);
         }
     }
 
@@ -658,6 +718,14 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         if ops.len() > MAX_TX_OPS {
             return Err(StoreError::TooManyOps);
         }
+        debug_assert_eq!(
+            self.live,
+            self.index
+                .iter()
+                .map(|s| self.geometry.entry_size(usize::from(s.len)))
+                .sum::<u32>(),
+            "the cached live size drifted from the index"
+        );
         let mut sizes: Vec<u32, MAX_TX_OPS> = Vec::new();
         let mut new_keys = 0usize;
         for op in ops {
@@ -684,7 +752,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         // One index slot belongs to the collection horizon, whether or not
         // a collection has written it yet: a store whose user keys filled
         // the index would fail its first collection, and every mount after.
-        let user_keys = self.index.iter().filter(|s| s.key <= Key::MAX.0).count();
+        // The horizon, the largest key, is last in the sorted index.
+        let horizon = self.index.last().is_some_and(|s| s.key == HORIZON_KEY);
+        let user_keys = self.index.len() - usize::from(horizon);
         if user_keys + new_keys > Self::USER_KEYS {
             return Err(StoreError::TooManyKeys);
         }
@@ -850,11 +920,10 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             .count()
     }
 
+    /// Flash bytes the indexed records occupy (kept up to date by the
+    /// index updates, so commits need not add them up).
     fn live_bytes(&self) -> u32 {
-        self.index
-            .iter()
-            .map(|s| self.geometry.entry_size(usize::from(s.len)))
-            .sum()
+        self.live
     }
 
     /// Moves the live records of the oldest page to the head of the log and
@@ -1073,7 +1142,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let hdr = self.geometry.header as usize;
         let align = self.geometry.align;
         let total = hdr + align_up(value.len(), align);
-        let mut small = [0xFFu8; 2 * CHUNK];
+        let mut small = [0xFFu8; SMALL_ENTRY];
         if let Some(buf) = small.get_mut(..total) {
             let (h, v) = buf.split_at_mut(hdr);
             if let Some(dst) = h.get_mut(..HEADER_LEN) {
