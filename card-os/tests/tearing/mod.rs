@@ -3,8 +3,8 @@
 //! that every reboot finds exactly the state before or after a transaction
 //! and still takes a new one. Generic over the flash (page size, count,
 //! word) and the index size, so one engine covers every geometry the store
-//! accepts. The tearing argument these tests check is written down once, in
-//! `card-os/README.md` ("The store and why it survives power cuts").
+//! accepts. The argument these tests check is written down once, in the
+//! doc module `card_os::store::tearing`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
