@@ -1,6 +1,9 @@
 //! Personalisation and status on a card image, in process, through the same
 //! client a PC/SC reader would use.
 
+mod common;
+
+use common::Flaky;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use simulator::card::{self, Entropy};
 use simulator::client::{ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, unwrap_tlv};
@@ -157,22 +160,6 @@ fn bad_requests_touch_neither_card_nor_database() {
         .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
         .unwrap();
     client.verify_pin(b"123456").unwrap();
-}
-
-/// A reader that loses the card after some APDUs (pulled out mid-flow).
-struct Flaky<'a, T: simulator::client::Transport> {
-    inner: &'a mut T,
-    left: usize,
-}
-
-impl<T: simulator::client::Transport> simulator::client::Transport for Flaky<'_, T> {
-    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
-        if self.left == 0 {
-            return Err(ClientError::Transport("card removed".into()));
-        }
-        self.left -= 1;
-        self.inner.transmit(apdu)
-    }
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Renewal and sponsor unlock, in process: the window rule at its edges,
 //! the flows, and power cut at every flash operation of a whole renewal.
 
+mod common;
+
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
+use common::Flaky;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha20Rng;
@@ -318,24 +321,6 @@ fn tear_renewal() {
 #[test]
 fn a_resumed_renewal_records_the_earliest_expiry() {
     big_stack(resumed_renewal_flow);
-}
-
-/// A reader that loses the card after `left` APDUs.
-struct Flaky<'a, T: simulator::client::Transport> {
-    inner: &'a mut T,
-    left: usize,
-}
-
-impl<T: simulator::client::Transport> simulator::client::Transport for Flaky<'_, T> {
-    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
-        if self.left == 0 {
-            return Err(simulator::client::ClientError::Transport(
-                "card removed".into(),
-            ));
-        }
-        self.left -= 1;
-        self.inner.transmit(apdu)
-    }
 }
 
 fn resumed_renewal_flow() {

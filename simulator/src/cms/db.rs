@@ -137,11 +137,16 @@ impl Db {
         Ok(db)
     }
 
-    fn migrate(&mut self) -> Result<(), String> {
-        let tx = self
-            .conn
+    /// A transaction that takes SQLite's write lock at once, so concurrent
+    /// invocations serialise instead of failing half-way.
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>, String> {
+        self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(err)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let tx = self.write_tx()?;
         let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
@@ -170,10 +175,7 @@ impl Db {
         actor: &str,
         now: u64,
     ) -> Result<(), String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO holders (uuid, name, email, mobile, role, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![holder.uuid, holder.name, holder.email, holder.mobile, holder.role.as_str(), now as i64],
@@ -231,10 +233,7 @@ impl Db {
         actor: &str,
         now: u64,
     ) -> Result<(), String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.write_tx()?;
         let changed = tx
             .execute(
                 "UPDATE cards SET status = 'revoked', reason = ?2, updated = ?3 WHERE serial = ?1 AND status != 'revoked'",
@@ -273,10 +272,7 @@ impl Db {
     /// A wrong entry of a card's code: one try fewer, and the audit record,
     /// together.
     pub fn code_wrong(&mut self, serial: u32, now: u64) -> Result<(), String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE codes SET tries_left = tries_left - 1 WHERE serial = ?1",
             [serial],
@@ -312,10 +308,7 @@ impl Db {
         outcome: &str,
         detail: &str,
     ) -> Result<(), String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.write_tx()?;
         audit(&tx, now, actor, action, serial, outcome, detail)?;
         tx.commit().map_err(err)
     }
