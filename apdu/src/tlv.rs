@@ -218,6 +218,9 @@ impl<'a> Iterator for Reader<'a> {
 pub struct Writer<'b> {
     buf: &'b mut [u8],
     len: usize,
+    /// How far anything has been written, failed attempts included: what a
+    /// caller must wipe if the buffer held a secret.
+    high: usize,
 }
 
 /// Room reserved for a nested TLV's length field before its size is known.
@@ -226,7 +229,23 @@ const MAX_LENGTH_LEN: usize = 4;
 impl<'b> Writer<'b> {
     /// A writer filling `buf` from the start.
     pub fn new(buf: &'b mut [u8]) -> Self {
-        Writer { buf, len: 0 }
+        Writer {
+            buf,
+            len: 0,
+            high: 0,
+        }
+    }
+
+    /// How far into the buffer anything was ever written, including TLVs a
+    /// failure took back: everything past [`Writer::len`] up to here is
+    /// stale, and is what to wipe when the buffer held a secret.
+    pub const fn high_water(&self) -> usize {
+        self.high
+    }
+
+    fn advance_to(&mut self, len: usize) {
+        self.len = len;
+        self.high = self.high.max(len);
     }
 
     /// Bytes written so far.
@@ -255,7 +274,7 @@ impl<'b> Writer<'b> {
             .get_mut(self.len..end)
             .ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(bytes);
-        self.len = end;
+        self.advance_to(end);
         Ok(())
     }
 
@@ -264,9 +283,12 @@ impl<'b> Writer<'b> {
     pub fn reserve(&mut self, n: usize) -> Result<&mut [u8], Error> {
         let start = self.len;
         let end = start.checked_add(n).ok_or(Error::BufferTooSmall)?;
+        if end > self.buf.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        self.advance_to(end);
         let dst = self.buf.get_mut(start..end).ok_or(Error::BufferTooSmall)?;
         dst.fill(0);
-        self.len = end;
         Ok(dst)
     }
 
@@ -284,7 +306,7 @@ impl<'b> Writer<'b> {
             let start = w.len;
             let rest = w.buf.get_mut(start..).ok_or(Error::BufferTooSmall)?;
             let n = tag.write_to(rest).ok_or(Error::BufferTooSmall)?;
-            w.len = start + n;
+            w.advance_to(start + n);
             w.length(value_len)
         })
     }
@@ -311,11 +333,12 @@ impl<'b> Writer<'b> {
         let start = self.len;
         let rest = self.buf.get_mut(start..).ok_or(Error::BufferTooSmall)?;
         let tag_len = tag.write_to(rest).ok_or(Error::BufferTooSmall)?;
+        self.high = self.high.max(start + tag_len);
         let value_at = start + tag_len + MAX_LENGTH_LEN;
         if value_at > self.buf.len() {
             return Err(Error::BufferTooSmall);
         }
-        self.len = value_at;
+        self.advance_to(value_at);
         let result = contents(self);
         if let Err(e) = result {
             self.len = start;

@@ -207,3 +207,20 @@ fn nested_writer_uses_minimal_lengths_and_reports_full_buffers() {
     );
     assert!(w.is_empty(), "a failed write leaves nothing behind");
 }
+
+/// A failure takes a TLV back from `len`, but the bytes it wrote stay in
+/// the buffer until wiped: `high_water` says how far they reach.
+#[test]
+fn high_water_covers_what_failures_took_back() {
+    let mut buf = [0u8; 64];
+    let mut w = Writer::new(&mut buf);
+    w.tlv(Tag::constant(0x53), &[1; 4]).unwrap();
+    let taken_back = w.nested(Tag::constant(0x7C), |w| {
+        w.tlv(Tag::constant(0x82), &[0xEE; 20])?;
+        Err(apdu::Error::TlvInvalidLength)
+    });
+    assert_eq!(taken_back, Err(apdu::Error::TlvInvalidLength));
+    assert_eq!(w.len(), 6);
+    assert!(w.high_water() >= 6 + 1 + 4 + 2 + 20, "{}", w.high_water());
+    assert!(buf[6..].contains(&0xEE), "the bytes are still there");
+}

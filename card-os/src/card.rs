@@ -366,9 +366,6 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
             if result.is_err() {
                 volatile.selected = None;
             }
-            if header.p2 == SELECT_NO_RESPONSE {
-                reply = Writer::new(&mut []);
-            }
             result
         } else {
             let selected = volatile.selected.ok_or(Error::NoApplicationSelected)?;
@@ -381,25 +378,24 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
                 Err(_) => Err(Status::WrongLength),
             }
         };
-        let produced = reply.len();
+        // Applets answer errors with the status word alone, and a SELECT
+        // with P2 `0C` answers nothing.
+        let silent = result.is_err() || (is_select(&header) && header.p2 == SELECT_NO_RESPONSE);
+        let produced = if silent { 0 } else { reply.len() };
+        // Whatever was written and will not be sent (a failure's leftovers,
+        // TLVs taken back, an unsent FCI) is wiped now.
+        let written = reply.high_water();
+        if let Some(stale) = volatile.response.get_mut(produced..written) {
+            stale.zeroize();
+        }
         match result {
-            Ok(()) if produced > 0 || !is_select(&header) => {
+            Ok(()) => {
                 volatile.len = produced;
                 volatile.sent = 0;
                 volatile.response_secret = out.secrecy.response;
                 Ok(self.send_chunk(expected, out))
             }
-            // A SELECT that answers nothing: the FCI it wrote goes unsent.
-            Ok(()) => {
-                volatile.response.zeroize();
-                Ok(Status::Success)
-            }
-            // Applets answer errors with the status word alone; whatever
-            // they wrote before failing is wiped unsent.
-            Err(status) => {
-                volatile.response.zeroize();
-                Ok(status)
-            }
+            Err(status) => Ok(status),
         }
     }
 

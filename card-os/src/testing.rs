@@ -465,6 +465,8 @@ impl<F: NorFlash> NorFlash for TearingFlash<F> {
 /// | `04` | stores the command data under key P2 (one transaction) |
 /// | `05` | reads key P2 back (`6A 82` if absent) |
 /// | `06` | answers 8 random bytes |
+/// | `07` | echoes the command data, both judged secret |
+/// | `08` | writes the command data into its reply, then fails with `6A 80` |
 /// | other | `6D 00` |
 #[derive(Debug)]
 pub struct EchoApplet {
@@ -547,6 +549,12 @@ impl crate::Applet for EchoApplet {
                 (0..n).try_for_each(|i| reply.raw(&[i as u8])).map_err(full)
             }
             0x03 => Err(Status::IncorrectDataField),
+            // Writes the data, then fails: what it wrote must not outlive
+            // the command.
+            0x08 => {
+                reply.raw(command.data()).map_err(full)?;
+                Err(Status::IncorrectDataField)
+            }
             0x04 => {
                 let key =
                     crate::store::Key::new(u16::from(command.p2())).ok_or(Status::IncorrectP1P2)?;

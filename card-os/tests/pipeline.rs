@@ -397,4 +397,9 @@ fn buffers_are_wiped_after_the_command_they_served() {
     send(&mut card, &part);
     card.warm_reset();
     assert_eq!(card.residue(), 0, "a reset: wiped");
+    send(&mut card, SELECT_A);
+    let mut failing = vec![0x00, 0x08, 0x00, 0x00, 0x20];
+    failing.extend(std::iter::repeat_n(0x77, 32));
+    assert_eq!(send(&mut card, &failing), [0x6A, 0x80]);
+    assert_eq!(card.residue(), 0, "what a failing command wrote: wiped");
 }
