@@ -81,11 +81,10 @@
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{PinPolicy, session::Session};
-//! # fn f() {
-//! // Nor can a grant of a PIN policy, outside `Session::authorize`.
-//! let _ = piv::session::Authorized(todo!());
-//! # }
+//! // Nor can a grant of a PIN policy be made outside `Session::authorize`.
+//! fn grant<'a>() -> piv::session::Authorized<'a> {
+//!     piv::session::Authorized(todo!())
+//! }
 //! ```
 
 pub use crate::admin::Admin;
