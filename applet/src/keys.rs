@@ -1,28 +1,37 @@
-//! Asymmetric keys in slots: P-256 generation, import, ECDSA and ECDH.
+//! Keys in slots: how a slot's key is kept (public part in clear, private
+//! part sealed, both bound to the slot), and the operations the session's
+//! proofs allow on it. The arithmetic is [`crate::crypto`]'s.
 
 use card_os::Persistent;
 use card_os::store::{Key, Op};
-use p256::elliptic_curve::Generate;
-use p256::elliptic_curve::sec1::ToSec1Point;
-use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use crate::algorithm::{Algorithm, MAX_PUBLIC, MAX_SECRET};
+use crate::crypto::{self, MAX_OUTPUT, Private, Shared};
 use crate::error::{Error, Result};
 use crate::secrets::{Binding, DeviceKey, Purpose, sealed_len};
 use crate::session::{Admin, Authorized, PinVerified};
-use crate::slot::{ALG_P256, PinPolicy, Slot, TouchPolicy};
+use crate::slot::{KeySlot, PinPolicy, Slot, TouchPolicy};
 
-/// Record layout version: 2 seals the scalar with an AEAD bound to the
-/// slot and to the whole clear part (policies, origin, public key).
+/// Record layout version: 2 seals the private key with an AEAD bound to
+/// the slot and to the whole clear part (algorithm, policies, origin,
+/// public key). P-256 records written before other algorithms existed
+/// have the same layout.
 const VERSION: u8 = 2;
-/// An uncompressed P-256 point.
-pub const POINT: usize = 65;
-const SCALAR: usize = 32;
-/// The clear part: version, algorithm, PIN and touch policy, origin, point.
-const HEADER: usize = 5 + POINT;
-/// A key record's length on flash.
-pub const RECORD: usize = HEADER + sealed_len(SCALAR);
+/// Version, algorithm, PIN and touch policy, origin.
+const FIXED: usize = 5;
+/// The longest clear part: an RSA-4096 modulus after the fixed bytes.
+const MAX_HEADER: usize = FIXED + MAX_PUBLIC;
+/// The longest sealed part.
+const MAX_SEALED: usize = sealed_len(MAX_SECRET);
+/// The longest key record (RSA-4096): 1,837 bytes.
+pub const MAX_RECORD: usize = MAX_HEADER + MAX_SEALED;
+
+/// A key record's length on flash for `algorithm`.
+pub const fn record_len(algorithm: Algorithm) -> usize {
+    FIXED + algorithm.public_len() + sealed_len(algorithm.secret_len())
+}
 
 /// How a key came to be in its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,62 +55,80 @@ impl Origin {
 /// A slot's key as stored: public part in clear, private part sealed, and
 /// the seal binding both to the slot the key lives in.
 pub struct KeyRecord {
-    /// Algorithm byte (`11`).
-    pub algorithm: u8,
+    /// The key's algorithm.
+    pub algorithm: Algorithm,
     /// PIN policy.
     pub pin: PinPolicy,
     /// Touch policy.
     pub touch: TouchPolicy,
     /// Generated or imported.
     pub origin: Origin,
-    /// Uncompressed public point.
-    pub public: [u8; POINT],
+    /// The public key, the first `algorithm.public_len()` bytes.
+    public: [u8; MAX_PUBLIC],
     /// The slot's record key the seal is bound to.
     label: Key,
-    sealed: [u8; sealed_len(SCALAR)],
+    /// The sealed private key, the first `sealed_len(secret_len)` bytes.
+    sealed: [u8; MAX_SEALED],
 }
 
 impl KeyRecord {
     /// A record for `secret`, sealed under the device key for `label` (the
     /// slot's record key, also for a key staged for that slot).
     pub fn new(
-        secret: &SecretKey,
+        secret: &Private,
         policy: (PinPolicy, TouchPolicy),
         origin: Origin,
         label: Key,
         device: &DeviceKey,
         rng: &mut dyn CryptoRng,
     ) -> Result<KeyRecord> {
-        let point = secret.public_key().to_sec1_point(false);
-        let mut public = [0u8; POINT];
-        public.copy_from_slice(point.as_bytes().get(..POINT).ok_or(Error::Flash)?);
         let mut record = KeyRecord {
-            algorithm: ALG_P256,
+            algorithm: secret.algorithm(),
             pin: policy.0,
             touch: policy.1,
             origin,
-            public,
+            public: [0u8; MAX_PUBLIC],
             label,
-            sealed: [0u8; sealed_len(SCALAR)],
+            sealed: [0u8; MAX_SEALED],
         };
-        let scalar = Zeroizing::new(secret.to_bytes());
-        let header = record.header();
-        device.seal(&record.binding(&header), &scalar, rng, &mut record.sealed)?;
+        secret.write_public(&mut record.public)?;
+        let mut raw = Zeroizing::new([0u8; MAX_SECRET]);
+        let raw = secret.write_secret(&mut raw)?;
+        let mut header = [0u8; MAX_HEADER];
+        let header = record.header(&mut header);
+        let binding = record.binding(header);
+        device.seal(&binding, raw, rng, &mut record.sealed)?;
         Ok(record)
     }
 
-    fn header(&self) -> [u8; HEADER] {
-        let mut out = [0u8; HEADER];
-        let (head, public) = out.split_at_mut(5);
-        head.copy_from_slice(&[
+    /// The public key: an RSA modulus, an uncompressed EC point, or a
+    /// 25519 public key.
+    pub fn public(&self) -> &[u8] {
+        self.public
+            .get(..self.algorithm.public_len())
+            .unwrap_or_default()
+    }
+
+    fn sealed(&self) -> &[u8] {
+        self.sealed
+            .get(..sealed_len(self.algorithm.secret_len()))
+            .unwrap_or_default()
+    }
+
+    fn header<'o>(&self, out: &'o mut [u8; MAX_HEADER]) -> &'o [u8] {
+        let (fixed, public) = out.split_at_mut(FIXED);
+        fixed.copy_from_slice(&[
             VERSION,
-            self.algorithm,
+            self.algorithm.byte(),
             self.pin.byte(),
             self.touch.byte(),
             self.origin.byte(),
         ]);
-        public.copy_from_slice(&self.public);
-        out
+        let public_len = self.algorithm.public_len();
+        if let Some(dst) = public.get_mut(..public_len) {
+            dst.copy_from_slice(self.public());
+        }
+        out.get(..FIXED + public_len).unwrap_or_default()
     }
 
     fn binding<'h>(&self, header: &'h [u8]) -> Binding<'h> {
@@ -112,13 +139,17 @@ impl KeyRecord {
         }
     }
 
-    /// The stored bytes.
-    pub fn encode(&self) -> [u8; RECORD] {
-        let mut out = [0u8; RECORD];
-        let (header, sealed) = out.split_at_mut(HEADER);
-        header.copy_from_slice(&self.header());
-        sealed.copy_from_slice(&self.sealed);
-        out
+    /// The stored bytes, into `out`.
+    pub fn encode<'o>(&self, out: &'o mut [u8; MAX_RECORD]) -> &'o [u8] {
+        let mut header = [0u8; MAX_HEADER];
+        let header = self.header(&mut header);
+        let sealed = self.sealed();
+        let (head, rest) = out.split_at_mut(header.len());
+        head.copy_from_slice(header);
+        if let Some(dst) = rest.get_mut(..sealed.len()) {
+            dst.copy_from_slice(sealed);
+        }
+        out.get(..header.len() + sealed.len()).unwrap_or_default()
     }
 
     /// Reads the record under `key`, the key of `slot` or one staged for
@@ -131,61 +162,67 @@ impl KeyRecord {
         slot: Slot,
         device: &DeviceKey,
     ) -> Result<Option<KeyRecord>> {
-        let mut buf = [0u8; RECORD];
+        let mut buf = [0u8; MAX_RECORD];
         let Some(rec) = store.read(key, &mut buf)? else {
             return Ok(None);
         };
-        let (header, sealed) = rec.split_at_checked(HEADER).ok_or(Error::Tampered)?;
-        let [version, algorithm, pin, touch, origin, public @ ..] = header else {
+        let [version, algorithm, pin, touch, origin, rest @ ..] = rec else {
             return Err(Error::Tampered);
         };
-        if *version != VERSION || *algorithm != ALG_P256 {
+        let algorithm = Algorithm::from_byte(*algorithm).ok_or(Error::Tampered)?;
+        if *version != VERSION || rec.len() != record_len(algorithm) {
             return Err(Error::Tampered);
         }
+        let (public, sealed) = rest
+            .split_at_checked(algorithm.public_len())
+            .ok_or(Error::Tampered)?;
         let origin = match origin {
             1 => Origin::Generated,
             2 => Origin::Imported,
             _ => return Err(Error::Tampered),
         };
-        let record = KeyRecord {
-            algorithm: *algorithm,
+        let mut record = KeyRecord {
+            algorithm,
             pin: PinPolicy::from_byte(*pin, slot).map_err(|_| Error::Tampered)?,
             touch: TouchPolicy::from_byte(*touch).map_err(|_| Error::Tampered)?,
             origin,
-            public: public.try_into().map_err(|_| Error::Tampered)?,
+            public: [0u8; MAX_PUBLIC],
             label: crate::layout::slot_key(slot),
-            sealed: sealed.try_into().map_err(|_| Error::Tampered)?,
+            sealed: [0u8; MAX_SEALED],
         };
+        copy(&mut record.public, public)?;
+        copy(&mut record.sealed, sealed)?;
         // The seal covers the bytes as they are on flash: a value the
         // parsers above would read the same way is still a change.
-        if record.header() != header {
+        let mut header = [0u8; MAX_HEADER];
+        if Some(record.header(&mut header)) != rec.get(..FIXED + algorithm.public_len()) {
             return Err(Error::Tampered);
         }
-        // Opened once to check it; the scalar is wiped at once.
+        // Opened once to check it; the key is wiped at once.
         drop(record.secret(device)?);
         Ok(Some(record))
     }
 
-    /// ECDSA over `digest` with this key, DER into `out`; the key's PIN
-    /// policy must have let this use through.
+    /// GENERAL AUTHENTICATE's `81` with this key ([`Private::sign`]); the
+    /// key's PIN policy must have let this use through.
     pub fn sign<'o>(
         &self,
         device: &DeviceKey,
-        digest: &[u8],
-        out: &'o mut [u8],
+        input: &[u8],
+        out: &'o mut [u8; MAX_OUTPUT],
         _authorized: &Authorized<'_>,
     ) -> Result<&'o [u8]> {
-        sign(&self.secret(device)?, digest, out)
+        self.secret(device)?.sign(input, out)
     }
 
-    /// ECDH with a peer's point: the shared secret.
+    /// Key agreement with a peer's public key: the shared secret.
     pub fn agree(
         &self,
         device: &DeviceKey,
         peer: &[u8],
         _authorized: &Authorized<'_>,
-    ) -> Result<Zeroizing<[u8; 32]>> {
-        ecdh(&self.secret(device)?, peer)
+    ) -> Result<Shared> {
+        self.secret(device)?.agree(peer)
     }
 
     /// Signs an attestation certificate for `subject` with this key (the
@@ -225,17 +262,25 @@ impl KeyRecord {
     /// card in a response: the card itself only uses it through the methods
     /// above.
     #[cfg(feature = "testing")]
-    pub fn secret_for_tests(&self, device: &DeviceKey) -> Result<SecretKey> {
+    pub fn secret_for_tests(&self, device: &DeviceKey) -> Result<Private> {
         self.secret(device)
     }
 
     /// Opens the private key.
-    fn secret(&self, device: &DeviceKey) -> Result<SecretKey> {
-        let mut raw = Zeroizing::new([0u8; SCALAR]);
-        let header = self.header();
-        let scalar = device.open(&self.binding(&header), &self.sealed, &mut *raw)?;
-        SecretKey::from_slice(scalar).map_err(|_| Error::Tampered)
+    fn secret(&self, device: &DeviceKey) -> Result<Private> {
+        let mut raw = Zeroizing::new([0u8; MAX_SECRET]);
+        let mut header = [0u8; MAX_HEADER];
+        let header = self.header(&mut header);
+        let opened = device.open(&self.binding(header), self.sealed(), &mut *raw)?;
+        Private::from_bytes(self.algorithm, opened).map_err(|_| Error::Tampered)
     }
+}
+
+fn copy(dst: &mut [u8], src: &[u8]) -> Result<()> {
+    dst.get_mut(..src.len())
+        .ok_or(Error::Tampered)?
+        .copy_from_slice(src);
+    Ok(())
 }
 
 /// MOVE KEY: the key under `from` sealed anew under `to` and removed from
@@ -252,8 +297,9 @@ pub fn relocate(
     match to {
         None => store.commit(&[Op::Delete(from)])?,
         Some(to) => {
-            let moved = record.moved(device, to, rng, admin)?.encode();
-            store.commit(&[Op::Put(to, &moved), Op::Delete(from)])?;
+            let mut buf = [0u8; MAX_RECORD];
+            let moved = record.moved(device, to, rng, admin)?;
+            store.commit(&[Op::Put(to, moved.encode(&mut buf)), Op::Delete(from)])?;
         }
     }
     Ok(())
@@ -265,21 +311,22 @@ pub fn relocate(
 /// slot) before it is installed.
 pub fn install_staged(
     store: &mut dyn Persistent,
-    slot: Slot,
+    slot: KeySlot,
     certificate: &[u8],
     device: &DeviceKey,
     _admin: &Admin,
 ) -> Result<()> {
+    let slot = slot.slot();
     let staged = crate::layout::staged_key(slot);
-    let record = KeyRecord::load(store, staged, slot, device)?
-        .ok_or(Error::KeyNotFound)?
-        .encode();
+    let record = KeyRecord::load(store, staged, slot, device)?.ok_or(Error::KeyNotFound)?;
+    let mut buf = [0u8; MAX_RECORD];
+    let record = record.encode(&mut buf);
     let cert = slot
         .certificate_tag()
         .and_then(crate::layout::object)
         .ok_or(Error::BadParameters)?;
     store.commit(&[
-        Op::Put(crate::layout::slot_key(slot), &record),
+        Op::Put(crate::layout::slot_key(slot), record),
         Op::Put(cert, certificate),
         Op::Delete(staged),
     ])?;
@@ -287,7 +334,8 @@ pub fn install_staged(
 }
 
 /// ABORT RENEWAL: forgets the key staged for `slot`.
-pub fn drop_staged(store: &mut dyn Persistent, slot: Slot, _admin: &Admin) -> Result<()> {
+pub fn drop_staged(store: &mut dyn Persistent, slot: KeySlot, _admin: &Admin) -> Result<()> {
+    let slot = slot.slot();
     let staged = crate::layout::staged_key(slot);
     if store.len_of(staged).is_none() {
         return Err(Error::KeyNotFound);
@@ -296,69 +344,48 @@ pub fn drop_staged(store: &mut dyn Persistent, slot: Slot, _admin: &Admin) -> Re
     Ok(())
 }
 
-/// A fresh key pair from the card's RNG, for GENERATE (and, with the PIN
-/// too, for a renewal's staged key).
-pub fn generate(rng: &mut dyn CryptoRng, _admin: &Admin) -> SecretKey {
-    SecretKey::generate_from_rng(rng)
+/// A fresh key from the card's RNG, for GENERATE.
+pub fn generate(algorithm: Algorithm, rng: &mut dyn CryptoRng, _admin: &Admin) -> Result<Private> {
+    Private::generate(algorithm, rng)
 }
 
 /// A renewal's staged key: the management key and the PIN of the holder or
 /// sponsor renewing.
-pub fn generate_staged(rng: &mut dyn CryptoRng, _admin: &Admin, _pin: &PinVerified) -> SecretKey {
-    SecretKey::generate_from_rng(rng)
+pub fn generate_staged(
+    algorithm: Algorithm,
+    rng: &mut dyn CryptoRng,
+    _admin: &Admin,
+    _pin: &PinVerified,
+) -> Result<Private> {
+    Private::generate(algorithm, rng)
 }
 
 /// The card's own attestation key, made with its factory state (on a blank
 /// card, after RESET, or for SET SERIAL): the one key no management key
-/// stands behind.
-pub(crate) fn attestation_key(rng: &mut dyn CryptoRng) -> SecretKey {
-    SecretKey::generate_from_rng(rng)
+/// stands behind. P-256, as the attestation certificates are signed with
+/// ECDSA.
+pub(crate) fn attestation_key(rng: &mut dyn CryptoRng) -> Result<Private> {
+    Private::generate(Algorithm::P256, rng)
 }
 
-/// A private key from an imported scalar (32 bytes, 1 ≤ d < n).
-pub fn import(scalar: &[u8], _admin: &Admin) -> Result<SecretKey> {
-    if scalar.len() != 32 {
-        return Err(Error::BadData);
-    }
-    SecretKey::from_slice(scalar).map_err(|_| Error::BadData)
+/// What an IMPORT carries: the private key's parts by Yubico's tags.
+pub enum Imported<'a> {
+    /// RSA CRT parts (`01`–`05`).
+    Rsa(crypto::rsa::Parts<'a>),
+    /// An EC scalar (`06`), an Ed25519 seed (`07`) or an X25519 secret
+    /// (`08`).
+    Scalar(&'a [u8]),
 }
 
-/// ECDSA over a digest as PIV tools send it, DER-encoded into `out`.
-///
-/// The digest is fitted to the 32-byte field as ECDSA prescribes: a shorter
-/// one is left-padded with zeros, a longer one keeps its leftmost 32 bytes.
-pub(crate) fn sign<'o>(secret: &SecretKey, digest: &[u8], out: &'o mut [u8]) -> Result<&'o [u8]> {
-    if digest.is_empty() || digest.len() > 64 {
-        return Err(Error::BadData);
+/// A private key from an IMPORT, refused ([`Error::BadData`]) unless it is
+/// a consistent key of `algorithm`: an EC scalar in 1 ≤ d < n, 32-byte
+/// 25519 secrets, RSA parts that belong together.
+pub fn import(algorithm: Algorithm, key: &Imported<'_>, _admin: &Admin) -> Result<Private> {
+    match key {
+        Imported::Rsa(parts) => Private::from_rsa_parts(algorithm, parts),
+        Imported::Scalar(bytes) if algorithm.rsa_bits().is_none() => {
+            Private::from_bytes(algorithm, bytes)
+        }
+        Imported::Scalar(_) => Err(Error::BadData),
     }
-    let mut fitted = [0u8; 32];
-    let n = digest.len().min(32);
-    let src = digest.get(..n).ok_or(Error::BadData)?;
-    fitted
-        .get_mut(32 - n..)
-        .ok_or(Error::BadData)?
-        .copy_from_slice(src);
-    // RFC 6979 nonces: deterministic, so no RNG failure can leak the key.
-    let (signature, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
-        &secret.to_nonzero_scalar(),
-        &fitted,
-        &[],
-    );
-    let der = signature.to_der();
-    let der = der.as_bytes();
-    let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
-    dst.copy_from_slice(der);
-    Ok(dst)
-}
-
-/// ECDH with a peer's uncompressed point: the shared x-coordinate.
-fn ecdh(secret: &SecretKey, peer: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
-    if peer.len() != POINT {
-        return Err(Error::BadData);
-    }
-    let peer = PublicKey::from_sec1_bytes(peer).map_err(|_| Error::BadData)?;
-    let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(shared.raw_secret_bytes());
-    Ok(out)
 }

@@ -18,8 +18,10 @@
 )]
 
 pub mod admin;
+pub mod algorithm;
 pub mod attest;
 mod commands;
+pub mod crypto;
 pub mod error;
 pub mod identity;
 mod ins;

@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER | secret (PIN, PUK) | – |
 //! | GENERAL AUTHENTICATE `9B` | secret (cryptograms) | secret (cryptograms) |
-//! | GENERAL AUTHENTICATE with `85` (ECDH) | public point | secret (shared secret) |
+//! | GENERAL AUTHENTICATE with `85` (ECDH, X25519) | public point | secret (shared secret) |
+//! | GENERAL AUTHENTICATE with an RSA key | public | secret (a decryption looks like a signature) |
 //! | GET DATA of a PIN-protected object | – | secret |
 //! | PUT DATA of a PIN-protected object | secret | – |
 //! | IMPORT ASYMMETRIC KEY, SET MANAGEMENT KEY | secret (key) | – |
@@ -22,6 +23,7 @@ use apdu::Header;
 use apdu::tlv::{Reader, Tlv};
 use card_os::Secrecy;
 
+use crate::algorithm::Algorithm;
 use crate::ins::*;
 use crate::objects;
 
@@ -33,6 +35,9 @@ pub fn of(header: &Header, data: &[u8]) -> Secrecy {
         INS_IMPORT_KEY | INS_SET_MANAGEMENT_KEY => Secrecy::COMMAND,
         INS_GENERAL_AUTHENTICATE if header.p2 == KEY_REF_ADMIN => Secrecy::SECRET,
         INS_GENERAL_AUTHENTICATE if agrees_key(data) != Some(false) => Secrecy::RESPONSE,
+        INS_GENERAL_AUTHENTICATE if Algorithm::from_byte(header.p1).is_some_and(is_rsa) => {
+            Secrecy::RESPONSE
+        }
         INS_GET_DATA if protected(data) != Some(false) => Secrecy::RESPONSE,
         INS_PUT_DATA if protected(data) != Some(false) => Secrecy::COMMAND,
         INS_GENERAL_AUTHENTICATE
@@ -53,6 +58,10 @@ pub fn of(header: &Header, data: &[u8]) -> Secrecy {
         | INS_SET_SERIAL => Secrecy::PUBLIC,
         _ => Secrecy::SECRET,
     }
+}
+
+fn is_rsa(algorithm: Algorithm) -> bool {
+    algorithm.rsa_bits().is_some()
 }
 
 /// Whether a `7C` template asks for a key agreement (`85`); `None` if the
@@ -98,6 +107,18 @@ mod tests {
             verdict([0x10, 0x87, 0x11, 0x9D], &ecdh[..20]),
             Secrecy::RESPONSE
         );
+    }
+
+    #[test]
+    fn an_rsa_private_operation_answers_a_secret() {
+        // Signing and decrypting are the same command for RSA.
+        let block = [0x7C, 0x06, 0x82, 0x00, 0x81, 0x02, 0xAA, 0xBB];
+        for alg in [0x06, 0x07, 0x05, 0x16] {
+            assert_eq!(verdict([0, 0x87, alg, 0x9D], &block), Secrecy::RESPONSE);
+        }
+        assert_eq!(verdict([0, 0x87, 0xE0, 0x9A], &block), Secrecy::PUBLIC);
+        let x25519 = [0x7C, 0x06, 0x82, 0x00, 0x85, 0x02, 0xAA, 0xBB];
+        assert_eq!(verdict([0, 0x87, 0xE1, 0x9D], &x25519), Secrecy::RESPONSE);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
 //! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
 //! let authorized = session.authorize(record.pin).ok_or(Error::SecurityStatus)?;
-//! let mut out = [0u8; 80];
+//! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
 //! record.sign(device, &[0u8; 32], &mut out, &authorized)?;
 //! # Ok(()) }
 //! ```
@@ -28,7 +28,7 @@
 //! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
 //! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
 //! // Signing with a slot's key needs what its PIN policy asks for.
-//! let mut out = [0u8; 80];
+//! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
 //! record.sign(device, &[0u8; 32], &mut out)?;
 //! # Ok(()) }
 //! ```
@@ -45,7 +45,7 @@
 //! # use piv::{Error, session::Session};
 //! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
 //! let admin = session.admin.as_ref().ok_or(Error::SecurityStatus)?;
-//! let key = piv::keys::generate(rng, admin);
+//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng, admin)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -53,7 +53,7 @@
 //! # use piv::{Error, session::Session};
 //! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
 //! // Generating a key needs the management key's proof.
-//! let key = piv::keys::generate(rng);
+//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -61,7 +61,7 @@
 //! # use piv::{Error, session::Session};
 //! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
 //! // And the proof cannot be made up outside `admin`.
-//! let key = piv::keys::generate(rng, &piv::session::Admin(()));
+//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng, &piv::session::Admin(()))?;
 //! # Ok(()) }
 //! ```
 //!

@@ -105,6 +105,30 @@ impl Slot {
     }
 }
 
+/// A slot that holds a key its holder controls: every slot but the
+/// attestation key's. GENERATE, STAGE, MOVE KEY (both ends), ATTEST (the
+/// key attested) and the renewal commands take only these, so a command
+/// that would replace or move the card's own attestation key cannot be
+/// written past parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeySlot(Slot);
+
+impl KeySlot {
+    /// The key slot a reference byte names; `F9` and unknown bytes are
+    /// [`Error::BadParameters`].
+    pub fn from_byte(b: u8) -> Result<KeySlot> {
+        match Slot::from_byte(b)? {
+            Slot::Attestation => Err(Error::BadParameters),
+            slot => Ok(KeySlot(slot)),
+        }
+    }
+
+    /// The slot.
+    pub const fn slot(self) -> Slot {
+        self.0
+    }
+}
+
 /// When a slot's key needs the PIN (Yubico's PIN policy byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinPolicy {
@@ -196,10 +220,11 @@ pub enum AdminAlgorithm {
 }
 
 impl AdminAlgorithm {
-    /// Parses the algorithm byte.
+    /// Parses the algorithm byte. SP 800-78 also names three-key Triple
+    /// DES `00` (OpenSC's `pkcs11-tool --test` uses it).
     pub fn from_byte(b: u8) -> Result<AdminAlgorithm> {
         match b {
-            0x03 => Ok(AdminAlgorithm::Tdes),
+            0x00 | 0x03 => Ok(AdminAlgorithm::Tdes),
             0x08 => Ok(AdminAlgorithm::Aes128),
             0x0A => Ok(AdminAlgorithm::Aes192),
             0x0C => Ok(AdminAlgorithm::Aes256),
@@ -234,6 +259,3 @@ impl AdminAlgorithm {
         }
     }
 }
-
-/// The asymmetric algorithm of a slot. Only P-256 for now.
-pub const ALG_P256: u8 = 0x11;

@@ -308,9 +308,14 @@ fn keys_on_empty_slots_and_wrong_algorithms() {
         0x6A86
     );
     assert_eq!(
-        exchange(&mut card, [0x00, 0x47, 0x00, 0x9A], &hex("AC03800107")).1,
+        exchange(&mut card, [0x00, 0x47, 0x00, 0x9A], &hex("AC038001FF")).1,
         0x6A80,
-        "RSA-2048 not here"
+        "no such algorithm"
+    );
+    assert_eq!(
+        exchange(&mut card, [0x00, 0x47, 0x00, 0xF9], &hex("AC03800111")).1,
+        0x6A86,
+        "GENERATE cannot replace the attestation key"
     );
     assert_eq!(
         exchange(&mut card, [0x00, 0x47, 0x00, 0x9B], &hex("AC03800111")).1,

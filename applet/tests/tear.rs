@@ -88,6 +88,47 @@ fn staged_9a(card: &mut PivCard<Torn>) {
     exchange(card, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800111"));
 }
 
+fn with_rsa_9a(card: &mut PivCard<Torn>) {
+    admin_default(card);
+    assert_eq!(
+        exchange(card, [0x00, 0xFE, 0x07, 0x9A], &rsa2048_import()).1,
+        0x9000
+    );
+}
+
+fn with_ed25519_9a(card: &mut PivCard<Torn>) {
+    admin_default(card);
+    assert_eq!(
+        exchange(card, [0x00, 0x47, 0x00, 0x9A], &hex("AC038001E0")).1,
+        0x9000
+    );
+}
+
+fn staged_rsa_9a(card: &mut PivCard<Torn>) {
+    with_rsa_9a(card);
+    assert_eq!(verify(card, b"123456"), 0x9000);
+    assert_eq!(
+        exchange(card, [0x00, 0xE0, 0x00, 0x9A], &hex("AC03800107")).1,
+        0x9000
+    );
+}
+
+fn staged_ed25519_9a(card: &mut PivCard<Torn>) {
+    with_ed25519_9a(card);
+    assert_eq!(verify(card, b"123456"), 0x9000);
+    assert_eq!(
+        exchange(card, [0x00, 0xE0, 0x00, 0x9A], &hex("AC038001E0")).1,
+        0x9000
+    );
+}
+
+fn commit_renewal(c: &mut PivCard<Torn>) -> u16 {
+    let object = certificate();
+    let mut data = hex("538205E3");
+    data.extend(&object);
+    exchange(c, [0x00, 0xE1, 0x00, 0x9A], &data).1
+}
+
 fn certificate() -> Vec<u8> {
     let cert: Vec<u8> = (0..1500).map(|i| (i * 13 % 256) as u8).collect();
     let mut object = vec![0x70, 0x82, 0x05, 0xDC];
@@ -365,6 +406,76 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
                 data.extend(&object);
                 exchange(c, [0x00, 0xE1, 0x00, 0x9A], &data).1
             },
+        },
+        // The other algorithms' records: an RSA-2048 key's is 1,093 bytes,
+        // many flash words more than a P-256 key's 150.
+        Scenario {
+            name: "GENERATE RSA-2048",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0x47, 0x00, 0x9A], &hex("AC03800107")).1,
+        },
+        Scenario {
+            name: "GENERATE Ed25519",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0x47, 0x00, 0x9A], &hex("AC038001E0")).1,
+        },
+        Scenario {
+            name: "IMPORT RSA-2048",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0xFE, 0x07, 0x9D], &rsa2048_import()).1,
+        },
+        Scenario {
+            name: "IMPORT Ed25519",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                let data =
+                    hex("07209D61B19DEFFD5A60BA844AF492EC2CC44449C5697B326919703BAC031CAE7F60");
+                exchange(c, [0x00, 0xFE, 0xE0, 0x9D], &data).1
+            },
+        },
+        Scenario {
+            name: "MOVE KEY RSA-2048",
+            setup: with_rsa_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00F6829A"))),
+        },
+        Scenario {
+            name: "MOVE KEY Ed25519",
+            setup: with_ed25519_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| sw(&send(c, &hex("00F6829A"))),
+        },
+        Scenario {
+            name: "COMMIT RENEWAL RSA-2048",
+            setup: staged_rsa_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: commit_renewal,
+        },
+        Scenario {
+            name: "COMMIT RENEWAL Ed25519",
+            setup: staged_ed25519_9a,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: commit_renewal,
         },
     ];
     let mut total = 0;

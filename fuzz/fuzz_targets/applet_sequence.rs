@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+use simulator::client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use std::sync::OnceLock;
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;
@@ -33,7 +33,10 @@ enum Op {
         right: bool,
         new: u8,
     },
-    Generate,
+    /// GENERATE in 9A, of one of the card's algorithms (by index).
+    Generate(u8),
+    /// The private operation of 9A's key: a signature, a raw RSA block, or
+    /// a key agreement.
     Sign,
     Reset,
     /// The next operation loses power at its n-th flash operation.
@@ -191,9 +194,10 @@ fn tries(card: &mut TheCard, r: u8) -> u8 {
     PivClient::new(card).tries(r).unwrap().0
 }
 
-/// The private scalar of the key in 9A, unsealed from the card's flash
-/// with the device key, as only the card itself can.
-fn secret_9a(card: &TheCard) -> Option<[u8; 32]> {
+/// The private key in 9A as the card seals it (a scalar, a seed, or RSA's
+/// CRT parts), unsealed from the card's flash with the device key, as only
+/// the card itself can.
+fn secret_9a(card: &TheCard) -> Option<Vec<u8>> {
     let mut store: card_os::store::Store<Flash> =
         card_os::store::Store::mount(card.store().flash().inner().clone()).ok()?;
     let slot = piv::slot::Slot::Authentication;
@@ -201,7 +205,37 @@ fn secret_9a(card: &TheCard) -> Option<[u8; 32]> {
     let device = DeviceKey::new(DEVICE);
     let record = piv::keys::KeyRecord::load(&mut store, label, slot, &device).ok()??;
     let secret = record.secret_for_tests(&device).ok()?;
-    Some(secret.to_bytes().into())
+    let mut out = [0u8; piv::algorithm::MAX_SECRET];
+    secret.write_secret(&mut out).ok().map(<[u8]>::to_vec)
+}
+
+/// The algorithms GENERATE draws from: all but the slowest RSA sizes,
+/// whose generation would take most of a run.
+const ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::P256,
+    Algorithm::P384,
+    Algorithm::Ed25519,
+    Algorithm::X25519,
+    Algorithm::Rsa1024,
+    Algorithm::Rsa2048,
+];
+
+/// What 9A's key is asked to do in `Op::Sign`: a digest to sign, a block
+/// below any modulus, or the X25519 base point to agree with.
+fn operation(algorithm: Algorithm) -> (u8, Vec<u8>) {
+    match algorithm {
+        Algorithm::X25519 => (0x85, {
+            let mut u = vec![0u8; 32];
+            u[0] = 9;
+            u
+        }),
+        a if a.rsa_bits().is_some() => (0x81, {
+            let mut block = vec![0x5A; a.public_len()];
+            block[0] = 0;
+            block
+        }),
+        _ => (0x81, vec![1; 32]),
+    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -277,16 +311,23 @@ fuzz_target!(|ops: Vec<Op>| {
                     verified &= !ok;
                     ok
                 }
-                Op::Generate => {
+                Op::Generate(n) => {
+                    let algorithm = ALGORITHMS[usize::from(*n) % ALGORITHMS.len()];
                     if c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).is_ok()
-                        && let Ok(p) = c.generate(0x9A, false)
+                        && let Ok(p) = c.generate_key(0x9A, algorithm, false)
                     {
                         responses.push(p);
                     }
                     false
                 }
                 Op::Sign => {
-                    if let Ok(sig) = c.sign(0x9A, &[1; 32]) {
+                    let algorithm = c
+                        .key_metadata(0x9A)
+                        .ok()
+                        .flatten()
+                        .map_or(Algorithm::P256, |(a, _)| a);
+                    let (tag, input) = operation(algorithm);
+                    if let Ok(sig) = c.private_operation(0x9A, algorithm, tag, &input) {
                         assert!(verified, "signed without the PIN");
                         responses.push(sig);
                     }
@@ -383,15 +424,19 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
         let key_after = PivClient::new(&mut card).public_key(0x9A).unwrap();
-        if !matches!(op, Op::Generate) && op.raw().is_none() {
+        if !matches!(op, Op::Generate(_)) && op.raw().is_none() {
             assert_eq!(key_after, key_before, "the key changed: {op:?}");
         }
+        // Every 32-byte piece of the key, so that any CRT part (each starts
+        // on a multiple of 32) that left the card whole is found.
         if let Some(secret) = secret_9a(&card) {
-            for r in &responses {
-                assert!(
-                    !r.windows(32).any(|w| w == secret),
-                    "the private key left the card"
-                );
+            for piece in secret.chunks_exact(32) {
+                for r in &responses {
+                    assert!(
+                        !r.windows(32).any(|w| w == piece),
+                        "the private key left the card"
+                    );
+                }
             }
         }
     }

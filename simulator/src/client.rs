@@ -8,6 +8,8 @@
 
 use std::ffi::CString;
 
+pub use piv::algorithm::Algorithm;
+
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 
 /// Why a card operation failed.
@@ -351,43 +353,89 @@ impl<T: Transport> PivClient<T> {
 
     /// GENERATE (or, `staged`, STAGE KEY) a P-256 key; returns the point.
     pub fn generate(&mut self, slot: u8, staged: bool) -> Result<Vec<u8>> {
+        self.generate_key(slot, Algorithm::P256, staged)
+    }
+
+    /// GENERATE (or, `staged`, STAGE KEY) a key of `algorithm`; returns its
+    /// public key as the card keeps it: the RSA modulus (the exponent is
+    /// 65537), an uncompressed EC point, or a 25519 public key.
+    pub fn generate_key(
+        &mut self,
+        slot: u8,
+        algorithm: Algorithm,
+        staged: bool,
+    ) -> Result<Vec<u8>> {
         let ins = if staged { 0xE0 } else { 0x47 };
         let rsp = self.call(
             "GENERATE",
             [0x00, ins, 0x00, slot],
-            &[0xAC, 0x03, 0x80, 0x01, 0x11],
+            &[0xAC, 0x03, 0x80, 0x01, algorithm.byte()],
         )?;
-        match rsp.as_slice() {
-            [0x7F, 0x49, 0x43, 0x86, 0x41, point @ ..] if point.len() == 65 => Ok(point.to_vec()),
-            _ => Err(ClientError::Malformed("public key template")),
-        }
+        let template = match tlvs(&rsp)?.as_slice() {
+            [(0x7F49, template)] => *template,
+            _ => return Err(ClientError::Malformed("public key template")),
+        };
+        public_from_template(template, algorithm)
     }
 
     /// The public point of the key in `slot`, if any.
     pub fn public_key(&mut self, slot: u8) -> Result<Option<Vec<u8>>> {
-        match self.exchange([0x00, 0xF7, 0x00, slot], &[])? {
-            (meta, SW_OK) => Ok(meta
-                .windows(3)
-                .position(|w| w == [0x86, 0x41, 0x04])
-                .and_then(|i| meta.get(i + 2..i + 67))
-                .map(<[u8]>::to_vec)),
-            (_, 0x6A88) => Ok(None),
-            (_, sw) => Err(ClientError::Status {
-                what: "GET METADATA",
-                sw,
-            }),
+        Ok(self.key_metadata(slot)?.map(|(_, public)| public))
+    }
+
+    /// The algorithm and public key (as [`PivClient::generate_key`] gives
+    /// it) of the key in `slot`, from GET METADATA; `None` if the slot is
+    /// empty.
+    pub fn key_metadata(&mut self, slot: u8) -> Result<Option<(Algorithm, Vec<u8>)>> {
+        let meta = match self.exchange([0x00, 0xF7, 0x00, slot], &[])? {
+            (meta, SW_OK) => meta,
+            (_, 0x6A88) => return Ok(None),
+            (_, sw) => {
+                return Err(ClientError::Status {
+                    what: "GET METADATA",
+                    sw,
+                });
+            }
+        };
+        let (mut algorithm, mut public) = (None, None);
+        for (tag, value) in tlvs(&meta)? {
+            match (tag, value) {
+                (0x01, [b]) => algorithm = Algorithm::from_byte(*b),
+                (0x04, v) => public = Some(v),
+                _ => {}
+            }
+        }
+        match (algorithm, public) {
+            (Some(a), Some(p)) => Ok(Some((a, public_from_template(p, a)?))),
+            _ => Err(ClientError::Malformed("key metadata")),
         }
     }
 
     /// An ECDSA signature (DER) over a 32-byte digest.
     pub fn sign(&mut self, slot: u8, digest: &[u8; 32]) -> Result<Vec<u8>> {
-        let mut data = vec![0x7C, 0x24, 0x82, 0x00, 0x81, 0x20];
-        data.extend(digest);
-        let rsp = self.call("GENERAL AUTHENTICATE", [0x00, 0x87, 0x11, slot], &data)?;
-        match rsp.as_slice() {
-            [0x7C, _, 0x82, len, sig @ ..] if sig.len() == usize::from(*len) => Ok(sig.to_vec()),
-            _ => Err(ClientError::Malformed("signature template")),
-        }
+        self.private_operation(slot, Algorithm::P256, 0x81, digest)
+    }
+
+    /// GENERAL AUTHENTICATE with the key in `slot`: `tag` `81` (a digest to
+    /// sign, an Ed25519 message, an RSA block) or `85` (a peer's public key
+    /// to agree with). Returns what comes back in `82`.
+    pub fn private_operation(
+        &mut self,
+        slot: u8,
+        algorithm: Algorithm,
+        tag: u8,
+        input: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut inner = vec![0x82, 0x00];
+        inner.extend(tlv(tag, input));
+        let data = tlv(0x7C, &inner);
+        let rsp = self.call(
+            "GENERAL AUTHENTICATE",
+            [0x00, 0x87, algorithm.byte(), slot],
+            &data,
+        )?;
+        let template = unwrap_tlv(&rsp, 0x7C)?;
+        Ok(unwrap_tlv(template, 0x82)?.to_vec())
     }
 
     /// Reads a data object's content (inside `53`), `None` if absent.
@@ -510,6 +558,36 @@ pub fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(value);
     out
+}
+
+/// Every TLV at the top level of `data`, with its (multi-byte) tag.
+pub fn tlvs(data: &[u8]) -> Result<Vec<(u32, &[u8])>> {
+    apdu::tlv::Reader::new(data)
+        .map(|t| {
+            t.map(|t| (t.tag.value(), t.value))
+                .map_err(|_| ClientError::Malformed("TLV"))
+        })
+        .collect()
+}
+
+/// The public key in a `7F49` template (GENERATE) or metadata's `04`: RSA
+/// `81` modulus with `82` exponent 65537, or an `86` point.
+fn public_from_template(template: &[u8], algorithm: Algorithm) -> Result<Vec<u8>> {
+    let fields = tlvs(template)?;
+    let public = if algorithm.rsa_bits().is_some() {
+        let modulus = fields.iter().find(|(t, _)| *t == 0x81);
+        let exponent = fields.iter().find(|(t, _)| *t == 0x82);
+        if exponent.map(|(_, e)| *e) != Some(&[0x01, 0x00, 0x01][..]) {
+            return Err(ClientError::Malformed("RSA public exponent"));
+        }
+        modulus.map(|(_, n)| *n)
+    } else {
+        fields.iter().find(|(t, _)| *t == 0x86).map(|(_, p)| *p)
+    };
+    match public {
+        Some(p) if p.len() == algorithm.public_len() => Ok(p.to_vec()),
+        _ => Err(ClientError::Malformed("public key template")),
+    }
 }
 
 /// The value of a single TLV with `tag`.

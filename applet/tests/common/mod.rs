@@ -90,7 +90,7 @@ pub fn verify<F: embedded_storage::nor_flash::NorFlash>(card: &mut PivCard<F>, p
 /// The management key algorithm of an algorithm byte, as the vectors write it.
 pub fn mgm(alg: u8) -> MgmAlgorithm {
     match alg {
-        0x03 => MgmAlgorithm::Tdes,
+        0x00 | 0x03 => MgmAlgorithm::Tdes,
         0x08 => MgmAlgorithm::Aes128,
         0x0A => MgmAlgorithm::Aes192,
         0x0C => MgmAlgorithm::Aes256,
@@ -109,7 +109,7 @@ pub fn admin_auth<F: embedded_storage::nor_flash::NorFlash>(
     alg: u8,
     key: &[u8],
 ) -> u16 {
-    let block = if alg == 0x03 { 8 } else { 16 };
+    let block = if matches!(alg, 0x00 | 0x03) { 8 } else { 16 };
     let rsp = send(card, &[0x00, 0x87, alg, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00]);
     if sw(&rsp) != 0x9000 {
         return sw(&rsp);
@@ -172,4 +172,38 @@ pub fn sign<F: embedded_storage::nor_flash::NorFlash>(
     assert_eq!(rsp[0], 0x7C);
     assert_eq!(rsp[2], 0x82);
     (rsp[4..].to_vec(), s)
+}
+
+/// The blocks of a vector file in `tests/data/algorithms/`: `name value`
+/// lines, blank-line separated, `#` comments.
+pub fn vector_blocks(file: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/data/algorithms/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut out = vec![std::collections::HashMap::new()];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        match line.split_once(' ') {
+            Some((k, v)) => {
+                out.last_mut().unwrap().insert(k.to_string(), v.to_string());
+            }
+            None if !out.last().unwrap().is_empty() => out.push(Default::default()),
+            None => {}
+        }
+    }
+    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// The IMPORT data field of the RSA-2048 key in `rsa.txt`: CRT parts under
+/// tags `01`–`05`.
+pub fn rsa2048_import() -> Vec<u8> {
+    let v = vector_blocks("rsa.txt").swap_remove(1);
+    assert_eq!(v["bits"], "2048");
+    ["p", "q", "dp", "dq", "qinv"]
+        .iter()
+        .zip(1u8..)
+        .flat_map(|(k, t)| simulator::client::tlv(t, &hex(&v[*k])))
+        .collect()
 }

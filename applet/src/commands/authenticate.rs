@@ -1,0 +1,169 @@
+//! GENERAL AUTHENTICATE: the management key's challenge-response (`9B`),
+//! and the private-key operations of the slots.
+
+use apdu::Command;
+use apdu::tlv::{Reader, Tag};
+use card_os::{Context, Reply};
+use zeroize::Zeroizing;
+
+use crate::Piv;
+use crate::admin::{self, AuthFields, ManagementKey};
+use crate::algorithm::{Algorithm, Use};
+use crate::crypto::MAX_OUTPUT;
+use crate::error::{Error, Result};
+use crate::ins::KEY_REF_ADMIN;
+use crate::keys::KeyRecord;
+use crate::layout;
+use crate::slot::{AdminAlgorithm, Slot};
+
+const TEMPLATE: Tag = Tag::constant(0x7C);
+const RESPONSE: Tag = Tag::constant(0x82);
+
+/// What a GENERAL AUTHENTICATE asks for, parsed once.
+enum Request<'a> {
+    /// Management-key authentication, a step of it.
+    Admin {
+        algorithm: AdminAlgorithm,
+        fields: AuthFields<'a>,
+    },
+    /// An operation with the key in a slot.
+    Key {
+        slot: Slot,
+        algorithm: Algorithm,
+        operation: Use,
+        input: &'a [u8],
+    },
+}
+
+impl<'a> Request<'a> {
+    fn parse(cmd: &'a Command<'a>) -> Result<Request<'a>> {
+        let t = Template::parse(cmd.data())?;
+        if cmd.p2() == KEY_REF_ADMIN {
+            if t.exponentiation.is_some() {
+                return Err(Error::BadData);
+            }
+            return Ok(Request::Admin {
+                algorithm: AdminAlgorithm::from_byte(cmd.p1())?,
+                fields: AuthFields {
+                    witness: t.witness,
+                    challenge: t.challenge,
+                    response: t.response,
+                },
+            });
+        }
+        let slot = Slot::from_byte(cmd.p2())?;
+        let algorithm = Algorithm::from_byte(cmd.p1()).ok_or(Error::BadParameters)?;
+        // A key operation asks for its answer with an empty `82`.
+        if t.response != Some(&[]) || t.witness.is_some() {
+            return Err(Error::BadData);
+        }
+        let (operation, input) = match (t.challenge, t.exponentiation) {
+            (Some(challenge), None) => (Use::Sign, challenge),
+            (None, Some(peer)) => (Use::Agree, peer),
+            _ => return Err(Error::BadData),
+        };
+        Ok(Request::Key {
+            slot,
+            algorithm,
+            operation,
+            input,
+        })
+    }
+}
+
+/// The fields of a `7C` dynamic authentication template.
+struct Template<'a> {
+    witness: Option<&'a [u8]>,
+    challenge: Option<&'a [u8]>,
+    response: Option<&'a [u8]>,
+    exponentiation: Option<&'a [u8]>,
+}
+
+impl<'a> Template<'a> {
+    fn parse(data: &'a [u8]) -> Result<Template<'a>> {
+        let (outer, rest) = apdu::tlv::Tlv::parse(data)?;
+        if outer.tag != TEMPLATE || !rest.is_empty() {
+            return Err(Error::BadData);
+        }
+        let mut t = Template {
+            witness: None,
+            challenge: None,
+            response: None,
+            exponentiation: None,
+        };
+        for tlv in Reader::new(outer.value) {
+            let tlv = tlv?;
+            let field = match tlv.tag.value() {
+                0x80 => &mut t.witness,
+                0x81 => &mut t.challenge,
+                0x82 => &mut t.response,
+                0x85 => &mut t.exponentiation,
+                _ => return Err(Error::BadData),
+            };
+            if field.replace(tlv.value).is_some() {
+                return Err(Error::BadData);
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// GENERAL AUTHENTICATE.
+pub(super) fn general_authenticate(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    match Request::parse(cmd)? {
+        Request::Admin { algorithm, fields } => {
+            let key = ManagementKey::load(ctx.store, &piv.device)?;
+            let mut out = Zeroizing::new([0u8; 18]);
+            let n = admin::authenticate(
+                &mut piv.session,
+                &key,
+                algorithm,
+                &fields,
+                ctx.rng,
+                &mut out,
+            )?;
+            if n > 0 {
+                reply.nested(TEMPLATE, |w| w.raw(out.get(..n).unwrap_or_default()))?;
+            }
+            Ok(())
+        }
+        Request::Key {
+            slot,
+            algorithm,
+            operation,
+            input,
+        } => {
+            let label = layout::slot_key(slot);
+            let record =
+                KeyRecord::load(ctx.store, label, slot, &piv.device)?.ok_or(Error::KeyNotFound)?;
+            // P1 names the key's algorithm; another is a wrong parameter.
+            if record.algorithm != algorithm {
+                return Err(Error::BadParameters);
+            }
+            if !algorithm.can(operation) {
+                return Err(Error::BadData);
+            }
+            let authorized = piv
+                .session
+                .authorize(record.pin)
+                .ok_or(Error::SecurityStatus)?;
+            match operation {
+                Use::Sign => {
+                    let mut out = Zeroizing::new([0u8; MAX_OUTPUT]);
+                    let out = record.sign(&piv.device, input, &mut out, &authorized)?;
+                    reply.nested(TEMPLATE, |w| w.tlv(RESPONSE, out))?;
+                }
+                Use::Agree => {
+                    let shared = record.agree(&piv.device, input, &authorized)?;
+                    reply.nested(TEMPLATE, |w| w.tlv(RESPONSE, &shared))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}

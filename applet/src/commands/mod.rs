@@ -1,0 +1,109 @@
+//! Command handlers, one module per family. Each handler parses its
+//! command once into a typed value (key references with their own types,
+//! so which slots a command accepts is decided by parsing), checks the
+//! security conditions, and only then changes state, in one transaction.
+
+mod authenticate;
+mod card;
+mod keys;
+mod passcodes;
+
+use apdu::Command;
+use apdu::tlv::Tag;
+use card_os::{Context, Reply};
+
+use crate::algorithm::Algorithm;
+use crate::error::{Error, Result};
+use crate::ins::*;
+use crate::session::{Admin, PinVerified};
+use crate::{Piv, objects};
+
+/// SELECT: make sure the card has its factory state, then answer with the
+/// application property template.
+pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<()> {
+    card::identity(piv, ctx)?;
+    reply.nested(Tag::constant(0x61), |w| {
+        w.tlv(Tag::constant(0x4F), &[0x00, 0x00, 0x10, 0x00, 0x01, 0x00])?;
+        w.nested(Tag::constant(0x79), |w| {
+            w.tlv(Tag::constant(0x4F), &[0xA0, 0x00, 0x00, 0x03, 0x08])
+        })?;
+        w.tlv(Tag::constant(0x50), b"s9card PIV")?;
+        w.nested(Tag::constant(0xAC), |w| {
+            // The management-key algorithms, then every slot algorithm, so
+            // that OpenSC offers what the card has.
+            let admin = [0x03, 0x08, 0x0A, 0x0C];
+            for alg in admin.into_iter().chain(Algorithm::ALL.map(Algorithm::byte)) {
+                w.tlv(Tag::constant(0x80), &[alg])?;
+            }
+            w.tlv(Tag::constant(0x06), &[0x00])
+        })
+    })?;
+    Ok(())
+}
+
+/// Runs one command.
+pub fn run(
+    piv: &mut Piv,
+    cmd: &Command<'_>,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    // "PIN always" means the VERIFY comes immediately before the key is
+    // used: any command other than a signature or key agreement spends it.
+    if !matches!(cmd.ins(), INS_VERIFY | INS_GENERAL_AUTHENTICATE) {
+        piv.session.pin_always = None;
+    }
+    match cmd.ins() {
+        INS_VERIFY => passcodes::verify(piv, cmd, ctx),
+        INS_CHANGE_REFERENCE => passcodes::change_reference(piv, cmd, ctx),
+        INS_RESET_RETRY => passcodes::reset_retry_counter(piv, cmd, ctx),
+        INS_GENERAL_AUTHENTICATE => authenticate::general_authenticate(piv, cmd, ctx, reply),
+        INS_GENERATE => keys::generate(piv, cmd, ctx, reply, false),
+        INS_STAGE_KEY => keys::generate(piv, cmd, ctx, reply, true),
+        INS_GET_DATA => {
+            params(cmd, 0x3F, 0xFF)?;
+            objects::get(cmd.data(), ctx.store, &piv.session, reply)
+        }
+        INS_PUT_DATA => {
+            params(cmd, 0x3F, 0xFF)?;
+            objects::put(cmd.data(), ctx.store, admin_of(piv)?)
+        }
+        INS_GET_VERSION => {
+            params(cmd, 0, 0)?;
+            Ok(reply.raw(&crate::VERSION)?)
+        }
+        INS_GET_SERIAL => {
+            params(cmd, 0, 0)?;
+            let id = card::identity(piv, ctx)?;
+            Ok(reply.raw(&id.serial.to_be_bytes())?)
+        }
+        INS_GET_METADATA => keys::metadata(piv, cmd, ctx, reply),
+        INS_SET_PIN_RETRIES => passcodes::set_pin_retries(piv, cmd, ctx),
+        INS_RESET => card::reset(piv, cmd, ctx),
+        INS_SET_MANAGEMENT_KEY => passcodes::set_management_key(piv, cmd, ctx),
+        INS_IMPORT_KEY => keys::import(piv, cmd, ctx),
+        INS_ATTEST => keys::attest(piv, cmd, ctx, reply),
+        INS_MOVE_KEY => keys::move_key(piv, cmd, ctx),
+        INS_COMMIT_RENEWAL => keys::commit_renewal(piv, cmd, ctx),
+        INS_ABORT_RENEWAL => keys::abort_renewal(piv, cmd, ctx),
+        INS_CARD_INFO => card::card_info(piv, cmd, ctx, reply),
+        INS_SET_SERIAL => card::set_serial(piv, cmd, ctx),
+        _ => Err(Error::UnknownInstruction),
+    }
+}
+
+pub(crate) fn params(cmd: &Command<'_>, p1: u8, p2: u8) -> Result<()> {
+    if cmd.p1() == p1 && cmd.p2() == p2 {
+        Ok(())
+    } else {
+        Err(Error::BadParameters)
+    }
+}
+
+pub(crate) fn admin_of(piv: &Piv) -> Result<&Admin> {
+    piv.session.admin.as_ref().ok_or(Error::SecurityStatus)
+}
+
+pub(crate) fn pin_of(piv: &Piv) -> Result<&PinVerified> {
+    piv.session.pin.as_ref().ok_or(Error::SecurityStatus)
+}

@@ -1,0 +1,82 @@
+//! ECDSA and ECDH on the NIST curves, written once for P-256 and P-384.
+
+use core::ops::Add;
+
+use ecdsa::EcdsaCurve;
+use p256::elliptic_curve::array::ArraySize;
+use p256::elliptic_curve::array::typenum::Unsigned;
+use p256::elliptic_curve::sec1::{FromSec1Point, ModulusSize, ToSec1Point};
+use p256::elliptic_curve::{
+    self, AffinePoint, CurveArithmetic, FieldBytesSize, PublicKey, SecretKey,
+};
+use sha2::digest::{Digest, block_api::BlockSizeUser};
+
+use crate::error::{Error, Result};
+
+/// ECDSA over a digest as PIV tools send it, DER-encoded into `out`.
+///
+/// The digest is fitted to the field as ECDSA prescribes: a shorter one is
+/// left-padded with zeros, a longer one keeps its leftmost bytes. `D` is
+/// the hash RFC 6979 derives the nonce with (the curve's own), so no RNG
+/// failure can leak the key.
+pub fn sign<'o, C, D>(secret: &SecretKey<C>, digest: &[u8], out: &'o mut [u8]) -> Result<&'o [u8]>
+where
+    C: EcdsaCurve + CurveArithmetic,
+    D: Digest + BlockSizeUser,
+    ecdsa::der::MaxSize<C>: ArraySize,
+    <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
+{
+    let field = C::FieldBytesSize::USIZE;
+    if digest.is_empty() || digest.len() > 64 {
+        return Err(Error::BadData);
+    }
+    let mut fitted = elliptic_curve::FieldBytes::<C>::default();
+    let n = digest.len().min(field);
+    let src = digest.get(..n).ok_or(Error::BadData)?;
+    fitted
+        .get_mut(field - n..)
+        .ok_or(Error::BadData)?
+        .copy_from_slice(src);
+    let (signature, _) =
+        ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&secret.to_nonzero_scalar(), &fitted, &[]);
+    let der = signature.to_der();
+    let der = der.as_bytes();
+    let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
+    dst.copy_from_slice(der);
+    Ok(dst)
+}
+
+/// ECDH with a peer's uncompressed point: the shared x-coordinate, into
+/// `out` (the field's length).
+pub fn agree<C>(secret: &SecretKey<C>, peer: &[u8], out: &mut [u8]) -> Result<()>
+where
+    C: CurveArithmetic,
+    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    if peer.len() != 1 + 2 * C::FieldBytesSize::USIZE {
+        return Err(Error::BadData);
+    }
+    let peer = PublicKey::<C>::from_sec1_bytes(peer).map_err(|_| Error::BadData)?;
+    let shared = elliptic_curve::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
+    let raw = shared.raw_secret_bytes();
+    out.get_mut(..raw.len())
+        .ok_or(Error::NoSpace)?
+        .copy_from_slice(raw);
+    Ok(())
+}
+
+/// The uncompressed public point of `secret`, into `out`.
+pub fn public<C>(secret: &SecretKey<C>, out: &mut [u8]) -> Result<()>
+where
+    C: CurveArithmetic,
+    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    let point = secret.public_key().to_sec1_point(false);
+    let bytes = point.as_bytes();
+    out.get_mut(..bytes.len())
+        .ok_or(Error::NoSpace)?
+        .copy_from_slice(bytes);
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! The private-key operations of every slot algorithm, behind one type.
+//!
+//! [`Private`] is a key opened from its seal for the length of one
+//! command; every variant wipes itself when dropped. Nothing here knows
+//! about slots, policies or the store: [`crate::keys`] does.
+
+mod ec;
+pub mod rsa;
+
+use ed25519_dalek::Signer as _;
+use p256::elliptic_curve::Generate;
+use rand_core::CryptoRng;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::algorithm::{Algorithm, MAX_PUBLIC, MAX_SECRET};
+use crate::error::{Error, Result};
+
+/// The longest answer a key gives: an RSA-4096 block.
+pub const MAX_OUTPUT: usize = 512;
+
+/// A private key, opened.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one command; there is no heap to box it in"
+)]
+pub enum Private {
+    /// RSA as its CRT parts in the sealed form ([`rsa`]).
+    Rsa {
+        /// Which RSA size.
+        algorithm: Algorithm,
+        /// p, q, dP, dQ, qInv; the first `algorithm.secret_len()` bytes.
+        parts: Zeroizing<[u8; MAX_SECRET]>,
+    },
+    /// A P-256 scalar.
+    P256(p256::SecretKey),
+    /// A P-384 scalar.
+    P384(p384::SecretKey),
+    /// An Ed25519 key from its 32-byte seed.
+    Ed25519(ed25519_dalek::SigningKey),
+    /// An X25519 secret.
+    X25519(x25519_dalek::StaticSecret),
+}
+
+/// A key agreement's shared secret, wiped on drop.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct Shared {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl core::ops::Deref for Shared {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl Private {
+    /// A fresh key from the card's RNG.
+    pub fn generate(algorithm: Algorithm, rng: &mut dyn CryptoRng) -> Result<Private> {
+        Ok(match algorithm {
+            Algorithm::P256 => Private::P256(p256::SecretKey::generate_from_rng(rng)),
+            Algorithm::P384 => Private::P384(p384::SecretKey::generate_from_rng(rng)),
+            Algorithm::Ed25519 | Algorithm::X25519 => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut *seed);
+                Private::from_bytes(algorithm, &*seed)?
+            }
+            rsa_alg => {
+                let bits = rsa_alg.rsa_bits().ok_or(Error::Unsupported)?;
+                let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
+                let mut modulus = [0u8; MAX_PUBLIC];
+                rsa::generate(
+                    bits,
+                    rng,
+                    parts
+                        .get_mut(..rsa_alg.secret_len())
+                        .ok_or(Error::NoSpace)?,
+                    modulus
+                        .get_mut(..rsa_alg.public_len())
+                        .ok_or(Error::NoSpace)?,
+                )?;
+                Private::Rsa {
+                    algorithm: rsa_alg,
+                    parts,
+                }
+            }
+        })
+    }
+
+    /// The key from its sealed form (exactly `algorithm.secret_len()`
+    /// bytes). Bytes that are no key (an EC scalar out of range) are
+    /// [`Error::BadData`].
+    pub fn from_bytes(algorithm: Algorithm, bytes: &[u8]) -> Result<Private> {
+        if bytes.len() != algorithm.secret_len() {
+            return Err(Error::BadData);
+        }
+        let seed = || -> Result<Zeroizing<[u8; 32]>> {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            seed.copy_from_slice(bytes);
+            Ok(seed)
+        };
+        Ok(match algorithm {
+            Algorithm::P256 => {
+                Private::P256(p256::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
+            }
+            Algorithm::P384 => {
+                Private::P384(p384::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
+            }
+            Algorithm::Ed25519 => {
+                Private::Ed25519(ed25519_dalek::SigningKey::from_bytes(&*seed()?))
+            }
+            Algorithm::X25519 => Private::X25519(x25519_dalek::StaticSecret::from(*seed()?)),
+            rsa_alg => {
+                let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
+                parts
+                    .get_mut(..bytes.len())
+                    .ok_or(Error::BadData)?
+                    .copy_from_slice(bytes);
+                Private::Rsa {
+                    algorithm: rsa_alg,
+                    parts,
+                }
+            }
+        })
+    }
+
+    /// An RSA key from imported CRT parts, checked ([`rsa::import`]).
+    pub fn from_rsa_parts(algorithm: Algorithm, key: &rsa::Parts<'_>) -> Result<Private> {
+        let bits = algorithm.rsa_bits().ok_or(Error::BadParameters)?;
+        let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
+        let len = algorithm.secret_len();
+        rsa::import(bits, key, parts.get_mut(..len).ok_or(Error::NoSpace)?)?;
+        Ok(Private::Rsa { algorithm, parts })
+    }
+
+    /// Which algorithm this key is for.
+    pub const fn algorithm(&self) -> Algorithm {
+        match self {
+            Private::Rsa { algorithm, .. } => *algorithm,
+            Private::P256(_) => Algorithm::P256,
+            Private::P384(_) => Algorithm::P384,
+            Private::Ed25519(_) => Algorithm::Ed25519,
+            Private::X25519(_) => Algorithm::X25519,
+        }
+    }
+
+    /// The sealed form ([`Private::from_bytes`] reads it back) into `out`.
+    pub fn write_secret<'o>(&self, out: &'o mut [u8; MAX_SECRET]) -> Result<&'o [u8]> {
+        let len = self.algorithm().secret_len();
+        let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
+        match self {
+            Private::Rsa { parts, .. } => {
+                dst.copy_from_slice(parts.get(..len).ok_or(Error::NoSpace)?)
+            }
+            Private::P256(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
+            Private::P384(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
+            Private::Ed25519(k) => dst.copy_from_slice(&*Zeroizing::new(k.to_bytes())),
+            Private::X25519(k) => dst.copy_from_slice(&*Zeroizing::new(k.to_bytes())),
+        }
+        Ok(dst)
+    }
+
+    /// The public key as a key record keeps it
+    /// ([`Algorithm::public_len`]) into `out`.
+    pub fn write_public<'o>(&self, out: &'o mut [u8; MAX_PUBLIC]) -> Result<&'o [u8]> {
+        let len = self.algorithm().public_len();
+        let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
+        match self {
+            Private::Rsa { algorithm, parts } => {
+                rsa::modulus(parts.get(..algorithm.secret_len()).unwrap_or_default(), dst)?
+            }
+            Private::P256(k) => ec::public(k, dst)?,
+            Private::P384(k) => ec::public(k, dst)?,
+            Private::Ed25519(k) => dst.copy_from_slice(k.verifying_key().as_bytes()),
+            Private::X25519(k) => dst.copy_from_slice(x25519_dalek::PublicKey::from(k).as_bytes()),
+        }
+        Ok(dst)
+    }
+
+    /// GENERAL AUTHENTICATE with a challenge: an ECDSA signature (DER) over
+    /// a digest, an Ed25519 signature over the message itself, or the raw
+    /// RSA private operation on a modulus-sized block. Input the key cannot
+    /// take is [`Error::BadData`].
+    pub fn sign<'o>(&self, input: &[u8], out: &'o mut [u8; MAX_OUTPUT]) -> Result<&'o [u8]> {
+        match self {
+            Private::Rsa { algorithm, parts } => {
+                let len = algorithm.public_len();
+                let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
+                rsa::private(
+                    parts.get(..algorithm.secret_len()).unwrap_or_default(),
+                    input,
+                    dst,
+                )?;
+                Ok(dst)
+            }
+            Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, input, out),
+            Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, input, out),
+            Private::Ed25519(k) => {
+                let signature = k.sign(input).to_bytes();
+                let dst = out.get_mut(..signature.len()).ok_or(Error::NoSpace)?;
+                dst.copy_from_slice(&signature);
+                Ok(dst)
+            }
+            Private::X25519(_) => Err(Error::BadData),
+        }
+    }
+
+    /// GENERAL AUTHENTICATE with a peer's public key: ECDH (an uncompressed
+    /// point in, the x-coordinate out) or X25519 (32 bytes each way; a
+    /// low-order peer point, which would give a predictable secret, is
+    /// refused).
+    pub fn agree(&self, peer: &[u8]) -> Result<Shared> {
+        let mut shared = Shared {
+            bytes: [0u8; 48],
+            len: 0,
+        };
+        shared.len = match self {
+            Private::P256(k) => {
+                ec::agree(k, peer, &mut shared.bytes)?;
+                32
+            }
+            Private::P384(k) => {
+                ec::agree(k, peer, &mut shared.bytes)?;
+                48
+            }
+            Private::X25519(k) => {
+                let peer: [u8; 32] = peer.try_into().map_err(|_| Error::BadData)?;
+                let secret = k.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+                if !secret.was_contributory() {
+                    return Err(Error::BadData);
+                }
+                let dst = shared.bytes.get_mut(..32).ok_or(Error::NoSpace)?;
+                dst.copy_from_slice(secret.as_bytes());
+                32
+            }
+            Private::Rsa { .. } | Private::Ed25519(_) => return Err(Error::BadData),
+        };
+        Ok(shared)
+    }
+}

@@ -1,0 +1,315 @@
+//! RSA without a heap: fixed-size `crypto-bigint` integers, one size per
+//! modulus length, Montgomery arithmetic and the Chinese remainder theorem.
+//!
+//! A private key is kept as its five CRT parts (p, q, dP, dQ, qInv), each
+//! half the modulus long, big-endian and zero-padded, back to back; the
+//! public exponent is always 65537. The private operation:
+//!
+//! - exponentiates in constant time (`FixedMontyForm::pow` walks every
+//!   bit of the exponent; reductions use the constant-time `rem`), so its
+//!   timing does not depend on the key or the input;
+//! - checks its result against the public key before answering (the
+//!   Bellcore attack: one faulty CRT half gives away a prime), answering
+//!   an error instead of a wrong result.
+//!
+//! Primes come from the card's RNG through `crypto-primes` (a sieve, then
+//! Miller-Rabin base 2 and a strong Lucas test, the Baillie-PSW test with
+//! no known counterexample). The primality tests are not constant time; as
+//! in every RSA implementation, what timing shows is mostly about rejected
+//! candidates.
+
+use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
+use crypto_bigint::{NonZero, Odd, U512, U1024, U1536, U2048, U3072, U4096, Uint};
+use crypto_primes::hazmat::{SetBits, SmallFactorsSieveFactory};
+use crypto_primes::{Flavor, is_prime, sieve_and_find};
+use rand_core::CryptoRng;
+use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use zeroize::Zeroizing;
+
+use crate::algorithm::RSA_EXPONENT;
+use crate::error::{Error, Result};
+
+/// The CRT parts of an imported key, each at most half the modulus long.
+pub struct Parts<'a> {
+    /// The first prime.
+    pub p: &'a [u8],
+    /// The second prime.
+    pub q: &'a [u8],
+    /// d mod (p − 1).
+    pub dp: &'a [u8],
+    /// d mod (q − 1).
+    pub dq: &'a [u8],
+    /// q⁻¹ mod p.
+    pub qinv: &'a [u8],
+}
+
+/// Calls `$f::<H, N>` with the limb counts of the half and the whole of a
+/// `$bits`-bit modulus; other lengths are [`Error::Unsupported`].
+macro_rules! by_size {
+    ($bits:expr, $f:ident ( $($arg:expr),* )) => {
+        match $bits {
+            1024 => $f::<{ U512::LIMBS }, { U1024::LIMBS }>($($arg),*),
+            2048 => $f::<{ U1024::LIMBS }, { U2048::LIMBS }>($($arg),*),
+            3072 => $f::<{ U1536::LIMBS }, { U3072::LIMBS }>($($arg),*),
+            4096 => $f::<{ U2048::LIMBS }, { U4096::LIMBS }>($($arg),*),
+            _ => Err(Error::Unsupported),
+        }
+    };
+}
+
+/// A fresh key of `bits` (1024, 2048, 3072 or 4096): CRT parts into
+/// `parts` (`5 · bits / 16` bytes), the modulus into `modulus`
+/// (`bits / 8`).
+pub fn generate(
+    bits: usize,
+    rng: &mut dyn CryptoRng,
+    parts: &mut [u8],
+    modulus: &mut [u8],
+) -> Result<()> {
+    by_size!(bits, generate_sized(rng, parts, modulus))
+}
+
+/// The raw private operation `input^d mod n` on a modulus-sized block.
+/// Input of the wrong length, or not below the modulus, is
+/// [`Error::BadData`]; a result that fails its check is
+/// [`Error::Tampered`].
+pub fn private(parts: &[u8], input: &[u8], out: &mut [u8]) -> Result<()> {
+    by_size!(parts.len() * 16 / 5, private_sized(parts, input, out))
+}
+
+/// The modulus `p · q` of a key's CRT parts.
+pub fn modulus(parts: &[u8], out: &mut [u8]) -> Result<()> {
+    by_size!(parts.len() * 16 / 5, modulus_sized(parts, out))
+}
+
+/// Checks imported CRT parts for a `bits`-bit key and writes them in the
+/// card's form into `parts`. A key that is not consistent (a modulus of
+/// another length, an even prime, exponents or coefficient that do not
+/// belong to the primes with e = 65537) is [`Error::BadData`].
+pub fn import(bits: usize, key: &Parts<'_>, parts: &mut [u8]) -> Result<()> {
+    by_size!(bits, import_sized(key, parts))
+}
+
+/// Reads a big-endian integer of at most `Uint<L>`'s width.
+fn decode<const L: usize>(bytes: &[u8]) -> Result<Zeroizing<Uint<L>>> {
+    let mut padded = Zeroizing::new(Uint::<L>::ZERO.to_be_bytes());
+    let width = padded.as_ref().len();
+    let start = width.checked_sub(bytes.len()).ok_or(Error::BadData)?;
+    padded
+        .as_mut()
+        .get_mut(start..)
+        .ok_or(Error::BadData)?
+        .copy_from_slice(bytes);
+    Ok(Zeroizing::new(Uint::from_be_slice(padded.as_ref())))
+}
+
+/// Writes `value` big-endian, exactly `out.len()` bytes wide.
+fn encode<const L: usize>(value: &Uint<L>, out: &mut [u8]) -> Result<()> {
+    let bytes = Zeroizing::new(value.to_be_bytes());
+    let src = bytes.as_ref();
+    let skip = src.len().checked_sub(out.len()).ok_or(Error::NoSpace)?;
+    out.copy_from_slice(src.get(skip..).ok_or(Error::NoSpace)?);
+    Ok(())
+}
+
+/// A key's CRT parts as integers.
+struct Crt<const H: usize> {
+    p: Zeroizing<Uint<H>>,
+    q: Zeroizing<Uint<H>>,
+    dp: Zeroizing<Uint<H>>,
+    dq: Zeroizing<Uint<H>>,
+    qinv: Zeroizing<Uint<H>>,
+}
+
+impl<const H: usize> Crt<H> {
+    const PART: usize = Uint::<H>::BYTES;
+
+    fn read(parts: &[u8]) -> Result<Crt<H>> {
+        if parts.len() != 5 * Self::PART {
+            return Err(Error::Tampered);
+        }
+        let mut chunks = parts.chunks_exact(Self::PART);
+        let mut next = || decode::<H>(chunks.next().unwrap_or_default());
+        Ok(Crt {
+            p: next()?,
+            q: next()?,
+            dp: next()?,
+            dq: next()?,
+            qinv: next()?,
+        })
+    }
+
+    fn write(&self, parts: &mut [u8]) -> Result<()> {
+        if parts.len() != 5 * Self::PART {
+            return Err(Error::NoSpace);
+        }
+        let mut chunks = parts.chunks_exact_mut(Self::PART);
+        for value in [&self.p, &self.q, &self.dp, &self.dq, &self.qinv] {
+            encode(&**value, chunks.next().ok_or(Error::NoSpace)?)?;
+        }
+        Ok(())
+    }
+
+    /// The exponents and coefficient for primes `p` and `q`, if e is
+    /// invertible modulo both p − 1 and q − 1 and q modulo p.
+    fn complete(p: Uint<H>, q: Uint<H>) -> Option<Crt<H>> {
+        let e = Uint::<H>::from_u32(RSA_EXPONENT);
+        let p_odd = Odd::new(p).into_option()?;
+        let dp = e
+            .invert_mod(&NonZero::new(p.wrapping_sub(&Uint::ONE)).into_option()?)
+            .into_option()?;
+        let dq = e
+            .invert_mod(&NonZero::new(q.wrapping_sub(&Uint::ONE)).into_option()?)
+            .into_option()?;
+        let qinv = q.invert_odd_mod(&p_odd).into_option()?;
+        Some(Crt {
+            p: Zeroizing::new(p),
+            q: Zeroizing::new(q),
+            dp: Zeroizing::new(dp),
+            dq: Zeroizing::new(dq),
+            qinv: Zeroizing::new(qinv),
+        })
+    }
+
+    fn modulus<const N: usize>(&self) -> Uint<N> {
+        let (lo, hi) = self.p.widening_mul(&*self.q);
+        lo.concat_resize(&hi)
+    }
+}
+
+fn generate_sized<const H: usize, const N: usize>(
+    rng: &mut dyn CryptoRng,
+    parts: &mut [u8],
+    modulus: &mut [u8],
+) -> Result<()> {
+    let half = Uint::<H>::BITS;
+    // Two top bits set in each prime, so p · q has exactly 2 · half bits.
+    let factory = SmallFactorsSieveFactory::<Uint<H>>::new(Flavor::Any, half, SetBits::TwoMsb)
+        .map_err(|_| Error::Unsupported)?;
+    loop {
+        let p = sieve_and_find(rng, factory, usable)
+            .ok()
+            .flatten()
+            .ok_or(Error::Unsupported)?;
+        let p = Zeroizing::new(p);
+        let q = sieve_and_find(rng, factory, usable)
+            .ok()
+            .flatten()
+            .ok_or(Error::Unsupported)?;
+        let q = Zeroizing::new(q);
+        // FIPS 186-5 B.3.3: |p − q| > 2^(half − 100), so that n cannot be
+        // factored from its square root.
+        let diff = Zeroizing::new(Uint::conditional_select(
+            &p.wrapping_sub(&q),
+            &q.wrapping_sub(&p),
+            p.ct_lt(&*q),
+        ));
+        if diff.bit_width() <= half - 100 {
+            continue;
+        }
+        let Some(crt) = Crt::complete(*p, *q) else {
+            continue;
+        };
+        crt.write(parts)?;
+        return encode(&crt.modulus::<N>(), modulus);
+    }
+}
+
+/// A prime candidate the key can use: e must be invertible modulo p − 1,
+/// and as e is prime that is p mod e ≠ 1.
+fn usable<R: ?Sized, const H: usize>(_: &mut R, candidate: &Uint<H>) -> bool {
+    let e = crypto_bigint::NonZero::<crypto_bigint::Limb>::new(crypto_bigint::Limb::from_u32(
+        RSA_EXPONENT,
+    ));
+    e.into_option()
+        .is_some_and(|e| candidate.rem_limb(e) != crypto_bigint::Limb::ONE)
+        && is_prime(Flavor::Any, candidate)
+}
+
+fn modulus_sized<const H: usize, const N: usize>(parts: &[u8], out: &mut [u8]) -> Result<()> {
+    let crt = Crt::<H>::read(parts)?;
+    encode(&crt.modulus::<N>(), out)
+}
+
+fn import_sized<const H: usize, const N: usize>(key: &Parts<'_>, parts: &mut [u8]) -> Result<()> {
+    let p = decode::<H>(key.p)?;
+    let q = decode::<H>(key.q)?;
+    let n: Uint<N> = {
+        let (lo, hi) = p.widening_mul(&*q);
+        lo.concat_resize(&hi)
+    };
+    if n.bit_width() != Uint::<N>::BITS || *p == *q {
+        return Err(Error::BadData);
+    }
+    let derived = Crt::complete(*p, *q).ok_or(Error::BadData)?;
+    let given = [
+        decode::<H>(key.dp)?,
+        decode::<H>(key.dq)?,
+        decode::<H>(key.qinv)?,
+    ];
+    let wanted = [&derived.dp, &derived.dq, &derived.qinv];
+    let same = given
+        .iter()
+        .zip(wanted)
+        .fold(subtle::Choice::from(1), |acc, (g, w)| acc & g.ct_eq(w));
+    if !bool::from(same) {
+        return Err(Error::BadData);
+    }
+    derived.write(parts)
+}
+
+fn private_sized<const H: usize, const N: usize>(
+    parts: &[u8],
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    if input.len() != Uint::<N>::BYTES || out.len() != Uint::<N>::BYTES {
+        return Err(Error::BadData);
+    }
+    let crt = Crt::<H>::read(parts)?;
+    let n = crt.modulus::<N>();
+    let c = decode::<N>(input)?;
+    // The input is public (a digest's padding or a ciphertext).
+    if c.cmp_vartime(&n) != core::cmp::Ordering::Less {
+        return Err(Error::BadData);
+    }
+    let p = Odd::new(*crt.p).into_option().ok_or(Error::Tampered)?;
+    let q = Odd::new(*crt.q).into_option().ok_or(Error::Tampered)?;
+    let (p_params, q_params) = (FixedMontyParams::new(p), FixedMontyParams::new(q));
+    let p_nz = p.to_nz().into_option().ok_or(Error::Tampered)?;
+    let q_nz = q.to_nz().into_option().ok_or(Error::Tampered)?;
+
+    let half = |modulus: &NonZero<Uint<H>>, params: &FixedMontyParams<H>, exponent: &Uint<H>| {
+        let reduced = Zeroizing::new(c.rem(modulus));
+        Zeroizing::new(
+            FixedMontyForm::new(&reduced, params)
+                .pow(exponent)
+                .retrieve(),
+        )
+    };
+    let m1 = half(&p_nz, &p_params, &crt.dp);
+    let m2 = half(&q_nz, &q_params, &crt.dq);
+    // Garner: m = m2 + q · (qInv · (m1 − m2) mod p).
+    let m2_mod_p = Zeroizing::new(m2.rem(&p_nz));
+    let diff = Zeroizing::new(m1.sub_mod(&m2_mod_p, &p_nz));
+    let h = Zeroizing::new(
+        (FixedMontyForm::new(&diff, &p_params) * FixedMontyForm::new(&crt.qinv, &p_params))
+            .retrieve(),
+    );
+    let m = Zeroizing::new({
+        let (lo, hi) = crt.q.widening_mul(&*h);
+        let qh: Uint<N> = lo.concat_resize(&hi);
+        qh.wrapping_add(&m2.resize::<N>())
+    });
+    // The fault check: m^e must give the input back.
+    let n_odd = Odd::new(n).into_option().ok_or(Error::Tampered)?;
+    let n_params = FixedMontyParams::new_vartime(n_odd);
+    let e = Uint::<N>::from_u32(RSA_EXPONENT);
+    let back = FixedMontyForm::new(&m, &n_params)
+        .pow_vartime(&e)
+        .retrieve();
+    if !bool::from(back.ct_eq(&c)) {
+        return Err(Error::Tampered);
+    }
+    encode(&*m, out)
+}

@@ -1,0 +1,205 @@
+//! RSA and P-384 through pcscd with unmodified tools: yubico-piv-tool's
+//! default key (RSA-2048), its test-signature and test-decipher,
+//! pkcs11-tool's RSA-PKCS, PSS, OAEP and ECDSA on P-384, each checked by
+//! OpenSSL against the card's public key, and ssh-keygen listing the keys.
+
+use std::path::Path;
+
+use s9card_e2e::yubico as y;
+use s9card_e2e::*;
+
+fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> std::path::PathBuf {
+    let pubkey = h.path(&format!("{slot}.pub"));
+    let out = pubkey.to_str().unwrap().to_string();
+    let mut args = vec!["-a", "generate", "-s", slot, "-o", &out];
+    if let Some(a) = algorithm {
+        args.extend(["-A", a]);
+    }
+    y(&args);
+    let cert = issue(h, &pubkey, &format!("holder {slot}"));
+    y(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        slot,
+        "-i",
+        cert.to_str().unwrap(),
+    ]);
+    pubkey
+}
+
+fn key_text(pubkey: &Path) -> String {
+    ok(
+        "openssl",
+        &[
+            "pkey",
+            "-pubin",
+            "-in",
+            pubkey.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    )
+}
+
+fn pkcs11(args: &[&str]) -> String {
+    let mut all = vec![
+        "--module",
+        PKCS11,
+        "--slot-index",
+        "0",
+        "--login",
+        "--pin",
+        "123456",
+    ];
+    all.extend_from_slice(args);
+    ok("pkcs11-tool", &all)
+}
+
+#[test]
+fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
+    let h = Harness::start(1);
+    // yubico-piv-tool's default algorithm is RSA-2048.
+    let rsa2048 = generate(&h, "9a", None);
+    assert!(key_text(&rsa2048).contains("Public-Key: (2048 bit)"));
+    let rsa1024 = generate(&h, "9d", Some("RSA1024"));
+    assert!(key_text(&rsa1024).contains("Public-Key: (1024 bit)"));
+    let p384 = generate(&h, "9e", Some("ECCP384"));
+    assert!(key_text(&p384).contains("NIST CURVE: P-384"));
+    let p384_sig = generate(&h, "9c", Some("ECCP384"));
+    assert!(key_text(&p384_sig).contains("NIST CURVE: P-384"));
+
+    // The tool's own checks: it signs or encrypts and verifies with the
+    // certificate's key.
+    for (action, slot) in [
+        ("test-signature", "9a"),
+        ("test-decipher", "9d"),
+        ("test-signature", "9c"),
+    ] {
+        y(&["-a", "verify-pin", "-P", "123456", "-a", action, "-s", slot]);
+    }
+
+    let msg = h.write("msg.txt", b"prescription 0042, signed on the card\n");
+    let msg = msg.to_str().unwrap();
+    let digest = h.path("msg.sha256");
+    let digest = digest.to_str().unwrap();
+    ok(
+        "openssl",
+        &["dgst", "-sha256", "-binary", "-out", digest, msg],
+    );
+    let sig = h.path("msg.sig");
+    let sig = sig.to_str().unwrap();
+    let (k2048, k384) = (rsa2048.to_str().unwrap(), p384.to_str().unwrap());
+
+    // RSA-PKCS over the whole message, hashed by the host: OpenSSL checks it.
+    pkcs11(&[
+        "--sign",
+        "-m",
+        "SHA256-RSA-PKCS",
+        "--id",
+        "01",
+        "-i",
+        msg,
+        "-o",
+        sig,
+    ]);
+    ok(
+        "openssl",
+        &["dgst", "-sha256", "-verify", k2048, "-signature", sig, msg],
+    );
+    // PSS, padded by OpenSC, the raw operation on the card.
+    pkcs11(&[
+        "--sign",
+        "-m",
+        "SHA256-RSA-PKCS-PSS",
+        "--id",
+        "01",
+        "-i",
+        msg,
+        "-o",
+        sig,
+    ]);
+    ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:-1",
+            "-verify",
+            k2048,
+            "-signature",
+            sig,
+            msg,
+        ],
+    );
+    // OAEP: OpenSSL encrypts to the RSA-1024 key, the card decrypts.
+    let secret = h.write("secret.bin", b"a wrapped session key 0123456789");
+    let wrapped = h.path("secret.oaep");
+    ok(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            rsa1024.to_str().unwrap(),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-in",
+            secret.to_str().unwrap(),
+            "-out",
+            wrapped.to_str().unwrap(),
+        ],
+    );
+    let unwrapped = h.path("secret.out");
+    pkcs11(&[
+        "--decrypt",
+        "-m",
+        "RSA-PKCS-OAEP",
+        "--id",
+        "03",
+        "-i",
+        wrapped.to_str().unwrap(),
+        "-o",
+        unwrapped.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&unwrapped).unwrap(),
+        b"a wrapped session key 0123456789"
+    );
+    // ECDSA on P-384 with the card-authentication key.
+    let digest384 = h.path("msg.sha384");
+    let digest384 = digest384.to_str().unwrap();
+    ok(
+        "openssl",
+        &["dgst", "-sha384", "-binary", "-out", digest384, msg],
+    );
+    pkcs11(&[
+        "--sign",
+        "-m",
+        "ECDSA",
+        "--id",
+        "04",
+        "--signature-format",
+        "openssl",
+        "-i",
+        digest384,
+        "-o",
+        sig,
+    ]);
+    ok(
+        "openssl",
+        &["dgst", "-sha384", "-verify", k384, "-signature", sig, msg],
+    );
+
+    // ssh sees the RSA and P-384 keys.
+    let keys = ok("ssh-keygen", &["-D", PKCS11]);
+    assert!(keys.lines().any(|l| l.starts_with("ssh-rsa ")), "{keys}");
+    assert!(
+        keys.lines().any(|l| l.starts_with("ecdsa-sha2-nistp384 ")),
+        "{keys}"
+    );
+}
