@@ -138,6 +138,11 @@ enum Command {
         /// still factory-fresh; otherwise it keeps its own.
         #[arg(long, conflicts_with = "bulk")]
         serial: Option<String>,
+        /// The algorithm of the card's keys: p256, p384 or rsa2048
+        /// (generated on the card; RSA-2048 takes seconds, as on a real
+        /// card). Renewals keep it.
+        #[arg(long, default_value = "p256", conflicts_with = "bulk")]
+        algorithm: String,
         #[command(flatten)]
         cms: CmsArgs,
     },
@@ -508,10 +513,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             passcode: flag,
             passcode_fd,
             serial,
+            algorithm,
             cms,
             ..
         } => {
             let card = CardArgs { reader, image };
+            let algorithm = simulator::cms::keys::parse_algorithm(&algorithm)?;
             let uuid = uuid.ok_or("--uuid is required")?;
             let name = name.ok_or("--name is required")?;
             let now = cms.now()?;
@@ -531,6 +538,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 role: if sponsor { Role::Sponsor } else { Role::Holder },
                 passcode,
                 serial: serial.as_deref().map(parse_serial).transpose()?,
+                algorithm,
             };
             flows::validate(&request)?;
             let mut client = card.open()?;

@@ -20,6 +20,7 @@ fn request(uuid: &str) -> Request {
         role: Role::Holder,
         passcode: String::from("482915").into(),
         serial: None,
+        algorithm: piv::algorithm::Algorithm::P256,
     }
 }
 
@@ -69,7 +70,7 @@ fn personalise_then_status() {
     client.verify_pin(b"482915").unwrap();
     let digest = [7u8; 32];
     let sig = client.sign(0x9A, &digest).unwrap();
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert.public).unwrap();
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert.key.public).unwrap();
     key.verify_prehash(
         &digest,
         &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
@@ -255,6 +256,7 @@ fn the_issuer_assigns_the_serial_at_personalisation() {
     let mut client = PivClient::new(&mut sim);
     let r = Request {
         serial: Some(912_000_001),
+        algorithm: piv::algorithm::Algorithm::P256,
         ..request("555000111222")
     };
     let done = flows::personalize(&mut s.cms, &mut client, &r, s.now).unwrap();

@@ -6,7 +6,6 @@ mod common;
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
 use common::Flaky;
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -31,7 +30,7 @@ fn boot(flash: Torn, serial: u32, seed: u64) -> Card<Torn, ChaCha20Rng, (Piv,)> 
     card
 }
 
-fn request(uuid: &str, role: Role) -> Request {
+fn request_with(uuid: &str, role: Role, algorithm: piv::algorithm::Algorithm) -> Request {
     Request {
         uuid: uuid.into(),
         name: format!("Person {uuid}"),
@@ -40,6 +39,7 @@ fn request(uuid: &str, role: Role) -> Request {
         role,
         passcode: String::from("482915").into(),
         serial: None,
+        algorithm,
     }
 }
 
@@ -49,6 +49,16 @@ fn t0() -> u64 {
 
 /// A CMS directory with one personalised card; returns the card's flash.
 fn personalised(dir: &std::path::Path, serial: u32, uuid: &str, role: Role) -> Flash {
+    personalised_with(dir, serial, uuid, role, piv::algorithm::Algorithm::P256)
+}
+
+fn personalised_with(
+    dir: &std::path::Path,
+    serial: u32,
+    uuid: &str,
+    role: Role,
+    algorithm: piv::algorithm::Algorithm,
+) -> Flash {
     let db = dir.join("cms.db");
     if !db.exists() {
         Cms::init_ca(&db, t0()).unwrap();
@@ -58,7 +68,7 @@ fn personalised(dir: &std::path::Path, serial: u32, uuid: &str, role: Role) -> F
     flows::personalize(
         &mut cms,
         &mut PivClient::new(&mut card),
-        &request(uuid, role),
+        &request_with(uuid, role, algorithm),
         t0(),
     )
     .unwrap();
@@ -202,6 +212,87 @@ fn sponsor_flow() {
     );
 }
 
+#[test]
+fn rsa_and_p384_cards_personalise_renew_and_sponsor_with_their_algorithm() {
+    big_stack(other_algorithms_flow);
+}
+
+fn other_algorithms_flow() {
+    use piv::algorithm::Algorithm;
+    let dir = tempfile::tempdir().unwrap();
+    let sponsor = personalised_with(
+        dir.path(),
+        900_000_030,
+        "555000999777",
+        Role::Sponsor,
+        Algorithm::Rsa2048,
+    );
+    let holder = personalised_with(
+        dir.path(),
+        900_000_031,
+        "555000111666",
+        Role::Holder,
+        Algorithm::P384,
+    );
+    let mut cms = Cms::open(&dir.path().join("cms.db")).unwrap();
+    let mut sponsor = boot(Torn::new(sponsor, None, 0), 900_000_030, 6);
+    let mut holder = boot(Torn::new(holder, None, 0), 900_000_031, 7);
+    for (card, algorithm) in [
+        (&mut sponsor, Algorithm::Rsa2048),
+        (&mut holder, Algorithm::P384),
+    ] {
+        let mut client = PivClient::new(card);
+        client.select().unwrap();
+        for (slot, object) in flows::SLOTS {
+            let (got, _) = client.key_metadata(slot).unwrap().unwrap();
+            assert_eq!(got, algorithm, "slot {slot:02X}");
+            key_matches_certificate(&cms, &mut client, slot, object);
+        }
+    }
+    // The RSA sponsor card signs the challenge that unlocks the holder.
+    let mut h = PivClient::new(&mut holder);
+    h.select().unwrap();
+    for _ in 0..3 {
+        let _ = h.verify_pin(b"000000");
+    }
+    let serial = flows::sponsor_unlock(
+        &mut cms,
+        &mut PivClient::new(&mut sponsor),
+        b"482915",
+        &mut h,
+        "731026",
+        t0(),
+    )
+    .unwrap();
+    assert_eq!(serial, 900_000_031);
+    // Renewal keeps P-384, with new keys matching new certificates.
+    let old = h.public_key(0x9A).unwrap().unwrap();
+    let now = t0() + 700 * DAY;
+    flows::renew(&mut cms, &mut h, b"731026", now).unwrap();
+    assert_ne!(h.public_key(0x9A).unwrap().unwrap(), old);
+    for (slot, object) in flows::SLOTS {
+        assert_eq!(h.key_metadata(slot).unwrap().unwrap().0, Algorithm::P384);
+        let content = h.get_object(object).unwrap().unwrap();
+        let info = ca::inspect(
+            &cms.ca,
+            simulator::client::unwrap_tlv(&content, 0x70).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(info.not_after, now + 730 * DAY);
+        h.verify_pin(b"731026").unwrap();
+        let digest = [0x5A; 32];
+        let sig = h
+            .private_operation(
+                slot,
+                info.key.algorithm,
+                0x81,
+                &info.key.to_sign(&digest).unwrap(),
+            )
+            .unwrap();
+        info.key.verify(&digest, &sig).unwrap();
+    }
+}
+
 /// Every slot's key must match its certificate: sign with the card, verify
 /// with the certified key.
 fn key_matches_certificate(
@@ -218,13 +309,12 @@ fn key_matches_certificate(
     .unwrap();
     card.verify_pin(b"482915").unwrap();
     let digest = [slot; 32];
-    let sig = card.sign(slot, &digest).unwrap();
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.public).unwrap();
-    key.verify_prehash(
-        &digest,
-        &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
-    )
-    .unwrap_or_else(|_| panic!("slot {slot:02X}: key without its certificate"));
+    let key = &info.key;
+    let sig = card
+        .private_operation(slot, key.algorithm, 0x81, &key.to_sign(&digest).unwrap())
+        .unwrap();
+    key.verify(&digest, &sig)
+        .unwrap_or_else(|_| panic!("slot {slot:02X}: key without its certificate"));
     info.not_after
 }
 

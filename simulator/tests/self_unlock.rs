@@ -35,6 +35,7 @@ impl World {
             role: Role::Holder,
             passcode: String::from("482915").into(),
             serial: None,
+            algorithm: piv::algorithm::Algorithm::P256,
         };
         flows::personalize(
             &mut self.cms,

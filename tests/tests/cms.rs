@@ -262,7 +262,7 @@ fn kill_the_simulator_during_renewals() {
             // Right before the signature: 9C wants the PIN every time.
             card.verify_pin(b"482915").unwrap();
             let sig = card.sign(slot, &digest).unwrap();
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.public)
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.key.public)
                 .unwrap()
                 .verify_prehash(
                     &digest,

@@ -84,6 +84,8 @@ fn request(row: &csv::StringRecord) -> Result<Request, String> {
         role,
         passcode: row[5].to_string().into(),
         serial: None,
+        // A batch issues P-256 cards, the quickest keys to make.
+        algorithm: piv::algorithm::Algorithm::P256,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use der::{Decode, Encode, EncodePem};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::{Certificate, TbsCertificate};
@@ -19,6 +19,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 
+use super::keys::CardKey;
 use super::time::DAY;
 
 /// How long holders' certificates are valid: two years, as on NHS cards.
@@ -199,11 +200,10 @@ impl TestCa {
         uuid: &str,
         name: &str,
         role: Role,
-        public_point: &[u8],
+        key: &CardKey,
         now: u64,
     ) -> Result<Vec<u8>, String> {
-        let public = VerifyingKey::from_sec1_bytes(public_point).map_err(err)?;
-        let spki = SubjectPublicKeyInfo::from_key(&public).map_err(err)?;
+        let spki = key.spki()?;
         let subject = Name::from_str(&format!(
             "UID={},CN={},OU={},O=s9card",
             escape(uuid),
@@ -232,8 +232,8 @@ pub struct CertInfo {
     pub role: Option<Role>,
     /// notAfter, Unix seconds.
     pub not_after: u64,
-    /// The certified public key (uncompressed point).
-    pub public: Vec<u8>,
+    /// The certified key.
+    pub key: CardKey,
 }
 
 /// Parses and checks a certificate: issued by `ca`'s root, signature valid.
@@ -278,23 +278,13 @@ pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo, String> {
         }
     }
     let not_after = tbs.validity().not_after.to_unix_duration().as_secs();
-    let public = tbs
-        .subject_public_key_info()
-        .subject_public_key
-        .raw_bytes()
-        .to_vec();
+    let key = CardKey::from_spki(tbs.subject_public_key_info())?;
     Ok(CertInfo {
         uuid,
         role,
         not_after,
-        public,
+        key,
     })
-}
-
-/// DER of a public point as SubjectPublicKeyInfo (for comparisons).
-pub fn spki_der(public_point: &[u8]) -> Result<Vec<u8>, String> {
-    let public = VerifyingKey::from_sec1_bytes(public_point).map_err(err)?;
-    Ok(public.to_public_key_der().map_err(err)?.as_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -318,12 +308,16 @@ mod tests {
         };
         let key = p256::SecretKey::generate();
         let point = key.public_key().to_sec1_point(false);
+        let card_key = CardKey {
+            algorithm: piv::algorithm::Algorithm::P256,
+            public: point.as_bytes().to_vec(),
+        };
         let der = ca
             .issue(
                 "555000111222",
                 "Ann O'Neil, RN",
                 Role::Sponsor,
-                point.as_bytes(),
+                &card_key,
                 now,
             )
             .unwrap();
@@ -331,10 +325,45 @@ mod tests {
         assert_eq!(info.uuid, "555000111222");
         assert_eq!(info.role, Some(Role::Sponsor));
         assert_eq!(info.not_after, now + CERT_DAYS * DAY);
-        assert_eq!(info.public, point.as_bytes());
+        assert_eq!(info.key, card_key);
         let mut tampered = der.clone();
         let last = tampered.len() - 5;
         tampered[last] ^= 1;
         assert!(inspect(&ca, &tampered).is_err());
+    }
+
+    #[test]
+    fn issues_for_every_key_type_and_reads_the_key_back() {
+        use piv::algorithm::Algorithm;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::init(dir.path(), 1_750_000_000).unwrap();
+        let p384 = p384::SecretKey::from_slice(&[3; 48]).unwrap();
+        let p384 =
+            p384::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&p384.public_key(), false);
+        let mut modulus = vec![0xC5; 256];
+        modulus[255] = 0x01;
+        for key in [
+            CardKey {
+                algorithm: Algorithm::Rsa2048,
+                public: modulus,
+            },
+            CardKey {
+                algorithm: Algorithm::P384,
+                public: p384.as_bytes().to_vec(),
+            },
+            CardKey {
+                algorithm: Algorithm::Ed25519,
+                public: vec![0x3B; 32],
+            },
+            CardKey {
+                algorithm: Algorithm::X25519,
+                public: vec![0x09; 32],
+            },
+        ] {
+            let der = ca
+                .issue("555000111333", "Bea", Role::Holder, &key, 1_750_000_000)
+                .unwrap();
+            assert_eq!(inspect(&ca, &der).unwrap().key, key, "{:?}", key.algorithm);
+        }
     }
 }

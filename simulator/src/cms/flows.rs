@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use super::ca::{self, CertInfo, Role, TestCa};
 use super::db::{self, CardRow, Db, Holder};
 use super::derive::MasterSecret;
+use super::keys::CardKey;
 use super::time::{self, DAY};
 use crate::client::{
-    ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, Transport, tlv, unwrap_tlv,
+    Algorithm, ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, Transport, tlv, unwrap_tlv,
 };
 
 /// Certificate objects of the two slots a staff card uses.
@@ -73,6 +74,9 @@ pub struct Request {
     /// The serial to give the card (`09…`), if the issuer assigns one;
     /// otherwise the card keeps its own.
     pub serial: Option<u32>,
+    /// The algorithm of the card's keys (P-256, P-384 or RSA-2048); a
+    /// renewal keeps each slot's.
+    pub algorithm: Algorithm,
 }
 
 /// Checks a request before any card is touched.
@@ -265,8 +269,13 @@ fn personalize_card<T: Transport>(
     // Keys and certificates are made again on a resumed attempt: a key
     // without its certificate from the attempt cut short is replaced.
     for (slot, object) in SLOTS {
-        let point = card.generate(slot, false).map_err(card_err)?;
-        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &point, now)?;
+        let key = CardKey {
+            algorithm: r.algorithm,
+            public: card
+                .generate_key(slot, r.algorithm, false)
+                .map_err(card_err)?,
+        };
+        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &key, now)?;
         card.put_object(object, &PivClient::<T>::certificate_object(&cert))
             .map_err(card_err)?;
     }
@@ -528,10 +537,17 @@ pub fn renew<T: Transport>(
         }
         // STAGE needs the PIN; a "PIN always" policy would need it again.
         card.verify_pin(passcode).map_err(card_err)?;
-        let point = card.generate(*slot, true).map_err(card_err)?;
+        // The new key is of the algorithm the card was issued with.
+        let algorithm = old.key.algorithm;
+        let key = CardKey {
+            algorithm,
+            public: card
+                .generate_key(*slot, algorithm, true)
+                .map_err(card_err)?,
+        };
         let cert = cms
             .ca
-            .issue(&holder.uuid, &holder.name, holder.role, &point, now)?;
+            .issue(&holder.uuid, &holder.name, holder.role, &key, now)?;
         card.commit_renewal(*slot, &cert).map_err(card_err)?;
     }
     // A slot renewed by an interrupted earlier run expires before the ones
@@ -583,7 +599,6 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     new_passcode: &str,
     now: u64,
 ) -> Result<u32, String> {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
     acceptable(new_passcode)?;
     // The sponsor.
     sponsor.select().map_err(card_err)?;
@@ -619,11 +634,11 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
         .map_err(|e| format!("sponsor passcode refused: {e}"))?;
     let mut challenge = [0u8; 32];
     getrandom::fill(&mut challenge).map_err(|e| e.to_string())?;
-    let sig = sponsor.sign(0x9A, &challenge).map_err(card_err)?;
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sponsor_cert.public)
-        .map_err(|e| e.to_string())?;
-    let sig = p256::ecdsa::DerSignature::from_bytes(&sig).map_err(|e| e.to_string())?;
-    key.verify_prehash(&challenge, &sig)
+    let key = &sponsor_cert.key;
+    let sig = sponsor
+        .private_operation(0x9A, key.algorithm, 0x81, &key.to_sign(&challenge)?)
+        .map_err(card_err)?;
+    key.verify(&challenge, &sig)
         .map_err(|_| "the sponsor card's signature does not match its certificate")?;
 
     // The locked card.

@@ -9,4 +9,5 @@ pub mod ca;
 pub mod db;
 pub mod derive;
 pub mod flows;
+pub mod keys;
 pub mod time;
