@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints each criterion benchmark beside its same-run baseline, as a ratio.
 
-Run after `cargo bench -p s9card-bench --bench codec_store --bench applet`;
+Run after `cargo bench -p s9card-bench --bench codec_store --bench applet
+--bench algorithms`;
 pairs whose benches have not run are skipped.
 """
 import json
@@ -16,6 +17,10 @@ PAIRS = [
     ("store", "mount_personalised_128KiB", "baseline_read_128KiB"),
     ("sign", "applet_general_authenticate_9A", "baseline_raw_p256_sign_prehash"),
     ("applet", "generate_9a", "baseline_raw_p256_generate"),
+    ("rsa2048_sign", "applet_general_authenticate_9A", "baseline_crt_private_op"),
+    ("rsa2048_sign", "applet_general_authenticate_9A", "peer_rsa_crate_pkcs1v15_sign"),
+    ("p384_sign", "applet_general_authenticate_9A", "baseline_raw_p384_sign_prehash"),
+    ("ed25519_sign", "applet_general_authenticate_9E", "baseline_raw_ed25519_sign"),
 ]
 
 

@@ -14,7 +14,11 @@ import subprocess
 import sys
 
 TARGET = "thumbv7em-none-eabihf"
-CRATES = ["apdu", "card_os", "piv", "p256", "ecdsa", "primeorder", "primefield", "sha2", "hmac", "aes", "des"]
+CRATES = [
+    "apdu", "card_os", "piv", "p256", "p384", "ecdsa", "primeorder", "primefield", "sha2", "hmac",
+    "aes", "des", "chacha20", "poly1305", "chacha20poly1305", "crypto_bigint", "crypto_primes",
+    "ed25519_dalek", "curve25519_dalek", "x25519_dalek",
+]
 
 
 def text_bytes_of_elf(data: bytes) -> int:
@@ -53,7 +57,7 @@ def main() -> int:
         ["cargo", "build", "--release", "--locked", "--target", TARGET, "-p", "s9card-applet"],
         cwd=root, check=True,
     )
-    deps = os.path.join(root, "target", TARGET, "release", "deps")
+    deps = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), TARGET, "release", "deps")
     print(f"{'crate':<12} {'.text bytes':>12}")
     total = 0
     for crate in CRATES:

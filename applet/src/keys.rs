@@ -198,8 +198,8 @@ impl KeyRecord {
         if Some(record.header(&mut header)) != rec.get(..FIXED + algorithm.public_len()) {
             return Err(Error::Tampered);
         }
-        // Opened once to check it; the key is wiped at once.
-        drop(record.secret(device)?);
+        // Opened once to check it; the bytes are wiped at once.
+        record.open(device, &mut Zeroizing::new([0u8; MAX_SECRET]))?;
         Ok(Some(record))
     }
 
@@ -266,13 +266,18 @@ impl KeyRecord {
         self.secret(device)
     }
 
+    /// Opens the seal into `raw`: the private key's sealed form.
+    fn open<'r>(&self, device: &DeviceKey, raw: &'r mut [u8; MAX_SECRET]) -> Result<&'r [u8]> {
+        let mut header = [0u8; MAX_HEADER];
+        let header = self.header(&mut header);
+        Ok(device.open(&self.binding(header), self.sealed(), raw)?)
+    }
+
     /// Opens the private key.
     fn secret(&self, device: &DeviceKey) -> Result<Private> {
         let mut raw = Zeroizing::new([0u8; MAX_SECRET]);
-        let mut header = [0u8; MAX_HEADER];
-        let header = self.header(&mut header);
-        let opened = device.open(&self.binding(header), self.sealed(), &mut *raw)?;
-        Private::from_bytes(self.algorithm, opened).map_err(|_| Error::Tampered)
+        let opened = self.open(device, &mut raw)?;
+        Private::from_sealed(self.algorithm, opened, self.public()).map_err(|_| Error::Tampered)
     }
 }
 

@@ -3,12 +3,14 @@
 //! pkcs11-tool's RSA-PKCS, PSS, OAEP and ECDSA on P-384, each checked by
 //! OpenSSL against the card's public key, and ssh-keygen listing the keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use s9card_e2e::yubico as y;
 use s9card_e2e::*;
 
-fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> std::path::PathBuf {
+/// GENERATE in `slot` and import a certificate for the key; returns the
+/// public key's and the certificate's paths.
+fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> (PathBuf, PathBuf) {
     let pubkey = h.path(&format!("{slot}.pub"));
     let out = pubkey.to_str().unwrap().to_string();
     let mut args = vec!["-a", "generate", "-s", slot, "-o", &out];
@@ -25,7 +27,7 @@ fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> std::path::Path
         "-i",
         cert.to_str().unwrap(),
     ]);
-    pubkey
+    (pubkey, cert)
 }
 
 fn key_text(pubkey: &Path) -> String {
@@ -60,23 +62,35 @@ fn pkcs11(args: &[&str]) -> String {
 fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
     let h = Harness::start(1);
     // yubico-piv-tool's default algorithm is RSA-2048.
-    let rsa2048 = generate(&h, "9a", None);
+    let (rsa2048, rsa2048_cert) = generate(&h, "9a", None);
     assert!(key_text(&rsa2048).contains("Public-Key: (2048 bit)"));
-    let rsa1024 = generate(&h, "9d", Some("RSA1024"));
+    let (rsa1024, rsa1024_cert) = generate(&h, "9d", Some("RSA1024"));
     assert!(key_text(&rsa1024).contains("Public-Key: (1024 bit)"));
-    let p384 = generate(&h, "9e", Some("ECCP384"));
+    let (p384, _) = generate(&h, "9e", Some("ECCP384"));
     assert!(key_text(&p384).contains("NIST CURVE: P-384"));
-    let p384_sig = generate(&h, "9c", Some("ECCP384"));
+    let (p384_sig, p384_sig_cert) = generate(&h, "9c", Some("ECCP384"));
     assert!(key_text(&p384_sig).contains("NIST CURVE: P-384"));
 
-    // The tool's own checks: it signs or encrypts and verifies with the
-    // certificate's key.
-    for (action, slot) in [
-        ("test-signature", "9a"),
-        ("test-decipher", "9d"),
-        ("test-signature", "9c"),
+    // The tool's own checks: it signs or encrypts with the card and
+    // verifies with the certificate's key.
+    for (action, slot, cert) in [
+        ("test-signature", "9a", &rsa2048_cert),
+        ("test-decipher", "9d", &rsa1024_cert),
+        ("test-signature", "9c", &p384_sig_cert),
     ] {
-        y(&["-a", "verify-pin", "-P", "123456", "-a", action, "-s", slot]);
+        let out = y(&[
+            "-a",
+            "verify-pin",
+            "-P",
+            "123456",
+            "-a",
+            action,
+            "-s",
+            slot,
+            "-i",
+            cert.to_str().unwrap(),
+        ]);
+        assert!(out.contains("Successful"), "{action} {slot}: {out}");
     }
 
     let msg = h.write("msg.txt", b"prescription 0042, signed on the card\n");
@@ -148,6 +162,11 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
             rsa1024.to_str().unwrap(),
             "-pkeyopt",
             "rsa_padding_mode:oaep",
+            // pkcs11-tool's OAEP defaults: SHA-256 and MGF1 with SHA-256.
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
             "-in",
             secret.to_str().unwrap(),
             "-out",

@@ -7,7 +7,6 @@
 mod ec;
 pub mod rsa;
 
-use ed25519_dalek::Signer as _;
 use p256::elliptic_curve::Generate;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -35,8 +34,15 @@ pub enum Private {
     P256(p256::SecretKey),
     /// A P-384 scalar.
     P384(p384::SecretKey),
-    /// An Ed25519 key from its 32-byte seed.
-    Ed25519(ed25519_dalek::SigningKey),
+    /// An Ed25519 key: its 32-byte seed, and its public key (from the
+    /// key record, whose seal authenticates it, so that signing does not
+    /// spend a scalar multiplication recomputing it).
+    Ed25519 {
+        /// The seed.
+        seed: Zeroizing<[u8; 32]>,
+        /// The public key A, as RFC 8032 encodes it.
+        public: [u8; 32],
+    },
     /// An X25519 secret.
     X25519(x25519_dalek::StaticSecret),
 }
@@ -108,7 +114,11 @@ impl Private {
                 Private::P384(p384::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
             }
             Algorithm::Ed25519 => {
-                Private::Ed25519(ed25519_dalek::SigningKey::from_bytes(&*seed()?))
+                let seed = seed()?;
+                let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+                    .verifying_key()
+                    .to_bytes();
+                Private::Ed25519 { seed, public }
             }
             Algorithm::X25519 => Private::X25519(x25519_dalek::StaticSecret::from(*seed()?)),
             rsa_alg => {
@@ -123,6 +133,25 @@ impl Private {
                 }
             }
         })
+    }
+
+    /// The key from its sealed form and the public key its record keeps
+    /// beside it (authenticated by the same seal): as
+    /// [`Private::from_bytes`], without deriving what the record already
+    /// says.
+    pub fn from_sealed(algorithm: Algorithm, bytes: &[u8], public: &[u8]) -> Result<Private> {
+        match algorithm {
+            Algorithm::Ed25519 => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                seed.copy_from_slice(bytes.get(..32).ok_or(Error::BadData)?);
+                if bytes.len() != 32 {
+                    return Err(Error::BadData);
+                }
+                let public = public.try_into().map_err(|_| Error::BadData)?;
+                Ok(Private::Ed25519 { seed, public })
+            }
+            _ => Private::from_bytes(algorithm, bytes),
+        }
     }
 
     /// An RSA key from imported CRT parts, checked ([`rsa::import`]).
@@ -140,7 +169,7 @@ impl Private {
             Private::Rsa { algorithm, .. } => *algorithm,
             Private::P256(_) => Algorithm::P256,
             Private::P384(_) => Algorithm::P384,
-            Private::Ed25519(_) => Algorithm::Ed25519,
+            Private::Ed25519 { .. } => Algorithm::Ed25519,
             Private::X25519(_) => Algorithm::X25519,
         }
     }
@@ -155,7 +184,7 @@ impl Private {
             }
             Private::P256(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
             Private::P384(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
-            Private::Ed25519(k) => dst.copy_from_slice(&*Zeroizing::new(k.to_bytes())),
+            Private::Ed25519 { seed, .. } => dst.copy_from_slice(&**seed),
             Private::X25519(k) => dst.copy_from_slice(&*Zeroizing::new(k.to_bytes())),
         }
         Ok(dst)
@@ -172,7 +201,7 @@ impl Private {
             }
             Private::P256(k) => ec::public(k, dst)?,
             Private::P384(k) => ec::public(k, dst)?,
-            Private::Ed25519(k) => dst.copy_from_slice(k.verifying_key().as_bytes()),
+            Private::Ed25519 { public, .. } => dst.copy_from_slice(public),
             Private::X25519(k) => dst.copy_from_slice(x25519_dalek::PublicKey::from(k).as_bytes()),
         }
         Ok(dst)
@@ -196,8 +225,13 @@ impl Private {
             }
             Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, input, out),
             Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, input, out),
-            Private::Ed25519(k) => {
-                let signature = k.sign(input).to_bytes();
+            Private::Ed25519 { seed, public } => {
+                let public =
+                    ed25519_dalek::VerifyingKey::from_bytes(public).map_err(|_| Error::Tampered)?;
+                let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(&**seed);
+                let signature =
+                    ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&expanded, input, &public)
+                        .to_bytes();
                 let dst = out.get_mut(..signature.len()).ok_or(Error::NoSpace)?;
                 dst.copy_from_slice(&signature);
                 Ok(dst)
@@ -234,7 +268,7 @@ impl Private {
                 dst.copy_from_slice(secret.as_bytes());
                 32
             }
-            Private::Rsa { .. } | Private::Ed25519(_) => return Err(Error::BadData),
+            Private::Rsa { .. } | Private::Ed25519 { .. } => return Err(Error::BadData),
         };
         Ok(shared)
     }

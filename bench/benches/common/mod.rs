@@ -23,10 +23,15 @@ pub const GENERATE_9A: &[u8] = &[
 ];
 
 pub fn boot(flash: Flash) -> PivCard {
+    boot_seeded(flash, 5)
+}
+
+/// A card whose RNG starts from `seed`.
+pub fn boot_seeded(flash: Flash, seed: u64) -> PivCard {
     let atr = atr::t1(b"S9CARDV").unwrap();
     let mut card = Card::boot(
         flash,
-        ChaCha8Rng::seed_from_u64(5),
+        ChaCha8Rng::seed_from_u64(seed),
         (Piv::new(DeviceKey::new([7; 32]), true),),
         atr,
     )
