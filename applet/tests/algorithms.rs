@@ -444,3 +444,15 @@ fn rsa4096_keys_with_certificates_fit_a_128k_image() {
     let (sig, s) = operate(&mut card, 0x16, 0x9A, 0x81, &em);
     assert_eq!((to_hex(&sig), s), (v["signature"].clone(), 0x9000));
 }
+
+#[test]
+fn key_record_sizes_are_the_ones_the_readme_quotes() {
+    use piv::keys::{MAX_RECORD, record_len};
+    assert_eq!(record_len(Algorithm::P256), 142);
+    assert_eq!(record_len(Algorithm::Rsa2048), 941);
+    assert_eq!(record_len(Algorithm::Rsa4096), 1_837);
+    assert_eq!(MAX_RECORD, 1_837);
+    for alg in Algorithm::ALL {
+        assert!(record_len(alg) <= MAX_RECORD);
+    }
+}

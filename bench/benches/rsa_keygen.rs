@@ -52,9 +52,9 @@ fn main() {
         let started = Instant::now();
         let answer = card.transmit(GENERATE_RSA2048).unwrap();
         card_times.push(started.elapsed().as_secs_f64());
-        // The 269-byte public key comes in two parts: `61 0D` says the rest
+        // The 270-byte public key comes in two parts: `61 0E` says the rest
         // waits for GET RESPONSE.
-        assert_eq!(answer[answer.len() - 2..], [0x61, 0x0D]);
+        assert_eq!(answer[answer.len() - 2..], [0x61, 0x0E]);
     }
     let mut prime_times = Vec::new();
     for seed in 0..KEYS as u64 {

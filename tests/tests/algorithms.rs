@@ -222,3 +222,154 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
         "{keys}"
     );
 }
+
+/// What yubico-piv-tool 2.2.0 cannot make (Ed25519, X25519, RSA-3072 and
+/// 4096), through the `pcsc` crate, with OpenSSL checking every answer
+/// against the card's public key.
+#[test]
+fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
+    use simulator::client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient};
+    use simulator::cms::keys::CardKey;
+
+    let h = Harness::start(1);
+    let mut c = PivClient::new(Pcsc::connect_exact(READER_0).unwrap());
+    c.select().unwrap();
+    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    let spki = |name: &str, algorithm: Algorithm, public: Vec<u8>| {
+        let der = der::Encode::to_der(&CardKey { algorithm, public }.spki().unwrap()).unwrap();
+        h.write(name, &der)
+    };
+    let message = b"an Ed25519 signature over the message itself";
+    let msg = h.write("ed.msg", message);
+
+    // Ed25519: the card signs the message, OpenSSL verifies it.
+    let ed = c.generate_key(0x9A, Algorithm::Ed25519, false).unwrap();
+    let ed = spki("ed.der", Algorithm::Ed25519, ed);
+    c.verify_pin(b"123456").unwrap();
+    let sig = c
+        .private_operation(0x9A, Algorithm::Ed25519, 0x81, message)
+        .unwrap();
+    let sig = h.write("ed.sig", &sig);
+    let out = ok(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-keyform",
+            "DER",
+            "-inkey",
+            ed.to_str().unwrap(),
+            "-rawin",
+            "-in",
+            msg.to_str().unwrap(),
+            "-sigfile",
+            sig.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("Signature Verified Successfully"), "{out}");
+
+    // X25519: the card and OpenSSL derive the same secret.
+    let x = c.generate_key(0x9D, Algorithm::X25519, false).unwrap();
+    let x = spki("x.der", Algorithm::X25519, x);
+    let peer = h.path("peer.pem");
+    let peer_der = h.path("peer.der");
+    ok(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "X25519",
+            "-out",
+            peer.to_str().unwrap(),
+        ],
+    );
+    ok(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            peer.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            peer_der.to_str().unwrap(),
+        ],
+    );
+    let peer_public = std::fs::read(&peer_der).unwrap();
+    let peer_public = &peer_public[peer_public.len() - 32..];
+    c.verify_pin(b"123456").unwrap();
+    let card_secret = c
+        .private_operation(0x9D, Algorithm::X25519, 0x85, peer_public)
+        .unwrap();
+    let shared = h.path("shared.bin");
+    ok(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-derive",
+            "-inkey",
+            peer.to_str().unwrap(),
+            "-peerkey",
+            x.to_str().unwrap(),
+            "-peerform",
+            "DER",
+            "-out",
+            shared.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&shared).unwrap(), card_secret);
+
+    // RSA-3072 and RSA-4096: PKCS#1 v1.5 signatures OpenSSL verifies.
+    for (slot, algorithm) in [(0x82, Algorithm::Rsa3072), (0x83, Algorithm::Rsa4096)] {
+        let n = c.generate_key(slot, algorithm, false).unwrap();
+        let key = spki(&format!("{slot:02x}.der"), algorithm, n.clone());
+        let text = ok(
+            "openssl",
+            &[
+                "pkey",
+                "-pubin",
+                "-inform",
+                "DER",
+                "-in",
+                key.to_str().unwrap(),
+                "-noout",
+                "-text",
+            ],
+        );
+        let bits = algorithm.rsa_bits().unwrap();
+        assert!(
+            text.contains(&format!("Public-Key: ({bits} bit)")),
+            "{text}"
+        );
+        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            message,
+        ))
+        .into();
+        let key_info = CardKey {
+            algorithm,
+            public: n,
+        };
+        c.verify_pin(b"123456").unwrap();
+        let sig = c
+            .private_operation(slot, algorithm, 0x81, &key_info.to_sign(&digest).unwrap())
+            .unwrap();
+        let sig = h.write(&format!("{slot:02x}.sig"), &sig);
+        ok(
+            "openssl",
+            &[
+                "dgst",
+                "-sha256",
+                "-keyform",
+                "DER",
+                "-verify",
+                key.to_str().unwrap(),
+                "-signature",
+                sig.to_str().unwrap(),
+                msg.to_str().unwrap(),
+            ],
+        );
+    }
+}
