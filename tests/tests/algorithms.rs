@@ -221,6 +221,97 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
         keys.lines().any(|l| l.starts_with("ecdsa-sha2-nistp384 ")),
         "{keys}"
     );
+    ssh_agent_signs_with_the_card(&h);
+}
+
+/// ssh-agent holding the card's keys (through OpenSC, the PIN given by an
+/// askpass program), and `ssh-keygen -Y sign` signing with the RSA key in
+/// the agent: the signature ssh-keygen then verifies against the key.
+fn ssh_agent_signs_with_the_card(h: &Harness) {
+    use std::process::{Command, Stdio};
+    let socket = h.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a", socket.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let askpass = h.write("askpass.sh", b"#!/bin/sh\necho 123456\n");
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let with_agent = |program: &str, args: &[&str], input: Option<&Path>| {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("SSH_AUTH_SOCK", &socket)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+        cmd.stdin(match input {
+            Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
+            None => Stdio::null(),
+        });
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{program} {args:?}: {text}");
+        text
+    };
+    with_agent("ssh-add", &["-s", PKCS11], None);
+    let listed = with_agent("ssh-add", &["-L"], None);
+    let rsa = listed
+        .lines()
+        .find(|l| l.starts_with("ssh-rsa "))
+        .unwrap_or_else(|| panic!("no RSA key in the agent: {listed}"));
+    let public = h.write("id_card.pub", format!("{rsa}\n").as_bytes());
+    let file = h.write("signed.txt", b"signed with the card through ssh-agent\n");
+    with_agent(
+        "ssh-keygen",
+        &[
+            "-Y",
+            "sign",
+            "-f",
+            public.to_str().unwrap(),
+            "-n",
+            "file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let signers = h.write("allowed_signers", format!("holder {rsa}\n").as_bytes());
+    let signature = format!("{}.sig", file.display());
+    let verified = with_agent(
+        "ssh-keygen",
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            signers.to_str().unwrap(),
+            "-I",
+            "holder",
+            "-n",
+            "file",
+            "-s",
+            &signature,
+        ],
+        Some(&file),
+    );
+    assert!(verified.contains("Good \"file\" signature"), "{verified}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
 
 /// What yubico-piv-tool 2.2.0 cannot make (Ed25519, X25519, RSA-3072 and

@@ -313,3 +313,59 @@ fn private_sized<const H: usize, const N: usize>(
     }
     encode(&*m, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RSA-1024 key of the known-answer file, as CRT parts.
+    fn parts() -> ([u8; 320], [u8; 128]) {
+        let text = include_str!("../../tests/data/algorithms/rsa.txt");
+        let field = |name: &str| -> std::vec::Vec<u8> {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap();
+            let hex = &line[name.len() + 1..];
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let mut parts = [0u8; 320];
+        for (i, name) in ["p", "q", "dp", "dq", "qinv"].iter().enumerate() {
+            parts[i * 64..(i + 1) * 64].copy_from_slice(&field(name));
+        }
+        let mut n = [0u8; 128];
+        n.copy_from_slice(&field("n"));
+        (parts, n)
+    }
+
+    extern crate std;
+    use std::format;
+
+    #[test]
+    fn a_fault_in_either_crt_half_answers_an_error_not_a_signature() {
+        let (good, n) = parts();
+        let mut block = [0x33u8; 128];
+        block[0] = 0;
+        let mut out = [0u8; 128];
+        private(&good, &block, &mut out).unwrap();
+        let mut product = [0u8; 128];
+        modulus(&good, &mut product).unwrap();
+        assert_eq!(product, n);
+        // A flipped bit in dP or dQ is what a glitch in one half's
+        // exponentiation gives: the result would reveal q or p.
+        for offset in [2 * 64 + 40, 3 * 64 + 7, 4 * 64 + 63] {
+            let mut faulty = good;
+            faulty[offset] ^= 0x10;
+            let mut leaked = [0u8; 128];
+            assert_eq!(
+                private(&faulty, &block, &mut leaked),
+                Err(Error::Tampered),
+                "byte {offset}"
+            );
+            assert_eq!(leaked, [0u8; 128], "nothing written on a fault");
+        }
+    }
+}
