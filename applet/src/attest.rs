@@ -1,58 +1,48 @@
 //! X.509 certificates the card makes itself: the attestation of a slot's key
-//! (Yubico's ATTEST) and the self-signed certificate of the attestation key.
+//! (Yubico's ATTEST) and the self-signed CA certificate of the attestation
+//! key.
 //!
-//! The `x509-cert` crate needs an allocator, which the card has not, so the
-//! DER is written by hand with the codec's TLV writer, which always uses the
-//! shortest length form, as DER requires. The host side parses what comes
-//! out with `x509-cert` in its tests.
+//! The structures are `der` types (derived sequences, `heapless`-backed
+//! SET OF and SEQUENCE OF, `spki`'s SubjectPublicKeyInfo), which encode
+//! without an allocator; `x509-cert`, which needs one, parses what comes out
+//! in the host's tests. The certificate is built in a stack buffer and
+//! copied into the response.
 
-use apdu::tlv::{Tag, Writer};
+use apdu::tlv::Writer;
+use der::asn1::{
+    AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, OctetStringRef, SequenceOf, SetOf,
+    UintRef, UtcTime, Utf8StringRef,
+};
+use der::{DateTime, Encode, Sequence, ValueOrd};
 use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
-use crate::algorithm::{Algorithm, RSA_EXPONENT};
+use crate::algorithm::{Algorithm, MAX_PUBLIC, RSA_EXPONENT};
 use crate::crypto::{MAX_OUTPUT, Private};
 use crate::error::{Error, Result};
 
-const SEQUENCE: Tag = Tag::constant(0x30);
-const SET: Tag = Tag::constant(0x31);
-const INTEGER: Tag = Tag::constant(0x02);
-const BIT_STRING: Tag = Tag::constant(0x03);
-const OCTET_STRING: Tag = Tag::constant(0x04);
-const OID: Tag = Tag::constant(0x06);
-const NULL: Tag = Tag::constant(0x05);
-const BOOLEAN: Tag = Tag::constant(0x01);
-const UTF8_STRING: Tag = Tag::constant(0x0C);
-const UTC_TIME: Tag = Tag::constant(0x17);
-const GENERALIZED_TIME: Tag = Tag::constant(0x18);
-const EXPLICIT_0: Tag = Tag::constant(0xA0);
-const EXPLICIT_3: Tag = Tag::constant(0xA3);
-
-/// 1.2.840.10045.4.3.2
-const ECDSA_WITH_SHA256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02];
-/// 1.2.840.10045.2.1
-const EC_PUBLIC_KEY: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
-/// 1.2.840.10045.3.1.7
-const PRIME256V1: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-/// 1.3.132.0.34
-const SECP384R1: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
-/// 1.2.840.113549.1.1.1
-const RSA_ENCRYPTION: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
-/// 1.3.101.112 (RFC 8410)
-const ED25519: &[u8] = &[0x2B, 0x65, 0x70];
-/// 1.3.101.110 (RFC 8410)
-const X25519: &[u8] = &[0x2B, 0x65, 0x6E];
-/// 2.5.29.19 and 2.5.29.15: the attestation root is a CA that signs
-/// certificates, so that `openssl verify` accepts it as an issuer.
-const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1D, 0x13];
-const KEY_USAGE: &[u8] = &[0x55, 0x1D, 0x0F];
-/// 2.5.4.3
-const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// RFC 8410.
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+/// The attestation root is a CA that signs certificates, so that `openssl
+/// verify` accepts it as an issuer.
+const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
 /// Yubico's attestation extensions, 1.3.6.1.4.1.41482.3.{3,7,8}: firmware
 /// version, serial, PIN and touch policy. Tools read these to tell what kind
 /// of key they are looking at.
-const YUBICO_VERSION: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0xC4, 0x0A, 0x03, 0x03];
-const YUBICO_SERIAL: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0xC4, 0x0A, 0x03, 0x07];
-const YUBICO_POLICY: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0xC4, 0x0A, 0x03, 0x08];
+const YUBICO_VERSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.3");
+const YUBICO_SERIAL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.7");
+const YUBICO_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.8");
+
+/// The largest certificate: an RSA-4096 subject key with its extensions.
+const MAX_CERTIFICATE: usize = 1_024;
 
 /// What the certificate says about the key it certifies.
 pub struct Subject<'a> {
@@ -65,6 +55,78 @@ pub struct Subject<'a> {
     /// Firmware version, serial and (PIN, touch) policy, for an attestation;
     /// `None` for the attestation key's own certificate, a CA's.
     pub attested: Option<([u8; 3], u32, [u8; 2])>,
+}
+
+#[derive(Sequence, ValueOrd)]
+struct AttributeTypeAndValue<'a> {
+    oid: ObjectIdentifier,
+    value: Utf8StringRef<'a>,
+}
+
+/// A Name with one common name: SEQUENCE OF SET OF one attribute.
+type Name<'a> = SequenceOf<SetOf<AttributeTypeAndValue<'a>, 1>, 1>;
+
+#[derive(Sequence)]
+struct Validity {
+    not_before: UtcTime,
+    /// RFC 5280: no well-defined expiration date.
+    not_after: GeneralizedTime,
+}
+
+#[derive(Sequence)]
+struct Extension<'a> {
+    extn_id: ObjectIdentifier,
+    #[asn1(default = "Default::default")]
+    critical: bool,
+    extn_value: &'a OctetStringRef,
+}
+
+#[derive(Sequence)]
+struct TbsCertificate<'a> {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    version: u8,
+    serial_number: UintRef<'a>,
+    signature: AlgorithmIdentifierRef<'a>,
+    issuer: Name<'a>,
+    validity: Validity,
+    subject: Name<'a>,
+    subject_public_key_info: SubjectPublicKeyInfoRef<'a>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
+    extensions: SequenceOf<Extension<'a>, 3>,
+}
+
+#[derive(Sequence)]
+struct Certificate<'a> {
+    tbs_certificate: AnyRef<'a>,
+    signature_algorithm: AlgorithmIdentifierRef<'a>,
+    signature: BitStringRef<'a>,
+}
+
+/// RSAPublicKey (RFC 8017).
+#[derive(Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: UintRef<'a>,
+    public_exponent: UintRef<'a>,
+}
+
+fn name(cn: &[u8]) -> der::Result<Name<'_>> {
+    let mut rdn = SetOf::new();
+    rdn.insert(AttributeTypeAndValue {
+        oid: COMMON_NAME,
+        value: Utf8StringRef::new(
+            core::str::from_utf8(cn).map_err(|_| der::Tag::Utf8String.value_error())?,
+        )?,
+    })?;
+    let mut name = SequenceOf::new();
+    name.add(rdn)?;
+    Ok(name)
+}
+
+fn ecdsa_with_sha256() -> AlgorithmIdentifierRef<'static> {
+    AlgorithmIdentifierRef {
+        oid: ECDSA_WITH_SHA256,
+        parameters: None,
+    }
 }
 
 /// Writes a certificate for `subject`, issued by `issuer` and signed with
@@ -84,139 +146,104 @@ pub fn certificate(
     if let Some(first) = serial.first_mut() {
         *first = (*first & 0x7F) | 0x40;
     }
-    out.nested(SEQUENCE, |w| {
-        let tbs_start = w.len();
-        w.nested(SEQUENCE, |w| {
-            w.nested(EXPLICIT_0, |w| w.tlv(INTEGER, &[2]))?;
-            w.tlv(INTEGER, &serial)?;
-            w.nested(SEQUENCE, |w| w.tlv(OID, ECDSA_WITH_SHA256))?;
-            name(w, issuer)?;
-            w.nested(SEQUENCE, |w| {
-                w.tlv(UTC_TIME, b"240101000000Z")?;
-                // RFC 5280: no well-defined expiration date.
-                w.tlv(GENERALIZED_TIME, b"99991231235959Z")
-            })?;
-            name(w, subject.name)?;
-            public_key_info(w, subject.algorithm, subject.public)?;
-            w.nested(EXPLICIT_3, |w| {
-                w.nested(SEQUENCE, |w| match subject.attested {
-                    Some((version, card_serial, policy)) => {
-                        extension(w, YUBICO_VERSION, false, |w| w.raw(&version))?;
-                        extension(w, YUBICO_SERIAL, false, |w| integer(w, card_serial))?;
-                        extension(w, YUBICO_POLICY, false, |w| w.raw(&policy))
-                    }
-                    None => {
-                        extension(w, BASIC_CONSTRAINTS, true, |w| {
-                            w.nested(SEQUENCE, |w| w.tlv(BOOLEAN, &[0xFF]))
-                        })?;
-                        // keyCertSign and cRLSign (bits 5 and 6).
-                        extension(w, KEY_USAGE, true, |w| w.tlv(BIT_STRING, &[0x01, 0x06]))
-                    }
-                })
-            })
-        })?;
-        let tbs = w.written().get(tbs_start..).unwrap_or_default();
-        let digest = Sha256::digest(tbs);
-        let mut sig = [0u8; MAX_OUTPUT];
-        let sig = signer
-            .sign(&digest, &mut sig)
-            .map_err(|_| apdu::Error::BufferTooSmall)?;
-        w.nested(SEQUENCE, |w| w.tlv(OID, ECDSA_WITH_SHA256))?;
-        w.header(BIT_STRING, 1 + sig.len())?;
-        w.raw(&[0])?;
-        w.raw(sig)
-    })
-    .map_err(Error::from)
+    let mut tbs = [0u8; MAX_CERTIFICATE];
+    let tbs = tbs_certificate(subject, issuer, &serial, &mut tbs)?;
+    let digest = Sha256::digest(tbs);
+    let mut sig = [0u8; MAX_OUTPUT];
+    let sig = signer.sign(&digest, &mut sig)?;
+    let cert = Certificate {
+        tbs_certificate: AnyRef::try_from(tbs)?,
+        signature_algorithm: ecdsa_with_sha256(),
+        signature: BitStringRef::from_bytes(sig)?,
+    };
+    let mut buf = [0u8; MAX_CERTIFICATE];
+    let der = cert.encode_to_slice(&mut buf)?;
+    out.raw(der)?;
+    Ok(())
 }
 
-/// A Name with one common name.
-fn name(w: &mut Writer<'_>, cn: &[u8]) -> core::result::Result<(), apdu::Error> {
-    w.nested(SEQUENCE, |w| {
-        w.nested(SET, |w| {
-            w.nested(SEQUENCE, |w| {
-                w.tlv(OID, COMMON_NAME)?;
-                w.tlv(UTF8_STRING, cn)
-            })
-        })
-    })
-}
-
-/// The SubjectPublicKeyInfo of a key as a key record keeps it (RFC 5280,
-/// 3279 for RSA and EC, 8410 for the 25519 keys).
-fn public_key_info(
-    w: &mut Writer<'_>,
-    algorithm: Algorithm,
-    public: &[u8],
-) -> core::result::Result<(), apdu::Error> {
-    w.nested(SEQUENCE, |w| {
-        w.nested(SEQUENCE, |w| match algorithm {
-            Algorithm::P256 | Algorithm::P384 => {
-                w.tlv(OID, EC_PUBLIC_KEY)?;
-                let curve = if algorithm == Algorithm::P256 {
-                    PRIME256V1
-                } else {
-                    SECP384R1
-                };
-                w.tlv(OID, curve)
-            }
-            Algorithm::Ed25519 => w.tlv(OID, ED25519),
-            Algorithm::X25519 => w.tlv(OID, X25519),
-            _ => {
-                w.tlv(OID, RSA_ENCRYPTION)?;
-                w.tlv(NULL, &[])
-            }
-        })?;
-        w.nested(BIT_STRING, |w| {
-            w.raw(&[0])?;
-            if algorithm.rsa_bits().is_none() {
-                return w.raw(public);
-            }
-            // RSAPublicKey ::= SEQUENCE { modulus, publicExponent }
-            w.nested(SEQUENCE, |w| {
-                unsigned(w, public)?;
-                unsigned(w, &RSA_EXPONENT.to_be_bytes())
-            })
-        })
-    })
-}
-
-/// An extension whose value (inside the OCTET STRING) `value` writes.
-fn extension<F>(
-    w: &mut Writer<'_>,
-    oid: &[u8],
-    critical: bool,
-    value: F,
-) -> core::result::Result<(), apdu::Error>
-where
-    F: FnOnce(&mut Writer<'_>) -> core::result::Result<(), apdu::Error>,
-{
-    w.nested(SEQUENCE, |w| {
-        w.tlv(OID, oid)?;
-        if critical {
-            w.tlv(BOOLEAN, &[0xFF])?;
+fn tbs_certificate<'o>(
+    subject: &Subject<'_>,
+    issuer: &[u8],
+    serial: &[u8],
+    out: &'o mut [u8],
+) -> Result<&'o [u8]> {
+    // Values inside extensions and the subject key, encoded first.
+    let mut rsa_key = [0u8; MAX_PUBLIC + 16];
+    let mut card_serial = [0u8; 8];
+    let curve_oid;
+    let exponent = RSA_EXPONENT.to_be_bytes();
+    let (oid, parameters, key_bits): (_, _, &[u8]) = match subject.algorithm {
+        Algorithm::P256 | Algorithm::P384 => {
+            curve_oid = if subject.algorithm == Algorithm::P256 {
+                PRIME256V1
+            } else {
+                SECP384R1
+            };
+            let curve = AnyRef::new(der::Tag::ObjectIdentifier, curve_oid.as_bytes())?;
+            (EC_PUBLIC_KEY, Some(curve), subject.public)
         }
-        w.nested(OCTET_STRING, value)
-    })
-}
-
-/// A non-negative INTEGER in DER.
-fn integer(w: &mut Writer<'_>, n: u32) -> core::result::Result<(), apdu::Error> {
-    unsigned(w, &n.to_be_bytes())
-}
-
-/// A non-negative INTEGER in DER from big-endian bytes: no superfluous
-/// leading zeros, one zero where the top bit is set.
-fn unsigned(w: &mut Writer<'_>, be: &[u8]) -> core::result::Result<(), apdu::Error> {
-    let skip = be
-        .iter()
-        .take(be.len().saturating_sub(1))
-        .take_while(|&&b| b == 0)
-        .count();
-    let digits = be.get(skip..).unwrap_or_default();
-    let pad = digits.first().is_some_and(|&b| b & 0x80 != 0);
-    w.header(INTEGER, digits.len() + usize::from(pad))?;
-    if pad {
-        w.raw(&[0])?;
+        Algorithm::Ed25519 => (ED25519, None, subject.public),
+        Algorithm::X25519 => (X25519, None, subject.public),
+        _ => {
+            let key = RsaPublicKey {
+                modulus: UintRef::new(subject.public)?,
+                public_exponent: UintRef::new(&exponent)?,
+            };
+            (
+                RSA_ENCRYPTION,
+                Some(AnyRef::NULL),
+                key.encode_to_slice(&mut rsa_key)?,
+            )
+        }
+    };
+    let (version, policy);
+    let mut extensions = SequenceOf::new();
+    match subject.attested {
+        Some((v, serial, p)) => {
+            (version, policy) = (v, p);
+            let serial = UintRef::new(&serial.to_be_bytes())?.encode_to_slice(&mut card_serial)?;
+            for (extn_id, value) in [
+                (YUBICO_VERSION, &version[..]),
+                (YUBICO_SERIAL, serial),
+                (YUBICO_POLICY, &policy[..]),
+            ] {
+                extensions.add(Extension {
+                    extn_id,
+                    critical: false,
+                    extn_value: OctetStringRef::new(value)?,
+                })?;
+            }
+        }
+        None => {
+            // basicConstraints { cA TRUE }; keyUsage keyCertSign, cRLSign.
+            for (extn_id, value) in [
+                (BASIC_CONSTRAINTS, &[0x30, 0x03, 0x01, 0x01, 0xFF][..]),
+                (KEY_USAGE, &[0x03, 0x02, 0x01, 0x06][..]),
+            ] {
+                extensions.add(Extension {
+                    extn_id,
+                    critical: true,
+                    extn_value: OctetStringRef::new(value)?,
+                })?;
+            }
+        }
     }
-    w.raw(digits)
+    let tbs = TbsCertificate {
+        version: 2,
+        serial_number: UintRef::new(serial)?,
+        signature: ecdsa_with_sha256(),
+        issuer: name(issuer)?,
+        validity: Validity {
+            not_before: UtcTime::from_date_time(DateTime::new(2024, 1, 1, 0, 0, 0)?)?,
+            not_after: GeneralizedTime::from_date_time(DateTime::new(9999, 12, 31, 23, 59, 59)?),
+        },
+        subject: name(subject.name)?,
+        subject_public_key_info: SubjectPublicKeyInfoRef {
+            algorithm: AlgorithmIdentifierRef { oid, parameters },
+            subject_public_key: BitStringRef::from_bytes(key_bits)?,
+        },
+        extensions,
+    };
+    Ok(tbs.encode_to_slice(out)?)
 }

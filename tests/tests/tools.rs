@@ -147,6 +147,20 @@ fn yubico_piv_tool_keys_certificates_attestation_and_reset() {
         text.contains("s9card attested key 9A") && text.contains("s9card attestation 0900000001"),
         "{text}"
     );
+    // The attestation key's certificate is a CA's: OpenSSL accepts it as
+    // the issuer of the attestation.
+    let f9 = y(&["-a", "read-certificate", "-s", "f9"]);
+    let f9_path = h.write("f9.pem", f9.as_bytes());
+    let verified = ok(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            f9_path.to_str().unwrap(),
+            attestation.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains(": OK"), "{verified}");
     y(&["-a", "delete-certificate", "-s", "9a"]);
     y_fails(&["-a", "read-certificate", "-s", "9a"]);
     // Import a key made elsewhere.
