@@ -1,7 +1,9 @@
 //! Every slot algorithm against known answers and host-side peers: RSA
 //! (OpenSSL's keys and signatures, the `rsa` crate's encryption), P-384
-//! (RFC 6979), Ed25519 (RFC 8032), X25519 (RFC 7748), and attestation of
-//! each. Vectors are in `tests/data/algorithms/`.
+//! (RFC 6979), Ed25519 (RFC 8032), X25519 (RFC 7748 and all 518 Wycheproof
+//! tests), and attestation of each. Vectors are in
+//! `tests/data/algorithms/`. (Wycheproof's Ed25519 and ECDSA files test
+//! verifiers, with public keys only: they cannot drive a card that signs.)
 
 mod common;
 
@@ -455,4 +457,41 @@ fn key_record_sizes_are_the_ones_the_readme_quotes() {
     for alg in Algorithm::ALL {
         assert!(record_len(alg) <= MAX_RECORD);
     }
+}
+
+#[test]
+fn x25519_wycheproof_through_import_and_agree() {
+    let vectors = vector_blocks("x25519_wycheproof.txt");
+    assert_eq!(vectors.len(), 518);
+    let mut card = fresh();
+    admin_default(&mut card);
+    assert_eq!(verify(&mut card, b"123456"), 0x9000);
+    let (mut agreed, mut refused) = (0, 0);
+    for v in &vectors {
+        let id = &v["id"];
+        assert_eq!(
+            import(
+                &mut card,
+                Algorithm::X25519,
+                0x9D,
+                &[(0x08, hex(&v["private"]))]
+            ),
+            0x9000,
+            "test {id}"
+        );
+        let (shared, s) = operate(&mut card, 0xE1, 0x9D, 0x85, &hex(&v["peer"]));
+        if v["expect"] == "refused" {
+            assert_eq!(s, 0x6A80, "test {id}: a zero secret must be refused");
+            refused += 1;
+        } else {
+            assert_eq!(
+                (to_hex(&shared), s),
+                (v["expect"].clone(), 0x9000),
+                "test {id}"
+            );
+            agreed += 1;
+        }
+    }
+    println!("X25519 Wycheproof: {agreed} agreed, {refused} low-order peers refused");
+    assert_eq!((agreed, refused), (487, 31));
 }
