@@ -17,7 +17,7 @@ TARGET = "thumbv7em-none-eabihf"
 CRATES = [
     "apdu", "card_os", "piv", "p256", "p384", "ecdsa", "primeorder", "primefield", "sha2", "hmac",
     "aes", "des", "chacha20", "poly1305", "chacha20poly1305", "crypto_bigint", "crypto_primes",
-    "ed25519_dalek", "curve25519_dalek", "x25519_dalek",
+    "ed25519_dalek", "curve25519_dalek", "x25519_dalek", "der", "spki", "const_oid",
 ]
 
 
