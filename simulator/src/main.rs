@@ -141,7 +141,7 @@ enum Command {
         /// The algorithm of the card's keys: p256, p384 or rsa2048
         /// (generated on the card; RSA-2048 takes seconds, as on a real
         /// card). Renewals keep it.
-        #[arg(long, default_value = "p256", conflicts_with = "bulk")]
+        #[arg(long, default_value = "p256")]
         algorithm: String,
         #[command(flatten)]
         cms: CmsArgs,
@@ -472,17 +472,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Personalize {
             bulk: Some(file),
             out,
+            algorithm,
             cms,
             ..
         } => {
+            let algorithm = simulator::cms::keys::parse_algorithm(&algorithm)?;
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
             let rows = simulator::cms::bulk::read(&file)?;
             let out = out.ok_or("--bulk needs --out")?;
             let bar = indicatif::ProgressBar::new(rows.len() as u64);
-            let summary = simulator::cms::bulk::personalize(&mut state, &rows, &out, now, |n| {
-                bar.set_position(n as u64)
-            })?;
+            let summary =
+                simulator::cms::bulk::personalize(&mut state, &rows, &out, algorithm, now, |n| {
+                    bar.set_position(n as u64)
+                })?;
             bar.finish_and_clear();
             println!(
                 "{} of {} rows personalised, {} refused, in {:.1} s; results in {}",

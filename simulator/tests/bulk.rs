@@ -31,7 +31,15 @@ fn bad_rows_are_reported_and_the_batch_carries_on() {
     let rows = bulk::read(&file).unwrap();
     let out = dir.path().join("cards");
     let mut seen = 0;
-    let summary = bulk::personalize(&mut cms, &rows, &out, now, |n| seen = n).unwrap();
+    let summary = bulk::personalize(
+        &mut cms,
+        &rows,
+        &out,
+        piv::algorithm::Algorithm::P384,
+        now,
+        |n| seen = n,
+    )
+    .unwrap();
     assert_eq!((summary.ok, summary.failed, seen), (2, 6, 8));
     let results = std::fs::read_to_string(&summary.results).unwrap();
     let lines: Vec<&str> = results.lines().collect();
@@ -64,7 +72,10 @@ fn bad_rows_are_reported_and_the_batch_carries_on() {
         card::boot(&out.join("555000000006.s9img"), Entropy::Seed(1), false).unwrap();
     sim.power_on();
     let status = flows::status(&mut PivClient::new(&mut sim), Some(&cms.ca)).unwrap();
-    assert_eq!(status.certificate.unwrap().uuid, "555000000006");
+    let certificate = status.certificate.unwrap();
+    assert_eq!(certificate.uuid, "555000000006");
+    // The batch's algorithm, certified.
+    assert_eq!(certificate.key.algorithm, piv::algorithm::Algorithm::P384);
 }
 
 #[test]

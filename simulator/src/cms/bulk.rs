@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use piv::algorithm::Algorithm;
+
 use super::ca::Role;
 use super::flows::{self, Cms, Request};
 use crate::card::{self, Entropy};
@@ -66,7 +68,7 @@ pub fn read(path: &Path) -> Result<Vec<csv::StringRecord>, String> {
     Ok(rows)
 }
 
-fn request(row: &csv::StringRecord) -> Result<Request, String> {
+fn request(row: &csv::StringRecord, algorithm: Algorithm) -> Result<Request, String> {
     if row.len() != COLUMNS.len() {
         return Err(format!("{} fields, expected {}", row.len(), COLUMNS.len()));
     }
@@ -84,18 +86,18 @@ fn request(row: &csv::StringRecord) -> Result<Request, String> {
         role,
         passcode: row[5].to_string().into(),
         serial: None,
-        // A batch issues P-256 cards, the quickest keys to make.
-        algorithm: piv::algorithm::Algorithm::P256,
+        algorithm,
     })
 }
 
 /// Personalises every valid row onto a new card image in `out`
-/// (`<uuid>.s9img`), writing `out/results.csv` (row, uuid, serial, outcome)
-/// and calling `progress` after each row.
+/// (`<uuid>.s9img`) with keys of `algorithm`, writing `out/results.csv`
+/// (row, uuid, serial, outcome) and calling `progress` after each row.
 pub fn personalize(
     cms: &mut Cms,
     rows: &[csv::StringRecord],
     out: &Path,
+    algorithm: Algorithm,
     now: u64,
     mut progress: impl FnMut(usize),
 ) -> Result<Summary, String> {
@@ -119,7 +121,7 @@ pub fn personalize(
     let (mut ok, mut failed) = (0, 0);
     for (i, row) in rows.iter().enumerate() {
         let outcome = (|| -> Result<u32, String> {
-            let r = request(row)?;
+            let r = request(row, algorithm)?;
             flows::validate(&r)?;
             if !seen.insert(r.uuid.clone()) {
                 return Err("duplicate UUID in this file".into());
