@@ -72,6 +72,8 @@ const PUK: &str = "73918264";
 const MGM: &str = "7F3A9C1E5B2D4F60718293A4B5C6D7E8F90A1B2C3D4E5F60";
 /// A P-256 scalar imported into 9C.
 const SCALAR: &str = "3C8A1F5E9B2D7046A1C3E5F708192A3B4C5D6E7F8091A2B3C4D5E6F708192A3B";
+/// A session key wrapped to the card's RSA key, which the card unwraps.
+const SESSION_KEY: &str = "5E551011C0FFEE0042A5A5A5DEADBEEF0123456789ABCDEF0F1E2D3C4B5A6978";
 /// A management key kept PIN-protected in the printed information object,
 /// as yubico-piv-tool and ykman keep it: `88 { 89 key }`.
 const PROTECTED_MGM: &str = "0A0B0C0D0E0F101112131415161718191A1B1C1D1E1F2021";
@@ -120,6 +122,60 @@ fn no_secret_reaches_the_trace() {
     let key_file = h.write("import.pem", pem.as_bytes());
     yubico(&["-a", "import-key", "-s", "9c", "-i", p(&key_file)]);
     secrets.add("imported scalar", &unhex(SCALAR));
+
+    // RSA decryption with 9D through PKCS#11: the unwrapped session key
+    // comes out of the card inside its PKCS#1 block.
+    let rsa_pub = h.path("rsa.pub");
+    yubico(&[
+        "-a",
+        "generate",
+        "-s",
+        "9d",
+        "-A",
+        "RSA1024",
+        "-o",
+        p(&rsa_pub),
+    ]);
+    let rsa_cert = issue(&h, &rsa_pub, "key management rsa");
+    yubico(&["-a", "import-certificate", "-s", "9d", "-i", p(&rsa_cert)]);
+    let session_key = h.write("session.key", &unhex(SESSION_KEY));
+    let wrapped = h.path("session.wrapped");
+    ok(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            p(&rsa_pub),
+            "-in",
+            p(&session_key),
+            "-out",
+            p(&wrapped),
+        ],
+    );
+    let unwrapped = h.path("session.out");
+    ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11,
+            "--login",
+            "--pin",
+            PIN_2,
+            "--decrypt",
+            "-m",
+            "RSA-PKCS",
+            "--id",
+            "03",
+            "-i",
+            p(&wrapped),
+            "-o",
+            p(&unwrapped),
+        ],
+    );
+    assert_eq!(std::fs::read(&unwrapped).unwrap(), unhex(SESSION_KEY));
+    secrets.add("RSA-unwrapped session key", &unhex(SESSION_KEY));
 
     // ECDH with 9D through PKCS#11: the shared secret comes out of the card.
     let cert = key_with_certificate(&h, "9d", "key management");
