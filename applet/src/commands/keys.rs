@@ -175,7 +175,7 @@ impl<'a> Import<'a> {
             }
         }
         // Exactly the parts of this algorithm, nothing else.
-        let (wanted, key) = match (algorithm, fields) {
+        let key = match (algorithm, fields) {
             (
                 _,
                 [
@@ -188,22 +188,17 @@ impl<'a> Import<'a> {
                     None,
                     None,
                 ],
-            ) if algorithm.rsa_bits().is_some() => {
-                (true, Imported::Rsa(Parts { p, q, dp, dq, qinv }))
-            }
+            ) if algorithm.rsa_bits().is_some() => Imported::Rsa(Parts { p, q, dp, dq, qinv }),
             (
                 Algorithm::P256 | Algorithm::P384,
                 [None, None, None, None, None, Some(s), None, None],
             )
             | (Algorithm::Ed25519, [None, None, None, None, None, None, Some(s), None])
             | (Algorithm::X25519, [None, None, None, None, None, None, None, Some(s)]) => {
-                (true, Imported::Scalar(s))
+                Imported::Scalar(s)
             }
-            _ => (false, Imported::Scalar(&[])),
+            _ => return Err(Error::BadData),
         };
-        if !wanted {
-            return Err(Error::BadData);
-        }
         Ok(Import {
             slot,
             algorithm,

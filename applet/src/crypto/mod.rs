@@ -101,10 +101,11 @@ impl Private {
         if bytes.len() != algorithm.secret_len() {
             return Err(Error::BadData);
         }
-        let seed = || -> Result<Zeroizing<[u8; 32]>> {
+        // Only called for the 32-byte 25519 secrets (length checked above).
+        let seed = || {
             let mut seed = Zeroizing::new([0u8; 32]);
             seed.copy_from_slice(bytes);
-            Ok(seed)
+            seed
         };
         Ok(match algorithm {
             Algorithm::P256 => {
@@ -114,13 +115,13 @@ impl Private {
                 Private::P384(p384::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
             }
             Algorithm::Ed25519 => {
-                let seed = seed()?;
+                let seed = seed();
                 let public = ed25519_dalek::SigningKey::from_bytes(&seed)
                     .verifying_key()
                     .to_bytes();
                 Private::Ed25519 { seed, public }
             }
-            Algorithm::X25519 => Private::X25519(x25519_dalek::StaticSecret::from(*seed()?)),
+            Algorithm::X25519 => Private::X25519(x25519_dalek::StaticSecret::from(*seed())),
             rsa_alg => {
                 let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
                 parts
