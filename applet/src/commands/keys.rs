@@ -3,7 +3,7 @@
 
 use apdu::Command;
 use apdu::tlv::{Reader, Tag, Writer};
-use card_os::store::Op;
+use card_os::store::{Key, Op};
 use card_os::{Context, Reply};
 
 use super::card::{attestation_name, identity, serial};
@@ -11,6 +11,7 @@ use super::{admin_of, pin_of};
 use crate::admin::ManagementKey;
 use crate::algorithm::{Algorithm, RSA_EXPONENT};
 use crate::attest::Subject;
+use crate::crypto::Private;
 use crate::crypto::rsa::Parts;
 use crate::error::{Error, Result};
 use crate::ins::KEY_REF_ADMIN;
@@ -123,17 +124,14 @@ pub(super) fn generate(
     } else {
         label
     };
-    let record = KeyRecord::new(
+    let record = store_key(
+        piv,
+        ctx,
         &secret,
-        policy,
-        Origin::Generated,
+        (policy, Origin::Generated),
         label,
-        &piv.device,
-        ctx.rng,
+        target,
     )?;
-    let mut buf = [0u8; MAX_RECORD];
-    ctx.store
-        .commit(&[Op::Put(target, record.encode(&mut buf))])?;
     reply.nested(PUBLIC_KEY, |w| {
         public_key(w, algorithm, record.public()).map_err(|_| apdu::Error::BufferTooSmall)
     })?;
@@ -219,18 +217,26 @@ pub(super) fn import(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) ->
     } = Import::parse(cmd)?;
     let secret = keys::import(algorithm, &key, admin_of(piv)?)?;
     let label = layout::slot_key(slot);
-    let record = KeyRecord::new(
-        &secret,
-        policy,
-        Origin::Imported,
-        label,
-        &piv.device,
-        ctx.rng,
-    )?;
+    store_key(piv, ctx, &secret, (policy, Origin::Imported), label, label)?;
+    Ok(())
+}
+
+/// Seals `secret` for the slot whose record key is `label` and puts the
+/// record under `target` (the slot itself, or its staging area) in one
+/// transaction.
+fn store_key(
+    piv: &Piv,
+    ctx: &mut Context<'_>,
+    secret: &Private,
+    (policy, origin): ((PinPolicy, TouchPolicy), Origin),
+    label: Key,
+    target: Key,
+) -> Result<KeyRecord> {
+    let record = KeyRecord::new(secret, policy, origin, label, &piv.device, ctx.rng)?;
     let mut buf = [0u8; MAX_RECORD];
     ctx.store
-        .commit(&[Op::Put(label, record.encode(&mut buf))])?;
-    Ok(())
+        .commit(&[Op::Put(target, record.encode(&mut buf))])?;
+    Ok(record)
 }
 
 /// GET METADATA (Yubico) for the PIN, PUK, management key or a slot.
