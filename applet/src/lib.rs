@@ -45,6 +45,24 @@ pub use secrets::DeviceKey;
 /// 5.4.3 so that tools enable metadata, and 5.7 for MOVE KEY.
 pub const VERSION: [u8; 3] = [5, 7, 1];
 
+/// The ATR's historical bytes: category `80`, card capabilities (`73 C0 21
+/// C0`: selection by full or partial DF name, command chaining, extended
+/// lengths), then COMPACT-TLV `5` "card issuer's data" `S9CARD` and `V` for
+/// a virtual card or `P` for a physical one. Tools read the marker here,
+/// which is why the card (host or firmware) says it, not the reader.
+pub fn historical_bytes(is_virtual: bool) -> [u8; 13] {
+    let marker = if is_virtual { b'V' } else { b'P' };
+    [
+        0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, b'S', b'9', b'C', b'A', b'R', b'D', marker,
+    ]
+}
+
+/// The card's T=1 ATR with those historical bytes.
+pub fn atr(is_virtual: bool) -> card_os::atr::Atr {
+    // Thirteen historical bytes are within T=1's fifteen, so this is Some.
+    card_os::atr::t1(&historical_bytes(is_virtual)).unwrap_or_default()
+}
+
 /// The PIV applet.
 pub struct Piv {
     device: DeviceKey,

@@ -31,6 +31,41 @@ pub struct ResponseApdu {
 }
 
 impl ResponseApdu {
+    /// A response that came from a card elsewhere (a proxy's): `bytes`
+    /// with the verdict that card gave; `None` if it cannot be one (no
+    /// status word, or longer than 256 data bytes).
+    pub fn relayed(bytes: &[u8], secrecy: Secrecy) -> Option<ResponseApdu> {
+        if bytes.len() < 2 {
+            return None;
+        }
+        Some(ResponseApdu {
+            bytes: Vec::from_slice(bytes).ok()?,
+            secrecy,
+        })
+    }
+
+    /// The ATR, as the answer to a reader's get-ATR request.
+    pub(crate) fn atr(atr: &[u8]) -> ResponseApdu {
+        let mut bytes = Vec::new();
+        let _ = bytes.extend_from_slice(atr);
+        ResponseApdu {
+            bytes,
+            secrecy: Secrecy::PUBLIC,
+        }
+    }
+
+    /// A bare status word for bytes no applet judged (a frame too long to
+    /// take in, a transport benchmark's stand-in): everything about it is
+    /// secret.
+    pub fn status(status: Status) -> ResponseApdu {
+        let mut bytes = Vec::new();
+        let _ = bytes.extend_from_slice(&status.to_bytes());
+        ResponseApdu {
+            bytes,
+            secrecy: Secrecy::SECRET,
+        }
+    }
+
     /// What of the command that was sent, and of this response, is secret.
     pub const fn secrecy(&self) -> Secrecy {
         self.secrecy
@@ -130,11 +165,26 @@ impl Volatile {
         self.response_secret = false;
     }
 
-    /// Wipes everything, for a reset.
+    /// Wipes everything, for a reset. Field by field, in place: assigning
+    /// a fresh `Volatile` would build its 6.6 KiB on the stack first, which
+    /// a card's RAM cannot spare.
     fn wipe(&mut self) {
-        self.chain_buf.zeroize();
-        self.response.zeroize();
-        *self = Volatile::new();
+        let Volatile {
+            selected,
+            chain,
+            chain_buf,
+            response,
+            sent,
+            len,
+            response_secret,
+        } = self;
+        *selected = None;
+        *chain = None;
+        chain_buf.zeroize();
+        response.zeroize();
+        *sent = 0;
+        *len = 0;
+        *response_secret = false;
     }
 }
 
@@ -160,14 +210,20 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
     /// Boots a card: mounts its store (recovering from any torn write) and
     /// leaves it unpowered until [`Card::power_on`].
     pub fn boot(flash: F, rng: R, applets: A, atr: Atr) -> Result<Self, StoreError> {
-        Ok(Card {
-            store: Store::mount(flash)?,
+        Ok(Card::with_store(Store::mount(flash)?, rng, applets, atr))
+    }
+
+    /// A card on a store mounted already: a board whose randomness comes
+    /// from the store (see [`crate::entropy`]) needs it before the card.
+    pub fn with_store(store: Store<F, KEYS>, rng: R, applets: A, atr: Atr) -> Self {
+        Card {
+            store,
             rng,
             applets,
             atr,
             volatile: Volatile::new(),
             powered: false,
-        })
+        }
     }
 
     /// Powers the card and returns its ATR.

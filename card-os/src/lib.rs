@@ -1,5 +1,7 @@
-//! The s9card card runtime: power and reset, APDU framing and chaining,
-//! GET RESPONSE, applet selection, and a transactional store on NOR flash.
+//! The s9card card runtime: the reader link's frame loop, power and reset,
+//! APDU framing and chaining, GET RESPONSE, applet selection, a
+//! transactional store on NOR flash, the flash layout around it, and a
+//! randomness ratchet for boards without a TRNG.
 //!
 //! It needs no allocator, no clock, no threads and no `std`, so the same code
 //! runs in tests, behind the virtual reader, and as Cortex-M firmware.
@@ -18,7 +20,10 @@
 pub mod applet;
 pub mod atr;
 mod card;
+pub mod entropy;
 mod error;
+pub mod image;
+pub mod link;
 pub mod store;
 
 pub use applet::{Applet, Applets, Context, Persistent, Reply, Secrecy};

@@ -2,29 +2,16 @@
 
 use std::path::Path;
 
-use card_os::{Card, atr};
+use card_os::Card;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use zeroize::Zeroize;
 
 use crate::image::{self, FileFlash, Header, ImageError};
 
 /// The card the simulator runs.
 pub type SimCard = Card<FileFlash, ChaCha20Rng, (Piv,)>;
-
-/// ATR historical bytes: category `80`, card capabilities (`73 C0 21 C0`:
-/// selection by full or partial DF name, command chaining, extended
-/// lengths), then COMPACT-TLV `5` "card issuer's data" `S9CARD` and `V` for
-/// a virtual card or `P` for a physical one. Tools read the marker here.
-pub fn historical_bytes(is_virtual: bool) -> [u8; 13] {
-    let mut h = [
-        0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, b'S', b'9', b'C', b'A', b'R', b'D', b'P',
-    ];
-    if is_virtual {
-        h[12] = b'V';
-    }
-    h
-}
 
 /// Where a card's randomness comes from: the OS, or a fixed seed for
 /// reproducible test runs.
@@ -58,10 +45,13 @@ pub fn boot(path: &Path, entropy: Entropy, durable: bool) -> Result<(Header, Sim
     let (header, flash) = image::open(path, durable)?;
     let applet = Piv::new(DeviceKey::new(header.device_key), header.is_virtual)
         .with_factory_serial(header.serial);
-    let atr = atr::t1(&historical_bytes(header.is_virtual))
-        .ok_or_else(|| ImageError::NotAnImage("ATR".into()))?;
-    let card = Card::boot(flash, entropy.rng()?, (applet,), atr)
-        .map_err(|e| ImageError::NotAnImage(format!("flash store cannot be mounted: {e:?}")))?;
+    let card = Card::boot(
+        flash,
+        entropy.rng()?,
+        (applet,),
+        piv::atr(header.is_virtual),
+    )
+    .map_err(|e| ImageError::NotAnImage(format!("flash store cannot be mounted: {e:?}")))?;
     Ok((header, card))
 }
 
@@ -72,14 +62,25 @@ pub fn init(
     is_virtual: bool,
     entropy: Entropy,
 ) -> Result<(), ImageError> {
+    // One draw for both secrets, so a seeded test image's key and seed are
+    // as fixed as they were when there was only the key.
+    let mut secrets = [0u8; 64];
+    entropy.rng_fill(&mut secrets)?;
     let mut device_key = [0u8; 32];
-    entropy.rng_fill(&mut device_key)?;
+    let mut seed = [0u8; 32];
+    device_key.copy_from_slice(&secrets[..32]);
+    seed.copy_from_slice(&secrets[32..]);
+    secrets.zeroize();
+    // The seed is for the firmware, which has no TRNG (card_os::entropy);
+    // the simulator draws from the OS.
     let header = Header {
         is_virtual,
         serial,
         pages: image::DEFAULT_PAGES,
         device_key,
+        seed: Some(seed),
     };
+    seed.zeroize();
     image::create(path, &header)?;
     let (_, mut card) = boot(path, entropy, true)?;
     card.power_on();

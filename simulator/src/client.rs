@@ -230,6 +230,11 @@ impl<T: Transport> PivClient<T> {
         PivClient { transport }
     }
 
+    /// The transport, lent (to read what it counted, say).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
     /// The transport back.
     pub fn into_inner(self) -> T {
         self.transport

@@ -1,15 +1,9 @@
-//! Card images: a card's flash in a file, behind a small header.
+//! Card images: a card's flash in a file, behind its factory record.
 //!
-//! ```text
-//! 0     magic "S9CARD-IMAGE" + 4 zero bytes
-//! 16    format version u16 LE (1)
-//! 18    flags u16 LE (bit 0: virtual card)
-//! 20    serial u32 LE (the serial the card takes at its factory state)
-//! 24    page size u32 LE (4096)     28  page count u32 LE
-//! 32    device key, 32 bytes (the simulated MCU's unique key)
-//! 64    CRC-32C of bytes 0..64, u32 LE
-//! 4096  the flash, page count × page size bytes
-//! ```
+//! The layout is card-os's [`card_os::image`]: a 4 KiB page with the
+//! factory record (serial, device key, randomness seed), then the store's
+//! pages. The firmware's flash region is the same bytes, zero-padded to
+//! QEMU's 16 MiB (see [`crate::firmware`]).
 //!
 //! Every program and erase is written to the file before the card answers,
 //! so killing the simulator at any instant is a power cut: the next `serve`
@@ -21,35 +15,16 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use card_os::image::{HEADER_LEN as HEADER, PAGE, RECORD_LEN, WORD};
+pub use card_os::image::{Header, HeaderError};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
-const MAGIC: &[u8; 16] = b"S9CARD-IMAGE\0\0\0\0";
 /// Image format version.
-pub const VERSION: u16 = 1;
-/// Flash page (erase unit) size.
-pub const PAGE: usize = 4096;
-/// Program granularity.
-pub const WORD: usize = 4;
+pub const VERSION: u16 = card_os::image::VERSION;
 /// Pages in a new image: 128 KiB of flash.
 pub const DEFAULT_PAGES: u32 = 32;
-const HEADER: usize = 4096;
-const FLAG_VIRTUAL: u16 = 1;
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-
-/// What the image header says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// A simulated card (shown as virtual to tools and the CMS).
-    pub is_virtual: bool,
-    /// The serial the card takes when it initialises itself.
-    pub serial: u32,
-    /// Flash pages.
-    pub pages: u32,
-    /// The device key the applet seals secrets with.
-    pub device_key: [u8; 32],
-}
 
 /// Why an image cannot be used.
 #[derive(Debug)]
@@ -82,53 +57,18 @@ impl From<std::io::Error> for ImageError {
     }
 }
 
-impl Header {
-    fn encode(&self) -> [u8; 68] {
-        let mut b = [0u8; 68];
-        b[..16].copy_from_slice(MAGIC);
-        b[16..18].copy_from_slice(&VERSION.to_le_bytes());
-        let flags = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
-        b[18..20].copy_from_slice(&flags.to_le_bytes());
-        b[20..24].copy_from_slice(&self.serial.to_le_bytes());
-        b[24..28].copy_from_slice(&(PAGE as u32).to_le_bytes());
-        b[28..32].copy_from_slice(&self.pages.to_le_bytes());
-        b[32..64].copy_from_slice(&self.device_key);
-        let crc = CRC.checksum(&b[..64]);
-        b[64..68].copy_from_slice(&crc.to_le_bytes());
-        b
+impl From<HeaderError> for ImageError {
+    fn from(e: HeaderError) -> Self {
+        ImageError::NotAnImage(e.to_string())
     }
+}
 
-    fn decode(b: &[u8; 68]) -> Result<Header, ImageError> {
-        let bad = |why: &str| Err(ImageError::NotAnImage(why.to_string()));
-        if &b[..16] != MAGIC {
-            return bad("wrong magic");
-        }
-        let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        if word(64) != CRC.checksum(&b[..64]) {
-            return bad("header checksum mismatch");
-        }
-        let version = u16::from_le_bytes([b[16], b[17]]);
-        if version != VERSION {
-            return bad(&format!(
-                "format version {version}, this s9card reads version {VERSION}"
-            ));
-        }
-        if word(24) as usize != PAGE {
-            return bad("unsupported page size");
-        }
-        let pages = word(28);
-        if !(8..=128).contains(&pages) {
-            return bad("unsupported page count");
-        }
-        let mut device_key = [0u8; 32];
-        device_key.copy_from_slice(&b[32..64]);
-        Ok(Header {
-            is_virtual: u16::from_le_bytes([b[18], b[19]]) & FLAG_VIRTUAL != 0,
-            serial: word(20),
-            pages,
-            device_key,
-        })
-    }
+/// Reads and checks an image's factory record.
+pub fn read_header(file: &mut File) -> Result<Header, ImageError> {
+    let mut head = [0u8; RECORD_LEN];
+    file.read_exact(&mut head)
+        .map_err(|_| ImageError::NotAnImage("too short".into()))?;
+    Ok(Header::decode(&head)?)
 }
 
 /// Creates a factory-fresh image (erased flash). Refuses to overwrite.
@@ -140,7 +80,7 @@ pub fn create(path: &Path, header: &Header) -> Result<(), ImageError> {
         Err(e) => return Err(e.into()),
     };
     let mut head = vec![0u8; HEADER];
-    head[..68].copy_from_slice(&header.encode());
+    head[..RECORD_LEN].copy_from_slice(&header.encode());
     file.write_all(&head)?;
     file.write_all(&vec![0xFF; header.pages as usize * PAGE])?;
     file.sync_all()?;
@@ -150,12 +90,12 @@ pub fn create(path: &Path, header: &Header) -> Result<(), ImageError> {
 /// Opens an image: its header and its flash.
 pub fn open(path: &Path, durable: bool) -> Result<(Header, FileFlash), ImageError> {
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let mut head = [0u8; 68];
-    file.read_exact(&mut head)
-        .map_err(|_| ImageError::NotAnImage("too short".into()))?;
-    let header = Header::decode(&head)?;
-    let size = HEADER + header.pages as usize * PAGE;
-    if file.metadata()?.len() != size as u64 {
+    let header = read_header(&mut file)?;
+    let size = header.flash_len();
+    // A firmware flash file is the same bytes, zero-padded: the host opens
+    // it as it opens an image.
+    let len = file.metadata()?.len();
+    if len != size as u64 && len != crate::firmware::FLASH_LEN {
         return Err(ImageError::NotAnImage(format!(
             "{} bytes, expected {size}",
             file.metadata()?.len()
@@ -259,6 +199,7 @@ mod tests {
             serial: 912_345_678,
             pages: 8,
             device_key: [3; 32],
+            seed: Some([4; 32]),
         }
     }
 

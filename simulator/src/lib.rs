@@ -3,6 +3,7 @@
 pub mod card;
 pub mod client;
 pub mod cms;
+pub mod firmware;
 pub mod image;
 pub mod private;
 pub mod server;

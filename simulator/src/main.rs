@@ -25,6 +25,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ImageCommand {
+    /// Write a firmware flash file (16 MiB, for `serve --firmware`) holding
+    /// the card in a card image.
+    ToFirmware {
+        /// The card image.
+        image: PathBuf,
+        /// The flash file to create.
+        flash: PathBuf,
+    },
+    /// Write a card image holding the card in a firmware flash file.
+    FromFirmware {
+        /// The flash file.
+        flash: PathBuf,
+        /// The card image to create.
+        image: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve cards in vpcd readers: the first image in `Virtual PCD 00 00`,
     /// the second in `00 01`. With no image, the default card in the data
@@ -57,6 +76,21 @@ enum Command {
         /// floor, for benchmarks).
         #[arg(long, hide = true)]
         null_card: bool,
+        /// Run the card as Cortex-M4 firmware under QEMU
+        /// (`qemu-system-arm`): this ELF, built in `firmware/`. Each
+        /// `--image` is then a firmware flash file (`s9card image
+        /// to-firmware` makes one from a card image).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
+        /// Count instructions deterministically (`-icount shift=0`):
+        /// slower, for the firmware benchmarks.
+        #[arg(long, hide = true, requires = "firmware")]
+        icount: bool,
+    },
+    /// Convert between card images and firmware flash files.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
     },
     /// Create a factory-fresh card image.
     Init {
@@ -75,6 +109,12 @@ enum Command {
     Eject {
         #[arg(long, default_value_t = 0)]
         reader: usize,
+        #[arg(long)]
+        control: Option<PathBuf>,
+    },
+    /// The running server's readers: card inserted or ejected, vpcd
+    /// connected, and a firmware card's QEMU process.
+    Readers {
         #[arg(long)]
         control: Option<PathBuf>,
     },
@@ -404,13 +444,24 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             no_fsync,
             seed,
             null_card,
+            firmware,
+            icount,
         } => {
             let images = if images.is_empty() {
-                let path = simulator::data_dir().join("default.s9img");
+                let name = if firmware.is_some() {
+                    "default.flash"
+                } else {
+                    "default.s9img"
+                };
+                let path = simulator::data_dir().join(name);
                 if !path.exists() {
                     simulator::private::dir_all(&simulator::data_dir())?;
                     let serial = 900_000_000 + (rand_serial()? % 100_000_000);
-                    card::init(&path, serial, true, entropy(seed))?;
+                    if firmware.is_some() {
+                        simulator::firmware::init(&path, serial, true, entropy(seed))?;
+                    } else {
+                        card::init(&path, serial, true, entropy(seed))?;
+                    }
                     tracing::info!(image = %path.display(), "created the default card");
                 }
                 vec![path]
@@ -433,7 +484,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 durable: !no_fsync,
                 entropy: entropy(seed),
                 null_card,
+                firmware: firmware.map(|elf| server::FirmwareOptions { elf, icount }),
             })
+        }
+        Command::Image { command } => {
+            let (header, made) = match command {
+                ImageCommand::ToFirmware { image, flash } => {
+                    (simulator::firmware::to_firmware(&image, &flash)?, flash)
+                }
+                ImageCommand::FromFirmware { flash, image } => {
+                    (simulator::firmware::from_firmware(&flash, &image)?, image)
+                }
+            };
+            println!(
+                "{}: serial {:010}{}",
+                made.display(),
+                header.serial,
+                if header.is_virtual { ", virtual" } else { "" }
+            );
+            Ok(())
         }
         Command::Init {
             image,
@@ -456,6 +525,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Eject { reader, control } => {
             let answer = server::control_send(&control_path(control), &format!("eject {reader}"))?;
             finish(answer)
+        }
+        Command::Readers { control } => {
+            println!(
+                "{}",
+                server::control_send(&control_path(control), "status")?
+            );
+            Ok(())
         }
         Command::Insert { reader, control } => {
             let answer = server::control_send(&control_path(control), &format!("insert {reader}"))?;

@@ -5,16 +5,18 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use card_os::Secrecy;
+use card_os::link::LinkError;
+use card_os::{ResponseApdu, Secrecy};
 
 use crate::card::{self, Entropy, SimCard};
+use crate::firmware::{self, Firmware, FirmwareCard};
 use crate::trace::Record;
-use crate::vpcd::{self, Frame};
+use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond, TcpLink};
 
 /// Where decoded or raw trace lines go.
 #[derive(Clone, Debug)]
@@ -45,12 +47,53 @@ pub struct Config {
     /// Answer every APDU with `90 00` at once, without the card: the
     /// transport's floor, for benchmarks.
     pub null_card: bool,
+    /// Run the cards as firmware under QEMU: `images` are then firmware
+    /// flash files.
+    pub firmware: Option<FirmwareOptions>,
+}
+
+/// How firmware cards run.
+#[derive(Clone, Debug)]
+pub struct FirmwareOptions {
+    /// The firmware ELF.
+    pub elf: PathBuf,
+    /// Deterministic instruction counting (`-icount shift=0`).
+    pub icount: bool,
+}
+
+/// A card in a reader: simulated in this process, or firmware under QEMU.
+enum ReaderCard {
+    Simulated(Box<SimCard>),
+    Firmware(Box<FirmwareCard>),
+}
+
+impl ReaderCard {
+    /// The card left the reader (ejected, or vpcd went away).
+    fn removed(&mut self) {
+        match self {
+            ReaderCard::Simulated(card) => card.power_off(),
+            ReaderCard::Firmware(card) => {
+                let _ = card.respond(Frame::PowerOff);
+            }
+        }
+    }
+}
+
+impl Respond for ReaderCard {
+    fn respond(&mut self, frame: Frame<'_>) -> Outcome {
+        match self {
+            ReaderCard::Simulated(card) => card.respond(frame),
+            ReaderCard::Firmware(card) => card.respond(frame),
+        }
+    }
 }
 
 /// A reader slot's shared state.
 struct Slot {
     inserted: AtomicBool,
     stream: Mutex<Option<TcpStream>>,
+    /// A firmware card's QEMU process id (0 while it is not running).
+    qemu: Option<Arc<AtomicU32>>,
 }
 
 impl Slot {
@@ -85,18 +128,38 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // reader sees anything.
     let mut cards = Vec::new();
     for path in &config.images {
-        let (header, card) = card::boot(path, config.entropy, config.durable)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "card booted");
+        let card = match &config.firmware {
+            None => {
+                let (header, card) = card::boot(path, config.entropy, config.durable)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "card booted");
+                ReaderCard::Simulated(Box::new(card))
+            }
+            Some(options) => {
+                let header =
+                    firmware::flash_header(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut fw = Firmware::new(options.elf.clone(), path.clone());
+                fw.icount = options.icount;
+                let mut card = FirmwareCard::new(fw);
+                card.boot()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                tracing::info!(flash = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "firmware card booted");
+                ReaderCard::Firmware(Box::new(card))
+            }
+        };
         cards.push(card);
     }
 
     let slots: Vec<Arc<Slot>> = cards
         .iter()
-        .map(|_| {
+        .map(|card| {
             Arc::new(Slot {
                 inserted: AtomicBool::new(true),
                 stream: Mutex::new(None),
+                qemu: match card {
+                    ReaderCard::Firmware(fw) => Some(fw.pid()),
+                    ReaderCard::Simulated(_) => None,
+                },
             })
         })
         .collect();
@@ -209,8 +272,11 @@ fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
             .map(|(n, s)| {
                 let inserted = s.inserted.load(Ordering::SeqCst);
                 let connected = s.stream.lock().map(|g| g.is_some()).unwrap_or(false);
+                let qemu = s.qemu.as_ref().map_or(String::new(), |pid| {
+                    format!(" qemu {}", pid.load(Ordering::SeqCst))
+                });
                 format!(
-                    "reader {n}: {} {}",
+                    "reader {n}: {} {}{qemu}",
                     if inserted { "inserted" } else { "ejected" },
                     if connected { "connected" } else { "waiting" }
                 )
@@ -242,7 +308,7 @@ struct Mode {
 fn run_reader(
     n: usize,
     addr: SocketAddr,
-    mut card: SimCard,
+    mut card: ReaderCard,
     slot: &Slot,
     stop: &AtomicBool,
     tracer: &Tracer,
@@ -275,7 +341,7 @@ fn run_reader(
         }
         tracing::info!(reader = n, %addr, "connected to vpcd: card present");
         let result = serve_connection(n, stream, &mut card, tracer, mode);
-        card.power_off();
+        card.removed();
         if let Ok(mut guard) = slot.stream.lock() {
             *guard = None;
         }
@@ -299,54 +365,114 @@ const UNSEEN_AFTER_POLLS: u32 = 6;
 
 fn serve_connection(
     n: usize,
-    mut stream: TcpStream,
-    card: &mut SimCard,
+    stream: TcpStream,
+    card: &mut ReaderCard,
     tracer: &Tracer,
     mode: Mode,
 ) -> std::io::Result<()> {
-    let mut polls_before_power = Some(0u32);
-    loop {
-        if mode.quickack {
-            // Linux clears quick-ACK mode by itself; re-arm it before every
-            // read so vpcd's two-part writes are acknowledged at once.
-            let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
+    let mut link = TcpLink::new(stream)?;
+    let mut watch = Watch {
+        reader: n,
+        tracer,
+        quickack: mode
+            .quickack
+            .then(|| link.stream().try_clone())
+            .transpose()?,
+        polls_before_power: Some(0),
+        started: Instant::now(),
+    };
+    let mut buf = vec![0u8; vpcd::FRAME_CAPACITY];
+    let result = if mode.null_card {
+        vpcd::serve(
+            &mut link,
+            &mut NullCard(card),
+            Framing::Vpcd,
+            &mut buf,
+            &mut watch,
+        )
+    } else {
+        vpcd::serve(&mut link, card, Framing::Vpcd, &mut buf, &mut watch)
+    };
+    match result {
+        Ok(())
+            if watch
+                .polls_before_power
+                .is_some_and(|p| p >= UNSEEN_AFTER_POLLS) =>
+        {
+            Err(std::io::Error::other(
+                "pcscd polls but never powers the card: re-inserting",
+            ))
         }
-        let frame = match vpcd::read_frame(&mut stream) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        match (&frame, polls_before_power.as_mut()) {
-            (Frame::GetAtr, Some(polls)) => {
-                *polls += 1;
-                if *polls >= UNSEEN_AFTER_POLLS {
-                    return Err(std::io::Error::other(
-                        "pcscd polls but never powers the card: re-inserting",
-                    ));
-                }
-            }
-            (Frame::PowerOn | Frame::Apdu(_), _) => polls_before_power = None,
-            _ => {}
-        }
-        let started = Instant::now();
-        let answer = match &frame {
-            // No card judged the command: a trace keeps none of it.
-            Frame::Apdu(_) if mode.null_card => Some(vpcd::Answer {
-                bytes: vec![0x90, 0x00],
-                secrecy: Secrecy::SECRET,
-            }),
-            _ => vpcd::respond(card, &frame),
-        };
-        if let (Frame::Apdu(apdu), Some(answer)) = (&frame, &answer) {
-            trace(tracer, n, apdu, answer, started.elapsed());
-        }
-        if let Some(answer) = answer {
-            vpcd::write_frame(&mut stream, &answer.bytes)?;
-        }
+        Ok(()) => Ok(()),
+        Err(LinkError::Truncated) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Err(LinkError::Io(e)) => Err(e),
     }
 }
 
-fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], answer: &vpcd::Answer, took: Duration) {
+/// What the server does around the card's frame loop: quick-ACK, the
+/// unseen-card check, timing and the trace.
+struct Watch<'t> {
+    reader: usize,
+    tracer: &'t Tracer,
+    quickack: Option<TcpStream>,
+    polls_before_power: Option<u32>,
+    started: Instant,
+}
+
+impl Observer for Watch<'_> {
+    fn waiting(&mut self) {
+        if let Some(stream) = &self.quickack {
+            // Linux clears quick-ACK mode by itself; re-arm it before every
+            // read so vpcd's two-part writes are acknowledged at once.
+            let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+        }
+    }
+
+    fn received(&mut self, frame: &Frame<'_>) -> bool {
+        self.started = Instant::now();
+        match (frame, self.polls_before_power.as_mut()) {
+            (Frame::GetAtr, Some(polls)) => {
+                *polls += 1;
+                if *polls >= UNSEEN_AFTER_POLLS {
+                    return false;
+                }
+            }
+            (Frame::PowerOn | Frame::Apdu(_), _) => self.polls_before_power = None,
+            (Frame::UnknownControl(b), _) => {
+                tracing::warn!(control = b, "unknown vpcd control byte ignored")
+            }
+            (Frame::Empty, _) => tracing::warn!("empty vpcd frame ignored"),
+            (Frame::Oversized(len), _) => {
+                tracing::warn!(len, "APDU longer than the card takes: 6700")
+            }
+            _ => {}
+        }
+        if !matches!(frame, Frame::Apdu(_)) {
+            tracing::debug!(?frame, "vpcd control");
+        }
+        true
+    }
+
+    fn answered(&mut self, command: &[u8], answer: &ResponseApdu) {
+        trace(
+            self.tracer,
+            self.reader,
+            command,
+            answer.as_slice(),
+            answer.secrecy(),
+            self.started.elapsed(),
+        );
+    }
+}
+
+fn trace(
+    tracer: &Tracer,
+    reader: usize,
+    apdu: &[u8],
+    answer: &[u8],
+    secrecy: Secrecy,
+    took: Duration,
+) {
     let Ok(mut guard) = tracer.lock() else { return };
     let Some((out, raw)) = guard.as_mut() else {
         return;
@@ -355,13 +481,7 @@ fn trace(tracer: &Tracer, reader: usize, apdu: &[u8], answer: &vpcd::Answer, too
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let record = Record::new(
-        at,
-        took.as_micros() as u64,
-        apdu,
-        &answer.bytes,
-        answer.secrecy,
-    );
+    let record = Record::new(at, took.as_micros() as u64, apdu, answer, secrecy);
     let line = if *raw {
         record.raw()
     } else {

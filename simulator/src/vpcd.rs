@@ -1,139 +1,70 @@
-//! The vsmartcard vpcd protocol, card side.
+//! The vsmartcard vpcd transport: a TCP stream as the card's link.
 //!
-//! Both directions carry frames: a 2-byte big-endian length and that many
-//! bytes. From vpcd, a 1-byte frame is a control command (`00` power off,
-//! `01` power on, `02` reset, `04` get ATR); anything longer is a command
-//! APDU. The card answers get ATR and APDUs, one frame each, written with a
-//! single `write` so that no partial frame ever waits on a delayed ACK.
+//! The framing and the frame loop are card-os's ([`card_os::link`]), the
+//! same code the firmware runs over its UART; this module only adapts a
+//! `TcpStream` to `embedded-io` so that each frame leaves in one `write`
+//! (a frame split over two segments waits on vpcd's delayed ACK).
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read as _, Write as _};
+use std::net::TcpStream;
 
-use card_os::{Card, Mute, Secrecy};
+pub use card_os::link::{FRAME_CAPACITY, Frame, Framing, Meta, Observer, Outcome, Respond, serve};
 
-/// The longest frame vpcd can send: a 2-byte length says at most this.
-pub const MAX_FRAME: usize = u16::MAX as usize;
-
-/// What vpcd asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// Power the card off.
-    PowerOff,
-    /// Power it on.
-    PowerOn,
-    /// Warm reset.
-    Reset,
-    /// Send the ATR.
-    GetAtr,
-    /// A 1-byte control command vpcd does not define.
-    UnknownControl(u8),
-    /// A zero-length frame: nothing to do.
-    Empty,
-    /// A command APDU.
-    Apdu(Vec<u8>),
+/// A TCP stream as a link: reads straight from the socket, writes gathered
+/// until the frame is complete.
+pub struct TcpLink {
+    reader: TcpStream,
+    writer: BufWriter<TcpStream>,
 }
 
-impl Frame {
-    /// Interprets a frame body.
-    pub fn from_body(body: Vec<u8>) -> Frame {
-        match body.as_slice() {
-            [] => Frame::Empty,
-            [0x00] => Frame::PowerOff,
-            [0x01] => Frame::PowerOn,
-            [0x02] => Frame::Reset,
-            [0x04] => Frame::GetAtr,
-            [other] => Frame::UnknownControl(*other),
-            _ => Frame::Apdu(body),
-        }
+impl TcpLink {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> io::Result<TcpLink> {
+        let writer = BufWriter::new(stream.try_clone()?);
+        Ok(TcpLink {
+            reader: stream,
+            writer,
+        })
+    }
+
+    /// The stream (for socket options).
+    pub fn stream(&self) -> &TcpStream {
+        &self.reader
     }
 }
 
-/// Reads one frame; an error means the connection is unusable (closed, or
-/// cut in the middle of a frame).
-pub fn read_frame(r: &mut impl Read) -> io::Result<Frame> {
-    let mut len = [0u8; 2];
-    r.read_exact(&mut len)?;
-    let len = usize::from(u16::from_be_bytes(len));
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(Frame::from_body(body))
+impl embedded_io::ErrorType for TcpLink {
+    type Error = io::Error;
 }
 
-/// Writes one frame in a single `write` call.
-pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
-    let mut frame = Vec::with_capacity(2 + body.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(body);
-    w.write_all(&frame)
-}
-
-/// What goes back to vpcd for a frame, with the card's verdict on what of
-/// the exchange is secret (public for the ATR).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer {
-    /// The frame's body.
-    pub bytes: Vec<u8>,
-    /// What a trace of this exchange must redact.
-    pub secrecy: Secrecy,
-}
-
-impl Answer {
-    fn of(rsp: &card_os::ResponseApdu) -> Answer {
-        Answer {
-            bytes: rsp.to_vec(),
-            secrecy: rsp.secrecy(),
-        }
+impl embedded_io::Read for TcpLink {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
     }
 }
 
-/// What the card does with a frame: the answer to send back, if any.
-pub fn respond<F, R, A, const K: usize>(
-    card: &mut Card<F, R, A, K>,
-    frame: &Frame,
-) -> Option<Answer>
-where
-    F: embedded_storage::nor_flash::NorFlash,
-    R: rand_chacha::rand_core::CryptoRng,
-    A: card_os::Applets,
-{
-    if !matches!(frame, Frame::Apdu(_)) {
-        tracing::debug!(?frame, "vpcd control");
+impl embedded_io::Write for TcpLink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
     }
-    match frame {
-        Frame::PowerOff => {
-            card.power_off();
-            None
-        }
-        Frame::PowerOn => {
-            card.power_on();
-            None
-        }
-        Frame::Reset => {
-            card.warm_reset();
-            None
-        }
-        Frame::GetAtr => Some(Answer {
-            bytes: card.atr().to_vec(),
-            secrecy: Secrecy::PUBLIC,
-        }),
-        Frame::UnknownControl(b) => {
-            tracing::warn!(control = b, "unknown vpcd control byte ignored");
-            None
-        }
-        Frame::Empty => {
-            tracing::warn!("empty vpcd frame ignored");
-            None
-        }
-        Frame::Apdu(apdu) => match card.transmit(apdu) {
-            Ok(rsp) => Some(Answer::of(&rsp)),
-            Err(Mute::NoPower) => {
-                // vpcd powers the card before it sends APDUs; if it did not,
-                // power it now rather than leave the reader hanging.
-                tracing::warn!("APDU to an unpowered card: powering on");
-                card.power_on();
-                card.transmit(apdu).ok().map(|r| Answer::of(&r))
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// A card whose APDUs are answered `90 00` at once, without the card: the
+/// transport's floor, for benchmarks. Power and the ATR are still the
+/// card's. No card judged those answers, so a trace keeps nothing of them.
+pub struct NullCard<'c, C>(pub &'c mut C);
+
+impl<C: Respond> Respond for NullCard<'_, C> {
+    fn respond(&mut self, frame: Frame<'_>) -> Outcome {
+        match frame {
+            Frame::Apdu(_) | Frame::Oversized(_) => {
+                Outcome::Answer(card_os::ResponseApdu::status(apdu::Status::Success))
             }
-        },
+            other => self.0.respond(other),
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! if none is, and refusing with a clear message if it cannot), starts its
 //! own `s9card serve`, waits for the card to appear, and on drop stops
 //! everything it started.
+//!
+//! The card is the host simulator's, or with `S9CARD_CARD=firmware` the
+//! same card as Cortex-M4 firmware under QEMU (`serve --firmware`, built
+//! here on first use): `scripts/test` runs the suite once for each kind.
 
 use std::fs::File;
 use std::io::Write;
@@ -60,6 +64,43 @@ pub fn s9card() -> PathBuf {
         assert!(status.success(), "building s9card failed");
     }
     bin
+}
+
+/// Which card the suite runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The simulator's card, in the `s9card serve` process.
+    Host,
+    /// The firmware under QEMU, behind `s9card serve --firmware`.
+    Firmware,
+}
+
+impl Kind {
+    /// The kind `S9CARD_CARD` names (`host` unless it says `firmware`).
+    pub fn current() -> Kind {
+        match std::env::var("S9CARD_CARD").as_deref() {
+            Ok("firmware") => Kind::Firmware,
+            Ok("host") | Err(_) => Kind::Host,
+            Ok(other) => panic!("S9CARD_CARD={other}: host or firmware"),
+        }
+    }
+}
+
+/// The firmware ELF, built (release, as it is flashed) on first use.
+pub fn firmware_elf() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = root().join("firmware");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--locked"])
+                .current_dir(&dir)
+                .status()
+                .expect("cargo");
+            assert!(status.success(), "building the firmware failed");
+            dir.join("target/thumbv7em-none-eabihf/release/s9card-firmware")
+        })
+        .clone()
 }
 
 /// Runs a command, returning its output.
@@ -261,6 +302,9 @@ pub fn signal(pid: u32, sig: &str) {
 /// A running `s9card serve` with its own images, and pcscd if we started it.
 pub struct Harness {
     pub dir: tempfile::TempDir,
+    /// The card under test.
+    pub kind: Kind,
+    /// The cards' flash: card images, or firmware flash files.
     pub images: Vec<PathBuf>,
     pub control: PathBuf,
     pub trace: PathBuf,
@@ -282,6 +326,12 @@ impl Harness {
     /// Like [`Harness::start`], with or without a raw trace and with extra
     /// `serve` arguments (`--null-card`, `--no-quickack`, for benches).
     pub fn start_with(cards: usize, trace: bool, extra: &[&str]) -> Harness {
+        Harness::start_kind(Kind::current(), cards, trace, extra)
+    }
+
+    /// Like [`Harness::start_with`], on a card of the given kind whatever
+    /// `S9CARD_CARD` says (benchmarks compare the two in one run).
+    pub fn start_kind(kind: Kind, cards: usize, trace: bool, extra: &[&str]) -> Harness {
         let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
         let lock = Lock::take();
         let pcscd = ensure_pcscd();
@@ -301,9 +351,24 @@ impl Harness {
                     "--virtual",
                 ],
             );
-            images.push(image);
+            if kind == Kind::Firmware {
+                let flash = image.with_extension("flash");
+                ok(
+                    s9card().to_str().unwrap(),
+                    &[
+                        "image",
+                        "to-firmware",
+                        image.to_str().unwrap(),
+                        flash.to_str().unwrap(),
+                    ],
+                );
+                images.push(flash);
+            } else {
+                images.push(image);
+            }
         }
         let mut h = Harness {
+            kind,
             server_args: extra.iter().map(|s| s.to_string()).collect(),
             with_trace: trace,
             control: dir.path().join("control.sock"),
@@ -331,6 +396,9 @@ impl Harness {
             args.extend(["--trace".into(), self.trace.display().to_string()]);
         }
         args.push("--no-fsync".into());
+        if self.kind == Kind::Firmware {
+            args.extend(["--firmware".into(), firmware_elf().display().to_string()]);
+        }
         args.extend(self.server_args.iter().cloned());
         let log = File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(s9card())
@@ -365,7 +433,46 @@ impl Harness {
         }
     }
 
-    /// Kills the server with SIGKILL: a power cut at whatever it was doing.
+    /// Cuts the card's power at whatever it was doing, and waits until it
+    /// is back in its reader: the firmware's QEMU is killed with SIGKILL
+    /// (the server boots it again), the host card's whole server is.
+    pub fn power_cut(&mut self) {
+        match self.kind {
+            Kind::Host => {
+                self.kill_server();
+                self.wait_for_card(0, false);
+                self.start_server();
+            }
+            Kind::Firmware => {
+                let pid = self.qemu_pid(0);
+                signal(pid, "KILL");
+                self.wait_for_card(0, false);
+                self.wait_for_card(0, true);
+            }
+        }
+    }
+
+    /// The firmware card's QEMU process in reader `n`.
+    pub fn qemu_pid(&self, n: usize) -> u32 {
+        let status = ok(
+            s9card().to_str().unwrap(),
+            &["readers", "--control", self.control.to_str().unwrap()],
+        );
+        let reader = status
+            .split(';')
+            .find(|r| r.trim().starts_with(&format!("reader {n}:")))
+            .unwrap_or_else(|| panic!("no reader {n} in {status:?}"));
+        reader
+            .split_whitespace()
+            .skip_while(|w| *w != "qemu")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .filter(|&p| p != 0)
+            .unwrap_or_else(|| panic!("no QEMU running for reader {n}: {status:?}"))
+    }
+
+    /// Kills the server with SIGKILL: a power cut at whatever it was doing
+    /// (a firmware card's QEMU dies with it).
     pub fn kill_server(&mut self) {
         if let Some(mut child) = self.server.take() {
             let _ = child.kill();

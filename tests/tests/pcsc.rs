@@ -148,10 +148,8 @@ fn kill_during_a_put_data_chain() {
         apdu.extend_from_slice(part);
         assert_eq!(c.raw(&apdu).unwrap(), [0x90, 0x00]);
     }
-    h.kill_server();
+    h.power_cut();
     drop(c);
-    h.wait_for_card(0, false);
-    h.start_server();
     let mut c = card(0);
     assert_eq!(
         c.get_object(0x5FC105).unwrap(),
@@ -190,10 +188,8 @@ fn kill_during_generate_and_verify() {
                 break;
             }
         }
-        h.kill_server();
+        h.power_cut();
         drop(c);
-        h.wait_for_card(0, false);
-        h.start_server();
 
         let mut c = card(0);
         let (left, _) = c.tries(0x80).unwrap();

@@ -58,7 +58,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                     live = self
                         .index
                         .iter()
-                        .filter(|s| s.key > Key::MAX.0)
+                        .filter(|s| Key::is_system(s.key))
                         .map(|s| self.geometry.entry_size(usize::from(s.len)))
                         .sum();
                     continue;

@@ -16,7 +16,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 Ok(())
             }
             Kind::Clear => {
-                self.index.retain(|slot| slot.key > Key::MAX.0);
+                self.index.retain(|slot| Key::is_system(slot.key));
                 let g = self.geometry;
                 self.live = self
                     .index

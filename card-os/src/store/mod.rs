@@ -57,23 +57,43 @@ const CHUNK: usize = 256;
 /// value written by a client can pose as one.
 const RESUME_SLOTS: usize = 4;
 
-/// A record key. Keys `FFFE` and `FFFF` belong to the store itself.
+/// The key a Clear entry is written under (on flash since format 1).
+const CLEAR_KEY: u16 = 0xFFFD;
+/// Keys from here up are the system's: the card OS's own records (the
+/// randomness ratchet) and the store's (the collection horizon). A Clear,
+/// which an applet's factory reset commits, keeps them: wiping the ratchet
+/// would make the next boot repeat an earlier one's randomness.
+const FIRST_SYSTEM_KEY: u16 = 0xFF00;
+
+/// A record key. Applets use `0000`–`FEFF`; the rest belong to the card OS
+/// (`FF00`–`FFFC`) and to the store itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(u16);
 
 impl Key {
     /// The largest key an applet may use.
-    pub const MAX: Key = Key(0xFFFD);
+    pub const MAX: Key = Key(FIRST_SYSTEM_KEY - 1);
 
-    /// A user key; `None` for the store's own.
+    /// A user key; `None` for the system's own.
     pub const fn new(k: u16) -> Option<Key> {
         if k <= Key::MAX.0 { Some(Key(k)) } else { None }
     }
 
     /// For `const` items: a key the compiler has checked.
     pub const fn constant(k: u16) -> Key {
-        assert!(k <= Key::MAX.0, "key reserved for the store");
+        assert!(k <= Key::MAX.0, "key reserved for the system");
         Key(k)
+    }
+
+    /// A card OS key, which survives a Clear.
+    pub(crate) const fn system(k: u16) -> Key {
+        assert!(k >= FIRST_SYSTEM_KEY && k < CLEAR_KEY, "not a card OS key");
+        Key(k)
+    }
+
+    /// Whether a Clear keeps this key.
+    const fn is_system(k: u16) -> bool {
+        k >= FIRST_SYSTEM_KEY
     }
 
     /// The number.
@@ -418,7 +438,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             let (key, kind, value) = match *op {
                 Op::Put(k, v) => (k.0, Kind::Put, v),
                 Op::Delete(k) => (k.0, Kind::Delete, &[][..]),
-                Op::Clear => (Key::MAX.0, Kind::Clear, &[][..]),
+                Op::Clear => (CLEAR_KEY, Kind::Clear, &[][..]),
             };
             let header = EntryHeader::new(key, kind, value, tx, if last { count } else { 0 });
             let addr = self.append(&header, value)?;
@@ -428,7 +448,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             let (key, kind, len) = match *op {
                 Op::Put(k, v) => (k.0, Kind::Put, v.len() as u16),
                 Op::Delete(k) => (k.0, Kind::Delete, 0),
-                Op::Clear => (Key::MAX.0, Kind::Clear, 0),
+                Op::Clear => (CLEAR_KEY, Kind::Clear, 0),
             };
             self.apply(&Seen {
                 key,

@@ -1,0 +1,240 @@
+//! The card's flash as a whole: a factory record, then the store.
+//!
+//! The same layout is a card image on the host (`s9card init` writes one)
+//! and the firmware's flash region in QEMU, so a card personalised on the
+//! host boots unchanged as firmware and back.
+//!
+//! ```text
+//! 0     magic "S9CARD-IMAGE" + 4 zero bytes
+//! 16    format version u16 LE (1 or 2)
+//! 18    flags u16 LE (bit 0: virtual card)
+//! 20    serial u32 LE (the serial the card takes at its factory state)
+//! 24    page size u32 LE (4096)     28  page count u32 LE
+//! 32    device key, 32 bytes (the MCU's unique key)
+//! 64    version 1: CRC-32C of bytes 0..64, u32 LE
+//!       version 2: the randomness seed, 32 bytes; CRC-32C of 0..96 at 96
+//! 4096  the store's flash, page count × page size bytes
+//! ```
+//!
+//! The factory record is written once, when the card is made, and never by
+//! the card: on a real card it is the MCU's provisioning (the device key in
+//! fuses, the seed replaced by a TRNG). Version 1 records predate the seed;
+//! the host simulator draws its randomness from the OS and needs none.
+
+use zeroize::Zeroize;
+
+use crate::entropy::Seed;
+
+const MAGIC: &[u8; 16] = b"S9CARD-IMAGE\0\0\0\0";
+/// The version new records are written in.
+pub const VERSION: u16 = 2;
+/// Where the store starts: the factory record has a page of its own.
+pub const HEADER_LEN: usize = 4096;
+/// Flash page (erase unit) size.
+pub const PAGE: usize = 4096;
+/// Program granularity.
+pub const WORD: usize = 4;
+/// The bytes of the record that are read (the rest of its page is zero).
+pub const RECORD_LEN: usize = 100;
+/// Store pages an image may have.
+pub const PAGES: core::ops::RangeInclusive<u32> = 8..=128;
+const FLAG_VIRTUAL: u16 = 1;
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// What the factory record says. Its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq, Zeroize)]
+#[zeroize(drop)]
+pub struct Header {
+    /// A simulated card (shown as virtual to tools and the CMS).
+    pub is_virtual: bool,
+    /// The serial the card takes when it initialises itself.
+    pub serial: u32,
+    /// Store pages.
+    pub pages: u32,
+    /// The device key the applet seals secrets with.
+    pub device_key: [u8; 32],
+    /// The seed the randomness ratchet starts from (version 2).
+    pub seed: Option<[u8; 32]>,
+}
+
+impl core::fmt::Debug for Header {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Header")
+            .field("is_virtual", &self.is_virtual)
+            .field("serial", &self.serial)
+            .field("pages", &self.pages)
+            .field("seed", &self.seed.map(|_| ".."))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a factory record is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Not an s9card record (a blank or foreign flash).
+    Magic,
+    /// The checksum does not match: the record is damaged.
+    Checksum,
+    /// A version this code does not read.
+    Version(u16),
+    /// A page size other than [`PAGE`].
+    PageSize,
+    /// A page count outside [`PAGES`].
+    PageCount,
+}
+
+impl core::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderError::Magic => f.write_str("wrong magic"),
+            HeaderError::Checksum => f.write_str("header checksum mismatch"),
+            HeaderError::Version(v) => {
+                write!(f, "format version {v}, this s9card reads versions 1 and 2")
+            }
+            HeaderError::PageSize => f.write_str("unsupported page size"),
+            HeaderError::PageCount => f.write_str("unsupported page count"),
+        }
+    }
+}
+
+fn word(b: &[u8; RECORD_LEN], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(src) = b.get(at..at + 4) {
+        w.copy_from_slice(src);
+    }
+    u32::from_le_bytes(w)
+}
+
+fn put(b: &mut [u8; RECORD_LEN], at: usize, bytes: &[u8]) {
+    if let Some(dst) = b.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+impl Header {
+    /// The store's length in bytes.
+    pub const fn store_len(&self) -> usize {
+        self.pages as usize * PAGE
+    }
+
+    /// The whole flash the record describes: its page and the store.
+    pub const fn flash_len(&self) -> usize {
+        HEADER_LEN + self.store_len()
+    }
+
+    /// The seed, for the ratchet.
+    pub fn ratchet_seed(&self) -> Option<Seed> {
+        self.seed.map(Seed)
+    }
+
+    /// The record's bytes (the rest of its page is zero). Without a seed
+    /// it is written as version 1, which older readers take.
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        put(&mut b, 0, MAGIC);
+        let version: u16 = if self.seed.is_some() { 2 } else { 1 };
+        put(&mut b, 16, &version.to_le_bytes());
+        let flags = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
+        put(&mut b, 18, &flags.to_le_bytes());
+        put(&mut b, 20, &self.serial.to_le_bytes());
+        put(&mut b, 24, &(PAGE as u32).to_le_bytes());
+        put(&mut b, 28, &self.pages.to_le_bytes());
+        put(&mut b, 32, &self.device_key);
+        let end = match &self.seed {
+            Some(seed) => {
+                put(&mut b, 64, seed);
+                96
+            }
+            None => 64,
+        };
+        let crc = CRC.checksum(b.get(..end).unwrap_or_default());
+        put(&mut b, end, &crc.to_le_bytes());
+        b
+    }
+
+    /// Reads a record.
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Header, HeaderError> {
+        if b.get(..16) != Some(MAGIC.as_slice()) {
+            return Err(HeaderError::Magic);
+        }
+        let version = u16::from_le_bytes([b[16], b[17]]);
+        let end = match version {
+            1 => 64,
+            2 => 96,
+            v => {
+                // A damaged version field is damage, not a future format.
+                let at_v1 = word(b, 64) == CRC.checksum(b.get(..64).unwrap_or_default());
+                let at_v2 = word(b, 96) == CRC.checksum(b.get(..96).unwrap_or_default());
+                return Err(if at_v1 || at_v2 {
+                    HeaderError::Version(v)
+                } else {
+                    HeaderError::Checksum
+                });
+            }
+        };
+        if word(b, end) != CRC.checksum(b.get(..end).unwrap_or_default()) {
+            return Err(HeaderError::Checksum);
+        }
+        if word(b, 24) as usize != PAGE {
+            return Err(HeaderError::PageSize);
+        }
+        let pages = word(b, 28);
+        if !PAGES.contains(&pages) {
+            return Err(HeaderError::PageCount);
+        }
+        let mut device_key = [0u8; 32];
+        device_key.copy_from_slice(&b[32..64]);
+        let seed = (version == 2).then(|| {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&b[64..96]);
+            s
+        });
+        Ok(Header {
+            is_virtual: u16::from_le_bytes([b[18], b[19]]) & FLAG_VIRTUAL != 0,
+            serial: word(b, 20),
+            pages,
+            device_key,
+            seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(seed: Option<[u8; 32]>) -> Header {
+        Header {
+            is_virtual: true,
+            serial: 912_345_678,
+            pages: 32,
+            device_key: [3; 32],
+            seed,
+        }
+    }
+
+    #[test]
+    fn both_versions_round_trip() {
+        for h in [header(None), header(Some([5; 32]))] {
+            let bytes = h.encode();
+            assert_eq!(Header::decode(&bytes), Ok(h.clone()));
+            let read = if h.seed.is_some() { 100 } else { 68 };
+            for i in 0..read {
+                let mut damaged = bytes;
+                damaged[i] ^= 0x10;
+                assert!(Header::decode(&damaged).is_err(), "byte {i}");
+            }
+        }
+        assert_eq!(header(None).encode()[16], 1);
+        assert_eq!(Header::decode(&[0; RECORD_LEN]), Err(HeaderError::Magic));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        use core::fmt::Write;
+        let mut shown = heapless::String::<256>::new();
+        write!(shown, "{:?}", header(Some([0xAB; 32]))).unwrap();
+        assert!(!shown.contains("171") && !shown.contains("3, 3"), "{shown}");
+        assert!(shown.contains("912345678"), "{shown}");
+    }
+}

@@ -1,0 +1,114 @@
+//! The card's flash: QEMU's 16 MiB RAM region at `0x2100_0000`, which
+//! `s9card serve --firmware` backs with a host file (`memory-backend-file`,
+//! `share=on`).
+//!
+//! Every store the core completes lands in the file's shared mapping, so a
+//! `kill -9` of QEMU is a power cut after the last completed word, as on
+//! real NOR. Programming only clears bits (a word is ANDed in) and erasing
+//! sets a page to `FF`, so the store's tearing argument holds here exactly
+//! as on the simulator's flash. The region starts with the factory record
+//! (card-os's image layout); the store follows it.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use card_os::image::{HEADER_LEN, Header, HeaderError, PAGE, RECORD_LEN, WORD};
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+const BASE: usize = 0x2100_0000;
+/// QEMU insists on exactly this much behind the region.
+pub const REGION_LEN: usize = 16 * 1024 * 1024;
+
+/// Reads the factory record at the start of the region.
+pub fn factory_record() -> Result<Header, HeaderError> {
+    let mut record = [0u8; RECORD_LEN];
+    for (i, b) in record.iter_mut().enumerate() {
+        // SAFETY: the first page of the flash region, read volatile because
+        // the host file behind it is the card's persistent memory.
+        *b = unsafe { read_volatile((BASE + i) as *const u8) };
+    }
+    Header::decode(&record)
+}
+
+/// The store's pages, after the factory record's.
+pub struct Flash {
+    len: usize,
+}
+
+impl Flash {
+    /// The store the factory record describes.
+    pub fn store(header: &Header) -> Flash {
+        Flash {
+            len: header.store_len().min(REGION_LEN - HEADER_LEN),
+        }
+    }
+
+    fn check(&self, offset: u32, len: usize, align: usize) -> Result<usize, FlashError> {
+        let offset = offset as usize;
+        if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
+            return Err(FlashError(NorFlashErrorKind::NotAligned));
+        }
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(FlashError(NorFlashErrorKind::OutOfBounds));
+        }
+        Ok(BASE + HEADER_LEN + offset)
+    }
+}
+
+/// A refused flash operation.
+#[derive(Debug)]
+pub struct FlashError(NorFlashErrorKind);
+
+impl NorFlashError for FlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        self.0
+    }
+}
+
+impl ErrorType for Flash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for Flash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        let at = self.check(offset, bytes.len(), 1)?;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            // SAFETY: `check` kept `at + i` inside the store's pages.
+            *b = unsafe { read_volatile((at + i) as *const u8) };
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.len
+    }
+}
+
+impl NorFlash for Flash {
+    const WRITE_SIZE: usize = WORD;
+    const ERASE_SIZE: usize = PAGE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        let at = self.check(from, to.saturating_sub(from) as usize, PAGE)?;
+        for word in (at..at + (to - from) as usize).step_by(WORD) {
+            // SAFETY: `check` kept the page range inside the store, aligned.
+            unsafe { write_volatile(word as *mut u32, u32::MAX) };
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        let at = self.check(offset, bytes.len(), WORD)?;
+        for (i, chunk) in bytes.chunks_exact(WORD).enumerate() {
+            let word = (at + i * WORD) as *mut u32;
+            let new = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            // SAFETY: `check` kept the words inside the store, aligned. One
+            // 32-bit store per word: the unit a power cut cannot split.
+            unsafe { write_volatile(word, read_volatile(word) & new) };
+        }
+        Ok(())
+    }
+}

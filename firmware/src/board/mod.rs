@@ -1,0 +1,16 @@
+//! The mps2-an386 board as the card needs it: a UART to the reader, the
+//! card's flash, a timer, and a debug UART for measurements. Register
+//! addresses and behaviour are from QEMU's model (see
+//! `shared/spec/firmware.md` in the project notes and QEMU's
+//! `hw/char/cmsdk-apb-uart.c`, `hw/timer/cmsdk-apb-dualtimer.c`).
+
+pub mod flash;
+pub mod timer;
+pub mod uart;
+
+/// Sleeps until an interrupt is pending. Interrupts stay masked (PRIMASK),
+/// so no handler runs: the pending bit alone wakes the core, and the
+/// driver that asked for the interrupt clears it.
+pub fn sleep() {
+    cortex_m::asm::wfi();
+}

@@ -1,0 +1,406 @@
+//! The firmware card: the same card OS and applet as Cortex-M4 firmware
+//! under QEMU (`firmware/`), its flash files, and the proxy that puts it
+//! behind a vpcd reader like any simulated card.
+//!
+//! A firmware flash file is a card image's bytes (factory record, then the
+//! store) zero-padded to the 16 MiB QEMU maps at `0x2100_0000`; the two
+//! convert into each other without change, so a card personalised on the
+//! host boots as firmware and back.
+//!
+//! The proxy speaks card-os's annotated framing to the firmware's UART:
+//! each frame the firmware sends carries the card's secrecy verdict, which
+//! the trace obeys, and which never reaches vpcd. Killing QEMU is a power
+//! cut: the proxy reports the card gone, and the next frame boots it again.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use card_os::ResponseApdu;
+use card_os::image::{HEADER_LEN, Header, RECORD_LEN};
+use card_os::link::{Frame, Meta, Outcome, Respond};
+
+use crate::card::Entropy;
+use crate::image::{self, ImageError};
+
+/// The size of a firmware flash file: QEMU's mps2 RAM region, which must
+/// be exactly this.
+pub const FLASH_LEN: u64 = 16 * 1024 * 1024;
+
+/// Reads a firmware flash file's factory record.
+pub fn flash_header(flash: &Path) -> Result<Header, ImageError> {
+    let mut file = File::open(flash)?;
+    let len = file.metadata()?.len();
+    if len != FLASH_LEN {
+        return Err(ImageError::NotAnImage(format!(
+            "{len} bytes: a firmware flash file is {FLASH_LEN} (convert a card image with `s9card image to-firmware`)"
+        )));
+    }
+    image::read_header(&mut file)
+}
+
+/// Writes `flash`, a firmware flash file holding the card in `image`. A
+/// version 1 image gets a randomness seed (from the OS) on the way: the
+/// firmware has no other source of randomness.
+pub fn to_firmware(image: &Path, flash: &Path) -> Result<Header, ImageError> {
+    let mut file = File::open(image)?;
+    let mut header = image::read_header(&mut file)?;
+    let mut bytes = vec![0u8; header.flash_len()];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|_| ImageError::NotAnImage("shorter than its header says".into()))?;
+    if header.seed.is_none() {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| ImageError::Io(io::Error::other(format!("no OS randomness: {e}"))))?;
+        header.seed = Some(seed);
+        bytes[..RECORD_LEN].copy_from_slice(&header.encode());
+    }
+    // The device key and seed are in it: owner only, never overwritten.
+    let mut out = match crate::private::create_new(flash) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(ImageError::Exists),
+        Err(e) => return Err(e.into()),
+    };
+    out.write_all(&bytes)?;
+    // The rest reads as zeros without taking disk space.
+    out.set_len(FLASH_LEN)?;
+    out.sync_all()?;
+    Ok(header)
+}
+
+/// Writes `image`, a card image holding the card in the firmware flash
+/// file `flash`.
+pub fn from_firmware(flash: &Path, image: &Path) -> Result<Header, ImageError> {
+    let header = flash_header(flash)?;
+    let mut bytes = vec![0u8; header.flash_len()];
+    File::open(flash)?.read_exact_at(&mut bytes, 0)?;
+    // Only the record itself: the rest of its page is zero in an image.
+    bytes[RECORD_LEN..HEADER_LEN].fill(0);
+    crate::private::write_new(image, &bytes).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => ImageError::Exists,
+        _ => ImageError::Io(e),
+    })?;
+    Ok(header)
+}
+
+/// Makes a factory-fresh card straight into a firmware flash file.
+pub fn init(
+    flash: &Path,
+    serial: u32,
+    is_virtual: bool,
+    entropy: Entropy,
+) -> Result<Header, ImageError> {
+    // The image is a step on the way, beside the flash file and gone after.
+    let name = flash.file_name().map(|n| n.to_string_lossy().into_owned());
+    let image = flash.with_file_name(format!(
+        ".{}.{}.s9img",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let made = crate::card::init(&image, serial, is_virtual, entropy)
+        .and_then(|()| to_firmware(&image, flash));
+    let _ = std::fs::remove_file(&image);
+    made
+}
+
+/// How to run the firmware.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    /// The firmware ELF (`firmware/target/.../s9card-firmware`).
+    pub elf: PathBuf,
+    /// The card's flash file.
+    pub flash: PathBuf,
+    /// The emulator.
+    pub qemu: PathBuf,
+    /// Run with `-icount shift=0`: one instruction per nanosecond of
+    /// virtual time, so the firmware's figures repeat exactly. Slower.
+    pub icount: bool,
+    /// How long a command may take before the card counts as dead (an
+    /// RSA-4096 key generation takes the longest).
+    pub timeout: Duration,
+}
+
+impl Firmware {
+    /// The firmware at `elf` on the flash file `flash`, with `qemu-system-arm`
+    /// from the `PATH`.
+    pub fn new(elf: PathBuf, flash: PathBuf) -> Firmware {
+        Firmware {
+            elf,
+            flash,
+            qemu: PathBuf::from("qemu-system-arm"),
+            icount: false,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A running QEMU with the card's two UARTs connected.
+struct Qemu {
+    child: Child,
+    link: TcpStream,
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long QEMU may take to boot the card and connect.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn accept(listener: &TcpListener, child: &mut Child) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "qemu exited before connecting ({status})"
+                    )));
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::other("qemu did not connect in time"));
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads one frame from the firmware: its meta byte and its body.
+fn read_annotated(link: &mut TcpStream) -> io::Result<(Meta, Vec<u8>)> {
+    let mut len = [0u8; 2];
+    link.read_exact(&mut len)?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    link.read_exact(&mut body)?;
+    let (&meta, rest) = body
+        .split_first()
+        .ok_or_else(|| io::Error::other("empty frame from the firmware"))?;
+    let meta = Meta::from_byte(meta)
+        .ok_or_else(|| io::Error::other(format!("unknown meta byte {meta:02X}")))?;
+    Ok((meta, rest.to_vec()))
+}
+
+fn write_vpcd(link: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(2 + body.len());
+    frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    frame.extend_from_slice(body);
+    link.write_all(&frame)
+}
+
+impl Qemu {
+    fn start(fw: &Firmware, reports: mpsc::Sender<String>) -> io::Result<(Qemu, Vec<u8>)> {
+        let link = TcpListener::bind("127.0.0.1:0")?;
+        let debug = TcpListener::bind("127.0.0.1:0")?;
+        let chardev = |id: &str, l: &TcpListener| -> io::Result<String> {
+            Ok(format!(
+                "socket,id={id},host=127.0.0.1,port={},server=off,nodelay=on",
+                l.local_addr()?.port()
+            ))
+        };
+        // setpriv: QEMU dies with the thread that started it, so a server
+        // killed with SIGKILL leaves no card running behind it.
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(&fw.qemu)
+            .args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
+            .arg("-kernel")
+            .arg(&fw.elf)
+            .args([
+                "-chardev",
+                &chardev("link", &link)?,
+                "-serial",
+                "chardev:link",
+            ])
+            .args([
+                "-chardev",
+                &chardev("debug", &debug)?,
+                "-serial",
+                "chardev:debug",
+            ])
+            .arg("-object")
+            .arg(format!(
+                "memory-backend-file,id=flash,size=16M,share=on,mem-path={}",
+                fw.flash.display()
+            ))
+            .args(["-machine", "memory-backend=flash"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if fw.icount {
+            cmd.args(["-icount", "shift=0"]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", fw.qemu.display())))?;
+        if let Some(stderr) = child.stderr.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    tracing::warn!(target: "qemu", "{line}");
+                }
+            });
+        }
+        let mut link = accept(&link, &mut child)?;
+        let debug = accept(&debug, &mut child)?;
+        thread::spawn(move || {
+            for line in BufReader::new(debug).lines().map_while(Result::ok) {
+                tracing::debug!(target: "firmware", "{line}");
+                let _ = reports.send(line);
+            }
+        });
+        link.set_read_timeout(Some(BOOT_TIMEOUT))?;
+        let (meta, atr) = read_annotated(&mut link)?;
+        if !meta.is_boot() {
+            return Err(io::Error::other("the firmware did not announce itself"));
+        }
+        if let [0x6F, 0x00, reason @ ..] = atr.as_slice() {
+            return Err(io::Error::other(format!(
+                "the firmware card cannot start: {}",
+                String::from_utf8_lossy(reason)
+            )));
+        }
+        link.set_read_timeout(Some(fw.timeout))?;
+        Ok((Qemu { child, link }, atr))
+    }
+}
+
+/// A firmware card, booted on first use and again after QEMU dies.
+pub struct FirmwareCard {
+    firmware: Firmware,
+    qemu: Option<Qemu>,
+    pid: Arc<AtomicU32>,
+    reports: mpsc::Receiver<String>,
+    sender: mpsc::Sender<String>,
+}
+
+impl FirmwareCard {
+    /// A card that will run `firmware`; it boots at the first frame.
+    pub fn new(firmware: Firmware) -> FirmwareCard {
+        let (sender, reports) = mpsc::channel();
+        FirmwareCard {
+            firmware,
+            qemu: None,
+            pid: Arc::new(AtomicU32::new(0)),
+            reports,
+            sender,
+        }
+    }
+
+    /// Boots the card now if it is not running.
+    pub fn boot(&mut self) -> io::Result<()> {
+        if self.qemu.is_some() {
+            return Ok(());
+        }
+        let (qemu, atr) = Qemu::start(&self.firmware, self.sender.clone())?;
+        tracing::info!(pid = qemu.child.id(), atr = %hex(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
+        self.pid.store(qemu.child.id(), Ordering::SeqCst);
+        self.qemu = Some(qemu);
+        Ok(())
+    }
+
+    /// QEMU's process id, 0 while it is not running (for power-cut tests,
+    /// which kill it).
+    pub fn pid(&self) -> Arc<AtomicU32> {
+        Arc::clone(&self.pid)
+    }
+
+    /// Lines the firmware's debug port has written since the last call.
+    pub fn reports(&self) -> Vec<String> {
+        self.reports.try_iter().collect()
+    }
+
+    /// Stops QEMU: a power cut.
+    pub fn halt(&mut self) {
+        self.qemu = None;
+        self.pid.store(0, Ordering::SeqCst);
+    }
+
+    fn exchange(&mut self, body: &[u8], answered: bool) -> io::Result<Option<ResponseApdu>> {
+        // A QEMU that died since the last frame took the card with it: the
+        // reader must see it leave, not a card that forgot its session.
+        if let Some(q) = self.qemu.as_mut()
+            && let Some(status) = q.child.try_wait()?
+        {
+            return Err(io::Error::other(format!("qemu exited ({status})")));
+        }
+        self.boot()?;
+        let Some(q) = self.qemu.as_mut() else {
+            return Err(io::Error::other("not running"));
+        };
+        write_vpcd(&mut q.link, body)?;
+        if !answered {
+            return Ok(None);
+        }
+        let (meta, bytes) = read_annotated(&mut q.link)?;
+        if meta.is_boot() {
+            return Err(io::Error::other("the firmware rebooted"));
+        }
+        ResponseApdu::relayed(&bytes, meta.secrecy())
+            .map(Some)
+            .ok_or_else(|| io::Error::other("the firmware sent no response APDU"))
+    }
+}
+
+impl Respond for FirmwareCard {
+    fn respond(&mut self, frame: Frame<'_>) -> Outcome {
+        let (body, answered): (&[u8], bool) = match frame {
+            Frame::PowerOff => (&[0x00], false),
+            Frame::PowerOn => (&[0x01], false),
+            Frame::Reset => (&[0x02], false),
+            Frame::GetAtr => (&[0x04], true),
+            Frame::Apdu(apdu) => (apdu, true),
+            // The firmware would answer the same; the bytes are gone.
+            Frame::Oversized(_) => {
+                return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
+            }
+            Frame::UnknownControl(_) | Frame::Empty => return Outcome::Silent,
+        };
+        match self.exchange(body, answered) {
+            Ok(Some(rsp)) => Outcome::Answer(rsp),
+            Ok(None) => Outcome::Silent,
+            Err(e) => {
+                tracing::warn!(error = %e, "firmware card lost: it boots again at the next frame");
+                self.halt();
+                Outcome::Gone
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The firmware card driven directly, without pcscd (benchmarks, tests):
+/// powered on by the first command, as a reader would.
+impl crate::client::Transport for FirmwareCard {
+    fn transmit(&mut self, apdu: &[u8]) -> crate::client::Result<Vec<u8>> {
+        use crate::client::ClientError;
+        if apdu.len() < 4 {
+            return Err(ClientError::Malformed("an APDU has at least 4 bytes"));
+        }
+        match self.respond(Frame::Apdu(apdu)) {
+            Outcome::Answer(rsp) => Ok(rsp.to_vec()),
+            Outcome::Silent | Outcome::Gone => {
+                Err(ClientError::Transport("the firmware card is gone".into()))
+            }
+        }
+    }
+}
