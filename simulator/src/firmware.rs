@@ -393,8 +393,9 @@ fn hex(bytes: &[u8]) -> String {
 impl crate::client::Transport for FirmwareCard {
     fn transmit(&mut self, apdu: &[u8]) -> crate::client::Result<Vec<u8>> {
         use crate::client::ClientError;
-        if apdu.len() < 4 {
-            return Err(ClientError::Malformed("an APDU has at least 4 bytes"));
+        // Shorter bodies are vpcd's control frames, not commands.
+        if apdu.len() < 2 {
+            return Err(ClientError::Malformed("a command frame has at least 2 bytes"));
         }
         match self.respond(Frame::Apdu(apdu)) {
             Outcome::Answer(rsp) => Ok(rsp.to_vec()),
