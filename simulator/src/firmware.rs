@@ -395,7 +395,9 @@ impl crate::client::Transport for FirmwareCard {
         use crate::client::ClientError;
         // Shorter bodies are vpcd's control frames, not commands.
         if apdu.len() < 2 {
-            return Err(ClientError::Malformed("a command frame has at least 2 bytes"));
+            return Err(ClientError::Malformed(
+                "a command frame has at least 2 bytes",
+            ));
         }
         match self.respond(Frame::Apdu(apdu)) {
             Outcome::Answer(rsp) => Ok(rsp.to_vec()),

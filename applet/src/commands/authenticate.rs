@@ -109,6 +109,7 @@ impl<'a> Template<'a> {
 }
 
 /// GENERAL AUTHENTICATE.
+#[inline(never)]
 pub(super) fn general_authenticate(
     piv: &mut Piv,
     cmd: &Command<'_>,

@@ -18,6 +18,7 @@ use crate::slot::{Passcode, PinPolicy, Slot, TouchPolicy};
 use crate::{Piv, layout, objects};
 
 /// The card's identity, creating the factory state on a blank card.
+#[inline(never)]
 pub(super) fn identity(piv: &Piv, ctx: &mut Context<'_>) -> Result<Identity> {
     if let Some(id) = Identity::load(ctx.store, &piv.device)? {
         return Ok(id);
@@ -44,6 +45,7 @@ pub enum Birth<'a> {
 /// blank) in one transaction: identity, default PIN, PUK and management
 /// key, CHUID, CCC, and a fresh attestation key with its self-signed
 /// certificate.
+#[inline(never)]
 pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>) -> Result<()> {
     let clear = !matches!(birth, Birth::Blank);
     let card = id.encode(&piv.device, ctx.rng)?;
@@ -158,6 +160,7 @@ where
 
 /// RESET (Yubico): back to the factory state, only once PIN and PUK are
 /// both blocked. The serial and the virtual marker stay.
+#[inline(never)]
 pub(super) fn reset(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     params(cmd, 0, 0)?;
     let blocked = pin::both_blocked(ctx.store)?;
@@ -170,6 +173,7 @@ pub(super) fn reset(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> 
 
 /// CARD INFO (vendor): `01` serial, `02` flags (bit 0: virtual card),
 /// `03` applet version, `04` slots with a staged renewal key.
+#[inline(never)]
 pub(super) fn card_info(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -199,6 +203,7 @@ pub(super) fn card_info(
 /// its issuer assigns (`0900000000`–`0999999999`, 4 bytes big-endian) by
 /// writing the factory state again under that serial. Refused once the PIN
 /// or PUK has been changed: a personalised card keeps its serial.
+#[inline(never)]
 pub(super) fn set_serial(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     params(cmd, 0, 0)?;
     let serial: [u8; 4] = cmd.data().try_into().map_err(|_| Error::BadData)?;

@@ -97,6 +97,7 @@ impl Generate {
 
 /// GENERATE ASYMMETRIC KEY PAIR (or, `staged`, into a slot's renewal
 /// staging area, where the key in the slot keeps working).
+#[inline(never)]
 pub(super) fn generate(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -208,6 +209,7 @@ impl<'a> Import<'a> {
 
 /// IMPORT ASYMMETRIC KEY (Yubico). A key that is not consistent is refused
 /// with nothing stored.
+#[inline(never)]
 pub(super) fn import(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     let Import {
         slot,
@@ -240,6 +242,7 @@ fn store_key(
 }
 
 /// GET METADATA (Yubico) for the PIN, PUK, management key or a slot.
+#[inline(never)]
 pub(super) fn metadata(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -285,6 +288,7 @@ pub(super) fn metadata(
 
 /// MOVE KEY (Yubico): P1 destination (`FF` deletes), P2 source; neither
 /// can be the attestation key.
+#[inline(never)]
 pub(super) fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     let source = KeySlot::from_byte(cmd.p2())?;
     let destination = match cmd.p1() {
@@ -306,6 +310,7 @@ pub(super) fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) 
 }
 
 /// ATTEST (Yubico): a certificate for a generated key, signed by `F9`.
+#[inline(never)]
 pub(super) fn attest(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -357,6 +362,7 @@ pub(super) fn attest(
 
 /// COMMIT RENEWAL (vendor): installs the staged key and its new certificate
 /// in one transaction. Data: `53 {certificate object}` as for PUT DATA.
+#[inline(never)]
 pub(super) fn commit_renewal(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -378,6 +384,7 @@ pub(super) fn commit_renewal(
 }
 
 /// ABORT RENEWAL (vendor): forgets a staged key.
+#[inline(never)]
 pub(super) fn abort_renewal(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     if cmd.p1() != 0 {
         return Err(Error::BadParameters);

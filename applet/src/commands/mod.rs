@@ -41,6 +41,11 @@ pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Re
     Ok(())
 }
 
+// Every handler `run` calls is `#[inline(never)]`: inlined into one
+// dispatcher, the handlers' locals (key records, certificates, RSA parts)
+// made a single frame as large as all of them, which every command then
+// paid for on a card's small stack. Apart, each command pays only for its
+// own.
 /// Runs one command.
 pub fn run(
     piv: &mut Piv,

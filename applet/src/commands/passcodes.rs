@@ -16,6 +16,7 @@ use crate::slot::{AdminAlgorithm, Passcode, TouchPolicy};
 use crate::{Piv, layout};
 
 /// VERIFY: check the PIN, report its status (no data), or log out (P1 `FF`).
+#[inline(never)]
 pub(super) fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     if Passcode::from_byte(cmd.p2())? != Passcode::Pin {
         return Err(Error::BadParameters);
@@ -62,6 +63,7 @@ fn new_pin(field: &[u8]) -> Result<Padded> {
 }
 
 /// CHANGE REFERENCE DATA for the PIN (`80`) or the PUK (`81`).
+#[inline(never)]
 pub(super) fn change_reference(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -89,6 +91,7 @@ pub(super) fn change_reference(
 }
 
 /// RESET RETRY COUNTER: PUK ‖ new PIN unblocks the PIN.
+#[inline(never)]
 pub(super) fn reset_retry_counter(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -114,6 +117,7 @@ pub(super) fn reset_retry_counter(
 
 /// SET PIN RETRIES (Yubico): new try counts; PIN and PUK go back to their
 /// factory values, as on the cards tools expect.
+#[inline(never)]
 pub(super) fn set_pin_retries(
     piv: &mut Piv,
     cmd: &Command<'_>,
@@ -139,6 +143,7 @@ pub(super) fn set_pin_retries(
 }
 
 /// SET MANAGEMENT KEY (Yubico): `alg 9B len key`.
+#[inline(never)]
 pub(super) fn set_management_key(
     piv: &mut Piv,
     cmd: &Command<'_>,

@@ -1,13 +1,15 @@
-//! RSA without a heap: fixed-size `crypto-bigint` integers, one size per
-//! modulus length, Montgomery arithmetic and the Chinese remainder theorem.
+//! RSA without a heap: fixed-size `crypto-bigint` integers (two sizes for
+//! the four modulus lengths), Montgomery arithmetic and the Chinese
+//! remainder theorem.
 //!
 //! A private key is kept as its five CRT parts (p, q, dP, dQ, qInv), each
 //! half the modulus long, big-endian and zero-padded, back to back; the
 //! public exponent is always 65537. The private operation:
 //!
-//! - exponentiates in constant time (`FixedMontyForm::pow` walks every
-//!   bit of the exponent; reductions use the constant-time `rem`), so its
-//!   timing does not depend on the key or the input;
+//! - exponentiates in constant time (`FixedMontyForm::pow_bounded_exp`
+//!   walks every bit of the half size, whatever the exponent; reductions
+//!   use the constant-time `rem`), so its timing depends on the key's
+//!   length alone, not on the key or the input;
 //! - checks its result against the public key before answering (the
 //!   Bellcore attack: one faulty CRT half gives away a prime), answering
 //!   an error instead of a wrong result.
@@ -19,7 +21,7 @@
 //! candidates.
 
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
-use crypto_bigint::{NonZero, Odd, U512, U1024, U1536, U2048, U3072, U4096, Uint};
+use crypto_bigint::{NonZero, Odd, U1024, U2048, U4096, Uint};
 use crypto_primes::hazmat::{SetBits, SmallFactorsSieveFactory};
 use crypto_primes::{Flavor, is_prime, sieve_and_find};
 use rand_core::CryptoRng;
@@ -43,18 +45,49 @@ pub struct Parts<'a> {
     pub qinv: &'a [u8],
 }
 
-/// Calls `$f::<H, N>` with the limb counts of the half and the whole of a
-/// `$bits`-bit modulus; other lengths are [`Error::Unsupported`].
+/// Calls `$f::<H, N>(size, …)` with the limb counts of the integers that
+/// hold a `$bits`-bit key's halves and its whole; other lengths are
+/// [`Error::Unsupported`].
+///
+/// Two sizes of integer serve the four moduli: 1024 and 2048 bits share
+/// 1024-bit halves in 2048-bit wholes, 3072 and 4096 share 2048 and 4096.
+/// Every generic function below, and `crypto-primes` and `crypto-bigint`
+/// under them, is then compiled twice instead of four times, which saved
+/// the firmware a fifth of its flash. RSA-1024 and RSA-3072 pay in speed
+/// (their arithmetic runs on wider integers than they need); exponents
+/// stay bounded by the key's own half size, so no more bits are walked.
+// The `_sized` functions it calls are `#[inline(never)]`, so that a
+// command's stack holds the integers of its own size, not the larger of
+// the two the match could inline.
 macro_rules! by_size {
     ($bits:expr, $f:ident ( $($arg:expr),* )) => {
         match $bits {
-            1024 => $f::<{ U512::LIMBS }, { U1024::LIMBS }>($($arg),*),
-            2048 => $f::<{ U1024::LIMBS }, { U2048::LIMBS }>($($arg),*),
-            3072 => $f::<{ U1536::LIMBS }, { U3072::LIMBS }>($($arg),*),
-            4096 => $f::<{ U2048::LIMBS }, { U4096::LIMBS }>($($arg),*),
+            bits @ (1024 | 2048) => $f::<{ U1024::LIMBS }, { U2048::LIMBS }>(Size(bits), $($arg),*),
+            bits @ (3072 | 4096) => $f::<{ U2048::LIMBS }, { U4096::LIMBS }>(Size(bits), $($arg),*),
             _ => Err(Error::Unsupported),
         }
     };
+}
+
+/// A modulus length in bits (one of the four), and the lengths that follow.
+#[derive(Clone, Copy, Debug)]
+struct Size(usize);
+
+impl Size {
+    /// Bits of each prime.
+    const fn half_bits(self) -> u32 {
+        (self.0 / 2) as u32
+    }
+
+    /// Bytes of each CRT part.
+    const fn part(self) -> usize {
+        self.0 / 16
+    }
+
+    /// Bytes of the modulus (and of an input or output block).
+    const fn block(self) -> usize {
+        self.0 / 8
+    }
 }
 
 /// A fresh key of `bits` (1024, 2048, 3072 or 4096): CRT parts into
@@ -103,12 +136,18 @@ fn decode<const L: usize>(bytes: &[u8]) -> Result<Zeroizing<Uint<L>>> {
     Ok(Zeroizing::new(Uint::from_be_slice(padded.as_ref())))
 }
 
-/// Writes `value` big-endian, exactly `out.len()` bytes wide.
+/// Writes `value` big-endian, exactly `out.len()` bytes wide; a value that
+/// does not fit is [`Error::NoSpace`]. The bytes dropped are checked without
+/// branching on them: they belong to secrets.
 fn encode<const L: usize>(value: &Uint<L>, out: &mut [u8]) -> Result<()> {
     let bytes = Zeroizing::new(value.to_be_bytes());
     let src = bytes.as_ref();
     let skip = src.len().checked_sub(out.len()).ok_or(Error::NoSpace)?;
-    out.copy_from_slice(src.get(skip..).ok_or(Error::NoSpace)?);
+    let (dropped, kept) = src.split_at_checked(skip).ok_or(Error::NoSpace)?;
+    if dropped.iter().fold(0u8, |acc, b| acc | b) != 0 {
+        return Err(Error::NoSpace);
+    }
+    out.copy_from_slice(kept);
     Ok(())
 }
 
@@ -122,13 +161,11 @@ struct Crt<const H: usize> {
 }
 
 impl<const H: usize> Crt<H> {
-    const PART: usize = Uint::<H>::BYTES;
-
-    fn read(parts: &[u8]) -> Result<Crt<H>> {
-        if parts.len() != 5 * Self::PART {
+    fn read(size: Size, parts: &[u8]) -> Result<Crt<H>> {
+        if parts.len() != 5 * size.part() {
             return Err(Error::Tampered);
         }
-        let mut chunks = parts.chunks_exact(Self::PART);
+        let mut chunks = parts.chunks_exact(size.part());
         let mut next = || decode::<H>(chunks.next().unwrap_or_default());
         Ok(Crt {
             p: next()?,
@@ -139,11 +176,11 @@ impl<const H: usize> Crt<H> {
         })
     }
 
-    fn write(&self, parts: &mut [u8]) -> Result<()> {
-        if parts.len() != 5 * Self::PART {
+    fn write(&self, size: Size, parts: &mut [u8]) -> Result<()> {
+        if parts.len() != 5 * size.part() {
             return Err(Error::NoSpace);
         }
-        let mut chunks = parts.chunks_exact_mut(Self::PART);
+        let mut chunks = parts.chunks_exact_mut(size.part());
         for value in [&self.p, &self.q, &self.dp, &self.dq, &self.qinv] {
             encode(&**value, chunks.next().ok_or(Error::NoSpace)?)?;
         }
@@ -177,12 +214,14 @@ impl<const H: usize> Crt<H> {
     }
 }
 
+#[inline(never)]
 fn generate_sized<const H: usize, const N: usize>(
+    size: Size,
     rng: &mut dyn CryptoRng,
     parts: &mut [u8],
     modulus: &mut [u8],
 ) -> Result<()> {
-    let half = Uint::<H>::BITS;
+    let half = size.half_bits();
     // Two top bits set in each prime, so p · q has exactly 2 · half bits.
     let factory = SmallFactorsSieveFactory::<Uint<H>>::new(Flavor::Any, half, SetBits::TwoMsb)
         .map_err(|_| Error::Unsupported)?;
@@ -210,7 +249,7 @@ fn generate_sized<const H: usize, const N: usize>(
         let Some(crt) = Crt::complete(*p, *q) else {
             continue;
         };
-        crt.write(parts)?;
+        crt.write(size, parts)?;
         return encode(&crt.modulus::<N>(), modulus);
     }
 }
@@ -226,19 +265,35 @@ fn usable<R: ?Sized, const H: usize>(_: &mut R, candidate: &Uint<H>) -> bool {
         && is_prime(Flavor::Any, candidate)
 }
 
-fn modulus_sized<const H: usize, const N: usize>(parts: &[u8], out: &mut [u8]) -> Result<()> {
-    let crt = Crt::<H>::read(parts)?;
+#[inline(never)]
+fn modulus_sized<const H: usize, const N: usize>(
+    size: Size,
+    parts: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    let crt = Crt::<H>::read(size, parts)?;
     encode(&crt.modulus::<N>(), out)
 }
 
-fn import_sized<const H: usize, const N: usize>(key: &Parts<'_>, parts: &mut [u8]) -> Result<()> {
+#[inline(never)]
+fn import_sized<const H: usize, const N: usize>(
+    size: Size,
+    key: &Parts<'_>,
+    parts: &mut [u8],
+) -> Result<()> {
     let p = decode::<H>(key.p)?;
     let q = decode::<H>(key.q)?;
+    // The integers may be wider than the key's halves: the halves are held
+    // to their length here, and the modulus to its.
+    let half = size.half_bits();
+    if p.bit_width() > half || q.bit_width() > half {
+        return Err(Error::BadData);
+    }
     let n: Uint<N> = {
         let (lo, hi) = p.widening_mul(&*q);
         lo.concat_resize(&hi)
     };
-    if n.bit_width() != Uint::<N>::BITS || *p == *q {
+    if n.bit_width() as usize != size.0 || *p == *q {
         return Err(Error::BadData);
     }
     let derived = Crt::complete(*p, *q).ok_or(Error::BadData)?;
@@ -255,18 +310,20 @@ fn import_sized<const H: usize, const N: usize>(key: &Parts<'_>, parts: &mut [u8
     if !bool::from(same) {
         return Err(Error::BadData);
     }
-    derived.write(parts)
+    derived.write(size, parts)
 }
 
+#[inline(never)]
 fn private_sized<const H: usize, const N: usize>(
+    size: Size,
     parts: &[u8],
     input: &[u8],
     out: &mut [u8],
 ) -> Result<()> {
-    if input.len() != Uint::<N>::BYTES || out.len() != Uint::<N>::BYTES {
+    if input.len() != size.block() || out.len() != size.block() {
         return Err(Error::BadData);
     }
-    let crt = Crt::<H>::read(parts)?;
+    let crt = Crt::<H>::read(size, parts)?;
     let n = crt.modulus::<N>();
     let c = decode::<N>(input)?;
     // The input is public (a digest's padding or a ciphertext).
@@ -279,11 +336,14 @@ fn private_sized<const H: usize, const N: usize>(
     let p_nz = p.to_nz().into_option().ok_or(Error::Tampered)?;
     let q_nz = q.to_nz().into_option().ok_or(Error::Tampered)?;
 
+    // dP < p < 2^half: walking `half` bits of the exponent is walking all
+    // of it, a bound that depends on the key's length alone.
+    let bits = size.half_bits();
     let half = |modulus: &NonZero<Uint<H>>, params: &FixedMontyParams<H>, exponent: &Uint<H>| {
         let reduced = Zeroizing::new(c.rem(modulus));
         Zeroizing::new(
             FixedMontyForm::new(&reduced, params)
-                .pow(exponent)
+                .pow_bounded_exp(exponent, bits)
                 .retrieve(),
         )
     };
