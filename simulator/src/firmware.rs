@@ -247,6 +247,11 @@ impl Qemu {
         if fw.icount {
             cmd.args(["-icount", "shift=0"]);
         }
+        // What the guest did that the board does not allow (a bad register,
+        // an unimplemented device) goes to a log beside the flash file.
+        let mut log = fw.flash.clone().into_os_string();
+        log.push(".qemu.log");
+        cmd.args(["-d", "guest_errors,unimp", "-D"]).arg(log);
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", fw.qemu.display())))?;
