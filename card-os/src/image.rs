@@ -21,6 +21,7 @@
 //! fuses, the seed replaced by a TRNG). Version 1 records predate the seed;
 //! the host simulator draws its randomness from the OS and needs none.
 
+use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
 use zeroize::Zeroize;
 
 use crate::entropy::Seed;
@@ -95,6 +96,35 @@ impl core::fmt::Display for HeaderError {
             HeaderError::PageCount => f.write_str("unsupported page count"),
         }
     }
+}
+
+/// A flash operation a driver of this layout refuses (the host's image
+/// file, the firmware's region): misaligned, out of bounds, or failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashError(pub NorFlashErrorKind);
+
+impl NorFlashError for FlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        self.0
+    }
+}
+
+/// Checks an operation on a store of `capacity` bytes: `offset` and `len`
+/// multiples of `align`, the whole inside. Returns the offset.
+pub fn check_range(
+    offset: u32,
+    len: usize,
+    align: usize,
+    capacity: usize,
+) -> Result<usize, FlashError> {
+    let offset = offset as usize;
+    if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
+        return Err(FlashError(NorFlashErrorKind::NotAligned));
+    }
+    if offset.checked_add(len).is_none_or(|end| end > capacity) {
+        return Err(FlashError(NorFlashErrorKind::OutOfBounds));
+    }
+    Ok(offset)
 }
 
 fn word(b: &[u8; RECORD_LEN], at: usize) -> u32 {

@@ -15,11 +15,9 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use card_os::image::{HEADER_LEN as HEADER, PAGE, RECORD_LEN, WORD};
+use card_os::image::{FlashError, HEADER_LEN as HEADER, PAGE, RECORD_LEN, WORD, check_range};
 pub use card_os::image::{Header, HeaderError};
-use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
-};
+use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 
 /// Image format version.
 pub const VERSION: u16 = card_os::image::VERSION;
@@ -114,16 +112,6 @@ pub struct FileFlash {
     durable: bool,
 }
 
-/// A failed flash operation.
-#[derive(Debug)]
-pub struct FlashError(NorFlashErrorKind);
-
-impl NorFlashError for FlashError {
-    fn kind(&self) -> NorFlashErrorKind {
-        self.0
-    }
-}
-
 impl FileFlash {
     fn persist(&mut self, offset: usize, len: usize) -> Result<(), FlashError> {
         let bytes = &self.mem[offset..offset + len];
@@ -139,14 +127,7 @@ impl FileFlash {
     }
 
     fn check(&self, offset: u32, len: usize, align: usize) -> Result<usize, FlashError> {
-        let offset = offset as usize;
-        if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
-            return Err(FlashError(NorFlashErrorKind::NotAligned));
-        }
-        if offset + len > self.mem.len() {
-            return Err(FlashError(NorFlashErrorKind::OutOfBounds));
-        }
-        Ok(offset)
+        check_range(offset, len, align, self.mem.len())
     }
 }
 
@@ -192,6 +173,7 @@ impl NorFlash for FileFlash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedded_storage::nor_flash::NorFlashError;
 
     fn header() -> Header {
         Header {

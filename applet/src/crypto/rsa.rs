@@ -394,7 +394,7 @@ fn public_power<const N: usize>(base: &FixedMontyForm<N>) -> FixedMontyForm<N> {
     for bit in (0..top).rev() {
         acc = acc.square();
         if (RSA_EXPONENT >> bit) & 1 == 1 {
-            acc = acc * base;
+            acc *= base;
         }
     }
     acc
@@ -417,7 +417,10 @@ mod tests {
         for seed in [2u32, 3, 0xDEAD_BEEF] {
             let base = FixedMontyForm::new(&U1024::from_u32(seed), &params);
             let e = U1024::from_u32(RSA_EXPONENT);
-            assert_eq!(public_power(&base).retrieve(), base.pow_vartime(&e).retrieve());
+            assert_eq!(
+                public_power(&base).retrieve(),
+                base.pow_vartime(&e).retrieve()
+            );
         }
     }
 

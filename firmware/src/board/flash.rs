@@ -11,10 +11,10 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use card_os::image::{HEADER_LEN, Header, HeaderError, PAGE, RECORD_LEN, WORD};
-use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+use card_os::image::{
+    FlashError, HEADER_LEN, Header, HeaderError, PAGE, RECORD_LEN, WORD, check_range,
 };
+use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 
 const BASE: usize = 0x2100_0000;
 /// QEMU insists on exactly this much behind the region.
@@ -44,25 +44,9 @@ impl Flash {
         }
     }
 
+    /// The address of a checked operation's first byte.
     fn check(&self, offset: u32, len: usize, align: usize) -> Result<usize, FlashError> {
-        let offset = offset as usize;
-        if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
-            return Err(FlashError(NorFlashErrorKind::NotAligned));
-        }
-        if offset.checked_add(len).is_none_or(|end| end > self.len) {
-            return Err(FlashError(NorFlashErrorKind::OutOfBounds));
-        }
-        Ok(BASE + HEADER_LEN + offset)
-    }
-}
-
-/// A refused flash operation.
-#[derive(Debug)]
-pub struct FlashError(NorFlashErrorKind);
-
-impl NorFlashError for FlashError {
-    fn kind(&self) -> NorFlashErrorKind {
-        self.0
+        Ok(BASE + HEADER_LEN + check_range(offset, len, align, self.len)?)
     }
 }
 
