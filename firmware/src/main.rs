@@ -143,11 +143,14 @@ fn main() -> ! {
     // and no handler is needed.
     cortex_m::interrupt::disable();
     stack::paint();
+    // The banner goes out before the clock starts: waiting on the debug
+    // port's transmitter takes as long as the host makes it, which would
+    // make the boot figure vary from run to run.
+    let mut debug = Uart::transmitter(uart::UART1);
+    let _ = writeln!(debug, "s9card firmware {}", env!("CARGO_PKG_VERSION"));
     let mut link = Uart::link();
     // After the receiver is on (see timer::start).
     timer::start();
-    let mut debug = Uart::transmitter(uart::UART1);
-    let _ = writeln!(debug, "s9card firmware {}", env!("CARGO_PKG_VERSION"));
 
     #[cfg(feature = "baseline")]
     baseline(&mut debug);
