@@ -10,13 +10,13 @@ mod common;
 use common::*;
 use der::{Decode, Encode};
 use piv::algorithm::Algorithm;
+use piv_client::PivClient;
 use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
-use simulator::client::PivClient;
 
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    simulator::client::tlv(tag, value)
+    piv_client::tlv(tag, value)
 }
 
 /// IMPORT `parts` (tag, value) into `slot` with algorithm `alg`.
@@ -33,13 +33,8 @@ fn operate(card: &mut PivCard, alg: u8, slot: u8, tag: u8, input: &[u8]) -> (Vec
     if s != 0x9000 {
         return (rsp, s);
     }
-    let template = simulator::client::unwrap_tlv(&rsp, 0x7C).unwrap();
-    (
-        simulator::client::unwrap_tlv(template, 0x82)
-            .unwrap()
-            .to_vec(),
-        s,
-    )
+    let template = piv_client::unwrap_tlv(&rsp, 0x7C).unwrap();
+    (piv_client::unwrap_tlv(template, 0x82).unwrap().to_vec(), s)
 }
 
 /// EMSA-PKCS1-v1_5 for SHA-256 of `message`, `k` bytes long.
@@ -311,7 +306,7 @@ fn attestation_certifies_every_algorithm_under_a_ca_root() {
         .get_object(0x5FFF01)
         .unwrap()
         .unwrap();
-    let f9 = simulator::client::unwrap_tlv(&f9, 0x70).unwrap();
+    let f9 = piv_client::unwrap_tlv(&f9, 0x70).unwrap();
     let root = Certificate::from_der(f9).unwrap();
     let ext = root.tbs_certificate().extensions().unwrap();
     let constraints = ext
@@ -371,10 +366,10 @@ fn every_algorithm_is_listed_at_select_and_in_metadata() {
     let mut card = boot_on(Flash::new(), 3);
     let (fci, s) = exchange(&mut card, [0x00, 0xA4, 0x04, 0x00], &hex("A000000308"));
     assert_eq!(s, 0x9000);
-    let template = simulator::client::unwrap_tlv(&fci, 0x61).unwrap();
-    let fields = simulator::client::tlvs(template).unwrap();
+    let template = piv_client::unwrap_tlv(&fci, 0x61).unwrap();
+    let fields = piv_client::tlvs(template).unwrap();
     let (_, ac) = fields.iter().find(|(t, _)| *t == 0xAC).expect("AC");
-    let listed: Vec<u8> = simulator::client::tlvs(ac)
+    let listed: Vec<u8> = piv_client::tlvs(ac)
         .unwrap()
         .into_iter()
         .filter(|(t, _)| *t == 0x80)

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use simulator::client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
+use piv_client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use std::sync::OnceLock;
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;

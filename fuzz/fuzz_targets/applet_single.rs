@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+use piv_client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;
 

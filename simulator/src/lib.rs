@@ -1,7 +1,8 @@
 //! The host side of s9card: simulated cards in card images, served to
 //! PC/SC through vsmartcard's vpcd, with decoded traces.
 pub mod card;
-pub mod client;
+/// The host PIV client (its own crate, `s9card-piv-client`).
+pub use piv_client as client;
 pub mod cms;
 pub mod firmware;
 pub mod image;

@@ -16,8 +16,8 @@
 
 use std::fmt::Write as _;
 
+use apdu::Command;
 use apdu::tlv::Reader;
-use apdu::{Command, Status};
 use card_os::Secrecy;
 
 /// A data field as traced.
@@ -263,20 +263,7 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
     format!("{base}{chained}")
 }
 
-/// The meaning of a status word, with the tries left for `63 CX`.
-pub fn meaning(sw: u16) -> String {
-    match Status::from_sw(sw) {
-        Some(Status::VerificationFailed(t)) => {
-            format!("verification failed, {} tries left", t.get())
-        }
-        Some(Status::MoreData(n)) => format!(
-            "more data: {} bytes",
-            if n == 0 { 256 } else { usize::from(n) }
-        ),
-        Some(s) => s.meaning().to_string(),
-        None => "unknown status".to_string(),
-    }
-}
+pub use piv_client::meaning;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()

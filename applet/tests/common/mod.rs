@@ -4,9 +4,9 @@
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
 use piv::{DeviceKey, Piv};
+use piv_client::{MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use simulator::client::{MgmAlgorithm, PivClient};
 
 pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
 pub type PivCard<F = Flash> = Card<F, ChaCha8Rng, (Piv,)>;
@@ -61,7 +61,7 @@ pub fn send<F: embedded_storage::nor_flash::NorFlash>(
     card.transmit(apdu).unwrap().to_vec()
 }
 
-/// Sends an APDU as a tool would (the simulator's client: chained above
+/// Sends an APDU as a tool would (the host PIV client: chained above
 /// 255 bytes, `61 xx` parts collected). Returns data and SW.
 pub fn exchange<F: embedded_storage::nor_flash::NorFlash>(
     card: &mut PivCard<F>,
@@ -204,6 +204,6 @@ pub fn rsa2048_import() -> Vec<u8> {
     ["p", "q", "dp", "dq", "qinv"]
         .iter()
         .zip(1u8..)
-        .flat_map(|(k, t)| simulator::client::tlv(t, &hex(&v[*k])))
+        .flat_map(|(k, t)| piv_client::tlv(t, &hex(&v[*k])))
         .collect()
 }

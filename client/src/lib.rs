@@ -1,0 +1,25 @@
+//! The host side of PIV: a client that talks to a card through any APDU
+//! transport, a real reader over PC/SC (feature `pcsc`) or a card in this
+//! process.
+//!
+//! It sends what tools send: short APDUs, chained above 255 bytes, and GET
+//! RESPONSE after `61 xx`. The credential-management flows and the tests
+//! drive cards only through it, so everything they do works with a physical
+//! reader too. It is its own crate so that the card crates' tests, the
+//! fuzz targets and integrators' code get it without the simulator.
+
+mod error;
+mod mgm;
+mod piv;
+mod tlv;
+mod transport;
+
+pub use ::piv::algorithm::Algorithm;
+
+pub use error::{ClientError, Result, meaning};
+pub use mgm::{DEFAULT_MGM, MgmAlgorithm};
+pub use piv::{CardInfo, PivClient, SW_OK};
+pub use tlv::{tlv, tlvs, unwrap_tlv};
+#[cfg(feature = "pcsc")]
+pub use transport::Pcsc;
+pub use transport::Transport;

@@ -1,0 +1,86 @@
+//! What carries APDUs: a card in this process, or (feature `pcsc`) a card
+//! in a PC/SC reader.
+
+use crate::{ClientError, Result};
+
+/// Anything that carries APDUs to a card.
+pub trait Transport {
+    /// Sends a command APDU, returns the response APDU.
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A card in this process (unit tests, benches, card images).
+impl<F, R, A, const K: usize> Transport for card_os::Card<F, R, A, K>
+where
+    F: embedded_storage::nor_flash::NorFlash,
+    R: rand_core::CryptoRng,
+    A: card_os::Applets,
+{
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        card_os::Card::transmit(self, apdu)
+            .map(|r| r.to_vec())
+            .map_err(|e| ClientError::Transport(format!("{e:?}")))
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        (**self).transmit(apdu)
+    }
+}
+
+/// A card in a PC/SC reader.
+#[cfg(feature = "pcsc")]
+pub struct Pcsc {
+    card: pcsc::Card,
+}
+
+#[cfg(feature = "pcsc")]
+impl Pcsc {
+    /// Connects to the card in the reader whose name contains `reader`.
+    pub fn connect(reader: &str) -> Result<Pcsc> {
+        let err = |e: pcsc::Error| ClientError::Transport(e.to_string());
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(err)?;
+        let mut names = vec![0u8; ctx.list_readers_len().map_err(err)?];
+        let found = ctx
+            .list_readers(&mut names)
+            .map_err(err)?
+            .find(|r| r.to_string_lossy().contains(reader))
+            .map(|r| r.to_owned())
+            .ok_or_else(|| ClientError::Transport(format!("no reader matching {reader:?}")))?;
+        let card = ctx
+            .connect(&found, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", found.to_string_lossy())))?;
+        Ok(Pcsc { card })
+    }
+
+    /// Connects to a reader by its exact name.
+    pub fn connect_exact(reader: &str) -> Result<Pcsc> {
+        let err = |e: pcsc::Error| ClientError::Transport(format!("{reader}: {e}"));
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(err)?;
+        let name = std::ffi::CString::new(reader)
+            .map_err(|_| ClientError::Transport("reader name".into()))?;
+        let card = ctx
+            .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(err)?;
+        Ok(Pcsc { card })
+    }
+
+    /// Disconnects, resetting the card (its security status is gone).
+    pub fn reset(self) -> Result<()> {
+        self.card
+            .disconnect(pcsc::Disposition::ResetCard)
+            .map_err(|(_, e)| ClientError::Transport(e.to_string()))
+    }
+}
+
+#[cfg(feature = "pcsc")]
+impl Transport for Pcsc {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        let mut buf = [0u8; 258];
+        self.card
+            .transmit(apdu, &mut buf)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+}
