@@ -86,6 +86,27 @@ enum Command {
         /// slower, for the firmware benchmarks.
         #[arg(long, hide = true, requires = "firmware")]
         icount: bool,
+        /// Answer as slowly as a real card: a built-in profile (yubikey5,
+        /// nitrokey3, javacard, none) or a profile file (TOML; see the
+        /// simulator README).
+        #[arg(long, value_name = "PROFILE")]
+        latency: Option<String>,
+        /// Seed of the latency draws (reader n uses seed + n): the same
+        /// seed waits the same every run.
+        #[arg(long, default_value_t = 0)]
+        latency_seed: u64,
+        /// Stage removals and faults from a scenario file (TOML; see the
+        /// simulator README).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
+    /// Load a scenario file (removals and faults) into the running server;
+    /// its counts and clocks start now.
+    Scenario {
+        /// The scenario file.
+        file: PathBuf,
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
     /// Convert between card images and firmware flash files.
     Image {
@@ -117,6 +138,15 @@ enum Command {
     Readers {
         #[arg(long)]
         control: Option<PathBuf>,
+    },
+    /// Make sure pcscd runs with vpcd readers for N cards: if no pcscd
+    /// runs, write a reader configuration of s9card's own (under
+    /// /run/s9card/pcscd, as root or through sudo; the system's is never
+    /// changed) and start pcscd with it. Prints the readers.
+    Pcscd {
+        /// How many readers (1 to 16): reader n listens on port 35963 + n.
+        #[arg(long, default_value_t = 2)]
+        readers: usize,
     },
     /// Put the card back into a reader of the running server.
     Insert {
@@ -446,7 +476,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             null_card,
             firmware,
             icount,
+            latency,
+            latency_seed,
+            scenario,
         } => {
+            let latency = latency
+                .map(|p| simulator::latency::Profile::load(&p))
+                .transpose()?;
+            let scenario = scenario
+                .map(|f| simulator::scenario::load(&f))
+                .transpose()?
+                .unwrap_or_default();
             let images = if images.is_empty() {
                 let name = if firmware.is_some() {
                     "default.flash"
@@ -485,6 +525,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 entropy: entropy(seed),
                 null_card,
                 firmware: firmware.map(|elf| server::FirmwareOptions { elf, icount }),
+                latency,
+                latency_seed,
+                scenario,
             })
         }
         Command::Image { command } => {
@@ -526,11 +569,32 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let answer = server::control_send(&control_path(control), &format!("eject {reader}"))?;
             finish(answer)
         }
+        Command::Scenario { file, control } => {
+            let file = std::path::absolute(&file)?;
+            let answer = server::control_send(
+                &control_path(control),
+                &format!("scenario {}", file.display()),
+            )?;
+            finish(answer)
+        }
         Command::Readers { control } => {
             println!(
                 "{}",
                 server::control_send(&control_path(control), "status")?
             );
+            Ok(())
+        }
+        Command::Pcscd { readers } => {
+            let state = simulator::readers::ensure(readers)?;
+            if let simulator::readers::Pcscd::Started(pid) = state {
+                println!(
+                    "pcscd started (pid {pid}) with {}",
+                    simulator::readers::CONF_DIR
+                );
+            }
+            for n in 0..readers {
+                println!("{}", simulator::readers::reader_name(n));
+            }
             Ok(())
         }
         Command::Insert { reader, control } => {

@@ -15,6 +15,8 @@ use card_os::{ResponseApdu, Secrecy};
 
 use crate::card::{self, Entropy, SimCard};
 use crate::firmware::{self, Firmware, FirmwareCard};
+use crate::latency::{self, Latency, Profile};
+use crate::scenario::{self, Event, Now, Script, Then};
 use crate::trace::Record;
 use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond, TcpLink};
 
@@ -50,6 +52,12 @@ pub struct Config {
     /// Run the cards as firmware under QEMU: `images` are then firmware
     /// flash files.
     pub firmware: Option<FirmwareOptions>,
+    /// How long the cards take to answer.
+    pub latency: Option<Profile>,
+    /// The seed of the latency draws (reader `n` draws from seed + `n`).
+    pub latency_seed: u64,
+    /// Removals and faults to stage.
+    pub scenario: Vec<Event>,
 }
 
 /// How firmware cards run.
@@ -90,18 +98,71 @@ impl Respond for ReaderCard {
 
 /// A reader slot's shared state.
 struct Slot {
+    n: usize,
     inserted: AtomicBool,
+    /// The card left (or the connection dropped) while a command was on
+    /// its way: whatever waits for it stops, and the card never sees it.
+    cut: AtomicBool,
     stream: Mutex<Option<TcpStream>>,
+    /// No reconnecting before then (a scripted dropped connection).
+    hold_until: Mutex<Option<Instant>>,
     /// A firmware card's QEMU process id (0 while it is not running).
     qemu: Option<Arc<AtomicU32>>,
+    /// The scripted removals and faults.
+    script: Mutex<Script>,
 }
 
 impl Slot {
     fn hang_up(&self) {
+        self.cut.store(true, Ordering::SeqCst);
         if let Ok(guard) = self.stream.lock()
             && let Some(s) = guard.as_ref()
         {
             let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn eject(&self) {
+        self.inserted.store(false, Ordering::SeqCst);
+        self.hang_up();
+        tracing::info!(reader = self.n, "card ejected");
+    }
+
+    fn insert(&self) {
+        self.inserted.store(true, Ordering::SeqCst);
+        tracing::info!(reader = self.n, "card inserted");
+    }
+
+    fn cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    /// Carries out a scripted removal or dropped connection.
+    fn carry_out(self: &Arc<Self>, now: Now) {
+        match now {
+            Now::Remove { reinsert_after } => {
+                tracing::info!(reader = self.n, "scenario: card removed");
+                self.eject();
+                if let Some(after) = reinsert_after {
+                    let slot = Arc::clone(self);
+                    thread::spawn(move || {
+                        thread::sleep(after);
+                        tracing::info!(reader = slot.n, "scenario: card re-inserted");
+                        slot.insert();
+                    });
+                }
+            }
+            Now::DropReader { reconnect_after } => {
+                tracing::info!(
+                    reader = self.n,
+                    ?reconnect_after,
+                    "scenario: vpcd connection dropped"
+                );
+                if let Ok(mut hold) = self.hold_until.lock() {
+                    *hold = Some(Instant::now() + reconnect_after);
+                }
+                self.hang_up();
+            }
         }
     }
 }
@@ -150,19 +211,33 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         cards.push(card);
     }
 
+    let loaded = Instant::now();
     let slots: Vec<Arc<Slot>> = cards
         .iter()
-        .map(|card| {
+        .enumerate()
+        .map(|(n, card)| {
             Arc::new(Slot {
+                n,
                 inserted: AtomicBool::new(true),
+                cut: AtomicBool::new(false),
                 stream: Mutex::new(None),
+                hold_until: Mutex::new(None),
                 qemu: match card {
                     ReaderCard::Firmware(fw) => Some(fw.pid()),
                     ReaderCard::Simulated(_) => None,
                 },
+                script: Mutex::new(Script::new(&config.scenario, n, loaded)),
             })
         })
         .collect();
+    if let Some(e) = config.scenario.iter().find(|e| e.reader >= slots.len()) {
+        return Err(format!(
+            "scenario: an event for reader {} of {} readers",
+            e.reader,
+            slots.len()
+        )
+        .into());
+    }
 
     let control = control_listener(&config.control)?;
     let mut threads = Vec::new();
@@ -175,8 +250,12 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             quickack: config.quickack,
             null_card: config.null_card,
         };
+        let latency = config
+            .latency
+            .clone()
+            .map(|p| Latency::new(p, config.latency_seed.wrapping_add(n as u64)));
         threads.push(thread::spawn(move || {
-            run_reader(n, addr, card, &slot, &stop, &tracer, mode)
+            run_reader(addr, card, &slot, latency, &stop, &tracer, mode)
         }));
     }
     {
@@ -184,10 +263,18 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let stop = Arc::clone(&stop);
         thread::spawn(move || control_loop(control, &slots, &stop));
     }
-    tracing::info!(readers = slots.len(), control = %config.control.display(), "serving");
+    tracing::info!(readers = slots.len(), control = %config.control.display(), latency = config.latency.as_ref().map(|p| p.name.as_str()).unwrap_or("none"), "serving");
 
     while !stop.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(50));
+        // Time triggers fire from here, to within this loop's period.
+        let now = Instant::now();
+        for slot in &slots {
+            let fired = slot.script.lock().ok().and_then(|mut s| s.tick(now));
+            if let Some(action) = fired {
+                slot.carry_out(action);
+            }
+        }
+        thread::sleep(Duration::from_millis(5));
     }
     tracing::info!("shutting down");
     for slot in &slots {
@@ -214,7 +301,7 @@ fn control_listener(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// The control protocol: one line per request (`eject N`, `insert N`,
-/// `status`), one line per answer.
+/// `scenario FILE`, `status`), one line per answer.
 fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -250,22 +337,40 @@ fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
     };
     match words[..] {
         ["eject", n] => match slot(n) {
-            Some((n, s)) => {
-                s.inserted.store(false, Ordering::SeqCst);
-                s.hang_up();
-                tracing::info!(reader = n, "card ejected");
+            Some((_, s)) => {
+                s.eject();
                 "ok".into()
             }
             None => format!("error: no reader {n}"),
         },
         ["insert", n] => match slot(n) {
-            Some((n, s)) => {
-                s.inserted.store(true, Ordering::SeqCst);
-                tracing::info!(reader = n, "card inserted");
+            Some((_, s)) => {
+                s.insert();
                 "ok".into()
             }
             None => format!("error: no reader {n}"),
         },
+        ["scenario", ..] => {
+            let path = line.trim_start().trim_start_matches("scenario").trim();
+            match scenario::load(Path::new(path)) {
+                Err(e) => format!("error: {e}"),
+                Ok(events) => match events.iter().find(|e| e.reader >= slots.len()) {
+                    Some(e) => {
+                        format!("error: an event for reader {} of {}", e.reader, slots.len())
+                    }
+                    None => {
+                        let now = Instant::now();
+                        for s in slots {
+                            if let Ok(mut script) = s.script.lock() {
+                                *script = Script::new(&events, s.n, now);
+                            }
+                        }
+                        tracing::info!(events = events.len(), "scenario loaded");
+                        format!("ok: {} events", events.len())
+                    }
+                },
+            }
+        }
         ["status"] => slots
             .iter()
             .enumerate()
@@ -283,7 +388,7 @@ fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        _ => format!("error: unknown request {line:?} (eject N, insert N, status)"),
+        _ => format!("error: unknown request {line:?} (eject N, insert N, scenario FILE, status)"),
     }
 }
 
@@ -306,19 +411,26 @@ struct Mode {
 }
 
 fn run_reader(
-    n: usize,
     addr: SocketAddr,
     mut card: ReaderCard,
-    slot: &Slot,
+    slot: &Arc<Slot>,
+    mut latency: Option<Latency>,
     stop: &AtomicBool,
     tracer: &Tracer,
     mode: Mode,
 ) {
+    let n = slot.n;
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
-        if !slot.inserted.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(20));
+        let held = slot
+            .hold_until
+            .lock()
+            .ok()
+            .and_then(|h| *h)
+            .is_some_and(|t| Instant::now() < t);
+        if !slot.inserted.load(Ordering::SeqCst) || held {
+            thread::sleep(Duration::from_millis(5));
             continue;
         }
         let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
@@ -339,8 +451,14 @@ fn run_reader(
         if let (Ok(mut guard), Ok(clone)) = (slot.stream.lock(), stream.try_clone()) {
             *guard = Some(clone);
         }
+        slot.cut.store(false, Ordering::SeqCst);
         tracing::info!(reader = n, %addr, "connected to vpcd: card present");
-        let result = serve_connection(n, stream, &mut card, tracer, mode);
+        let mut conduct = Conduct {
+            card: &mut card,
+            slot,
+            latency: latency.as_mut(),
+        };
+        let result = serve_connection(slot, stream, &mut conduct, tracer, mode);
         card.removed();
         if let Ok(mut guard) = slot.stream.lock() {
             *guard = None;
@@ -364,15 +482,16 @@ fn run_reader(
 const UNSEEN_AFTER_POLLS: u32 = 6;
 
 fn serve_connection(
-    n: usize,
+    slot: &Arc<Slot>,
     stream: TcpStream,
-    card: &mut ReaderCard,
+    card: &mut Conduct<'_>,
     tracer: &Tracer,
     mode: Mode,
 ) -> std::io::Result<()> {
     let mut link = TcpLink::new(stream)?;
     let mut watch = Watch {
-        reader: n,
+        slot,
+        answered_apdu: false,
         tracer,
         quickack: mode
             .quickack
@@ -385,7 +504,7 @@ fn serve_connection(
     let result = if mode.null_card {
         vpcd::serve(
             &mut link,
-            &mut NullCard(card),
+            &mut NullCard(card.card),
             Framing::Vpcd,
             &mut buf,
             &mut watch,
@@ -412,7 +531,9 @@ fn serve_connection(
 /// What the server does around the card's frame loop: quick-ACK, the
 /// unseen-card check, timing and the trace.
 struct Watch<'t> {
-    reader: usize,
+    slot: &'t Arc<Slot>,
+    /// The frame being answered was an APDU (count triggers count those).
+    answered_apdu: bool,
     tracer: &'t Tracer,
     quickack: Option<TcpStream>,
     polls_before_power: Option<u32>,
@@ -454,14 +575,82 @@ impl Observer for Watch<'_> {
     }
 
     fn answered(&mut self, command: &[u8], answer: &ResponseApdu) {
+        self.answered_apdu = true;
         trace(
             self.tracer,
-            self.reader,
+            self.slot.n,
             command,
             answer.as_slice(),
             answer.secrecy(),
             self.started.elapsed(),
         );
+    }
+
+    fn sent(&mut self) {
+        if std::mem::take(&mut self.answered_apdu) {
+            let fired = self
+                .slot
+                .script
+                .lock()
+                .ok()
+                .and_then(|mut s| s.on_answered(Instant::now()));
+            if let Some(action) = fired {
+                self.slot.carry_out(action);
+            }
+        }
+    }
+}
+
+/// The card as the reader presents it: scripted faults first, then the
+/// latency profile's wait, then the card. Both happen before the card
+/// sees the command, so a removal during them leaves the card exactly as
+/// its store had it.
+struct Conduct<'c> {
+    card: &'c mut ReaderCard,
+    slot: &'c Arc<Slot>,
+    latency: Option<&'c mut Latency>,
+}
+
+impl Respond for Conduct<'_> {
+    fn respond(&mut self, frame: Frame<'_>) -> Outcome {
+        if let Frame::Apdu(apdu) = frame {
+            let decision = match self.slot.script.lock() {
+                Ok(mut script) if script.active() => Some(script.on_command(apdu, Instant::now())),
+                _ => None,
+            };
+            if let Some(decision) = decision {
+                if let Some(until) = decision.stall_until {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    if !latency::wait(wait, || self.slot.cut()) {
+                        return Outcome::Gone;
+                    }
+                }
+                match decision.then {
+                    Then::Process => {}
+                    Then::Answer(sw) => {
+                        // The card never judged this command: nothing of it
+                        // reaches the trace.
+                        return ResponseApdu::relayed(&sw.to_be_bytes(), Secrecy::SECRET)
+                            .map_or(Outcome::Gone, Outcome::Answer);
+                    }
+                    Then::Remove { reinsert_after } => {
+                        self.slot.carry_out(Now::Remove { reinsert_after });
+                        return Outcome::Gone;
+                    }
+                    Then::DropReader { reconnect_after } => {
+                        self.slot.carry_out(Now::DropReader { reconnect_after });
+                        return Outcome::Gone;
+                    }
+                }
+            }
+            if let Some(latency) = self.latency.as_deref_mut() {
+                let delay = latency.draw(apdu);
+                if !latency::wait(delay, || self.slot.cut()) {
+                    return Outcome::Gone;
+                }
+            }
+        }
+        self.card.respond(frame)
     }
 }
 

@@ -26,6 +26,12 @@ pub const READER_0: &str = "Virtual PCD 00 00";
 /// The second reader.
 pub const READER_1: &str = "Virtual PCD 00 01";
 
+/// How many readers the harness starts pcscd with when none runs (what
+/// `scripts/pcscd-up` starts too): the many-cards test needs eight.
+pub const READERS: usize = 8;
+
+pub use simulator::readers::reader_name;
+
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// The workspace root.
@@ -36,34 +42,39 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `s9card` binary, built if needed.
+/// The `s9card` binary of this build's profile, built (or brought up to
+/// date: a stale binary would test yesterday's server) once per process.
 pub fn s9card() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/s9card
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("s9card"))
-        .unwrap();
-    if !bin.exists() {
-        let release = bin.parent().is_some_and(|d| d.ends_with("release"));
-        let profile = if release { "release" } else { "dev" };
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--profile",
-                profile,
-                "-p",
-                "s9card-simulator",
-                "--bin",
-                "s9card",
-            ])
-            .current_dir(root())
-            .status()
-            .expect("cargo");
-        assert!(status.success(), "building s9card failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>/s9card
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("s9card"))
+                .unwrap();
+            let release = bin.parent().is_some_and(|d| d.ends_with("release"));
+            let profile = if release { "release" } else { "dev" };
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "--profile",
+                    profile,
+                    "-p",
+                    "s9card-simulator",
+                    "--bin",
+                    "s9card",
+                ])
+                .current_dir(root())
+                .status()
+                .expect("cargo");
+            assert!(status.success(), "building s9card failed");
+            bin
+        })
+        .clone()
 }
 
 /// Which card the suite runs against.
@@ -199,11 +210,21 @@ pub fn issue(h: &Harness, pubkey: &Path, cn: &str) -> PathBuf {
 /// yubico-piv-tool (public key in `<slot>.pub`), and imports a certificate
 /// for it from [`issue`]; returns the certificate's path.
 pub fn key_with_certificate(h: &Harness, slot: &str, cn: &str) -> PathBuf {
-    let pubkey = h.path(&format!("{slot}.pub"));
+    key_with_certificate_in(h, READER_0, slot, cn)
+}
+
+/// [`key_with_certificate`] for the card in `reader`.
+pub fn key_with_certificate_in(h: &Harness, reader: &str, slot: &str, cn: &str) -> PathBuf {
+    let pubkey = h.path(&format!("{cn}-{slot}.pub"));
     let pk = pubkey.to_str().unwrap();
-    yubico(&["-a", "generate", "-s", slot, "-A", "ECCP256", "-o", pk]);
+    let piv = |args: &[&str]| {
+        let mut all = vec!["-r", reader];
+        all.extend_from_slice(args);
+        ok("yubico-piv-tool", &all)
+    };
+    piv(&["-a", "generate", "-s", slot, "-A", "ECCP256", "-o", pk]);
     let cert = issue(h, &pubkey, cn);
-    yubico(&[
+    piv(&[
         "-a",
         "import-certificate",
         "-s",
@@ -218,45 +239,80 @@ pub fn key_with_certificate(h: &Harness, slot: &str, cn: &str) -> PathBuf {
 /// module (`--login`, key id `01`, the card in slot `slot_index`), and checks
 /// the signature with OpenSSL against the public key in `cert`.
 pub fn pkcs11_signs_for(h: &Harness, slot_index: &str, pin: &str, cert: &Path, msg: &[u8]) {
-    let msg = h.write("msg.txt", msg);
-    let digest = h.path("msg.sha256");
+    let sig = pkcs11_sign(h, "msg", &["--slot-index", slot_index], pin, msg);
+    assert!(
+        verifies(h, cert, msg, &sig),
+        "the signature does not verify"
+    );
+}
+
+/// Signs `msg` through OpenSC's PKCS#11 module with the key `01` of the
+/// token that `select` picks (`--slot-index N`, `--slot ID`…), as a relying
+/// party does; returns the signature's file. Its files are named after
+/// `name`, so that signatures can be made side by side.
+pub fn pkcs11_sign(h: &Harness, name: &str, select: &[&str], pin: &str, msg: &[u8]) -> PathBuf {
+    let msg = h.write(&format!("{name}.txt"), msg);
+    let digest = h.path(&format!("{name}.sha256"));
     let (msg, digest) = (msg.to_str().unwrap(), digest.to_str().unwrap());
     ok(
         "openssl",
         &["dgst", "-sha256", "-binary", "-out", digest, msg],
     );
-    let sig = h.path("msg.sig");
+    let sig = h.path(&format!("{name}.sig"));
     let sig = sig.to_str().unwrap();
-    ok(
-        "pkcs11-tool",
-        &[
-            "--module",
-            PKCS11,
-            "--slot-index",
-            slot_index,
-            "--login",
-            "--pin",
-            pin,
-            "--sign",
-            "-m",
-            "ECDSA",
-            "--id",
-            "01",
-            "--signature-format",
-            "openssl",
-            "-i",
-            digest,
-            "-o",
-            sig,
-        ],
+    let mut args = vec!["--module", PKCS11];
+    args.extend_from_slice(select);
+    args.extend([
+        "--login",
+        "--pin",
+        pin,
+        "--sign",
+        "-m",
+        "ECDSA",
+        "--id",
+        "01",
+        "--signature-format",
+        "openssl",
+        "-i",
+        digest,
+        "-o",
+        sig,
+    ]);
+    pkcs11_tool(h, &args);
+    PathBuf::from(sig)
+}
+
+/// pkcs11-tool, with OpenSC configured for as many cards as the harness
+/// serves (its stock configuration shows four: 16 virtual slots, four per
+/// card); stdout and stderr, or a panic with them.
+pub fn pkcs11_tool(h: &Harness, args: &[&str]) -> String {
+    let out = Command::new("pkcs11-tool")
+        .args(args)
+        .env("OPENSC_CONF", h.opensc_conf())
+        .stdin(Stdio::null())
+        .output()
+        .expect("pkcs11-tool (is opensc installed? see scripts/setup)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    let pubkey = h.path("cert.pub");
+    assert!(out.status.success(), "pkcs11-tool {args:?} failed:\n{text}");
+    text
+}
+
+/// Whether the signature in `sig` over `msg` verifies with OpenSSL against
+/// the public key in `cert`.
+pub fn verifies(h: &Harness, cert: &Path, msg: &[u8], sig: &Path) -> bool {
+    let stem = sig.file_stem().and_then(|s| s.to_str()).unwrap_or("sig");
+    let msg = h.write(&format!("{stem}.verified.txt"), msg);
+    let pubkey = h.path(&format!("{stem}.cert.pub"));
     let pem = ok(
         "openssl",
         &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
     );
     std::fs::write(&pubkey, pem).unwrap();
-    let verified = ok(
+    let out = run(
         "openssl",
         &[
             "dgst",
@@ -264,21 +320,16 @@ pub fn pkcs11_signs_for(h: &Harness, slot_index: &str, pin: &str, cert: &Path, m
             "-verify",
             pubkey.to_str().unwrap(),
             "-signature",
-            sig,
-            msg,
+            sig.to_str().unwrap(),
+            msg.to_str().unwrap(),
         ],
     );
-    assert!(verified.contains("Verified OK"), "{verified}");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
 
 /// The reader list as PC/SC sees it, with card presence.
 pub fn readers() -> String {
     String::from_utf8_lossy(&run("opensc-tool", &["-l"]).stdout).into_owned()
-}
-
-fn pcscd_running() -> bool {
-    let out = run("opensc-tool", &["-l"]);
-    String::from_utf8_lossy(&out.stdout).contains(READER_0)
 }
 
 /// A machine-wide lock file, so test binaries never share the readers.
@@ -311,7 +362,8 @@ pub struct Harness {
     server: Option<Child>,
     server_args: Vec<String>,
     with_trace: bool,
-    pcscd: Option<Child>,
+    /// The pcscd this harness started, stopped on drop.
+    pcscd: Option<u32>,
     _lock: Lock,
     _guard: std::sync::MutexGuard<'static, ()>,
 }
@@ -334,7 +386,7 @@ impl Harness {
     pub fn start_kind(kind: Kind, cards: usize, trace: bool, extra: &[&str]) -> Harness {
         let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
         let lock = Lock::take();
-        let pcscd = ensure_pcscd();
+        let pcscd = ensure_pcscd(cards);
         let dir = tempfile::tempdir().unwrap();
         let mut images = Vec::new();
         for n in 0..cards {
@@ -416,17 +468,17 @@ impl Harness {
 
     /// Waits until reader `n` shows a card (or no card).
     pub fn wait_for_card(&self, n: usize, present: bool) {
-        let name = if n == 0 { READER_0 } else { READER_1 };
+        let name = reader_name(n);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let list = readers();
-            let line = list.lines().find(|l| l.contains(name)).unwrap_or("");
-            if line.contains("Yes") == present {
+            let list = simulator::readers::listed();
+            if list.iter().any(|(r, p)| *r == name && *p == present) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "reader {n} never showed present={present}:\n{list}\n{}",
+                "reader {n} never showed present={present}:\n{}\n{}",
+                readers(),
                 self.server_log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -506,6 +558,16 @@ impl Harness {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// An OpenSC configuration with a PKCS#11 slot for every card (for
+    /// `OPENSC_CONF`), written on first use.
+    pub fn opensc_conf(&self) -> PathBuf {
+        let p = self.path("opensc.conf");
+        if !p.exists() {
+            std::fs::write(&p, simulator::readers::opensc_conf()).unwrap();
+        }
+        p
+    }
+
     /// A path in the test's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -542,39 +604,29 @@ impl Drop for Harness {
                     .any(|l| l.contains(READER_0) && l.contains("Yes"))
             });
         }
-        if let Some(mut p) = self.pcscd.take() {
-            let _ = p.kill();
-            let _ = p.wait();
+        if let Some(pid) = self.pcscd.take() {
+            let _ = simulator::readers::stop_pcscd(pid);
         }
     }
 }
 
-/// Makes sure pcscd with vpcd is running; starts one if not. Returns the
-/// child if this process started it.
-fn ensure_pcscd() -> Option<Child> {
-    if pcscd_running() {
-        return None;
+/// Makes sure pcscd runs with readers for `cards` cards: one that runs
+/// already must show them (a stock vpcd configuration has two); if none
+/// runs, one is started with [`READERS`] readers, and its pid returned so
+/// that the harness stops it.
+fn ensure_pcscd(cards: usize) -> Option<u32> {
+    use simulator::readers::{Pcscd, ensure, pcscd_pid};
+    let needed = if pcscd_pid().is_some() {
+        cards.max(2)
+    } else {
+        READERS.max(cards)
+    };
+    match ensure(needed) {
+        Ok(Pcscd::Running) => None,
+        Ok(Pcscd::Started(pid)) => Some(pid),
+        Err(e) => panic!(
+            "the end-to-end tests need pcscd with vsmartcard's vpcd readers \
+             (scripts/pcscd-up starts it with {READERS}): {e}"
+        ),
     }
-    let has_vpcd = Path::new("/etc/reader.conf.d/vpcd").exists();
-    assert!(
-        has_vpcd,
-        "the end-to-end tests need pcscd with vsmartcard's vpcd reader driver: \
-         apt-get install pcscd vsmartcard-vpcd opensc (scripts/setup does it)"
-    );
-    let child = Command::new("pcscd")
-        .args(["--foreground"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start pcscd: {e}; install pcscd (scripts/setup)"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pcscd_running() {
-        assert!(
-            Instant::now() < deadline,
-            "pcscd started but shows no vpcd readers"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(child)
 }

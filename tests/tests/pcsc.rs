@@ -121,13 +121,23 @@ fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn the_server_reconnects_when_pcscd_restarts() {
     let h = Harness::start(1);
+    // Started again as it was running (with the same reader configuration).
+    let pid = simulator::readers::pcscd_pid().expect("pcscd runs");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     let _ = run("pkill", &["-x", "pcscd"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while run("pgrep", &["-x", "pcscd"]).status.success() {
         assert!(Instant::now() < deadline, "pcscd did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    ok("pcscd", &[]);
+    let (program, args) = argv.split_first().expect("pcscd's command line");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(program, &args);
     h.wait_for_card(0, true);
     assert_eq!(card(0).card_info().unwrap().serial, 900_000_001);
 }

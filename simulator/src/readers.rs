@@ -1,0 +1,428 @@
+//! Virtual readers for N cards: the vpcd reader configuration, pcscd started
+//! with it, and what PC/SC sees.
+//!
+//! vsmartcard's stock configuration is one vpcd reader with two slots
+//! (ports 35963 and 35964). More cards need more reader entries, and two
+//! facts of vpcd 0.8 and pcscd 1.9 shape how:
+//!
+//! - the driver keeps its connections in one static array indexed by slot,
+//!   so two entries that load the same driver file overwrite each other's
+//!   slots (both listen, only the last answers). Each entry after the first
+//!   therefore loads its own copy of the driver: the dynamic loader keeps
+//!   one instance per file, with its own statics.
+//! - pcscd names a reader after its entry's FRIENDLYNAME and numbers only
+//!   readers of one driver file, so every entry gets a name of its own:
+//!   `Virtual PCD` (as stock, `Virtual PCD 00 00` and `00 01`), then
+//!   `Virtual PCD 1`, `Virtual PCD 2`…
+//!
+//! Reader `n` listens on port 35963 + `n`, which is where `s9card serve`
+//! puts its `n`-th card. The configuration lives in its own root-owned
+//! directory (`/run/s9card/pcscd`) and pcscd is started with `-c` on it:
+//! the system's `/etc/reader.conf.d` is never changed, and the driver
+//! copies a root daemon loads are never writable by the user.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// vpcd's first port (`0x8C7B`): reader 0.
+pub const BASE_PORT: u16 = 35963;
+/// Slots per vpcd reader entry.
+pub const SLOTS_PER_ENTRY: usize = 2;
+/// pcscd's limit (`PCSCLITE_MAX_READERS_CONTEXTS`).
+pub const MAX_READERS: usize = 16;
+/// Where the reader configuration goes.
+pub const CONF_DIR: &str = "/run/s9card/pcscd";
+/// vsmartcard's own entry, read for the driver's path.
+const STOCK_ENTRY: &str = "/etc/reader.conf.d/vpcd";
+/// Debian's driver path, if the stock entry cannot be read.
+const STOCK_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+
+/// Why the readers could not be brought up.
+#[derive(Debug)]
+pub enum ReadersError {
+    /// More readers than pcscd holds, or none.
+    Count(usize),
+    /// vsmartcard's driver is not installed.
+    NoDriver(PathBuf),
+    /// pcscd is not installed.
+    NoPcscd,
+    /// pcscd runs with another configuration that lacks readers.
+    Foreign {
+        /// Its process id.
+        pid: u32,
+        /// The vpcd readers it shows.
+        shown: usize,
+        /// The readers needed.
+        needed: usize,
+    },
+    /// A command failed.
+    Command(String),
+    /// pcscd started but never listed the readers.
+    NotListed(usize),
+    /// Reading or writing the configuration.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadersError::Count(n) => write!(
+                f,
+                "{n} readers: pcscd holds 1 to {MAX_READERS} (one card per reader)"
+            ),
+            ReadersError::NoDriver(p) => write!(
+                f,
+                "vsmartcard's vpcd driver is not installed ({} is missing): apt-get install vsmartcard-vpcd",
+                p.display()
+            ),
+            ReadersError::NoPcscd => write!(f, "pcscd is not installed: apt-get install pcscd"),
+            ReadersError::Foreign { pid, shown, needed } => write!(
+                f,
+                "pcscd (pid {pid}) runs with another reader configuration: it shows {shown} of the {needed} vpcd readers needed. \
+                 Stop it (sudo systemctl stop pcscd.socket pcscd.service, or sudo kill {pid}) and run again"
+            ),
+            ReadersError::Command(e) => write!(f, "{e}"),
+            ReadersError::NotListed(n) => {
+                write!(f, "pcscd started but did not list the {n} vpcd readers")
+            }
+            ReadersError::Io(e) => write!(f, "reader configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadersError {}
+
+impl From<io::Error> for ReadersError {
+    fn from(e: io::Error) -> Self {
+        ReadersError::Io(e)
+    }
+}
+
+/// The PC/SC name of reader `n` in our configuration (the first two are
+/// the stock names).
+pub fn reader_name(n: usize) -> String {
+    let entry = n / SLOTS_PER_ENTRY;
+    let slot = n % SLOTS_PER_ENTRY;
+    if entry == 0 {
+        format!("Virtual PCD 00 {slot:02X}")
+    } else {
+        format!("Virtual PCD {entry} 00 {slot:02X}")
+    }
+}
+
+/// The vpcd port of reader `n`.
+pub fn reader_port(n: usize) -> u16 {
+    BASE_PORT + n as u16
+}
+
+/// The driver vsmartcard installed.
+pub fn stock_driver() -> PathBuf {
+    std::fs::read_to_string(STOCK_ENTRY)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("LIBPATH"))
+                .map(|p| PathBuf::from(p.trim()))
+                .next()
+        })
+        .unwrap_or_else(|| PathBuf::from(STOCK_DRIVER))
+}
+
+/// The configuration file's text for `readers` readers, and the driver
+/// copies it names under `dir`.
+pub fn configuration(readers: usize, dir: &Path, driver: &Path) -> (String, Vec<PathBuf>) {
+    let entries = readers.div_ceil(SLOTS_PER_ENTRY);
+    let mut text = String::from(
+        "# s9card: vpcd readers for s9card serve (reader n on port 35963 + n).\n\
+         # Written by `s9card pcscd`; pcscd runs with -c on this file.\n",
+    );
+    let mut copies = Vec::new();
+    for entry in 0..entries {
+        let (name, library) = if entry == 0 {
+            ("Virtual PCD".to_string(), driver.to_path_buf())
+        } else {
+            let copy = dir.join(format!("libifdvpcd-{entry}.so"));
+            copies.push(copy.clone());
+            (format!("Virtual PCD {entry}"), copy)
+        };
+        let port = reader_port(entry * SLOTS_PER_ENTRY);
+        text.push_str(&format!(
+            "\nFRIENDLYNAME \"{name}\"\nDEVICENAME   /dev/null:{port}\nLIBPATH      {}\nCHANNELID    {port}\n",
+            library.display()
+        ));
+    }
+    (text, copies)
+}
+
+/// An OpenSC configuration (for `OPENSC_CONF`) that gives each of up to
+/// [`MAX_READERS`] cards its PKCS#11 slot. OpenSC's defaults (16 virtual
+/// slots, four per card) show only the first four cards.
+pub fn opensc_conf() -> String {
+    format!(
+        "# s9card: one PKCS#11 slot per card, for up to {MAX_READERS} cards.\n\
+         app default {{\n\tframework pkcs15 {{\n\t}}\n}}\n\
+         app opensc-pkcs11 {{\n\tpkcs11 {{\n\t\tmax_virtual_slots = {};\n\t\tslots_per_card = 1;\n\t}}\n}}\n",
+        MAX_READERS * 4
+    )
+}
+
+/// Whether this process runs as root (from `/proc`, without `unsafe`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A command run as root: directly when we are, through sudo otherwise.
+fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), ReadersError> {
+    let out = command
+        .stdin(Stdio::inherit())
+        .output()
+        .map_err(|e| ReadersError::Command(format!("{what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ReadersError::Command(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if is_root() {
+                ""
+            } else {
+                " (needs sudo for pcscd's configuration)"
+            }
+        )))
+    }
+}
+
+/// Writes the configuration for `readers` readers into [`CONF_DIR`] as
+/// root; returns the configuration file.
+pub fn write_configuration(readers: usize) -> Result<PathBuf, ReadersError> {
+    if readers == 0 || readers > MAX_READERS {
+        return Err(ReadersError::Count(readers));
+    }
+    let driver = stock_driver();
+    if !driver.exists() {
+        return Err(ReadersError::NoDriver(driver));
+    }
+    let dir = Path::new(CONF_DIR);
+    let (text, copies) = configuration(readers, dir, &driver);
+    let staged = tempfile_in_tmp(&text)?;
+    let conf = dir.join("reader.conf");
+    let mut mkdir = as_root("install");
+    mkdir.args(["-d", "-m", "0755", CONF_DIR]);
+    run(mkdir, "creating the reader configuration directory")?;
+    let mut put = as_root("install");
+    put.args(["-m", "0644"]).arg(&staged).arg(&conf);
+    let written = run(put, "writing the reader configuration");
+    let _ = std::fs::remove_file(&staged);
+    written?;
+    for copy in copies {
+        let mut put = as_root("install");
+        put.args(["-m", "0644"]).arg(&driver).arg(&copy);
+        run(put, "copying the vpcd driver")?;
+    }
+    Ok(conf)
+}
+
+fn tempfile_in_tmp(text: &str) -> Result<PathBuf, ReadersError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| ReadersError::Command(e.to_string()))?;
+    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("s9card-reader-{name}.conf"));
+    crate::private::write_new(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// What PC/SC shows: each reader's name and whether a card is in it.
+pub fn listed() -> Vec<(String, bool)> {
+    let Ok(ctx) = pcsc::Context::establish(pcsc::Scope::User) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; ctx.list_readers_len().unwrap_or(0).max(2)];
+    let Ok(list) = ctx.list_readers(&mut names) else {
+        return Vec::new();
+    };
+    let mut states: Vec<pcsc::ReaderState> = list
+        .map(|r| pcsc::ReaderState::new(r.to_owned(), pcsc::State::UNAWARE))
+        .collect();
+    if ctx
+        .get_status_change(Some(Duration::ZERO), &mut states)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    states
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_string_lossy().into_owned(),
+                s.event_state().contains(pcsc::State::PRESENT),
+            )
+        })
+        .collect()
+}
+
+/// How many of readers `0..readers` PC/SC lists.
+pub fn shown(readers: usize) -> usize {
+    let listed = listed();
+    (0..readers)
+        .filter(|&n| listed.iter().any(|(name, _)| *name == reader_name(n)))
+        .count()
+}
+
+/// pcscd's process id, if one runs.
+pub fn pcscd_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == "pcscd").then_some(pid)
+    })
+}
+
+/// pcscd as we found or left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pcscd {
+    /// It was running with the readers already.
+    Running,
+    /// We started it (this process id): whoever asked stops it.
+    Started(u32),
+}
+
+/// Makes sure pcscd runs and lists readers `0..readers`, starting it with
+/// our configuration if no pcscd runs. A pcscd of someone else's that lacks
+/// readers is left alone, with the command that stops it.
+pub fn ensure(readers: usize) -> Result<Pcscd, ReadersError> {
+    if readers == 0 || readers > MAX_READERS {
+        return Err(ReadersError::Count(readers));
+    }
+    if let Some(pid) = pcscd_pid() {
+        let shown = wait_shown(readers, Duration::from_secs(5));
+        return if shown == readers {
+            Ok(Pcscd::Running)
+        } else {
+            Err(ReadersError::Foreign {
+                pid,
+                shown,
+                needed: readers,
+            })
+        };
+    }
+    // No pcscd: a socket-activated one starts with the first PC/SC call,
+    // and is then someone else's.
+    if shown(readers) == readers {
+        return Ok(Pcscd::Running);
+    }
+    if let Some(pid) = pcscd_pid() {
+        let shown = wait_shown(readers, Duration::from_secs(5));
+        return Err(ReadersError::Foreign {
+            pid,
+            shown,
+            needed: readers,
+        });
+    }
+    if Command::new("pcscd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Err(ReadersError::NoPcscd);
+    }
+    let conf = write_configuration(readers.max(SLOTS_PER_ENTRY))?;
+    let mut start = as_root("pcscd");
+    start.arg("-c").arg(&conf);
+    // Without systemd (containers, CI) pcscd daemonises itself.
+    run(start, "starting pcscd")?;
+    // A cold machine has taken more than 10 s to list them.
+    if wait_shown(readers, Duration::from_secs(30)) < readers {
+        return Err(ReadersError::NotListed(readers));
+    }
+    let pid = pcscd_pid().ok_or(ReadersError::NotListed(readers))?;
+    Ok(Pcscd::Started(pid))
+}
+
+fn wait_shown(readers: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = shown(readers);
+        if n == readers || Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops the pcscd we started (process `pid`), if it is still ours: its
+/// command line names our configuration.
+pub fn stop_pcscd(pid: u32) -> Result<bool, ReadersError> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains(CONF_DIR);
+    if !ours {
+        return Ok(false);
+    }
+    let mut kill = as_root("kill");
+    kill.args(["-TERM", &pid.to_string()]);
+    run(kill, "stopping pcscd")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ports_follow_the_reader_number() {
+        assert_eq!(reader_name(0), "Virtual PCD 00 00");
+        assert_eq!(reader_name(1), "Virtual PCD 00 01");
+        assert_eq!(reader_name(2), "Virtual PCD 1 00 00");
+        assert_eq!(reader_name(7), "Virtual PCD 3 00 01");
+        assert_eq!(reader_port(0), 35963);
+        assert_eq!(reader_port(7), 35970);
+        // No name is a part of another's, so a substring match finds one.
+        let names: Vec<String> = (0..MAX_READERS).map(reader_name).collect();
+        for (i, a) in names.iter().enumerate() {
+            for (j, b) in names.iter().enumerate() {
+                assert!(i == j || !b.contains(a.as_str()), "{a} in {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_entry_after_the_first_loads_its_own_driver_copy() {
+        let dir = Path::new("/run/s9card/pcscd");
+        let (text, copies) = configuration(5, dir, Path::new("/lib/vpcd.so"));
+        assert_eq!(
+            copies,
+            [dir.join("libifdvpcd-1.so"), dir.join("libifdvpcd-2.so")]
+        );
+        let entries: Vec<&str> = text.split("\nFRIENDLYNAME ").skip(1).collect();
+        assert_eq!(entries.len(), 3);
+        assert!(entries[0].starts_with("\"Virtual PCD\"\nDEVICENAME   /dev/null:35963\n"));
+        assert!(entries[0].contains("LIBPATH      /lib/vpcd.so\nCHANNELID    35963"));
+        assert!(entries[2].starts_with("\"Virtual PCD 2\"\nDEVICENAME   /dev/null:35967\n"));
+        assert!(entries[2].contains("LIBPATH      /run/s9card/pcscd/libifdvpcd-2.so"));
+    }
+}
