@@ -5,6 +5,7 @@ pub mod card;
 pub use piv_client as client;
 pub mod cms;
 pub mod firmware;
+pub mod fixture;
 pub mod image;
 pub mod latency;
 pub mod private;
@@ -12,6 +13,7 @@ pub mod readers;
 pub mod scenario;
 pub mod server;
 pub mod trace;
+pub mod up;
 pub mod vpcd;
 
 use std::path::PathBuf;

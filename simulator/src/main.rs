@@ -100,6 +100,42 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
     },
+    /// Bring cards up for a CI job or a test session, and return: checks
+    /// prerequisites, starts pcscd with the vpcd readers if none runs,
+    /// serves fresh virtual cards in the background, waits until PC/SC
+    /// sees them, and prints readers and serials. `s9card down` stops
+    /// exactly what it started.
+    Up {
+        /// How many cards, one reader each (1 to 16).
+        #[arg(long, default_value_t = 1)]
+        cards: usize,
+        /// The card.
+        #[arg(long, value_enum, default_value = "series9")]
+        profile: simulator::up::CardProfile,
+        /// A latency profile: yubikey5, nitrokey3, javacard, none, or a file.
+        #[arg(long, value_name = "PROFILE")]
+        latency: Option<String>,
+        /// Serve the cards as firmware under QEMU (this ELF).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
+        /// Seed the cards' keys and the latency draws (reproducible runs).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where the cards, logs and state go (default: `up` in the data
+        /// directory).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Print what is up as JSON (readers, serials, pids, paths).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop what `s9card up` started (its server, and pcscd if it started
+    /// one), and remove its cards; logs and the trace stay.
+    Down {
+        /// The state directory `up` used.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Load a scenario file (removals and faults) into the running server;
     /// its counts and clocks start now.
     Scenario {
@@ -568,6 +604,64 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Eject { reader, control } => {
             let answer = server::control_send(&control_path(control), &format!("eject {reader}"))?;
             finish(answer)
+        }
+        Command::Up {
+            cards,
+            profile,
+            latency,
+            firmware,
+            seed,
+            state,
+            json,
+        } => {
+            let options = simulator::up::UpOptions {
+                cards,
+                profile,
+                latency,
+                firmware,
+                seed,
+                state: state.unwrap_or_else(|| simulator::data_dir().join("up")),
+            };
+            let up = simulator::up::up(&options, &std::env::current_exe()?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&up)?);
+            } else {
+                let pcscd = match up.pcscd_pid {
+                    Some(pid) => format!("pcscd started, pid {pid}"),
+                    None => "pcscd was running".into(),
+                };
+                println!(
+                    "s9card is up: {} card{} (server pid {}; {pcscd})",
+                    up.cards.len(),
+                    if up.cards.len() == 1 { "" } else { "s" },
+                    up.server_pid
+                );
+                for card in &up.cards {
+                    println!("  {:<22} serial {}", card.reader, card.serial);
+                }
+                if up.cards.len() > 4 {
+                    println!(
+                        "OpenSC shows four cards unless: export OPENSC_CONF={}",
+                        up.opensc_conf.display()
+                    );
+                }
+                println!("Log: {}; stop with: s9card down", up.log.display());
+            }
+            Ok(())
+        }
+        Command::Down { state } => {
+            let dir = state.unwrap_or_else(|| simulator::data_dir().join("up"));
+            let down = simulator::up::down(&dir)?;
+            println!(
+                "s9card is down: {}{}",
+                down.server
+                    .map_or("the server had already stopped".to_string(), |p| format!(
+                        "server {p} stopped"
+                    )),
+                down.pcscd
+                    .map_or(String::new(), |p| format!(", pcscd {p} stopped"))
+            );
+            Ok(())
         }
         Command::Scenario { file, control } => {
             let file = std::path::absolute(&file)?;

@@ -78,6 +78,16 @@ pub fn dir_all(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// A fresh path in the system's temporary directory, `prefix` and 16
+/// random hex digits: for files and directories this process creates with
+/// the modes above.
+pub fn temp_path(prefix: &str) -> io::Result<std::path::PathBuf> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(format!("no OS randomness: {e}")))?;
+    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(std::env::temp_dir().join(format!("{prefix}{name}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -242,10 +242,7 @@ pub fn write_configuration(readers: usize) -> Result<PathBuf, ReadersError> {
 }
 
 fn tempfile_in_tmp(text: &str) -> Result<PathBuf, ReadersError> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| ReadersError::Command(e.to_string()))?;
-    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let path = std::env::temp_dir().join(format!("s9card-reader-{name}.conf"));
+    let path = crate::private::temp_path("s9card-reader-conf-")?;
     crate::private::write_new(&path, text.as_bytes())?;
     Ok(path)
 }
@@ -287,13 +284,23 @@ pub fn shown(readers: usize) -> usize {
         .count()
 }
 
+/// Whether process `pid` runs (and is not a zombie waiting to be reaped).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) S …`: the state follows the last parenthesis.
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// pcscd's process id, if one runs.
 pub fn pcscd_pid() -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.find_map(|e| {
         let e = e.ok()?;
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (comm.trim() == "pcscd").then_some(pid)
+        (comm.trim() == "pcscd" && alive(pid)).then_some(pid)
     })
 }
 
@@ -383,7 +390,7 @@ pub fn stop_pcscd(pid: u32) -> Result<bool, ReadersError> {
     kill.args(["-TERM", &pid.to_string()]);
     run(kill, "stopping pcscd")?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+    while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(true)

@@ -175,6 +175,13 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    run(config, &stop)
+}
+
+/// Serves until `stop` is set (the test fixture's way; the command's is a
+/// signal).
+pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::error::Error>> {
+    let stop = Arc::clone(stop);
 
     let tracer: Tracer = Arc::new(Mutex::new(match &config.trace {
         None => None,

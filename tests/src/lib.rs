@@ -332,14 +332,37 @@ pub fn readers() -> String {
     String::from_utf8_lossy(&run("opensc-tool", &["-l"]).stdout).into_owned()
 }
 
-/// A machine-wide lock file, so test binaries never share the readers.
-struct Lock(#[allow(dead_code)] File);
+/// The readers a test holds: one test at a time in this process, one
+/// test binary at a time on the machine (a lock file), and the per-reader
+/// locks the fixtures honour, so nothing else serves a card in them.
+pub struct Readers {
+    _readers: Vec<simulator::fixture::ReaderLock>,
+    _machine: File,
+    _process: std::sync::MutexGuard<'static, ()>,
+}
 
-impl Lock {
-    fn take() -> Lock {
-        let f = File::create(std::env::temp_dir().join("s9card-e2e.lock")).unwrap();
-        f.lock().expect("lock the e2e lock file");
-        Lock(f)
+impl Readers {
+    /// Takes readers `0..n` (at least the first two, which the suite's
+    /// tests name), waiting for whoever holds them.
+    pub fn take(n: usize) -> Readers {
+        let mut held = Readers::exclusive();
+        held._readers = (0..n.max(2))
+            .map(|r| simulator::fixture::ReaderLock::take(r).expect("lock a reader"))
+            .collect();
+        held
+    }
+
+    /// Runs alone in the suite, holding no reader: for tests of the
+    /// fixtures, which pick free readers themselves.
+    pub fn exclusive() -> Readers {
+        let process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = File::create(std::env::temp_dir().join("s9card-e2e.lock")).unwrap();
+        machine.lock().expect("lock the e2e lock file");
+        Readers {
+            _readers: Vec::new(),
+            _machine: machine,
+            _process: process,
+        }
     }
 }
 
@@ -364,8 +387,7 @@ pub struct Harness {
     with_trace: bool,
     /// The pcscd this harness started, stopped on drop.
     pcscd: Option<u32>,
-    _lock: Lock,
-    _guard: std::sync::MutexGuard<'static, ()>,
+    _readers: Readers,
 }
 
 impl Harness {
@@ -384,8 +406,7 @@ impl Harness {
     /// Like [`Harness::start_with`], on a card of the given kind whatever
     /// `S9CARD_CARD` says (benchmarks compare the two in one run).
     pub fn start_kind(kind: Kind, cards: usize, trace: bool, extra: &[&str]) -> Harness {
-        let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = Lock::take();
+        let held = Readers::take(cards);
         let pcscd = ensure_pcscd(cards);
         let dir = tempfile::tempdir().unwrap();
         let mut images = Vec::new();
@@ -429,8 +450,7 @@ impl Harness {
             images,
             server: None,
             pcscd,
-            _lock: lock,
-            _guard: guard,
+            _readers: held,
         };
         h.start_server();
         h
