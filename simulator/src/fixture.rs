@@ -35,6 +35,7 @@ use crate::client::{self, Pcsc, PivClient, Transport};
 use crate::latency::{self, Latency, Profile};
 use crate::readers;
 use crate::server;
+use crate::up::CardProfile;
 
 /// Why a fixture card could not be made.
 #[derive(Debug)]
@@ -55,6 +56,7 @@ fn err(e: impl std::fmt::Display) -> FixtureError {
 /// What card the fixture makes.
 #[derive(Clone, Debug)]
 pub struct CardBuilder {
+    profile: CardProfile,
     latency: Option<String>,
     seed: Option<u64>,
     serial: Option<u32>,
@@ -63,6 +65,7 @@ pub struct CardBuilder {
 /// A factory-fresh virtual card, to be configured and then made.
 pub fn card() -> CardBuilder {
     CardBuilder {
+        profile: CardProfile::Series9,
         latency: None,
         seed: None,
         serial: None,
@@ -70,6 +73,13 @@ pub fn card() -> CardBuilder {
 }
 
 impl CardBuilder {
+    /// Which card (`s9card up --profile`): the Series 9 staff card unless
+    /// set.
+    pub fn profile(mut self, profile: CardProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
     /// Answer as slowly as a real card: a built-in profile (`yubikey5`,
     /// `nitrokey3`, `javacard`, `none`) or a profile file.
     pub fn latency(mut self, profile: &str) -> Self {
@@ -94,7 +104,7 @@ impl CardBuilder {
         self.seed.map_or(Entropy::Os, Entropy::Seed)
     }
 
-    fn profile(&self) -> Result<Option<Profile>, FixtureError> {
+    fn latency_profile(&self) -> Result<Option<Profile>, FixtureError> {
         self.latency
             .as_deref()
             .map(Profile::load)
@@ -116,14 +126,17 @@ impl CardBuilder {
         let dir = TempDir::new()?;
         let image = dir.path().join("card.s9img");
         let serial = self.serial_or_draw()?;
-        card::init(&image, serial, true, self.entropy()).map_err(err)?;
+        match self.profile {
+            CardProfile::Series9 => card::init(&image, serial, true, self.entropy()),
+        }
+        .map_err(err)?;
         Ok((dir, image, serial))
     }
 
     /// The card in this process, spoken to through the host PIV client.
     pub fn in_process(self) -> Result<InProcessCard, FixtureError> {
         let latency = self
-            .profile()?
+            .latency_profile()?
             .map(|p| Latency::new(p, self.seed.unwrap_or(0)));
         let (dir, image, serial) = self.image()?;
         let (_, mut card) = card::boot(&image, self.entropy(), false).map_err(err)?;
@@ -139,7 +152,7 @@ impl CardBuilder {
     /// The card in a vpcd reader, for software that uses PC/SC. pcscd with
     /// the vpcd readers must run (`s9card pcscd` or `s9card up` starts it).
     pub fn pcsc(self) -> Result<ServedCard, FixtureError> {
-        let latency = self.profile()?;
+        let latency = self.latency_profile()?;
         let listed = readers::listed();
         let lock = (0..readers::MAX_READERS)
             .filter(|&n| {

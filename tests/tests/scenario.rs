@@ -267,3 +267,19 @@ fn a_mute_card_answers_after_its_silence_and_a_count_removes_it() {
     _h.wait_for_card(0, true);
     assert_eq!(reader_0().raw(&GET_CHUID).unwrap(), chuid);
 }
+
+#[test]
+fn a_timed_removal_happens_without_any_command() {
+    let files = tempfile::tempdir().unwrap();
+    let script = scenario(
+        &files,
+        "[[event]]\nafter_ms = 400\naction = \"remove\"\nreinsert_after_ms = 600\n",
+    );
+    let h = Harness::start_with(1, true, &["--scenario", &script]);
+    // Nobody sends anything: the clock alone takes the card out and puts
+    // it back.
+    h.wait_for_card(0, false);
+    h.wait_for_card(0, true);
+    assert!(h.server_log().contains("scenario: card re-inserted"));
+    assert_eq!(reader_0().card_info().unwrap().serial, 900_000_001);
+}
