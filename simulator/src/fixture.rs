@@ -322,23 +322,34 @@ impl Drop for ServedCard {
 pub struct ReaderLock(#[allow(dead_code)] File);
 
 impl ReaderLock {
-    fn path(n: usize) -> PathBuf {
-        std::env::temp_dir().join(format!("s9card-reader-{n}.lock"))
-    }
-
     /// Reader `n`, if no one holds it.
     pub fn try_take(n: usize) -> Option<ReaderLock> {
-        let f = File::create(Self::path(n)).ok()?;
+        let f = lock_file(&format!("s9card-reader-{n}.lock")).ok()?;
         f.try_lock().ok()?;
         Some(ReaderLock(f))
     }
 
     /// Reader `n`, waiting for whoever holds it.
     pub fn take(n: usize) -> std::io::Result<ReaderLock> {
-        let f = File::create(Self::path(n))?;
+        let f = lock_file(&format!("s9card-reader-{n}.lock"))?;
         f.lock()?;
         Ok(ReaderLock(f))
     }
+}
+
+/// A lock file `name` in the temporary directory, opened for locking. Its
+/// creator makes it writable by every user (it holds nothing), so that
+/// tests run by root and by a user on one machine lock the same file.
+pub fn lock_file(name: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join(name))?;
+    // Only the owner may widen it; anyone else finds it wide already.
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+    Ok(f)
 }
 
 /// A private temporary directory, removed on drop.

@@ -46,8 +46,9 @@ enum ImageCommand {
 #[derive(Subcommand)]
 enum Command {
     /// Serve cards in vpcd readers: the first image in `Virtual PCD 00 00`,
-    /// the second in `00 01`. With no image, the default card in the data
-    /// directory (created on first use).
+    /// the second in `00 01`, card n on vpcd port 35963 + n (more than two
+    /// need `s9card pcscd --readers N`). With no image, the default card in
+    /// the data directory (created on first use).
     Serve {
         /// A card image; repeat for more readers.
         #[arg(long = "image")]

@@ -356,7 +356,7 @@ impl Readers {
     /// fixtures, which pick free readers themselves.
     pub fn exclusive() -> Readers {
         let process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-        let machine = File::create(std::env::temp_dir().join("s9card-e2e.lock")).unwrap();
+        let machine = simulator::fixture::lock_file("s9card-e2e.lock").unwrap();
         machine.lock().expect("lock the e2e lock file");
         Readers {
             _readers: Vec::new(),

@@ -271,11 +271,21 @@ fn a_mute_card_answers_after_its_silence_and_a_count_removes_it() {
 #[test]
 fn a_timed_removal_happens_without_any_command() {
     let files = tempfile::tempdir().unwrap();
+    let h = Harness::start(1);
+    // Loaded once the card is in its reader: the clock starts then.
     let script = scenario(
         &files,
-        "[[event]]\nafter_ms = 400\naction = \"remove\"\nreinsert_after_ms = 600\n",
+        "[[event]]\nafter_ms = 300\naction = \"remove\"\nreinsert_after_ms = 1500\n",
     );
-    let h = Harness::start_with(1, true, &["--scenario", &script]);
+    ok(
+        s9card().to_str().unwrap(),
+        &[
+            "scenario",
+            &script,
+            "--control",
+            h.control.to_str().unwrap(),
+        ],
+    );
     // Nobody sends anything: the clock alone takes the card out and puts
     // it back.
     h.wait_for_card(0, false);
