@@ -11,12 +11,10 @@
 //!
 //! Needs pcscd with vpcd (scripts/pcscd-up).
 
-use std::ffi::CString;
 use std::time::Instant;
 
-use pcsc::{Card, Context, Protocols, Scope, ShareMode};
 use s9card_e2e::{Harness, READER_0, readers};
-use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient, Transport};
+use simulator::client::{DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient, Transport};
 use simulator::latency::{Delay, Profile};
 
 const SELECT: &[u8] = &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
@@ -31,27 +29,20 @@ const GET_EMPTY: &[u8] = &[
 
 /// A card in reader 0 through PC/SC, timing single APDUs.
 struct Reader {
-    card: Card,
+    card: Pcsc,
 }
 
 impl Reader {
     fn connect() -> Reader {
-        let ctx = Context::establish(Scope::User).unwrap();
-        let card = ctx
-            .connect(
-                &CString::new(READER_0).unwrap(),
-                ShareMode::Shared,
-                Protocols::ANY,
-            )
-            .unwrap();
-        Reader { card }
+        Reader {
+            card: Pcsc::connect_exact(READER_0).unwrap(),
+        }
     }
 
     /// Sends `apdu`, returns (response, milliseconds).
     fn timed(&mut self, apdu: &[u8]) -> (Vec<u8>, f64) {
-        let mut buf = [0u8; 300];
         let start = Instant::now();
-        let rsp = self.card.transmit(apdu, &mut buf).unwrap().to_vec();
+        let rsp = self.card.transmit(apdu).unwrap();
         (rsp, start.elapsed().as_secs_f64() * 1000.0)
     }
 

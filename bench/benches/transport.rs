@@ -7,11 +7,10 @@
 //!
 //! Needs pcscd with vpcd (scripts/pcscd-up); prints and exits otherwise.
 
-use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use pcsc::{Context, Protocols, Scope, ShareMode};
 use s9card_e2e::{Harness, PKCS11, READER_0, key_with_certificate, readers, run};
+use simulator::client::{Pcsc, Transport};
 
 const SELECT: &[u8] = &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
 const GET_CHUID: &[u8] = &[
@@ -20,22 +19,14 @@ const GET_CHUID: &[u8] = &[
 
 /// Mean round trip of `n` GET DATA commands.
 fn round_trips(n: u32) -> Duration {
-    let ctx = Context::establish(Scope::User).unwrap();
-    let card = ctx
-        .connect(
-            &CString::new(READER_0).unwrap(),
-            ShareMode::Shared,
-            Protocols::ANY,
-        )
-        .unwrap();
-    let mut buf = [0u8; 300];
-    card.transmit(SELECT, &mut buf).unwrap();
+    let mut card = Pcsc::connect_exact(READER_0).unwrap();
+    card.transmit(SELECT).unwrap();
     for _ in 0..20 {
-        card.transmit(GET_CHUID, &mut buf).unwrap();
+        card.transmit(GET_CHUID).unwrap();
     }
     let start = Instant::now();
     for _ in 0..n {
-        let rsp = card.transmit(GET_CHUID, &mut buf).unwrap();
+        let rsp = card.transmit(GET_CHUID).unwrap();
         assert!(rsp.len() >= 2);
     }
     start.elapsed() / n

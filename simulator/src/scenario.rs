@@ -324,21 +324,10 @@ impl Script {
     /// once (a removal or a dropped connection).
     pub fn tick(&mut self, now: Instant) -> Option<Now> {
         let loaded = self.loaded?;
-        let mut immediate = None;
-        for armed in self.events.iter_mut().filter(|a| !a.fired) {
-            if let Trigger::After(t) = armed.event.trigger
-                && now >= loaded + t
-            {
-                armed.fired = true;
-                immediate = immediate.or(self_fire(
-                    &mut self.pending,
-                    &mut self.mute_until,
-                    armed.event.action,
-                    now,
-                ));
-            }
-        }
-        immediate
+        self.fire_where(
+            now,
+            |t| matches!(t, Trigger::After(after) if now >= loaded + *after),
+        )
     }
 
     /// A command arrived: what becomes of it.
@@ -392,41 +381,37 @@ impl Script {
     /// An answer went out: count triggers may fire.
     pub fn on_answered(&mut self, now: Instant) -> Option<Now> {
         self.answered += 1;
+        let answered = self.answered;
+        self.fire_where(now, |t| *t == Trigger::AfterApdus(answered))
+    }
+
+    /// Fires every armed count or time event whose trigger `due` accepts:
+    /// removals and drops are returned to happen at once (the first wins),
+    /// a mute starts now, an answer waits for the next command.
+    fn fire_where(&mut self, now: Instant, due: impl Fn(&Trigger) -> bool) -> Option<Now> {
         let mut immediate = None;
         for armed in self.events.iter_mut().filter(|a| !a.fired) {
-            if armed.event.trigger == Trigger::AfterApdus(self.answered) {
+            if due(&armed.event.trigger) {
                 armed.fired = true;
-                immediate = immediate.or(self_fire(
-                    &mut self.pending,
-                    &mut self.mute_until,
-                    armed.event.action,
-                    now,
-                ));
+                let action = armed.event.action;
+                let fired = match action {
+                    Action::Remove { reinsert_after } => Some(Now::Remove { reinsert_after }),
+                    Action::DropReader { reconnect_after } => {
+                        Some(Now::DropReader { reconnect_after })
+                    }
+                    Action::Mute(t) => {
+                        self.mute_until = Some(now + t);
+                        None
+                    }
+                    Action::Answer { .. } => {
+                        self.pending = Some(action);
+                        None
+                    }
+                };
+                immediate = immediate.or(fired);
             }
         }
         immediate
-    }
-}
-
-/// A count or time trigger fired `action`: removals and drops happen at
-/// once, a mute starts now, an answer waits for the next command.
-fn self_fire(
-    pending: &mut Option<Action>,
-    mute_until: &mut Option<Instant>,
-    action: Action,
-    now: Instant,
-) -> Option<Now> {
-    match action {
-        Action::Remove { reinsert_after } => Some(Now::Remove { reinsert_after }),
-        Action::DropReader { reconnect_after } => Some(Now::DropReader { reconnect_after }),
-        Action::Mute(t) => {
-            *mute_until = Some(now + t);
-            None
-        }
-        Action::Answer { .. } => {
-            *pending = Some(action);
-            None
-        }
     }
 }
 
