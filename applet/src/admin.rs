@@ -3,6 +3,7 @@
 
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use card_os::Persistent;
+use card_os::image::Profile;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -56,7 +57,10 @@ impl ManagementKey {
         k.get_mut(..key.len())
             .ok_or(Error::BadData)?
             .copy_from_slice(key);
-        let is_default = algorithm == AdminAlgorithm::Tdes && secrets::same(key, &DEFAULT_KEY);
+        // The well-known bytes are a default key as 3DES (PIV's factory
+        // key) and as AES-192 (YubiKey 5.7's): anyone can authenticate.
+        let is_default = matches!(algorithm, AdminAlgorithm::Tdes | AdminAlgorithm::Aes192)
+            && secrets::same(key, &DEFAULT_KEY);
         Ok(ManagementKey {
             algorithm,
             touch,
@@ -65,9 +69,15 @@ impl ManagementKey {
         })
     }
 
-    /// The factory key.
-    pub fn factory() -> Result<ManagementKey> {
-        ManagementKey::new(AdminAlgorithm::Tdes, TouchPolicy::NEVER, &DEFAULT_KEY)
+    /// The factory key: the default bytes as 3DES on a Series 9 card, as
+    /// AES-192 on a YubiKey-compatible one (5.7 changed the algorithm,
+    /// and tools read which from the metadata).
+    pub fn factory(profile: Profile) -> Result<ManagementKey> {
+        let algorithm = match profile {
+            Profile::Series9 => AdminAlgorithm::Tdes,
+            Profile::YubiKey { .. } => AdminAlgorithm::Aes192,
+        };
+        ManagementKey::new(algorithm, TouchPolicy::NEVER, &DEFAULT_KEY)
     }
 
     fn key(&self) -> &[u8] {

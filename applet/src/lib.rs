@@ -27,6 +27,7 @@ pub mod identity;
 mod ins;
 pub mod keys;
 pub mod layout;
+pub mod management;
 pub mod objects;
 pub mod passcode;
 pub mod pin;
@@ -38,7 +39,9 @@ pub mod slot;
 use apdu::{Command, Header, Status};
 use card_os::{Applet, Context, Reply, Secrecy};
 
+pub use card_os::image::Profile;
 pub use error::Error;
+pub use management::Management;
 pub use secrets::DeviceKey;
 
 /// The version GET VERSION reports: Yubico firmware numbering, at least
@@ -57,16 +60,47 @@ pub fn historical_bytes(is_virtual: bool) -> [u8; 13] {
     ]
 }
 
-/// The card's T=1 ATR with those historical bytes.
-pub fn atr(is_virtual: bool) -> card_os::atr::Atr {
-    // Thirteen historical bytes are within T=1's fifteen, so this is Some.
-    card_os::atr::t1(&historical_bytes(is_virtual)).unwrap_or_default()
+/// A YubiKey 5's historical bytes: the same category and capabilities,
+/// then `5` "YubiKey".
+pub const YUBIKEY_HISTORICAL_BYTES: [u8; 13] = [
+    0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, b'Y', b'u', b'b', b'i', b'K', b'e', b'y',
+];
+
+/// The card's T=1 ATR. A Series 9 card's carries the marker above; a
+/// YubiKey-compatible card's is a YubiKey 5's byte for byte (USB form,
+/// which tools read as "a token, not a contactless card"), so its virtual
+/// marker is told by CARD INFO alone.
+pub fn atr(profile: Profile, is_virtual: bool) -> card_os::atr::Atr {
+    // Thirteen historical bytes are within T=1's fifteen, so these are Some.
+    match profile {
+        Profile::Series9 => card_os::atr::t1(&historical_bytes(is_virtual)),
+        Profile::YubiKey { .. } => card_os::atr::t1_usb(&YUBIKEY_HISTORICAL_BYTES),
+    }
+    .unwrap_or_default()
+}
+
+/// The applets of a card made as its factory record says, host or
+/// firmware: PIV, and on a YubiKey-compatible card the Management
+/// application beside it.
+pub fn applets(header: &card_os::image::Header) -> (Piv, Option<Management>) {
+    let device = DeviceKey::new(header.device_key);
+    let management = match header.profile {
+        Profile::Series9 => None,
+        Profile::YubiKey { pin_complexity } => {
+            Some(Management::new(device.clone(), pin_complexity))
+        }
+    };
+    let piv = Piv::new(device, header.is_virtual)
+        .with_factory_serial(header.serial)
+        .with_profile(header.profile);
+    (piv, management)
 }
 
 /// The PIV applet.
 pub struct Piv {
     device: DeviceKey,
     is_virtual: bool,
+    profile: Profile,
     factory_serial: Option<u32>,
     session: session::Session,
 }
@@ -78,6 +112,7 @@ impl Piv {
         Piv {
             device,
             is_virtual,
+            profile: Profile::Series9,
             factory_serial: None,
             session: session::Session::default(),
         }
@@ -88,6 +123,18 @@ impl Piv {
     pub fn with_factory_serial(mut self, serial: u32) -> Self {
         self.factory_serial = Some(serial);
         self
+    }
+
+    /// The card it presents itself as (Series 9 unless set): the factory
+    /// record says.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// How this card reads passcodes.
+    pub(crate) fn rules(&self) -> passcode::Rules {
+        passcode::Rules(self.profile)
     }
 
     /// The session's security status (for tests).
@@ -102,6 +149,11 @@ impl Applet for Piv {
     }
 
     fn select(&mut self, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<(), Status> {
+        // A YubiKey ends the session on every SELECT of PIV, even of PIV
+        // while it is selected; PIV itself (and the Series 9 card) keeps it.
+        if let Profile::YubiKey { .. } = self.profile {
+            self.session = session::Session::default();
+        }
         commands::select(self, ctx, reply).map_err(Error::status)
     }
 

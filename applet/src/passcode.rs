@@ -4,9 +4,11 @@
 //! rules add, for a *new* passcode: 6 to 8 digits, and not weak. Stored
 //! passcodes of 4 or 5 digits (legacy cards) still verify.
 
+use card_os::image::Profile;
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
+use crate::slot::Passcode;
 
 /// Length of a PIV reference-data field.
 pub const FIELD: usize = 8;
@@ -33,6 +35,13 @@ impl Padded {
         } else {
             Err(Error::BadData)
         }
+    }
+
+    /// Any 8 bytes, as a YubiKey takes a presented passcode: whatever they
+    /// are, they are compared (and a mismatch spends a try).
+    pub fn presented(field: &[u8]) -> Result<Padded> {
+        let bytes: [u8; FIELD] = field.try_into().map_err(|_| Error::BadData)?;
+        Ok(Padded(bytes))
     }
 
     /// The 8 bytes, with padding only at the end.
@@ -75,6 +84,97 @@ impl Padded {
     pub fn field(&self) -> &[u8; FIELD] {
         &self.0
     }
+}
+
+/// How a profile reads the passcodes a command presents and the new ones
+/// it sets. A refusal of a presented value's form never spends a try.
+///
+/// | | Series 9 | YubiKey |
+/// |---|---|---|
+/// | presented PIN | 4–8 digits, `FF`-padded, else `6A 80` (no try) | any 8 bytes: a wrong length is a wrong try |
+/// | presented PUK | 6–8 bytes, `FF`-padded, else `6A 80` (no try) | any 8 bytes, as the PIN |
+/// | new PIN | 6–8 digits, not weak, else `6A 80` | 6–8 bytes, else `6A 80`; with PIN complexity, complex, else `69 85` |
+/// | new PUK | 6–8 bytes, else `6A 80` | as the new PIN |
+/// | order | the new value's form, then the presented value | the presented value, then the new one's form |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules(pub Profile);
+
+impl Rules {
+    /// A passcode presented to be checked against the stored one.
+    pub fn presented(self, which: Passcode, field: &[u8]) -> Result<Padded> {
+        match (self.0, which) {
+            (Profile::Series9, Passcode::Pin) => Padded::pin(field),
+            (Profile::Series9, Passcode::Puk) => Padded::puk(field),
+            (Profile::YubiKey { .. }, _) => Padded::presented(field),
+        }
+    }
+
+    /// Whether the presented passcode is checked before the new value's
+    /// form (a YubiKey's order), rather than after (a Series 9 card's).
+    pub fn checks_presented_first(self) -> bool {
+        matches!(self.0, Profile::YubiKey { .. })
+    }
+
+    /// A passcode to be set.
+    pub fn new_value(self, which: Passcode, field: &[u8]) -> Result<Padded> {
+        match (self.0, which) {
+            (Profile::Series9, Passcode::Pin) => {
+                let new = Padded::pin(field)?;
+                if acceptable_new(new.value()) {
+                    Ok(new)
+                } else {
+                    Err(Error::BadData)
+                }
+            }
+            (Profile::Series9, Passcode::Puk) => Padded::puk(field),
+            (Profile::YubiKey { pin_complexity }, _) => {
+                // The PUK's rules are the PIN's, complexity included.
+                let new = Padded::puk(field)?;
+                if pin_complexity && !is_complex(new.value()) {
+                    Err(Error::Conditions)
+                } else {
+                    Ok(new)
+                }
+            }
+        }
+    }
+}
+
+/// The passcodes a YubiKey with PIN complexity refuses by name: the most
+/// common PINs and passwords of six to eight characters. Yubico's own list
+/// is in its technical manual; this one is ours, of the same kind.
+const COMMON: [&[u8]; 24] = [
+    b"123456",
+    b"1234567",
+    b"12345678",
+    b"654321",
+    b"7654321",
+    b"87654321",
+    b"123123",
+    b"123321",
+    b"112233",
+    b"121212",
+    b"11223344",
+    b"123654",
+    b"159753",
+    b"147258",
+    b"password",
+    b"passw0rd",
+    b"abc123",
+    b"abcdef",
+    b"abcd1234",
+    b"qwerty",
+    b"qwertyui",
+    b"1q2w3e4r",
+    b"iloveyou",
+    b"letmein",
+];
+
+/// YubiKey 5.7's PIN complexity: at least two different characters, and
+/// not one of the [`COMMON`] passcodes (letters compared without case).
+pub fn is_complex(value: &[u8]) -> bool {
+    let varied = value.windows(2).any(|w| matches!(w, [a, b] if a != b));
+    varied && !COMMON.iter().any(|c| c.eq_ignore_ascii_case(value))
 }
 
 /// Whether `digits` may be set as a new passcode: 6 to 8 ASCII digits, and

@@ -168,10 +168,10 @@ fn another_device_key_opens_nothing() {
     use rand_chacha::rand_core::SeedableRng;
     let card = personalised();
     let (flash, _, _) = card.into_parts();
-    let mut other = Card::<_, ChaCha8Rng, (piv::Piv,)>::boot(
+    let mut other = Card::<_, ChaCha8Rng, (piv::Piv, Option<piv::Management>)>::boot(
         flash,
         ChaCha8Rng::seed_from_u64(9),
-        (piv::Piv::new(piv::DeviceKey::new([0xA7; 32]), true),),
+        (piv::Piv::new(piv::DeviceKey::new([0xA7; 32]), true), None),
         atr::t1(b"\x80\x73\xC0\x21\xC0\x57S9CARDV").unwrap(),
     )
     .unwrap();

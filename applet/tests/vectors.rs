@@ -1,13 +1,37 @@
-//! Replays `tests/data/exchanges.txt` against fresh cards.
+//! Replays the exchange files against fresh cards: `exchanges.txt` on the
+//! Series 9 profile, `exchanges-yubikey.txt` (where the YubiKey profile
+//! answers otherwise, and its Management application) on the YubiKey one.
 
 mod common;
 
 use common::*;
+use piv::Profile;
 
 #[test]
 fn exchange_file() {
-    let text = include_str!("data/exchanges.txt");
-    let mut card = boot_on(Flash::new(), 1);
+    replay(include_str!("data/exchanges.txt"), Profile::Series9, 150);
+}
+
+#[test]
+fn yubikey_exchange_file() {
+    let profile = Profile::YubiKey {
+        pin_complexity: false,
+    };
+    replay(include_str!("data/exchanges-yubikey.txt"), profile, 40);
+}
+
+#[test]
+fn yubikey_pin_complexity_exchange_file() {
+    let profile = Profile::YubiKey {
+        pin_complexity: true,
+    };
+    replay(include_str!("data/exchanges-complexity.txt"), profile, 10);
+}
+
+/// Replays `text`, each `==` scenario on a fresh card of `profile`, and
+/// checks that it held at least `at_least` exchanges.
+fn replay(text: &str, profile: Profile, at_least: usize) {
+    let mut card = boot_as(Flash::new(), 1, profile);
     let mut scenario = String::new();
     let mut last = Vec::new();
     let mut exchanges = 0;
@@ -16,7 +40,7 @@ fn exchange_file() {
         let at = format!("line {} ({scenario})", n + 1);
         if let Some(name) = line.strip_prefix("==") {
             scenario = name.trim().to_string();
-            card = boot_on(Flash::new(), 1);
+            card = boot_as(Flash::new(), 1, profile);
         } else if let Some(cmd) = line.strip_prefix('>') {
             last = send(&mut card, &hex(cmd));
             exchanges += 1;
@@ -32,7 +56,13 @@ fn exchange_file() {
         } else if let Some(args) = line.strip_prefix("@admin") {
             let args: Vec<&str> = args.split_whitespace().collect();
             let status = match args[..] {
-                [] => admin_auth(&mut card, 0x03, &DEFAULT_MGM),
+                [] => {
+                    let alg = match profile {
+                        Profile::Series9 => 0x03,
+                        Profile::YubiKey { .. } => 0x0A,
+                    };
+                    admin_auth(&mut card, alg, &DEFAULT_MGM)
+                }
                 [alg, key] => {
                     admin_auth(&mut card, u8::from_str_radix(alg, 16).unwrap(), &hex(key))
                 }
@@ -49,9 +79,9 @@ fn exchange_file() {
             );
         }
     }
-    println!("PIV exchange vectors: {exchanges} exchanges replayed");
+    println!("PIV exchange vectors ({profile:?}): {exchanges} exchanges replayed");
     assert!(
-        exchanges >= 150,
+        exchanges >= at_least,
         "the vector file has only {exchanges} exchanges"
     );
 }

@@ -112,8 +112,7 @@ fn fresh_flash(dir: &Path, name: &str) -> PathBuf {
     let flash = dir.join(name);
     firmware::init(
         &flash,
-        900_000_042,
-        true,
+        simulator::card::Make::virtual_card(900_000_042, piv::Profile::Series9),
         simulator::card::Entropy::Seed(42),
     )
     .unwrap();

@@ -123,6 +123,51 @@ pub trait Applet {
     }
 }
 
+/// An applet a card may be made without: `None` is not installed. It has
+/// no AID, so no SELECT finds it, and nothing else reaches an applet that
+/// was never selected.
+impl<A: Applet> Applet for Option<A> {
+    fn aid(&self) -> &[u8] {
+        self.as_ref().map_or(&[], Applet::aid)
+    }
+
+    fn select(&mut self, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<(), Status> {
+        match self {
+            Some(applet) => applet.select(ctx, reply),
+            None => Err(Status::NotFound),
+        }
+    }
+
+    fn deselect(&mut self) {
+        if let Some(applet) = self {
+            applet.deselect();
+        }
+    }
+
+    fn process(
+        &mut self,
+        command: &Command<'_>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status> {
+        match self {
+            Some(applet) => applet.process(command, ctx, reply),
+            None => Err(Status::InstructionNotSupported),
+        }
+    }
+
+    fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy {
+        self.as_ref()
+            .map_or(Secrecy::SECRET, |applet| applet.secrecy(header, data))
+    }
+
+    fn reset(&mut self) {
+        if let Some(applet) = self {
+            applet.reset();
+        }
+    }
+}
+
 /// The applets installed on a card, in registration order.
 ///
 /// Implemented for tuples `(A,)`, `(A, B)` and `(A, B, C)`, so a card holds

@@ -7,7 +7,8 @@
 //! ```text
 //! 0     magic "S9CARD-IMAGE" + 4 zero bytes
 //! 16    format version u16 LE (1 or 2)
-//! 18    flags u16 LE (bit 0: virtual card)
+//! 18    flags u16 LE (bit 0: virtual card; bit 1: YubiKey-compatible
+//!       profile; bit 2: with PIN complexity, only with bit 1)
 //! 20    serial u32 LE (the serial the card takes at its factory state)
 //! 24    page size u32 LE (4096)     28  page count u32 LE
 //! 32    device key, 32 bytes (the MCU's unique key)
@@ -40,7 +41,47 @@ pub const RECORD_LEN: usize = 100;
 /// Store pages an image may have.
 pub const PAGES: core::ops::RangeInclusive<u32> = 8..=128;
 const FLAG_VIRTUAL: u16 = 1;
+const FLAG_YUBIKEY: u16 = 1 << 1;
+const FLAG_PIN_COMPLEXITY: u16 = 1 << 2;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Which card the applets present themselves as: a factory property, like
+/// the serial, because tools decide from it what they may ask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// The Series 9 staff card: its passcode rules and nothing else.
+    #[default]
+    Series9,
+    /// A card that tools take for a YubiKey 5.7 (the Management
+    /// application, YubiKey answers where the rules differ), optionally
+    /// with its PIN complexity policy.
+    YubiKey {
+        /// New PINs and PUKs are checked against the complexity policy.
+        pin_complexity: bool,
+    },
+}
+
+impl Profile {
+    fn flags(self) -> u16 {
+        match self {
+            Profile::Series9 => 0,
+            Profile::YubiKey {
+                pin_complexity: false,
+            } => FLAG_YUBIKEY,
+            Profile::YubiKey {
+                pin_complexity: true,
+            } => FLAG_YUBIKEY | FLAG_PIN_COMPLEXITY,
+        }
+    }
+
+    fn from_flags(flags: u16) -> Result<Profile, HeaderError> {
+        match (flags & FLAG_YUBIKEY != 0, flags & FLAG_PIN_COMPLEXITY != 0) {
+            (false, false) => Ok(Profile::Series9),
+            (false, true) => Err(HeaderError::Flags),
+            (true, pin_complexity) => Ok(Profile::YubiKey { pin_complexity }),
+        }
+    }
+}
 
 /// What the factory record says. Its `Debug` shows no secret.
 #[derive(Clone, PartialEq, Eq, Zeroize)]
@@ -48,6 +89,9 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 pub struct Header {
     /// A simulated card (shown as virtual to tools and the CMS).
     pub is_virtual: bool,
+    /// Which card it presents itself as.
+    #[zeroize(skip)]
+    pub profile: Profile,
     /// The serial the card takes when it initialises itself.
     pub serial: u32,
     /// Store pages.
@@ -62,6 +106,7 @@ impl core::fmt::Debug for Header {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Header")
             .field("is_virtual", &self.is_virtual)
+            .field("profile", &self.profile)
             .field("serial", &self.serial)
             .field("pages", &self.pages)
             .field("seed", &self.seed.map(|_| ".."))
@@ -82,6 +127,9 @@ pub enum HeaderError {
     PageSize,
     /// A page count outside [`PAGES`].
     PageCount,
+    /// Flags that name no card (PIN complexity without the YubiKey
+    /// profile).
+    Flags,
 }
 
 impl core::fmt::Display for HeaderError {
@@ -94,6 +142,7 @@ impl core::fmt::Display for HeaderError {
             }
             HeaderError::PageSize => f.write_str("unsupported page size"),
             HeaderError::PageCount => f.write_str("unsupported page count"),
+            HeaderError::Flags => f.write_str("contradictory profile flags"),
         }
     }
 }
@@ -164,7 +213,8 @@ impl Header {
         put(&mut b, 0, MAGIC);
         let version: u16 = if self.seed.is_some() { 2 } else { 1 };
         put(&mut b, 16, &version.to_le_bytes());
-        let flags = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
+        let virtual_flag = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
+        let flags = virtual_flag | self.profile.flags();
         put(&mut b, 18, &flags.to_le_bytes());
         put(&mut b, 20, &self.serial.to_le_bytes());
         put(&mut b, 24, &(PAGE as u32).to_le_bytes());
@@ -219,8 +269,10 @@ impl Header {
             s.copy_from_slice(&b[64..96]);
             s
         });
+        let flags = u16::from_le_bytes([b[18], b[19]]);
         Ok(Header {
-            is_virtual: u16::from_le_bytes([b[18], b[19]]) & FLAG_VIRTUAL != 0,
+            is_virtual: flags & FLAG_VIRTUAL != 0,
+            profile: Profile::from_flags(flags)?,
             serial: word(b, 20),
             pages,
             device_key,
@@ -236,6 +288,7 @@ mod tests {
     fn header(seed: Option<[u8; 32]>) -> Header {
         Header {
             is_virtual: true,
+            profile: Profile::Series9,
             serial: 912_345_678,
             pages: 32,
             device_key: [3; 32],
@@ -257,6 +310,31 @@ mod tests {
         }
         assert_eq!(header(None).encode()[16], 1);
         assert_eq!(Header::decode(&[0; RECORD_LEN]), Err(HeaderError::Magic));
+    }
+
+    #[test]
+    fn profiles_round_trip_and_contradictions_are_refused() {
+        for profile in [
+            Profile::Series9,
+            Profile::YubiKey {
+                pin_complexity: false,
+            },
+            Profile::YubiKey {
+                pin_complexity: true,
+            },
+        ] {
+            let h = Header {
+                profile,
+                ..header(Some([5; 32]))
+            };
+            assert_eq!(Header::decode(&h.encode()).map(|h| h.profile), Ok(profile));
+        }
+        // PIN complexity alone, with a valid checksum, names no card.
+        let mut b = header(Some([5; 32])).encode();
+        b[18] |= 1 << 2;
+        let crc = CRC.checksum(&b[..96]);
+        b[96..100].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Header::decode(&b), Err(HeaderError::Flags));
     }
 
     #[test]

@@ -30,12 +30,12 @@ use card_os::link::{self, Frame, Framing, Meta, Observer, Outcome, Respond};
 use card_os::store::Store;
 use card_os::{Card, ResponseApdu, Secrecy};
 use cortex_m_rt::entry;
-use piv::{DeviceKey, Piv};
+use piv::{Management, Piv};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 /// The card, as the firmware runs it.
-type FirmwareCard = Card<Flash, ChaCha20Rng, (Piv,)>;
+type FirmwareCard = Card<Flash, ChaCha20Rng, (Piv, Option<Management>)>;
 
 /// Why the card cannot start.
 #[derive(Clone, Copy, Debug)]
@@ -76,14 +76,12 @@ fn boot(
     let mut store = Store::mount(Flash::store(&header)).map_err(|_| BootError::Store)?;
     let boot_seed =
         entropy::ratchet(&mut store, &seed, &header.device_key).map_err(BootError::Ratchet)?;
-    let applet = Piv::new(DeviceKey::new(header.device_key), header.is_virtual)
-        .with_factory_serial(header.serial);
     let rng = ChaCha20Rng::from_seed(boot_seed.0);
     Ok(slot.write(Card::with_store(
         store,
         rng,
-        (applet,),
-        piv::atr(header.is_virtual),
+        piv::applets(&header),
+        piv::atr(header.profile, header.is_virtual),
     )))
 }
 

@@ -33,7 +33,7 @@ impl Observer for Check {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let atr = piv::atr(true);
+    let atr = piv::atr(piv::Profile::Series9, true);
     let mut card: Card<Flash, ChaCha8Rng, _> = Card::boot(
         Flash::new(),
         ChaCha8Rng::seed_from_u64(3),

@@ -3,15 +3,17 @@
 use std::path::Path;
 
 use card_os::Card;
-use piv::{DeviceKey, Piv};
+pub use piv::Profile;
+use piv::{Management, Piv};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use zeroize::Zeroize;
 
 use crate::image::{self, FileFlash, Header, ImageError};
 
-/// The card the simulator runs.
-pub type SimCard = Card<FileFlash, ChaCha20Rng, (Piv,)>;
+/// The card the simulator runs: PIV, and on a YubiKey-compatible card the
+/// Management application.
+pub type SimCard = Card<FileFlash, ChaCha20Rng, (Piv, Option<Management>)>;
 
 /// Where a card's randomness comes from: the OS, or a fixed seed for
 /// reproducible test runs.
@@ -43,25 +45,45 @@ impl Entropy {
 /// cut). The card is not yet powered.
 pub fn boot(path: &Path, entropy: Entropy, durable: bool) -> Result<(Header, SimCard), ImageError> {
     let (header, flash) = image::open(path, durable)?;
-    let applet = Piv::new(DeviceKey::new(header.device_key), header.is_virtual)
-        .with_factory_serial(header.serial);
     let card = Card::boot(
         flash,
         entropy.rng()?,
-        (applet,),
-        piv::atr(header.is_virtual),
+        piv::applets(&header),
+        piv::atr(header.profile, header.is_virtual),
     )
     .map_err(|e| ImageError::NotAnImage(format!("flash store cannot be mounted: {e:?}")))?;
     Ok((header, card))
 }
 
+/// What a new card is made as.
+#[derive(Clone, Copy, Debug)]
+pub struct Make {
+    /// Its serial.
+    pub serial: u32,
+    /// Marked as a simulated card.
+    pub is_virtual: bool,
+    /// The card it presents itself as.
+    pub profile: Profile,
+}
+
+impl Make {
+    /// A virtual card of `profile`, as the kit and the CMS make them.
+    pub fn virtual_card(serial: u32, profile: Profile) -> Make {
+        Make {
+            serial,
+            is_virtual: true,
+            profile,
+        }
+    }
+}
+
 /// Creates an image and brings the card to its factory state in it.
-pub fn init(
-    path: &Path,
-    serial: u32,
-    is_virtual: bool,
-    entropy: Entropy,
-) -> Result<(), ImageError> {
+pub fn init(path: &Path, make: Make, entropy: Entropy) -> Result<(), ImageError> {
+    let Make {
+        serial,
+        is_virtual,
+        profile,
+    } = make;
     // One draw for both secrets, so a seeded test image's key and seed are
     // as fixed as they were when there was only the key.
     let mut secrets = [0u8; 64];
@@ -75,6 +97,7 @@ pub fn init(
     // the simulator draws from the OS.
     let header = Header {
         is_virtual,
+        profile,
         serial,
         pages: image::DEFAULT_PAGES,
         device_key,

@@ -92,12 +92,7 @@ pub fn from_firmware(flash: &Path, image: &Path) -> Result<Header, ImageError> {
 }
 
 /// Makes a factory-fresh card straight into a firmware flash file.
-pub fn init(
-    flash: &Path,
-    serial: u32,
-    is_virtual: bool,
-    entropy: Entropy,
-) -> Result<Header, ImageError> {
+pub fn init(flash: &Path, make: crate::card::Make, entropy: Entropy) -> Result<Header, ImageError> {
     // The image is a step on the way, beside the flash file and gone after.
     let name = flash.file_name().map(|n| n.to_string_lossy().into_owned());
     let image = flash.with_file_name(format!(
@@ -105,8 +100,7 @@ pub fn init(
         name.unwrap_or_default(),
         std::process::id()
     ));
-    let made = crate::card::init(&image, serial, is_virtual, entropy)
-        .and_then(|()| to_firmware(&image, flash));
+    let made = crate::card::init(&image, make, entropy).and_then(|()| to_firmware(&image, flash));
     let _ = std::fs::remove_file(&image);
     made
 }

@@ -126,10 +126,8 @@ impl CardBuilder {
         let dir = TempDir::new()?;
         let image = dir.path().join("card.s9img");
         let serial = self.serial_or_draw()?;
-        match self.profile {
-            CardProfile::Series9 => card::init(&image, serial, true, self.entropy()),
-        }
-        .map_err(err)?;
+        let make = card::Make::virtual_card(serial, self.profile.profile());
+        card::init(&image, make, self.entropy()).map_err(err)?;
         Ok((dir, image, serial))
     }
 
@@ -154,7 +152,10 @@ impl CardBuilder {
     pub fn pcsc(self) -> Result<ServedCard, FixtureError> {
         let latency = self.latency_profile()?;
         let listed = readers::listed();
-        let lock = (0..readers::MAX_READERS)
+        // A YubiKey-compatible card goes in a reader named like a YubiKey.
+        let lock = self
+            .profile
+            .readers(self.profile.max_cards())
             .filter(|&n| {
                 listed
                     .iter()
@@ -165,7 +166,7 @@ impl CardBuilder {
             return Err(FixtureError(if listed.is_empty() {
                 "no vpcd reader: start pcscd with them (s9card pcscd --readers 8)".into()
             } else {
-                "every vpcd reader is taken by another test".into()
+                "every vpcd reader for this profile is taken by another test".into()
             }));
         };
         let (dir, image, serial) = self.image()?;

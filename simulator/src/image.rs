@@ -177,6 +177,7 @@ mod tests {
 
     fn header() -> Header {
         Header {
+            profile: piv::Profile::Series9,
             is_virtual: true,
             serial: 912_345_678,
             pages: 8,

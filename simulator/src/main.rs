@@ -160,6 +160,15 @@ enum Command {
         /// Mark the card as virtual (ATR and CARD INFO say so).
         #[arg(long = "virtual")]
         is_virtual: bool,
+        /// The card it presents itself as: series9 (the NHS staff card) or
+        /// yubikey (a YubiKey 5.7 to tools; see the applet README for what
+        /// differs).
+        #[arg(long, value_enum, default_value = "series9")]
+        profile: simulator::up::CardProfile,
+        /// With the YubiKey profile: refuse trivial new PINs and PUKs
+        /// (`69 85`), as a YubiKey with PIN complexity does.
+        #[arg(long)]
+        pin_complexity: bool,
         #[arg(long, hide = true)]
         seed: Option<u64>,
     },
@@ -534,10 +543,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 if !path.exists() {
                     simulator::private::dir_all(&simulator::data_dir())?;
                     let serial = 900_000_000 + (rand_serial()? % 100_000_000);
+                    let make = card::Make::virtual_card(serial, piv::Profile::Series9);
                     if firmware.is_some() {
-                        simulator::firmware::init(&path, serial, true, entropy(seed))?;
+                        simulator::firmware::init(&path, make, entropy(seed))?;
                     } else {
-                        card::init(&path, serial, true, entropy(seed))?;
+                        card::init(&path, make, entropy(seed))?;
                     }
                     tracing::info!(image = %path.display(), "created the default card");
                 }
@@ -588,17 +598,46 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             image,
             serial,
             is_virtual,
+            profile,
+            pin_complexity,
             seed,
         } => {
             let serial = match serial {
                 Some(s) => parse_serial(&s)?,
                 None => 900_000_000 + (rand_serial()? % 100_000_000),
             };
-            card::init(&image, serial, is_virtual, entropy(seed))?;
+            let profile = match (profile.profile(), pin_complexity) {
+                (piv::Profile::Series9, true) => {
+                    return Err(
+                        "--pin-complexity is a YubiKey profile setting (--profile yubikey)".into(),
+                    );
+                }
+                (piv::Profile::YubiKey { .. }, pin_complexity) => {
+                    piv::Profile::YubiKey { pin_complexity }
+                }
+                (series9, false) => series9,
+            };
+            let make = card::Make {
+                serial,
+                is_virtual,
+                profile,
+            };
+            card::init(&image, make, entropy(seed))?;
             println!(
-                "{}: serial {serial:010}{}",
+                "{}: serial {serial:010}{}{}",
                 image.display(),
-                if is_virtual { ", virtual" } else { "" }
+                if is_virtual { ", virtual" } else { "" },
+                match profile {
+                    piv::Profile::Series9 => "",
+                    piv::Profile::YubiKey {
+                        pin_complexity: false,
+                    } => ", YubiKey profile",
+                    piv::Profile::YubiKey {
+                        pin_complexity: true,
+                    } => {
+                        ", YubiKey profile with PIN complexity"
+                    }
+                }
             );
             Ok(())
         }

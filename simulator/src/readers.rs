@@ -15,6 +15,12 @@
 //!   `Virtual PCD` (as stock, `Virtual PCD 00 00` and `00 01`), then
 //!   `Virtual PCD 1`, `Virtual PCD 2`…
 //!
+//! After them come two readers named like a YubiKey's, `Yubico YubiKey
+//! CCID 00 00` and `00 01` (readers 14 and 15): much PIV software looks for
+//! that name, and cards of the YubiKey profile are served there. They are
+//! in every configuration of ours, so a card of either profile needs no
+//! restart of pcscd.
+//!
 //! Reader `n` listens on port 35963 + `n`, which is where `s9card serve`
 //! puts its `n`-th card. The configuration lives in its own root-owned
 //! directory (`/run/s9card/pcscd`) and pcscd is started with `-c` on it:
@@ -22,6 +28,7 @@
 //! copies a root daemon loads are never writable by the user.
 
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +38,16 @@ pub const BASE_PORT: u16 = 35963;
 /// Slots per vpcd reader entry.
 pub const SLOTS_PER_ENTRY: usize = 2;
 /// pcscd's limit (`PCSCLITE_MAX_READERS_CONTEXTS`).
-pub const MAX_READERS: usize = 16;
+pub const PCSCD_READERS: usize = 16;
+/// The YubiKey-named readers, after the `Virtual PCD` ones.
+pub const YUBIKEY_READERS: usize = SLOTS_PER_ENTRY;
+/// `Virtual PCD` readers: what pcscd holds beside the YubiKey-named ones.
+pub const MAX_READERS: usize = PCSCD_READERS - YUBIKEY_READERS;
+/// The first YubiKey-named reader's number.
+pub const YUBIKEY_FIRST: usize = MAX_READERS;
+/// The YubiKey-named readers' name, as YubiKeys with only CCID enabled
+/// show theirs (tools take the interfaces from it).
+pub const YUBIKEY_NAME: &str = "Yubico YubiKey CCID";
 /// Where the reader configuration goes.
 pub const CONF_DIR: &str = "/run/s9card/pcscd";
 /// vsmartcard's own entry, read for the driver's path.
@@ -70,7 +86,7 @@ impl std::fmt::Display for ReadersError {
         match self {
             ReadersError::Count(n) => write!(
                 f,
-                "{n} readers: pcscd holds 1 to {MAX_READERS} (one card per reader)"
+                "{n} readers: pcscd holds 1 to {MAX_READERS} vpcd readers of ours (one card per reader) and {YUBIKEY_READERS} named like a YubiKey"
             ),
             ReadersError::NoDriver(p) => write!(
                 f,
@@ -105,7 +121,9 @@ impl From<io::Error> for ReadersError {
 pub fn reader_name(n: usize) -> String {
     let entry = n / SLOTS_PER_ENTRY;
     let slot = n % SLOTS_PER_ENTRY;
-    if entry == 0 {
+    if n >= YUBIKEY_FIRST {
+        format!("{YUBIKEY_NAME} 00 {:02X}", n - YUBIKEY_FIRST)
+    } else if entry == 0 {
         format!("Virtual PCD 00 {slot:02X}")
     } else {
         format!("Virtual PCD {entry} 00 {slot:02X}")
@@ -130,17 +148,22 @@ pub fn stock_driver() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(STOCK_DRIVER))
 }
 
-/// The configuration file's text for `readers` readers, and the driver
-/// copies it names under `dir`.
+/// The configuration file's text for `readers` `Virtual PCD` readers and
+/// the YubiKey-named ones, and the driver copies it names under `dir`.
 pub fn configuration(readers: usize, dir: &Path, driver: &Path) -> (String, Vec<PathBuf>) {
     let entries = readers.div_ceil(SLOTS_PER_ENTRY);
+    let yubikey_entry = YUBIKEY_FIRST / SLOTS_PER_ENTRY;
     let mut text = String::from(
         "# s9card: vpcd readers for s9card serve (reader n on port 35963 + n).\n\
          # Written by `s9card pcscd`; pcscd runs with -c on this file.\n",
     );
     let mut copies = Vec::new();
-    for entry in 0..entries {
-        let (name, library) = if entry == 0 {
+    for entry in (0..entries).chain([yubikey_entry]) {
+        let (name, library) = if entry == yubikey_entry {
+            let copy = dir.join("libifdvpcd-yubikey.so");
+            copies.push(copy.clone());
+            (YUBIKEY_NAME.to_string(), copy)
+        } else if entry == 0 {
             ("Virtual PCD".to_string(), driver.to_path_buf())
         } else {
             let copy = dir.join(format!("libifdvpcd-{entry}.so"));
@@ -278,8 +301,13 @@ pub fn listed() -> Vec<(String, bool)> {
 
 /// How many of readers `0..readers` PC/SC lists.
 pub fn shown(readers: usize) -> usize {
+    shown_of(0..readers)
+}
+
+/// How many of these readers PC/SC lists.
+pub fn shown_of(readers: Range<usize>) -> usize {
     let listed = listed();
-    (0..readers)
+    readers
         .filter(|&n| listed.iter().any(|(name, _)| *name == reader_name(n)))
         .count()
 }
@@ -320,30 +348,39 @@ pub fn ensure(readers: usize) -> Result<Pcscd, ReadersError> {
     if readers == 0 || readers > MAX_READERS {
         return Err(ReadersError::Count(readers));
     }
-    if let Some(pid) = pcscd_pid() {
-        let shown = wait_shown(readers, Duration::from_secs(5));
-        return if shown == readers {
+    ensure_readers(0..readers)
+}
+
+/// The same for any readers of ours: `Virtual PCD` ones, YubiKey-named
+/// ones (from [`YUBIKEY_FIRST`]), or both.
+pub fn ensure_readers(needed: Range<usize>) -> Result<Pcscd, ReadersError> {
+    let count = needed.len();
+    if needed.is_empty() || needed.end > PCSCD_READERS {
+        return Err(ReadersError::Count(count));
+    }
+    // Someone else's pcscd: it is ours to use if it lists them all.
+    let foreign = |pid| {
+        let shown = wait_shown(needed.clone(), Duration::from_secs(5));
+        if shown == count {
             Ok(Pcscd::Running)
         } else {
             Err(ReadersError::Foreign {
                 pid,
                 shown,
-                needed: readers,
+                needed: count,
             })
-        };
+        }
+    };
+    if let Some(pid) = pcscd_pid() {
+        return foreign(pid);
     }
     // No pcscd: a socket-activated one starts with the first PC/SC call,
     // and is then someone else's.
-    if shown(readers) == readers {
+    if shown_of(needed.clone()) == count {
         return Ok(Pcscd::Running);
     }
     if let Some(pid) = pcscd_pid() {
-        let shown = wait_shown(readers, Duration::from_secs(5));
-        return Err(ReadersError::Foreign {
-            pid,
-            shown,
-            needed: readers,
-        });
+        return foreign(pid);
     }
     if Command::new("pcscd")
         .arg("--version")
@@ -354,24 +391,25 @@ pub fn ensure(readers: usize) -> Result<Pcscd, ReadersError> {
     {
         return Err(ReadersError::NoPcscd);
     }
-    let conf = write_configuration(readers.max(SLOTS_PER_ENTRY))?;
+    let virtual_readers = needed.end.clamp(SLOTS_PER_ENTRY, MAX_READERS);
+    let conf = write_configuration(virtual_readers)?;
     let mut start = as_root("pcscd");
     start.arg("-c").arg(&conf);
     // Without systemd (containers, CI) pcscd daemonises itself.
     run(start, "starting pcscd")?;
     // A cold machine has taken more than 10 s to list them.
-    if wait_shown(readers, Duration::from_secs(30)) < readers {
-        return Err(ReadersError::NotListed(readers));
+    if wait_shown(needed.clone(), Duration::from_secs(30)) < count {
+        return Err(ReadersError::NotListed(count));
     }
-    let pid = pcscd_pid().ok_or(ReadersError::NotListed(readers))?;
+    let pid = pcscd_pid().ok_or(ReadersError::NotListed(count))?;
     Ok(Pcscd::Started(pid))
 }
 
-fn wait_shown(readers: usize, within: Duration) -> usize {
+fn wait_shown(readers: Range<usize>, within: Duration) -> usize {
     let deadline = Instant::now() + within;
     loop {
-        let n = shown(readers);
-        if n == readers || Instant::now() >= deadline {
+        let n = shown_of(readers.clone());
+        if n == readers.len() || Instant::now() >= deadline {
             return n;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -408,8 +446,11 @@ mod tests {
         assert_eq!(reader_name(7), "Virtual PCD 3 00 01");
         assert_eq!(reader_port(0), 35963);
         assert_eq!(reader_port(7), 35970);
+        assert_eq!(reader_name(14), "Yubico YubiKey CCID 00 00");
+        assert_eq!(reader_name(15), "Yubico YubiKey CCID 00 01");
+        assert_eq!(reader_port(14), 35977);
         // No name is a part of another's, so a substring match finds one.
-        let names: Vec<String> = (0..MAX_READERS).map(reader_name).collect();
+        let names: Vec<String> = (0..PCSCD_READERS).map(reader_name).collect();
         for (i, a) in names.iter().enumerate() {
             for (j, b) in names.iter().enumerate() {
                 assert!(i == j || !b.contains(a.as_str()), "{a} in {b}");
@@ -423,13 +464,19 @@ mod tests {
         let (text, copies) = configuration(5, dir, Path::new("/lib/vpcd.so"));
         assert_eq!(
             copies,
-            [dir.join("libifdvpcd-1.so"), dir.join("libifdvpcd-2.so")]
+            [
+                dir.join("libifdvpcd-1.so"),
+                dir.join("libifdvpcd-2.so"),
+                dir.join("libifdvpcd-yubikey.so")
+            ]
         );
         let entries: Vec<&str> = text.split("\nFRIENDLYNAME ").skip(1).collect();
-        assert_eq!(entries.len(), 3);
+        assert_eq!(entries.len(), 4);
         assert!(entries[0].starts_with("\"Virtual PCD\"\nDEVICENAME   /dev/null:35963\n"));
         assert!(entries[0].contains("LIBPATH      /lib/vpcd.so\nCHANNELID    35963"));
         assert!(entries[2].starts_with("\"Virtual PCD 2\"\nDEVICENAME   /dev/null:35967\n"));
         assert!(entries[2].contains("LIBPATH      /run/s9card/pcscd/libifdvpcd-2.so"));
+        assert!(entries[3].starts_with("\"Yubico YubiKey CCID\"\nDEVICENAME   /dev/null:35977\n"));
+        assert!(entries[3].contains("LIBPATH      /run/s9card/pcscd/libifdvpcd-yubikey.so"));
     }
 }

@@ -28,6 +28,40 @@ use crate::readers::{self, Pcscd, alive};
 pub enum CardProfile {
     /// The NHS Series 9 staff card (PIV with the Series 9 rules).
     Series9,
+    /// A card that tools take for a YubiKey 5.7 (PIV only), in a reader
+    /// named like one.
+    Yubikey,
+}
+
+impl CardProfile {
+    /// The readers `cards` cards of this profile go in: Series 9 cards in
+    /// the `Virtual PCD` readers from 0, YubiKey-compatible ones in the
+    /// readers named like a YubiKey.
+    pub fn readers(self, cards: usize) -> std::ops::Range<usize> {
+        let first = match self {
+            CardProfile::Series9 => 0,
+            CardProfile::Yubikey => readers::YUBIKEY_FIRST,
+        };
+        first..first + cards
+    }
+
+    /// How many cards of this profile can be up at once.
+    pub fn max_cards(self) -> usize {
+        match self {
+            CardProfile::Series9 => readers::MAX_READERS,
+            CardProfile::Yubikey => readers::YUBIKEY_READERS,
+        }
+    }
+
+    /// The card's profile as its factory record says it.
+    pub fn profile(self) -> piv::Profile {
+        match self {
+            CardProfile::Series9 => piv::Profile::Series9,
+            CardProfile::Yubikey => piv::Profile::YubiKey {
+                pin_complexity: false,
+            },
+        }
+    }
 }
 
 /// What `up` is asked for.
@@ -140,11 +174,11 @@ pub fn missing(options: &UpOptions) -> Vec<String> {
             ));
         }
     }
-    if options.cards == 0 || options.cards > readers::MAX_READERS {
+    let most = options.profile.max_cards();
+    if options.cards == 0 || options.cards > most {
         missing.push(format!(
-            "--cards {}: from 1 to {}",
+            "--cards {}: from 1 to {most} for this profile",
             options.cards,
-            readers::MAX_READERS
         ));
     }
     missing
@@ -190,7 +224,13 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
         let _ = std::fs::remove_file(options.state.join(STATE_FILE));
     }
     crate::private::dir_all(&options.state).map_err(err)?;
-    let pcscd = readers::ensure(options.cards.max(2)).map_err(err)?;
+    let needed = options.profile.readers(options.cards);
+    let pcscd = match options.profile {
+        // Both readers of the first entry, as stock vpcd shows them.
+        CardProfile::Series9 => readers::ensure(options.cards.max(2)),
+        CardProfile::Yubikey => readers::ensure_readers(needed),
+    }
+    .map_err(err)?;
     let pcscd_pid = match pcscd {
         Pcscd::Started(pid) => Some(pid),
         Pcscd::Running => None,
@@ -230,13 +270,14 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
         let entropy = options
             .seed
             .map_or(Entropy::Os, |s| Entropy::Seed(s.wrapping_add(n as u64)));
+        let make = card::Make::virtual_card(serial, options.profile.profile());
         if options.firmware.is_some() {
             let flash = image.with_extension("flash");
             let _ = std::fs::remove_file(&flash);
-            crate::firmware::init(&flash, serial, true, entropy).map_err(err)?;
+            crate::firmware::init(&flash, make, entropy).map_err(err)?;
             images.push(flash);
         } else {
-            card::init(&image, serial, true, entropy).map_err(err)?;
+            card::init(&image, make, entropy).map_err(err)?;
             images.push(image);
         }
     }
@@ -248,7 +289,10 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
     for image in &images {
         command.arg("--image").arg(image);
     }
+    let first = options.profile.readers(1).start;
     command
+        .arg("--vpcd")
+        .arg(format!("127.0.0.1:{}", readers::reader_port(first)))
         .arg("--control")
         .arg(&control)
         .arg("--trace")
@@ -291,7 +335,7 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
             )));
         }
         let listed = readers::listed();
-        let all = (0..options.cards).all(|n| {
+        let all = options.profile.readers(options.cards).all(|n| {
             listed
                 .iter()
                 .any(|(r, present)| *r == readers::reader_name(n) && *present)
@@ -319,7 +363,8 @@ fn describe(
     let opensc_conf = options.state.join("opensc.conf");
     crate::private::write(&opensc_conf, readers::opensc_conf().as_bytes()).map_err(err)?;
     let mut cards = Vec::new();
-    for (n, image) in started.images.iter().enumerate() {
+    let numbers = options.profile.readers(options.cards);
+    for (n, image) in numbers.zip(&started.images) {
         let reader = readers::reader_name(n);
         let mut client = PivClient::new(Pcsc::connect_exact(&reader).map_err(err)?);
         client.select().map_err(err)?;

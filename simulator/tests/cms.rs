@@ -5,7 +5,7 @@ mod common;
 
 use common::Flaky;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use simulator::card::{self, Entropy};
+use simulator::card::{self, Entropy, Make};
 use simulator::client::{ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, unwrap_tlv};
 use simulator::cms::ca::Role;
 use simulator::cms::flows::{self, Cms, Request};
@@ -37,7 +37,12 @@ fn setup() -> Setup {
     let now = time::parse("2026-11-25").unwrap();
     Cms::init_ca(&db, now).unwrap();
     let image = dir.path().join("card.s9img");
-    card::init(&image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+    card::init(
+        &image,
+        Make::virtual_card(912_345_678, piv::Profile::Series9),
+        Entropy::Seed(1),
+    )
+    .unwrap();
     Setup {
         cms: Cms::open(&db).unwrap(),
         image,
@@ -196,7 +201,12 @@ fn a_card_removed_mid_personalisation_leaves_no_record() {
         }
         // A fresh image for the next attempt: this one may be half-done.
         std::fs::remove_file(&s.image).unwrap();
-        card::init(&s.image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+        card::init(
+            &s.image,
+            Make::virtual_card(912_345_678, piv::Profile::Series9),
+            Entropy::Seed(1),
+        )
+        .unwrap();
     }
 }
 
@@ -326,7 +336,12 @@ fn personalisation_resumes_after_a_crash_at_every_step() {
         db.execute_batch("DELETE FROM codes; DELETE FROM cards; DELETE FROM holders;")
             .unwrap();
         std::fs::remove_file(&s.image).unwrap();
-        card::init(&s.image, 912_345_678, true, Entropy::Seed(1)).unwrap();
+        card::init(
+            &s.image,
+            Make::virtual_card(912_345_678, piv::Profile::Series9),
+            Entropy::Seed(1),
+        )
+        .unwrap();
     }
     println!("personalisation resumed after a crash at each of {cuts} APDUs");
 }

@@ -1,6 +1,6 @@
 //! Self-service unlock: the code's rules at their edges, on card images.
 
-use simulator::card::{self, Entropy, SimCard};
+use simulator::card::{self, Entropy, Make, SimCard};
 use simulator::client::PivClient;
 use simulator::cms::ca::Role;
 use simulator::cms::flows::{self, Cms, Request};
@@ -24,7 +24,12 @@ impl World {
     /// A personalised card, locked (three wrong passcodes).
     fn locked_card(&mut self, serial: u32, uuid: &str, email: Option<&str>) -> SimCard {
         let image = self.dir.path().join(format!("{serial}.s9img"));
-        card::init(&image, serial, true, Entropy::Seed(u64::from(serial))).unwrap();
+        card::init(
+            &image,
+            Make::virtual_card(serial, piv::Profile::Series9),
+            Entropy::Seed(u64::from(serial)),
+        )
+        .unwrap();
         let (_, mut sim) = card::boot(&image, Entropy::Seed(1), false).unwrap();
         sim.power_on();
         let request = Request {

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use s9card_e2e::firmware_elf;
-use simulator::card::{self, Entropy};
+use simulator::card::{self, Entropy, Make};
 use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient, Transport};
 use simulator::firmware::{self, Firmware, FirmwareCard};
 
@@ -46,7 +46,12 @@ const SCRIPT: &[&[u8]] = &[
 fn the_firmware_answers_as_the_host_card_does() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    card::init(&image, 900_000_123, true, Entropy::Seed(5)).unwrap();
+    card::init(
+        &image,
+        Make::virtual_card(900_000_123, card::Profile::Series9),
+        Entropy::Seed(5),
+    )
+    .unwrap();
     let flash = dir.path().join("card.flash");
     firmware::to_firmware(&image, &flash).unwrap();
 
@@ -67,7 +72,12 @@ fn the_firmware_answers_as_the_host_card_does() {
 fn a_card_moves_between_host_and_firmware() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    card::init(&image, 900_000_124, true, Entropy::Seed(6)).unwrap();
+    card::init(
+        &image,
+        Make::virtual_card(900_000_124, card::Profile::Series9),
+        Entropy::Seed(6),
+    )
+    .unwrap();
     // Personalised on the host: a new PIN and an object.
     {
         let (_, mut host) = card::boot(&image, Entropy::Seed(6), false).unwrap();
@@ -125,7 +135,12 @@ fn witness(card: &mut FirmwareCard) -> Vec<u8> {
 fn no_two_boots_repeat_a_challenge() {
     let dir = tempfile::tempdir().unwrap();
     let flash = dir.path().join("card.flash");
-    firmware::init(&flash, 900_000_125, true, Entropy::Seed(8)).unwrap();
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_125, card::Profile::Series9),
+        Entropy::Seed(8),
+    )
+    .unwrap();
     let mut seen = std::collections::HashSet::new();
     for boot in 0..6 {
         let mut card = firmware_card(&flash);
@@ -160,7 +175,12 @@ fn a_flash_the_firmware_cannot_run_on_is_refused_with_the_reason() {
     // no randomness to run on. (`image to-firmware` adds a seed to such
     // images; this flash is written by hand.)
     let flash = dir.path().join("card.flash");
-    firmware::init(&flash, 900_000_126, true, Entropy::Seed(9)).unwrap();
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_126, card::Profile::Series9),
+        Entropy::Seed(9),
+    )
+    .unwrap();
     let mut header = firmware::flash_header(&flash).unwrap();
     header.seed = None;
     let mut bytes = std::fs::read(&flash).unwrap();

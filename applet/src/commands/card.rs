@@ -51,7 +51,7 @@ pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>
     let card = id.encode(&piv.device, ctx.rng)?;
     let (pin, puk) = pin::factory_records(id)?;
     let tries = Tries::full(pin::DEFAULT_TRIES).encode();
-    let (admin, admin_len) = ManagementKey::factory()?.encode(&piv.device, ctx.rng)?;
+    let (admin, admin_len) = ManagementKey::factory(piv.profile)?.encode(&piv.device, ctx.rng)?;
     let mut chuid = [0u8; 96];
     let chuid_len = objects::default_chuid(id, &mut chuid)?;
     let mut ccc = [0u8; 96];

@@ -268,7 +268,10 @@ pub(super) fn metadata(
             reply.tlv(Tag::constant(0x05), &[u8::from(key.is_default)])?;
         }
         other => {
-            let slot = Slot::from_byte(other)?;
+            // A reference the card does not have (a YubiKey Bio's `96`,
+            // say) is data not found, as a YubiKey answers: tools probe
+            // with it.
+            let slot = Slot::from_byte(other).map_err(|_| Error::KeyNotFound)?;
             let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot, &piv.device)?
                 .ok_or(Error::KeyNotFound)?;
             reply.tlv(Tag::constant(0x01), &[record.algorithm.byte()])?;

@@ -9,8 +9,9 @@ use super::card::identity;
 use super::{admin_of, pin_of};
 use crate::admin::{self, ManagementKey};
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::ins::KEY_REF_ADMIN;
-use crate::passcode::{self, FIELD, Padded};
+use crate::passcode::{FIELD, Padded};
 use crate::pin::{self, Tries};
 use crate::slot::{AdminAlgorithm, Passcode, TouchPolicy};
 use crate::{Piv, layout};
@@ -36,7 +37,7 @@ pub(super) fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) ->
             }
         }
         (0x00, field) => {
-            let candidate = Padded::pin(field)?;
+            let candidate = piv.rules().presented(Passcode::Pin, field)?;
             let id = identity(piv, ctx)?;
             pin::verify(ctx.store, &mut piv.session, &id, &candidate)
         }
@@ -52,13 +53,25 @@ fn two_fields(data: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok(data.split_at(FIELD))
 }
 
-/// The new PIN, refused (at no cost in tries) unless 6–8 digits and not weak.
-fn new_pin(field: &[u8]) -> Result<Padded> {
-    let new = Padded::pin(field)?;
-    if passcode::acceptable_new(new.value()) {
-        Ok(new)
-    } else {
-        Err(Error::BadData)
+/// The new value a command sets, as the profile's rules read it. A Series 9
+/// card refuses a bad one outright, at no cost in tries. A YubiKey checks
+/// the presented passcode first, so a bad new value after a wrong one is a
+/// wrong try (yubikit blocks the PUK with empty values, and counts on it);
+/// after a right one it is refused with nothing changed.
+fn new_value(
+    piv: &mut Piv,
+    ctx: &mut Context<'_>,
+    id: &Identity,
+    (checked, presented): (Passcode, &Padded),
+    (which, field): (Passcode, &[u8]),
+) -> Result<Padded> {
+    let rules = piv.rules();
+    match rules.new_value(which, field) {
+        Err(refused) if rules.checks_presented_first() => {
+            pin::check(ctx.store, &mut piv.session, id, checked, presented, &[])?;
+            Err(refused)
+        }
+        outcome => outcome,
     }
 }
 
@@ -74,11 +87,9 @@ pub(super) fn change_reference(
     }
     let which = Passcode::from_byte(cmd.p2())?;
     let (old, new) = two_fields(cmd.data())?;
-    let (old, new) = match which {
-        Passcode::Pin => (Padded::pin(old)?, new_pin(new)?),
-        Passcode::Puk => (Padded::puk(old)?, Padded::puk(new)?),
-    };
+    let old = piv.rules().presented(which, old)?;
     let id = identity(piv, ctx)?;
+    let new = new_value(piv, ctx, &id, (which, &old), (which, new))?;
     let record = pin::encode_digest(&pin::digest(&id, which, &new)?, false);
     pin::check(
         ctx.store,
@@ -101,8 +112,9 @@ pub(super) fn reset_retry_counter(
         return Err(Error::BadParameters);
     }
     let (puk, new) = two_fields(cmd.data())?;
-    let (puk, new) = (Padded::puk(puk)?, new_pin(new)?);
+    let puk = piv.rules().presented(Passcode::Puk, puk)?;
     let id = identity(piv, ctx)?;
+    let new = new_value(piv, ctx, &id, (Passcode::Puk, &puk), (Passcode::Pin, new))?;
     let pin_tries = pin::tries(ctx.store, Passcode::Pin)?;
     let record = pin::encode_digest(&pin::digest(&id, Passcode::Pin, &new)?, false);
     let full = Tries::full(pin_tries.max).encode();

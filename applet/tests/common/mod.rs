@@ -1,15 +1,16 @@
 //! A PIV card in-process, and the host side of its protocols, for tests.
 #![allow(dead_code)]
 
+use card_os::Card;
 use card_os::testing::RamFlash;
-use card_os::{Card, atr};
-use piv::{DeviceKey, Piv};
+use piv::{DeviceKey, Management, Piv, Profile};
 use piv_client::{MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
-pub type PivCard<F = Flash> = Card<F, ChaCha8Rng, (Piv,)>;
+/// PIV, and the Management application a YubiKey-compatible card has.
+pub type PivCard<F = Flash> = Card<F, ChaCha8Rng, (Piv, Option<Management>)>;
 
 pub const SELECT: &str = "00A4040005A000000308";
 pub const DEFAULT_MGM: [u8; 24] = [
@@ -32,14 +33,29 @@ pub fn device_key() -> DeviceKey {
     DeviceKey::new([0x5D; 32])
 }
 
-/// Boots a card on `flash`, powered, with a seeded RNG.
+/// Boots a Series 9 card on `flash`, powered, with a seeded RNG.
 pub fn boot_on<F: embedded_storage::nor_flash::NorFlash>(flash: F, seed: u64) -> PivCard<F> {
-    let atr = atr::t1(b"\x80\x73\xC0\x21\xC0\x57S9CARDV").unwrap();
+    boot_as(flash, seed, Profile::Series9)
+}
+
+/// Boots a card of `profile` on `flash`, as the simulator makes one.
+pub fn boot_as<F: embedded_storage::nor_flash::NorFlash>(
+    flash: F,
+    seed: u64,
+    profile: Profile,
+) -> PivCard<F> {
+    let management = match profile {
+        Profile::Series9 => None,
+        Profile::YubiKey { pin_complexity } => Some(Management::new(device_key(), pin_complexity)),
+    };
     let mut card = Card::boot(
         flash,
         ChaCha8Rng::seed_from_u64(seed),
-        (Piv::new(device_key(), true),),
-        atr,
+        (
+            Piv::new(device_key(), true).with_profile(profile),
+            management,
+        ),
+        piv::atr(profile, true),
     )
     .unwrap();
     card.power_on();

@@ -131,7 +131,12 @@ pub fn personalize(
             }
             let image = out.join(format!("{}.s9img", r.uuid));
             let serial = next_serial;
-            card::init(&image, serial, true, Entropy::Os).map_err(|e| e.to_string())?;
+            card::init(
+                &image,
+                card::Make::virtual_card(serial, piv::Profile::Series9),
+                Entropy::Os,
+            )
+            .map_err(|e| e.to_string())?;
             next_serial += 1;
             let (_, mut sim) = card::boot(&image, Entropy::Os, true).map_err(|e| e.to_string())?;
             sim.power_on();
