@@ -7,6 +7,7 @@ use card_os::{Context, Reply};
 use zeroize::Zeroizing;
 
 use crate::Piv;
+use crate::Profile;
 use crate::admin::{self, AuthFields, ManagementKey};
 use crate::algorithm::{Algorithm, Use};
 use crate::crypto::MAX_OUTPUT;
@@ -142,9 +143,14 @@ pub(super) fn general_authenticate(
             let label = layout::slot_key(slot);
             let record =
                 KeyRecord::load(ctx.store, label, slot, &piv.device)?.ok_or(Error::KeyNotFound)?;
-            // P1 names the key's algorithm; another is a wrong parameter.
+            // P1 names the key's algorithm; another is a wrong parameter
+            // (`6A 86`), which a YubiKey reports as wrong data (`6A 80`):
+            // ykman tells a key that is not the certificate's by it.
             if record.algorithm != algorithm {
-                return Err(Error::BadParameters);
+                return Err(match piv.profile {
+                    Profile::Series9 => Error::BadParameters,
+                    Profile::YubiKey { .. } => Error::BadData,
+                });
             }
             if !algorithm.can(operation) {
                 return Err(Error::BadData);
