@@ -109,7 +109,10 @@ fn up_names_each_missing_prerequisite() {
     ]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("--cards 17: from 1 to 16"), "{text}");
+    assert!(
+        text.contains("--cards 17: from 1 to 14 for this profile"),
+        "{text}"
+    );
     assert!(
         text.contains("no firmware at /nonexistent/firmware.elf"),
         "{text}"
