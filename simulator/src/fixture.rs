@@ -57,6 +57,7 @@ fn err(e: impl std::fmt::Display) -> FixtureError {
 #[derive(Clone, Debug)]
 pub struct CardBuilder {
     profile: CardProfile,
+    pin_complexity: bool,
     latency: Option<String>,
     seed: Option<u64>,
     serial: Option<u32>,
@@ -66,6 +67,7 @@ pub struct CardBuilder {
 pub fn card() -> CardBuilder {
     CardBuilder {
         profile: CardProfile::Series9,
+        pin_complexity: false,
         latency: None,
         seed: None,
         serial: None,
@@ -77,6 +79,13 @@ impl CardBuilder {
     /// set.
     pub fn profile(mut self, profile: CardProfile) -> Self {
         self.profile = profile;
+        self
+    }
+
+    /// With the YubiKey profile: refuse trivial new PINs and PUKs
+    /// (`s9card init --pin-complexity`).
+    pub fn pin_complexity(mut self) -> Self {
+        self.pin_complexity = true;
         self
     }
 
@@ -126,7 +135,11 @@ impl CardBuilder {
         let dir = TempDir::new()?;
         let image = dir.path().join("card.s9img");
         let serial = self.serial_or_draw()?;
-        let make = card::Make::virtual_card(serial, self.profile.profile());
+        let profile = self
+            .profile
+            .profile(self.pin_complexity)
+            .ok_or_else(|| err(crate::up::COMPLEXITY_NEEDS_YUBIKEY))?;
+        let make = card::Make::virtual_card(serial, profile);
         card::init(&image, make, self.entropy()).map_err(err)?;
         Ok((dir, image, serial))
     }

@@ -15,6 +15,7 @@ pub mod server;
 pub mod trace;
 pub mod up;
 pub mod vpcd;
+pub mod vpcd_driver;
 
 use std::path::PathBuf;
 

@@ -107,12 +107,17 @@ enum Command {
     /// sees them, and prints readers and serials. `s9card down` stops
     /// exactly what it started.
     Up {
-        /// How many cards, one reader each (1 to 16).
+        /// How many cards, one reader each (1 to 14; the YubiKey profile
+        /// has one reader).
         #[arg(long, default_value_t = 1)]
         cards: usize,
         /// The card.
         #[arg(long, value_enum, default_value = "series9")]
         profile: simulator::up::CardProfile,
+        /// With the YubiKey profile: refuse trivial new PINs and PUKs
+        /// (`69 85`), as a YubiKey with PIN complexity does.
+        #[arg(long)]
+        pin_complexity: bool,
         /// A latency profile: yubikey5, nitrokey3, javacard, none, or a file.
         #[arg(long, value_name = "PROFILE")]
         latency: Option<String>,
@@ -606,17 +611,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Some(s) => parse_serial(&s)?,
                 None => 900_000_000 + (rand_serial()? % 100_000_000),
             };
-            let profile = match (profile.profile(), pin_complexity) {
-                (piv::Profile::Series9, true) => {
-                    return Err(
-                        "--pin-complexity is a YubiKey profile setting (--profile yubikey)".into(),
-                    );
-                }
-                (piv::Profile::YubiKey { .. }, pin_complexity) => {
-                    piv::Profile::YubiKey { pin_complexity }
-                }
-                (series9, false) => series9,
-            };
+            let profile = profile
+                .profile(pin_complexity)
+                .ok_or(simulator::up::COMPLEXITY_NEEDS_YUBIKEY)?;
             let make = card::Make {
                 serial,
                 is_virtual,
@@ -648,6 +645,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Up {
             cards,
             profile,
+            pin_complexity,
             latency,
             firmware,
             seed,
@@ -657,6 +655,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let options = simulator::up::UpOptions {
                 cards,
                 profile,
+                pin_complexity,
                 latency,
                 firmware,
                 seed,
@@ -684,6 +683,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         "OpenSC shows four cards unless: export OPENSC_CONF={}",
                         up.opensc_conf.display()
                     );
+                }
+                if profile == simulator::up::CardProfile::Yubikey {
+                    second_yubikey_reader_note();
                 }
                 println!("Log: {}; stop with: s9card down", up.log.display());
             }
@@ -729,6 +731,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             for n in 0..readers {
                 println!("{}", simulator::readers::reader_name(n));
             }
+            println!(
+                "{}",
+                simulator::readers::reader_name(simulator::readers::YUBIKEY_FIRST)
+            );
+            second_yubikey_reader_note();
             Ok(())
         }
         Command::Insert { reader, control } => {
@@ -997,6 +1004,18 @@ fn finish(answer: String) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{answer}");
     Ok(())
+}
+
+/// Where vpcd's driver could not be made single-slot, tools that look for
+/// YubiKeys see a second, empty one.
+fn second_yubikey_reader_note() {
+    if simulator::readers::second_yubikey_reader() {
+        println!(
+            "note: pcscd also lists an empty {} 00 01 (this vpcd driver could not be made single-slot): \
+             name the card to ykman with --device SERIAL",
+            simulator::readers::YUBIKEY_NAME
+        );
+    }
 }
 
 fn rand_serial() -> Result<u32, Box<dyn std::error::Error>> {

@@ -15,11 +15,13 @@
 //!   `Virtual PCD` (as stock, `Virtual PCD 00 00` and `00 01`), then
 //!   `Virtual PCD 1`, `Virtual PCD 2`…
 //!
-//! After them come two readers named like a YubiKey's, `Yubico YubiKey
-//! CCID 00 00` and `00 01` (readers 14 and 15): much PIV software looks for
-//! that name, and cards of the YubiKey profile are served there. They are
-//! in every configuration of ours, so a card of either profile needs no
-//! restart of pcscd.
+//! After them comes one reader named like a YubiKey's, `Yubico YubiKey
+//! CCID 00 00` (reader 14): much PIV software looks for that name, and the
+//! card of the YubiKey profile is served there. Its entry loads a copy of
+//! the driver made single-slot ([`crate::vpcd_driver`]), because a second,
+//! empty YubiKey-named reader makes ykman count two devices and wait 3 s
+//! at every command. It is in every configuration of ours, so a card of
+//! either profile needs no restart of pcscd.
 //!
 //! Reader `n` listens on port 35963 + `n`, which is where `s9card serve`
 //! puts its `n`-th card. The configuration lives in its own root-owned
@@ -39,11 +41,15 @@ pub const BASE_PORT: u16 = 35963;
 pub const SLOTS_PER_ENTRY: usize = 2;
 /// pcscd's limit (`PCSCLITE_MAX_READERS_CONTEXTS`).
 pub const PCSCD_READERS: usize = 16;
-/// The YubiKey-named readers, after the `Virtual PCD` ones.
-pub const YUBIKEY_READERS: usize = SLOTS_PER_ENTRY;
-/// `Virtual PCD` readers: what pcscd holds beside the YubiKey-named ones.
-pub const MAX_READERS: usize = PCSCD_READERS - YUBIKEY_READERS;
-/// The first YubiKey-named reader's number.
+/// The YubiKey-named readers, after the `Virtual PCD` ones: one, as a
+/// real YubiKey is.
+pub const YUBIKEY_READERS: usize = 1;
+/// `Virtual PCD` readers: the whole entries of two slots that pcscd holds
+/// beside the YubiKey-named entry (which has two slots where the driver
+/// cannot be made single-slot).
+pub const MAX_READERS: usize =
+    (PCSCD_READERS - SLOTS_PER_ENTRY) / SLOTS_PER_ENTRY * SLOTS_PER_ENTRY;
+/// The YubiKey-named reader's number.
 pub const YUBIKEY_FIRST: usize = MAX_READERS;
 /// The YubiKey-named readers' name, as YubiKeys with only CCID enabled
 /// show theirs (tools take the interfaces from it).
@@ -86,7 +92,7 @@ impl std::fmt::Display for ReadersError {
         match self {
             ReadersError::Count(n) => write!(
                 f,
-                "{n} readers: pcscd holds 1 to {MAX_READERS} vpcd readers of ours (one card per reader) and {YUBIKEY_READERS} named like a YubiKey"
+                "{n} readers: pcscd holds 1 to {MAX_READERS} vpcd readers of ours (one card per reader) and one named like a YubiKey"
             ),
             ReadersError::NoDriver(p) => write!(
                 f,
@@ -148,9 +154,18 @@ pub fn stock_driver() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(STOCK_DRIVER))
 }
 
+/// A driver file of the configuration's, beside the stock one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverCopy {
+    /// Where it goes.
+    pub path: PathBuf,
+    /// Whether it is made single-slot (the YubiKey-named entry's).
+    pub single_slot: bool,
+}
+
 /// The configuration file's text for `readers` `Virtual PCD` readers and
-/// the YubiKey-named ones, and the driver copies it names under `dir`.
-pub fn configuration(readers: usize, dir: &Path, driver: &Path) -> (String, Vec<PathBuf>) {
+/// the YubiKey-named one, and the driver copies it names under `dir`.
+pub fn configuration(readers: usize, dir: &Path, driver: &Path) -> (String, Vec<DriverCopy>) {
     let entries = readers.div_ceil(SLOTS_PER_ENTRY);
     let yubikey_entry = YUBIKEY_FIRST / SLOTS_PER_ENTRY;
     let mut text = String::from(
@@ -160,15 +175,21 @@ pub fn configuration(readers: usize, dir: &Path, driver: &Path) -> (String, Vec<
     let mut copies = Vec::new();
     for entry in (0..entries).chain([yubikey_entry]) {
         let (name, library) = if entry == yubikey_entry {
-            let copy = dir.join("libifdvpcd-yubikey.so");
-            copies.push(copy.clone());
-            (YUBIKEY_NAME.to_string(), copy)
+            let path = dir.join("libifdvpcd-yubikey.so");
+            copies.push(DriverCopy {
+                path: path.clone(),
+                single_slot: true,
+            });
+            (YUBIKEY_NAME.to_string(), path)
         } else if entry == 0 {
             ("Virtual PCD".to_string(), driver.to_path_buf())
         } else {
-            let copy = dir.join(format!("libifdvpcd-{entry}.so"));
-            copies.push(copy.clone());
-            (format!("Virtual PCD {entry}"), copy)
+            let path = dir.join(format!("libifdvpcd-{entry}.so"));
+            copies.push(DriverCopy {
+                path: path.clone(),
+                single_slot: false,
+            });
+            (format!("Virtual PCD {entry}"), path)
         };
         let port = reader_port(entry * SLOTS_PER_ENTRY);
         text.push_str(&format!(
@@ -246,7 +267,7 @@ pub fn write_configuration(readers: usize) -> Result<PathBuf, ReadersError> {
     }
     let dir = Path::new(CONF_DIR);
     let (text, copies) = configuration(readers, dir, &driver);
-    let staged = tempfile_in_tmp(&text)?;
+    let staged = tempfile_in_tmp(text.as_bytes())?;
     let conf = dir.join("reader.conf");
     let mut mkdir = as_root("install");
     mkdir.args(["-d", "-m", "0755", CONF_DIR]);
@@ -257,17 +278,45 @@ pub fn write_configuration(readers: usize) -> Result<PathBuf, ReadersError> {
     let _ = std::fs::remove_file(&staged);
     written?;
     for copy in copies {
+        let single = if copy.single_slot {
+            match crate::vpcd_driver::single_slot(&std::fs::read(&driver)?) {
+                Ok(bytes) => Some(tempfile_in_tmp(&bytes)?),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: {e}; the {YUBIKEY_NAME} entry keeps its second, empty reader",
+                        driver.display()
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut put = as_root("install");
-        put.args(["-m", "0644"]).arg(&driver).arg(&copy);
-        run(put, "copying the vpcd driver")?;
+        put.args(["-m", "0644"])
+            .arg(single.as_deref().unwrap_or(&driver))
+            .arg(&copy.path);
+        let copied = run(put, "copying the vpcd driver");
+        if let Some(staged) = single {
+            let _ = std::fs::remove_file(staged);
+        }
+        copied?;
     }
     Ok(conf)
 }
 
-fn tempfile_in_tmp(text: &str) -> Result<PathBuf, ReadersError> {
+fn tempfile_in_tmp(bytes: &[u8]) -> Result<PathBuf, ReadersError> {
     let path = crate::private::temp_path("s9card-reader-conf-")?;
-    crate::private::write_new(&path, text.as_bytes())?;
+    crate::private::write_new(&path, bytes)?;
     Ok(path)
+}
+
+/// Whether pcscd lists a second YubiKey-named reader: the driver could not
+/// be made single-slot, so tools that look for YubiKeys see two and must
+/// be told which (`ykman --device SERIAL`).
+pub fn second_yubikey_reader() -> bool {
+    let second = format!("{YUBIKEY_NAME} 00 01");
+    listed().iter().any(|(name, _)| *name == second)
 }
 
 /// What PC/SC shows: each reader's name and whether a card is in it.
@@ -446,11 +495,13 @@ mod tests {
         assert_eq!(reader_name(7), "Virtual PCD 3 00 01");
         assert_eq!(reader_port(0), 35963);
         assert_eq!(reader_port(7), 35970);
-        assert_eq!(reader_name(14), "Yubico YubiKey CCID 00 00");
-        assert_eq!(reader_name(15), "Yubico YubiKey CCID 00 01");
-        assert_eq!(reader_port(14), 35977);
+        assert_eq!(MAX_READERS, 14);
+        assert_eq!(reader_name(YUBIKEY_FIRST), "Yubico YubiKey CCID 00 00");
+        assert_eq!(reader_port(YUBIKEY_FIRST), 35977);
         // No name is a part of another's, so a substring match finds one.
-        let names: Vec<String> = (0..PCSCD_READERS).map(reader_name).collect();
+        let names: Vec<String> = (0..YUBIKEY_FIRST + YUBIKEY_READERS)
+            .map(reader_name)
+            .collect();
         for (i, a) in names.iter().enumerate() {
             for (j, b) in names.iter().enumerate() {
                 assert!(i == j || !b.contains(a.as_str()), "{a} in {b}");
@@ -462,12 +513,16 @@ mod tests {
     fn every_entry_after_the_first_loads_its_own_driver_copy() {
         let dir = Path::new("/run/s9card/pcscd");
         let (text, copies) = configuration(5, dir, Path::new("/lib/vpcd.so"));
+        let copy = |name: &str, single_slot| DriverCopy {
+            path: dir.join(name),
+            single_slot,
+        };
         assert_eq!(
             copies,
             [
-                dir.join("libifdvpcd-1.so"),
-                dir.join("libifdvpcd-2.so"),
-                dir.join("libifdvpcd-yubikey.so")
+                copy("libifdvpcd-1.so", false),
+                copy("libifdvpcd-2.so", false),
+                copy("libifdvpcd-yubikey.so", true)
             ]
         );
         let entries: Vec<&str> = text.split("\nFRIENDLYNAME ").skip(1).collect();

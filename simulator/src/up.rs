@@ -53,16 +53,23 @@ impl CardProfile {
         }
     }
 
-    /// The card's profile as its factory record says it.
-    pub fn profile(self) -> piv::Profile {
-        match self {
-            CardProfile::Series9 => piv::Profile::Series9,
-            CardProfile::Yubikey => piv::Profile::YubiKey {
-                pin_complexity: false,
-            },
+    /// The card's profile as its factory record says it, with PIN
+    /// complexity or without; `None` for complexity on a Series 9 card,
+    /// whose passcode rules are the NHS's own.
+    pub fn profile(self, pin_complexity: bool) -> Option<piv::Profile> {
+        match (self, pin_complexity) {
+            (CardProfile::Series9, false) => Some(piv::Profile::Series9),
+            (CardProfile::Series9, true) => None,
+            (CardProfile::Yubikey, pin_complexity) => {
+                Some(piv::Profile::YubiKey { pin_complexity })
+            }
         }
     }
 }
+
+/// What is said when `--pin-complexity` comes without `--profile yubikey`.
+pub const COMPLEXITY_NEEDS_YUBIKEY: &str =
+    "--pin-complexity is a YubiKey profile setting (--profile yubikey)";
 
 /// What `up` is asked for.
 #[derive(Clone, Debug)]
@@ -71,6 +78,8 @@ pub struct UpOptions {
     pub cards: usize,
     /// Which card.
     pub profile: CardProfile,
+    /// YubiKey profile: refuse trivial new PINs and PUKs.
+    pub pin_complexity: bool,
     /// A latency profile (built-in name or file).
     pub latency: Option<String>,
     /// Serve the cards as firmware under QEMU: this ELF.
@@ -174,6 +183,9 @@ pub fn missing(options: &UpOptions) -> Vec<String> {
             ));
         }
     }
+    if options.profile.profile(options.pin_complexity).is_none() {
+        missing.push(COMPLEXITY_NEEDS_YUBIKEY.to_string());
+    }
     let most = options.profile.max_cards();
     if options.cards == 0 || options.cards > most {
         missing.push(format!(
@@ -270,7 +282,11 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
         let entropy = options
             .seed
             .map_or(Entropy::Os, |s| Entropy::Seed(s.wrapping_add(n as u64)));
-        let make = card::Make::virtual_card(serial, options.profile.profile());
+        let profile = options
+            .profile
+            .profile(options.pin_complexity)
+            .ok_or_else(|| err(COMPLEXITY_NEEDS_YUBIKEY))?;
+        let make = card::Make::virtual_card(serial, profile);
         if options.firmware.is_some() {
             let flash = image.with_extension("flash");
             let _ = std::fs::remove_file(&flash);

@@ -117,6 +117,36 @@ fn up_names_each_missing_prerequisite() {
         text.contains("no firmware at /nonexistent/firmware.elf"),
         "{text}"
     );
+
+    // One YubiKey-named reader, as a YubiKey is one; PIN complexity is a
+    // YubiKey setting.
+    let out = s9(&[
+        "up",
+        "--profile",
+        "yubikey",
+        "--cards",
+        "2",
+        "--state",
+        state.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--cards 2: from 1 to 1 for this profile"),
+        "{text}"
+    );
+    let out = s9(&[
+        "up",
+        "--pin-complexity",
+        "--state",
+        state.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--pin-complexity is a YubiKey profile setting"),
+        "{text}"
+    );
 }
 
 #[test]
