@@ -83,6 +83,7 @@ pub struct RamFlash<const SIZE: usize, const PAGE: usize, const WORD: usize = 4>
     bytes: [u8; SIZE],
     erases: [u32; MAX_COUNTED_PAGES],
     programs: u64,
+    programmed: u64,
     erase_ops: u64,
     /// Words that fail every read until erased, as an ECC flash fails to
     /// read a word a power cut left half-programmed or half-erased.
@@ -107,6 +108,7 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> RamFlash<SIZE, PAG
             bytes: [0xFF; SIZE],
             erases: [0; MAX_COUNTED_PAGES],
             programs: 0,
+            programmed: 0,
             erase_ops: 0,
             poisoned: heapless::Vec::new(),
         }
@@ -135,6 +137,11 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> RamFlash<SIZE, PAG
     /// Program operations so far.
     pub const fn programs(&self) -> u64 {
         self.programs
+    }
+
+    /// Bytes programmed so far.
+    pub const fn programmed_bytes(&self) -> u64 {
+        self.programmed
     }
 
     /// Erase operations so far.
@@ -219,6 +226,7 @@ impl<const SIZE: usize, const PAGE: usize, const WORD: usize> NorFlash
         }
         dst.copy_from_slice(bytes);
         self.programs += 1;
+        self.programmed += bytes.len() as u64;
         Ok(())
     }
 }
