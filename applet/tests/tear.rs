@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use card_os::store::Store;
 use card_os::testing::{TearingFlash, for_each_record};
 use common::*;
+use piv::Profile;
 
 type Torn = TearingFlash<Flash>;
 type Dump = BTreeMap<u16, Vec<u8>>;
@@ -164,7 +165,8 @@ fn crowd(card: &mut PivCard<Torn>) -> Flash {
     unreachable!()
 }
 
-fn run(s: &Scenario, crowded: bool) -> usize {
+fn run(s: &Scenario, crowded: bool, profile: Profile) -> usize {
+    let boot_on = |flash, seed| boot_as(flash, seed, profile);
     // The starting card.
     let mut card = boot_on(Torn::new(Flash::new(), None, 0), 7);
     send(&mut card, &hex(SELECT));
@@ -224,7 +226,7 @@ fn run(s: &Scenario, crowded: bool) -> usize {
                     );
                 }
             }
-            let mut rebooted = boot_on(flash, 11);
+            let mut rebooted = boot_as(flash, 11, profile);
             assert_eq!(sw(&send(&mut rebooted, &hex(SELECT))), 0x9000);
             assert_eq!(send(&mut rebooted, &hex("00FD000000")), hex("0507019000"));
             cuts += 1;
@@ -478,14 +480,28 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
             command: commit_renewal,
         },
     ];
+    let (total, grew) = run_all(&scenarios, Profile::Series9);
+    println!(
+        "PIV tear tests: {total} cut points over {} commands ({WAYS} ways per operation)",
+        scenarios.len()
+    );
+    assert!(
+        grew >= scenarios.len() - 3,
+        "the crowded store rarely collected during the command"
+    );
+}
+
+/// Runs each scenario on a fresh store and on a crowded one; the cut
+/// points, and how many commands the crowded store made collect.
+fn run_all(scenarios: &[Scenario], profile: Profile) -> (usize, usize) {
     let mut total = 0;
     let mut grew = 0;
-    println!("  {:<28} {:>6} {:>9}", "command", "fresh", "crowded");
-    for s in &scenarios {
-        let fresh = run(s, false);
+    println!("  {:<36} {:>6} {:>9}", "command", "fresh", "crowded");
+    for s in scenarios {
+        let fresh = run(s, false, profile);
         // The same command on a store that must collect garbage to make room.
-        let crowded = run(s, true);
-        println!("  {:<28} {fresh:>6} {crowded:>9}", s.name);
+        let crowded = run(s, true, profile);
+        println!("  {:<36} {fresh:>6} {crowded:>9}", s.name);
         assert!(fresh >= 1, "{}: no flash operation to cut", s.name);
         // A prelude that writes (VERIFY) may collect before the command does.
         assert!(
@@ -496,13 +512,82 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
         grew += usize::from(crowded > fresh);
         total += fresh + crowded;
     }
-    println!(
-        "PIV tear tests: {total} cut points over {} commands ({WAYS} ways per operation)",
-        scenarios.len()
+    (total, grew)
+}
+
+/// CHANGE REFERENCE DATA of `reference` from `old` to `new`, each padded.
+fn change(reference: u8, old: &[u8], new: &[u8]) -> Vec<u8> {
+    let mut apdu = vec![0x00, 0x24, 0x00, reference, 0x10];
+    apdu.extend(padded(old));
+    apdu.extend(padded(new));
+    apdu
+}
+
+/// The YubiKey profile's own passcode paths: any 8 bytes are a presented
+/// value (a PIN of the wrong length is a wrong try), the old value is
+/// checked before the new one's form, and PIN complexity refuses a new
+/// value after a right old one. Each commits its try first, as VERIFY does.
+#[test]
+fn yubikey_passcode_paths_survive_a_cut_at_every_operation() {
+    let scenarios = [
+        Scenario {
+            name: "VERIFY of the wrong length",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[],
+            expect: 0x63C2,
+            command: |c| verify(c, b"1234"),
+        },
+        Scenario {
+            name: "VERIFY right",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[PIN_TRIES],
+            expect: 0x9000,
+            command: |c| verify(c, b"123456"),
+        },
+        Scenario {
+            name: "CHANGE PIN, wrong old, short new",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[],
+            expect: 0x63C2,
+            command: |c| sw(&send(c, &change(0x80, b"999999", b"1"))),
+        },
+        Scenario {
+            name: "CHANGE PIN, right old, repeated new",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[PIN_TRIES],
+            expect: 0x6985,
+            command: |c| sw(&send(c, &change(0x80, b"123456", b"111111"))),
+        },
+        Scenario {
+            name: "CHANGE PUK, old of the wrong length",
+            setup: nothing,
+            prelude: nothing,
+            checks: &[],
+            expect: 0x63C2,
+            command: |c| sw(&send(c, &change(0x81, b"1234", b"87654321"))),
+        },
+        Scenario {
+            name: "GENERATE (AES-192 management key)",
+            setup: nothing,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| exchange(c, [0x00, 0x47, 0x00, 0x9A], &hex("AC03800111")).1,
+        },
+    ];
+    let (total, _) = run_all(
+        &scenarios,
+        Profile::YubiKey {
+            pin_complexity: true,
+        },
     );
-    assert!(
-        grew >= scenarios.len() - 3,
-        "the crowded store rarely collected during the command"
+    println!(
+        "YubiKey-profile tear tests: {total} cut points over {} commands ({WAYS} ways per operation)",
+        scenarios.len()
     );
 }
 

@@ -4,17 +4,19 @@
 //! stays blocked until unblocked (or the application is reset, which needs
 //! both blocked), the key in 9A changes only through GENERATE or a raw
 //! command, the private key never appears in a response, and a reset clears
-//! the PIN status.
+//! the PIN status. The card's profile is the input's last byte: Series 9,
+//! or YubiKey-compatible (its passcode order, its session rules) without or
+//! with PIN complexity.
 #![no_main]
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
 use libfuzzer_sys::fuzz_target;
-use piv::{DeviceKey, Piv};
+use piv::{DeviceKey, Piv, Profile};
+use piv_client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use piv_client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use std::sync::OnceLock;
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;
@@ -176,11 +178,11 @@ fn presents_raw(apdu: &[u8], chain_open: bool) -> Presents {
 }
 const DEVICE: [u8; 32] = [5; 32];
 
-fn boot(flash: Torn) -> TheCard {
+fn boot(flash: Torn, profile: Profile) -> TheCard {
     let mut card = Card::boot(
         flash,
         ChaCha8Rng::seed_from_u64(2),
-        (Piv::new(DeviceKey::new(DEVICE), true),),
+        (Piv::new(DeviceKey::new(DEVICE), true).with_profile(profile),),
         atr::t1(&[]).unwrap(),
     )
     .unwrap();
@@ -248,7 +250,34 @@ fn operation(algorithm: Algorithm) -> (u8, Vec<u8>) {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+/// The profile a byte names.
+fn profile(byte: u8) -> Profile {
+    match byte % 3 {
+        0 => Profile::Series9,
+        n => Profile::YubiKey {
+            pin_complexity: n == 2,
+        },
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The last byte, so that the operations keep their bytes' meaning.
+    let (profile, ops) = match data.split_last() {
+        Some((&last, rest)) => (profile(last), rest),
+        None => (Profile::Series9, data),
+    };
+    let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(ops)) else {
+        return;
+    };
+    run(profile, &ops);
+});
+
+fn run(profile: Profile, ops: &[Op]) {
+    let mgm = match profile {
+        Profile::Series9 => MgmAlgorithm::Tdes,
+        Profile::YubiKey { .. } => MgmAlgorithm::Aes192,
+    };
+    let boot = |flash| boot(flash, profile);
     let mut card = boot(Torn::new(Flash::new(), None, 0));
     let (mut pin, mut puk) = (Passcode::new(FACTORY_PIN), Passcode::new(FACTORY_PUK));
     let mut verified = false;
@@ -323,7 +352,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 Op::Generate(n) => {
                     let algorithm = ALGORITHMS[usize::from(*n) % ALGORITHMS.len()];
-                    if c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).is_ok()
+                    if c.authenticate(mgm, &DEFAULT_MGM).is_ok()
                         && let Ok(p) = c.generate_key(0x9A, algorithm, false)
                     {
                         responses.push(p);
@@ -450,4 +479,4 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
     }
-});
+}

@@ -1,6 +1,8 @@
-//! One arbitrary APDU against a selected PIV card with keys: no panic,
-//! never 6F 00, and an error leaves the persistent state byte for byte as it
-//! was, except that a wrong PIN or PUK costs exactly one try.
+//! One arbitrary APDU against a selected PIV card with keys, of each
+//! profile (Series 9; YubiKey-compatible without and with PIN complexity,
+//! beside its Management application): no panic, never 6F 00, and an error
+//! leaves the persistent state byte for byte as it was, except that a wrong
+//! PIN or PUK costs exactly one try.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -10,18 +12,36 @@ use card_os::store::Store;
 use card_os::testing::{RamFlash, for_each_record};
 use card_os::{Card, atr};
 use libfuzzer_sys::fuzz_target;
-use piv::{DeviceKey, Piv};
+use piv::{DeviceKey, Management, Piv, Profile};
+use piv_client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use piv_client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 
 type Flash = RamFlash<{ 64 * 1024 }, 4096>;
+type TheCard = Card<Flash, ChaCha8Rng, (Piv, Option<Management>)>;
 
-fn boot(flash: Flash) -> Card<Flash, ChaCha8Rng, (Piv,)> {
+const PROFILES: [Profile; 3] = [
+    Profile::Series9,
+    Profile::YubiKey {
+        pin_complexity: false,
+    },
+    Profile::YubiKey {
+        pin_complexity: true,
+    },
+];
+
+fn boot(flash: Flash, profile: Profile) -> TheCard {
+    let device = DeviceKey::new([3; 32]);
+    let management = match profile {
+        Profile::Series9 => None,
+        Profile::YubiKey { pin_complexity } => {
+            Some(Management::new(device.clone(), pin_complexity))
+        }
+    };
     let mut card = Card::boot(
         flash,
         ChaCha8Rng::seed_from_u64(1),
-        (Piv::new(DeviceKey::new([3; 32]), true),),
+        (Piv::new(device, true).with_profile(profile), management),
         atr::t1(&[]).unwrap(),
     )
     .unwrap();
@@ -29,14 +49,24 @@ fn boot(flash: Flash) -> Card<Flash, ChaCha8Rng, (Piv,)> {
     card
 }
 
-/// A card with keys in 9A and 9E and a certificate object.
-fn base() -> &'static Flash {
-    static BASE: OnceLock<Flash> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let mut card = boot(Flash::new());
+/// The factory management key's algorithm: 3DES, or AES-192 as on a
+/// YubiKey 5.7.
+fn factory_mgm(profile: Profile) -> MgmAlgorithm {
+    match profile {
+        Profile::Series9 => MgmAlgorithm::Tdes,
+        Profile::YubiKey { .. } => MgmAlgorithm::Aes192,
+    }
+}
+
+/// A card of profile `n` with keys in 9A and 9E and a certificate object.
+fn base(n: usize) -> &'static Flash {
+    static BASES: [OnceLock<Flash>; 3] = [const { OnceLock::new() }; 3];
+    BASES[n].get_or_init(|| {
+        let profile = PROFILES[n];
+        let mut card = boot(Flash::new(), profile);
         let mut c = PivClient::new(&mut card);
         c.select().unwrap();
-        c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        c.authenticate(factory_mgm(profile), &DEFAULT_MGM).unwrap();
         c.generate(0x9A, false).unwrap();
         c.generate(0x9E, false).unwrap();
         c.put_object(0x5FC105, &[0x70, 0x01, 0xAA]).unwrap();
@@ -55,8 +85,14 @@ fn dump(flash: &Flash) -> BTreeMap<u16, Vec<u8>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let before = dump(base());
-    let mut card = boot(base().clone());
+    for n in 0..PROFILES.len() {
+        one_apdu(data, n);
+    }
+});
+
+fn one_apdu(data: &[u8], n: usize) {
+    let before = dump(base(n));
+    let mut card = boot(base(n).clone(), PROFILES[n]);
     card.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
         .unwrap();
     let rsp = card.transmit(data).unwrap();
@@ -85,5 +121,9 @@ fuzz_target!(|data: &[u8]| {
         let tries = expected.get_mut(&k).unwrap();
         tries[0] -= 1;
     }
-    assert_eq!(after, expected, "an error changed the card (SW {sw:04X})");
-});
+    assert_eq!(
+        after, expected,
+        "an error changed the card (SW {sw:04X}, {:?})",
+        PROFILES[n]
+    );
+}

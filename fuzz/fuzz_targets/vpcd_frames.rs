@@ -60,14 +60,30 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The whole loop, annotated, into a buffer: every frame it wrote parses.
-    let mut stream = Stream { input: data, output: Vec::new() };
-    let mut check = Check { frame: None, answers: 0 };
-    let _ = link::serve(&mut stream, &mut card, Framing::Annotated, &mut buf, &mut check);
+    let mut stream = Stream {
+        input: data,
+        output: Vec::new(),
+    };
+    let mut check = Check {
+        frame: None,
+        answers: 0,
+    };
+    let _ = link::serve(
+        &mut stream,
+        &mut card,
+        Framing::Annotated,
+        &mut buf,
+        &mut check,
+    );
     let mut out = stream.output.as_slice();
     while !out.is_empty() {
         let len = usize::from(u16::from_be_bytes([out[0], out[1]]));
         let body = &out[2..2 + len];
-        assert!(Meta::from_byte(body[0]).is_some(), "bad meta after {:?}", check.frame);
+        assert!(
+            Meta::from_byte(body[0]).is_some(),
+            "bad meta after {:?}",
+            check.frame
+        );
         // A meta byte and at least a status word (or an ATR).
         assert!(body.len() >= 3, "short frame after {:?}", check.frame);
         out = &out[2 + len..];

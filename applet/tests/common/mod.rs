@@ -156,8 +156,16 @@ pub fn admin_auth<F: embedded_storage::nor_flash::NorFlash>(
     0x9000
 }
 
+/// Authenticates with the factory management key, of the algorithm the
+/// card's metadata gives (3DES on Series 9, AES-192 on the YubiKey
+/// profile), as ykman does.
 pub fn admin_default<F: embedded_storage::nor_flash::NorFlash>(card: &mut PivCard<F>) {
-    assert_eq!(admin_auth(card, 0x03, &DEFAULT_MGM), 0x9000);
+    let metadata = send(card, &[0x00, 0xF7, 0x00, 0x9B, 0x00]);
+    let alg = match metadata[..] {
+        [0x01, 0x01, alg, ..] => alg,
+        _ => panic!("management key metadata: {metadata:02X?}"),
+    };
+    assert_eq!(admin_auth(card, alg, &DEFAULT_MGM), 0x9000);
 }
 
 /// GENERATE a P-256 key in `slot`; returns the uncompressed point.
