@@ -95,20 +95,22 @@ fn up_serves_cards_pcsc_sees_and_down_stops_exactly_them() {
     assert!(!nothing.status.success());
 }
 
+/// `s9card up` with `args`, which must refuse to start; what it said.
+fn up_refuses(state: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["up", "--state", state.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = s9(&all);
+    assert!(!out.status.success(), "up {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn up_names_each_missing_prerequisite() {
     let state = tempfile::tempdir().unwrap();
-    let out = s9(&[
-        "up",
-        "--cards",
-        "17",
-        "--firmware",
-        "/nonexistent/firmware.elf",
-        "--state",
-        state.path().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    let text = up_refuses(
+        state.path(),
+        &["--cards", "17", "--firmware", "/nonexistent/firmware.elf"],
+    );
     assert!(
         text.contains("--cards 17: from 1 to 14 for this profile"),
         "{text}"
@@ -120,29 +122,12 @@ fn up_names_each_missing_prerequisite() {
 
     // One YubiKey-named reader, as a YubiKey is one; PIN complexity is a
     // YubiKey setting.
-    let out = s9(&[
-        "up",
-        "--profile",
-        "yubikey",
-        "--cards",
-        "2",
-        "--state",
-        state.path().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    let text = up_refuses(state.path(), &["--profile", "yubikey", "--cards", "2"]);
     assert!(
         text.contains("--cards 2: from 1 to 1 for this profile"),
         "{text}"
     );
-    let out = s9(&[
-        "up",
-        "--pin-complexity",
-        "--state",
-        state.path().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    let text = up_refuses(state.path(), &["--pin-complexity"]);
     assert!(
         text.contains("--pin-complexity is a YubiKey profile setting"),
         "{text}"
