@@ -235,17 +235,20 @@ fn run(s: &Scenario, crowded: bool, profile: Profile) -> usize {
     cuts
 }
 
+/// The right PIN, in every profile: the try is committed, then given back.
+const VERIFY_RIGHT: Scenario = Scenario {
+    name: "VERIFY right",
+    setup: nothing,
+    prelude: nothing,
+    checks: &[PIN_TRIES],
+    expect: 0x9000,
+    command: |c| verify(c, b"123456"),
+};
+
 #[test]
 fn every_state_changing_command_survives_a_cut_at_every_operation() {
     let scenarios = [
-        Scenario {
-            name: "VERIFY right",
-            setup: nothing,
-            prelude: nothing,
-            checks: &[PIN_TRIES],
-            expect: 0x9000,
-            command: |c| verify(c, b"123456"),
-        },
+        VERIFY_RIGHT,
         Scenario {
             name: "VERIFY wrong",
             setup: nothing,
@@ -538,14 +541,7 @@ fn yubikey_passcode_paths_survive_a_cut_at_every_operation() {
             expect: 0x63C2,
             command: |c| verify(c, b"1234"),
         },
-        Scenario {
-            name: "VERIFY right",
-            setup: nothing,
-            prelude: nothing,
-            checks: &[PIN_TRIES],
-            expect: 0x9000,
-            command: |c| verify(c, b"123456"),
-        },
+        VERIFY_RIGHT,
         Scenario {
             name: "CHANGE PIN, wrong old, short new",
             setup: nothing,
