@@ -5,11 +5,11 @@
 //! - the same without re-arming TCP_QUICKACK, to show what it buys;
 //! - a pkcs11-tool login + sign, 20 times, whole processes.
 //!
-//! Needs pcscd with vpcd (scripts/pcscd-up); prints and exits otherwise.
+//! Needs pcscd with vpcd (scripts/pcscd-up). It holds the machine alone.
 
 use std::time::{Duration, Instant};
 
-use s9card_e2e::{Harness, PKCS11, READER_0, key_with_certificate, readers, run};
+use s9card_e2e::{Harness, PKCS11, Readers, key_with_certificate, run};
 use simulator::client::{Pcsc, Transport};
 
 const SELECT: &[u8] = &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
@@ -18,8 +18,8 @@ const GET_CHUID: &[u8] = &[
 ];
 
 /// Mean round trip of `n` GET DATA commands.
-fn round_trips(n: u32) -> Duration {
-    let mut card = Pcsc::connect_exact(READER_0).unwrap();
+fn round_trips(h: &Harness, n: u32) -> Duration {
+    let mut card = Pcsc::connect_exact(&h.reader(0)).unwrap();
     card.transmit(SELECT).unwrap();
     for _ in 0..20 {
         card.transmit(GET_CHUID).unwrap();
@@ -33,30 +33,25 @@ fn round_trips(n: u32) -> Duration {
 }
 
 fn main() {
-    if !readers().contains(READER_0) {
-        println!(
-            "transport bench: pcscd with vpcd is not running (scripts/pcscd-up); nothing measured"
-        );
-        return;
-    }
+    let _alone = Readers::exclusive();
     // Card and floor alternate, three runs each, and the medians are
     // compared, so drift in the machine's speed hits both alike.
     let n = 2000;
     let (mut cards, mut floors) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let h = Harness::start_with(1, false, &[]);
-        cards.push(round_trips(n));
+        cards.push(round_trips(&h, n));
         drop(h);
         let h = Harness::start_with(1, false, &["--null-card"]);
-        floors.push(round_trips(n));
+        floors.push(round_trips(&h, n));
         drop(h);
     }
     cards.sort();
     floors.sort();
     let (card, floor) = (cards[1], floors[1]);
     let no_quickack = {
-        let _h = Harness::start_with(1, false, &["--no-quickack"]);
-        round_trips(40)
+        let h = Harness::start_with(1, false, &["--no-quickack"]);
+        round_trips(&h, 40)
     };
     let per_signature = {
         let h = Harness::start_with(1, false, &[]);
@@ -70,6 +65,8 @@ fn main() {
                 &[
                     "--module",
                     PKCS11,
+                    "--slot-description",
+                    &h.reader(0),
                     "--login",
                     "--pin",
                     "123456",

@@ -2,11 +2,18 @@
 //! APDUs, resets and power cuts at arbitrary flash operations, against a
 //! reference model: tries never rise without the right PIN or PUK, blocked
 //! stays blocked until unblocked (or the application is reset, which needs
-//! both blocked), the key in 9A changes only through GENERATE or a raw
-//! command, the private key never appears in a response, and a reset clears
-//! the PIN status. The card's profile is the input's last byte: Series 9,
-//! or YubiKey-compatible (its passcode order, its session rules) without or
-//! with PIN complexity.
+//! both blocked), the key in 9A changes only through a new key (GENERATE,
+//! or IMPORT for RSA) or a raw command, the private key never appears in a
+//! response, and a reset clears the PIN status. The card's profile is the
+//! input's last byte: Series 9, or YubiKey-compatible (its passcode order,
+//! its session rules) without or with PIN complexity.
+//!
+//! Speed is what lets a short run explore: every input starts from a copy
+//! of one card booted once per profile (not a freshly formatted flash), RSA
+//! keys come from a pool of known keys through IMPORT (a generation costs
+//! as much as thousands of other operations, and the applet's tests cover
+//! it), and the private key is unsealed from flash only when a response
+//! could hold it and the key has changed since it was last unsealed.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -35,7 +42,8 @@ enum Op {
         right: bool,
         new: u8,
     },
-    /// GENERATE in 9A, of one of the card's algorithms (by index).
+    /// A new key in 9A, of one of the card's algorithms (by index):
+    /// GENERATE, or for RSA the IMPORT of a key from the pool.
     Generate(u8),
     /// The private operation of 9A's key: a signature, a raw RSA block, or
     /// a key agreement.
@@ -178,6 +186,69 @@ fn presents_raw(apdu: &[u8], chain_open: bool) -> Presents {
 }
 const DEVICE: [u8; 32] = [5; 32];
 
+/// The RSA pool: the known keys of the applet's vectors, by size, as the
+/// CRT parts IMPORT takes (tags 01 to 05).
+fn rsa_pool(bits: usize) -> Option<Vec<u8>> {
+    let mut current = None;
+    let mut data = Vec::new();
+    for line in include_str!("../../applet/tests/data/algorithms/rsa.txt").lines() {
+        let Some((name, value)) = line.split_once(' ') else {
+            continue;
+        };
+        if name == "bits" {
+            if current == Some(bits) {
+                break;
+            }
+            current = value.parse().ok();
+            continue;
+        }
+        let tag = match name {
+            "p" => 0x01,
+            "q" => 0x02,
+            "dp" => 0x03,
+            "dq" => 0x04,
+            "qinv" => 0x05,
+            _ => continue,
+        };
+        if current == Some(bits) {
+            let bytes: Vec<u8> = (0..value.len() / 2)
+                .map(|i| u8::from_str_radix(&value[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            data.extend(piv_client::tlv(tag, &bytes));
+        }
+    }
+    (!data.is_empty()).then_some(data)
+}
+
+fn rsa_import(bits: usize) -> &'static [u8] {
+    static POOL: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        [1024, 2048].map(|b| rsa_pool(b).expect("an RSA key of that size in the vectors"))
+    });
+    if bits == 1024 { &pool[0] } else { &pool[1] }
+}
+
+/// A card of `profile` as its first boot left it, booted once per process:
+/// each input starts from a copy.
+fn fresh(profile: Profile) -> Flash {
+    static CARDS: [OnceLock<Flash>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let index = match profile {
+        Profile::Series9 => 0,
+        Profile::YubiKey {
+            pin_complexity: false,
+        } => 1,
+        Profile::YubiKey {
+            pin_complexity: true,
+        } => 2,
+    };
+    CARDS[index]
+        .get_or_init(|| {
+            let card = boot(Torn::new(Flash::new(), None, 0), profile);
+            card.into_parts().0.into_inner()
+        })
+        .clone()
+}
+
 fn boot(flash: Torn, profile: Profile) -> TheCard {
     let mut card = Card::boot(
         flash,
@@ -278,15 +349,27 @@ fn run(profile: Profile, ops: &[Op]) {
         Profile::YubiKey { .. } => MgmAlgorithm::Aes192,
     };
     let boot = |flash| boot(flash, profile);
-    let mut card = boot(Torn::new(Flash::new(), None, 0));
+    let mut card = boot(Torn::new(fresh(profile), None, 0));
+    // The last public key of 9A whose private key was unsealed, and that
+    // private key.
+    let mut unsealed: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    // The tries and the 9A public key after the last operation.
+    let mut after: Option<(u8, u8, Option<Vec<u8>>)> = None;
     let (mut pin, mut puk) = (Passcode::new(FACTORY_PIN), Passcode::new(FACTORY_PUK));
     let mut verified = false;
     let mut cut: Option<u32> = None;
     // Whether a raw APDU may have left a command chain open on the card.
     let mut chain_open = false;
     for op in ops.iter().take(40) {
-        let (pin_before, puk_before) = (tries(&mut card, 0x80), tries(&mut card, 0x81));
-        let key_before = PivClient::new(&mut card).public_key(0x9A).unwrap();
+        // What the last operation left (a reboot leaves the store as it is).
+        let (pin_before, puk_before, key_before) = match after.take() {
+            Some(seen) => seen,
+            None => (
+                tries(&mut card, 0x80),
+                tries(&mut card, 0x81),
+                PivClient::new(&mut card).public_key(0x9A).unwrap(),
+            ),
+        };
         if let Some(n) = cut.take() {
             let flash = card.into_parts().0.into_inner();
             card = boot(Torn::new(flash, Some(n), u64::from(n)));
@@ -352,10 +435,15 @@ fn run(profile: Profile, ops: &[Op]) {
                 }
                 Op::Generate(n) => {
                     let algorithm = ALGORITHMS[usize::from(*n) % ALGORITHMS.len()];
-                    if c.authenticate(mgm, &DEFAULT_MGM).is_ok()
-                        && let Ok(p) = c.generate_key(0x9A, algorithm, false)
-                    {
-                        responses.push(p);
+                    if c.authenticate(mgm, &DEFAULT_MGM).is_ok() {
+                        if let Some(bits) = algorithm.rsa_bits() {
+                            let header = [0x00, 0xFE, algorithm.byte(), 0x9A];
+                            if let Ok((answer, _)) = c.exchange(header, rsa_import(bits)) {
+                                responses.push(answer);
+                            }
+                        } else if let Ok(p) = c.generate_key(0x9A, algorithm, false) {
+                            responses.push(p);
+                        }
                     }
                     false
                 }
@@ -463,12 +551,20 @@ fn run(profile: Profile, ops: &[Op]) {
             }
         }
         let key_after = PivClient::new(&mut card).public_key(0x9A).unwrap();
+        after = Some((pin_after, puk_after, key_after.clone()));
         if !matches!(op, Op::Generate(_)) && op.raw().is_none() {
             assert_eq!(key_after, key_before, "the key changed: {op:?}");
         }
         // Every 32-byte piece of the key, so that any CRT part (each starts
-        // on a multiple of 32) that left the card whole is found.
-        if let Some(secret) = secret_9a(&card) {
+        // on a multiple of 32) that left the card whole is found. The key is
+        // unsealed again only when its public key has changed.
+        if responses.iter().all(|r| r.len() < 32) {
+            continue;
+        }
+        if unsealed.as_ref().is_none_or(|(public, _)| *public != key_after) {
+            unsealed = Some((key_after.clone(), secret_9a(&card)));
+        }
+        if let Some((_, Some(secret))) = &unsealed {
             for piece in secret.chunks_exact(32) {
                 for r in &responses {
                     assert!(

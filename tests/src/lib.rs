@@ -1,11 +1,13 @@
 //! The end-to-end harness: pcscd with vpcd, `s9card serve` on temporary card
 //! images, and the PC/SC tools, exactly as users run them.
 //!
-//! Every test takes [`Harness::start`], which holds a machine-wide lock (the
-//! vpcd readers are machine-wide), makes sure pcscd is running (starting one
-//! if none is, and refusing with a clear message if it cannot), starts its
-//! own `s9card serve`, waits for the card to appear, and on drop stops
-//! everything it started.
+//! Every test takes [`Harness::start`], which takes free readers from the
+//! pool (see [`Readers`]), makes sure pcscd is running (starting one if none
+//! is, and refusing with a clear message if it cannot), starts its own
+//! `s9card serve` in those readers, waits for the cards to appear, and on
+//! drop stops everything it started. Tests name their readers through the
+//! harness ([`Harness::reader`]), never by number, so that test binaries
+//! and the host and firmware passes run side by side.
 //!
 //! The card is the host simulator's, or with `S9CARD_CARD=firmware` the
 //! same card as Cortex-M4 firmware under QEMU (`serve --firmware`, built
@@ -15,24 +17,17 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// OpenSC's PKCS#11 module, as Debian installs it.
 pub const PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
-/// The readers vpcd shows.
-pub const READER_0: &str = "Virtual PCD 00 00";
-/// The second reader.
-pub const READER_1: &str = "Virtual PCD 00 01";
-
 /// How many readers the harness starts pcscd with when none runs (what
-/// `scripts/pcscd-up` starts too): the many-cards test needs eight.
-pub const READERS: usize = 8;
+/// `scripts/pcscd-up` starts too): every `Virtual PCD` reader there is, so
+/// that the pool is as deep as it can be.
+pub const READERS: usize = simulator::readers::MAX_READERS;
 
 pub use simulator::readers::reader_name;
-
-static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -42,12 +37,18 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `s9card` binary of this build's profile, built (or brought up to
-/// date: a stale binary would test yesterday's server) once per process.
+/// The `s9card` binary: `S9CARD_BIN` when set (scripts/test sets it to the
+/// one its build just made, so that the tests running side by side do not
+/// each ask cargo), or else the one of this build's profile, built (or
+/// brought up to date: a stale binary would test yesterday's server) once
+/// per process.
 pub fn s9card() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("S9CARD_BIN") {
+                return PathBuf::from(bin);
+            }
             let exe = std::env::current_exe().unwrap();
             // target/<profile>/deps/<test> → target/<profile>/s9card
             let bin = exe
@@ -135,9 +136,11 @@ pub fn ok(program: &str, args: &[&str]) -> String {
     text
 }
 
-/// yubico-piv-tool on the card in reader 0; its output, or a panic with it.
-pub fn yubico(args: &[&str]) -> String {
-    let mut all = vec!["-r", READER_0];
+/// yubico-piv-tool on the harness's first card; its output, or a panic
+/// with it.
+pub fn yubico(h: &Harness, args: &[&str]) -> String {
+    let reader = h.reader(0);
+    let mut all = vec!["-r", &reader];
     all.extend_from_slice(args);
     ok("yubico-piv-tool", &all)
 }
@@ -206,11 +209,11 @@ pub fn issue(h: &Harness, pubkey: &Path, cn: &str) -> PathBuf {
     cert
 }
 
-/// Generates a P-256 key in `slot` of the card in reader 0 with
+/// Generates a P-256 key in `slot` of the harness's first card with
 /// yubico-piv-tool (public key in `<slot>.pub`), and imports a certificate
 /// for it from [`issue`]; returns the certificate's path.
 pub fn key_with_certificate(h: &Harness, slot: &str, cn: &str) -> PathBuf {
-    key_with_certificate_in(h, READER_0, slot, cn)
+    key_with_certificate_in(h, &h.reader(0), slot, cn)
 }
 
 /// [`key_with_certificate`] for the card in `reader`.
@@ -236,10 +239,10 @@ pub fn key_with_certificate_in(h: &Harness, reader: &str, slot: &str, cn: &str) 
 }
 
 /// Signs `msg` as a relying party's software does, through OpenSC's PKCS#11
-/// module (`--login`, key id `01`, the card in slot `slot_index`), and checks
-/// the signature with OpenSSL against the public key in `cert`.
-pub fn pkcs11_signs_for(h: &Harness, slot_index: &str, pin: &str, cert: &Path, msg: &[u8]) {
-    let sig = pkcs11_sign(h, "msg", &["--slot-index", slot_index], pin, msg);
+/// module (`--login`, key id `01`, the token in `reader`), and checks the
+/// signature with OpenSSL against the public key in `cert`.
+pub fn pkcs11_signs_for(h: &Harness, reader: &str, pin: &str, cert: &Path, msg: &[u8]) {
+    let sig = pkcs11_sign(h, "msg", &["--slot-description", reader], pin, msg);
     assert!(
         verifies(h, cert, msg, &sig),
         "the signature does not verify"
@@ -247,7 +250,7 @@ pub fn pkcs11_signs_for(h: &Harness, slot_index: &str, pin: &str, cert: &Path, m
 }
 
 /// Signs `msg` through OpenSC's PKCS#11 module with the key `01` of the
-/// token that `select` picks (`--slot-index N`, `--slot ID`…), as a relying
+/// token that `select` picks (`--slot-description READER`, `--slot ID`…), as a relying
 /// party does; returns the signature's file. Its files are named after
 /// `name`, so that signatures can be made side by side.
 pub fn pkcs11_sign(h: &Harness, name: &str, select: &[&str], pin: &str, msg: &[u8]) -> PathBuf {
@@ -332,37 +335,173 @@ pub fn readers() -> String {
     String::from_utf8_lossy(&run("opensc-tool", &["-l"]).stdout).into_owned()
 }
 
-/// The readers a test holds: one test at a time in this process, one
-/// test binary at a time on the machine (a lock file), and the per-reader
-/// locks the fixtures honour, so nothing else serves a card in them.
+/// The readers a test holds, from the pool: the `Virtual PCD` readers
+/// pcscd shows. A test takes free ones (no one holds their lock and no card
+/// is in them, so a card `scripts/setup` serves is left alone), and holds
+/// the machine lock shared, so that tests run side by side; a test that
+/// needs the machine to itself (restarting pcscd, `s9card up`, the
+/// YubiKey-named reader, timing the latency profiles) holds it exclusively
+/// and the others wait. A gate lock in front of the machine lock lets an
+/// exclusive taker in ahead of shared takers that come after it.
 pub struct Readers {
+    first: usize,
+    /// The pcscd these readers' taker started, if it had to.
+    pcscd: Option<u32>,
     _readers: Vec<simulator::fixture::ReaderLock>,
-    _machine: File,
-    _process: std::sync::MutexGuard<'static, ()>,
+    _machine: Option<MachineLock>,
 }
 
+/// How long a test waits for readers before it gives up.
+const POOL_WAIT: Duration = Duration::from_secs(1200);
+
 impl Readers {
-    /// Takes readers `0..n` (at least the first two, which the suite's
-    /// tests name), waiting for whoever holds them.
-    pub fn take(n: usize) -> Readers {
-        let mut held = Readers::exclusive();
-        held._readers = (0..n.max(2))
-            .map(|r| simulator::fixture::ReaderLock::take(r).expect("lock a reader"))
-            .collect();
-        held
+    /// Takes `n` free readers in a row (a server serves its cards in
+    /// consecutive readers), waiting for them as long as [`POOL_WAIT`];
+    /// with `alone`, the machine too.
+    pub fn take(n: usize, alone: bool) -> Readers {
+        let machine = machine_lock(alone);
+        let pcscd = ensure_pcscd(n);
+        let pool = simulator::fixture::lock_file("s9card-e2e-pool.lock").unwrap();
+        // One taker at a time, so that a test wanting many readers is not
+        // overtaken for ever by tests wanting one.
+        let start = Instant::now();
+        pool.lock().expect("lock the reader pool");
+        let deadline = Instant::now() + POOL_WAIT;
+        loop {
+            let listed = simulator::readers::listed();
+            let free = |r: usize| {
+                let name = reader_name(r);
+                listed.iter().any(|(l, present)| *l == name && !present)
+            };
+            for first in 0..=READERS.saturating_sub(n) {
+                if !(first..first + n).all(free) {
+                    continue;
+                }
+                let held: Vec<_> = (first..first + n)
+                    .map_while(simulator::fixture::ReaderLock::try_take)
+                    .collect();
+                if held.len() == n {
+                    report_wait(start);
+                    return Readers {
+                        first,
+                        pcscd,
+                        _readers: held,
+                        _machine: Some(machine),
+                    };
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {n} free readers in a row in {POOL_WAIT:?}:\n{}",
+                readers()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
-    /// Runs alone in the suite, holding no reader: for tests of the
-    /// fixtures, which pick free readers themselves.
+    /// The machine to this test alone, no reader held: for tests that
+    /// bring cards up with `s9card up` or use the YubiKey-named reader.
     pub fn exclusive() -> Readers {
-        let process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-        let machine = simulator::fixture::lock_file("s9card-e2e.lock").unwrap();
-        machine.lock().expect("lock the e2e lock file");
         Readers {
+            first: 0,
+            pcscd: None,
             _readers: Vec::new(),
-            _machine: machine,
-            _process: process,
+            _machine: Some(machine_lock(true)),
         }
+    }
+
+    /// Every `Virtual PCD` reader, and the machine, to this test alone.
+    pub fn all() -> Readers {
+        let machine = machine_lock(true);
+        Readers {
+            first: 0,
+            pcscd: None,
+            _readers: (0..READERS)
+                .map(|r| simulator::fixture::ReaderLock::take(r).expect("lock a reader"))
+                .collect(),
+            _machine: Some(machine),
+        }
+    }
+
+    /// Lets the readers and the machine go; stops the pcscd their taker
+    /// started if no other test is using it now.
+    fn release(&mut self) {
+        self._readers.clear();
+        self._machine = None;
+        if let Some(pid) = self.pcscd.take() {
+            let machine = simulator::fixture::lock_file("s9card-e2e.lock").unwrap();
+            if machine.try_lock().is_ok() {
+                let _ = simulator::readers::stop_pcscd(pid);
+            }
+        }
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+thread_local! {
+    /// How many exclusive holds of the machine lock this thread has: a
+    /// test that holds the machine alone may start harnesses inside that
+    /// hold without taking the lock again (which would wait for itself).
+    static ALONE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A hold of the machine lock, shared or exclusive, taken through the gate;
+/// none at all inside this thread's exclusive hold.
+struct MachineLock {
+    file: Option<File>,
+    exclusive: bool,
+}
+
+fn machine_lock(exclusive: bool) -> MachineLock {
+    let start = Instant::now();
+    let lock = machine_lock_now(exclusive);
+    report_wait(start);
+    lock
+}
+
+/// Says how long the test waited for the pool, when it waited at all:
+/// scripts/test-runner takes it off the test's time.
+fn report_wait(start: Instant) {
+    let waited = start.elapsed();
+    if waited >= Duration::from_millis(100) {
+        println!("e2e: waited {:.1} s for the pool", waited.as_secs_f64());
+    }
+}
+
+fn machine_lock_now(exclusive: bool) -> MachineLock {
+    if ALONE.get() > 0 {
+        ALONE.set(ALONE.get() + usize::from(exclusive));
+        return MachineLock {
+            file: None,
+            exclusive,
+        };
+    }
+    let gate = simulator::fixture::lock_file("s9card-e2e-gate.lock").unwrap();
+    gate.lock().expect("lock the e2e gate");
+    let machine = simulator::fixture::lock_file("s9card-e2e.lock").unwrap();
+    if exclusive {
+        machine.lock().expect("lock the e2e lock file");
+        ALONE.set(1);
+    } else {
+        machine.lock_shared().expect("lock the e2e lock file");
+    }
+    MachineLock {
+        file: Some(machine),
+        exclusive,
+    }
+}
+
+impl Drop for MachineLock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            ALONE.set(ALONE.get().saturating_sub(1));
+        }
+        drop(self.file.take());
     }
 }
 
@@ -385,16 +524,26 @@ pub struct Harness {
     server: Option<Child>,
     server_args: Vec<String>,
     with_trace: bool,
-    /// The pcscd this harness started, stopped on drop.
-    pcscd: Option<u32>,
-    _readers: Readers,
+    readers: Readers,
 }
 
 impl Harness {
     /// Starts pcscd (if needed) and a server with `cards` fresh virtual
-    /// cards, serials 0900000001, 0900000002…
+    /// cards, serials 0900000001, 0900000002…, in free readers of the pool.
     pub fn start(cards: usize) -> Harness {
         Harness::start_with(cards, true, &[])
+    }
+
+    /// Like [`Harness::start`], with the machine to this test alone: for
+    /// tests that restart pcscd.
+    pub fn start_alone(cards: usize) -> Harness {
+        Harness::start_in(
+            Readers::take(cards, true),
+            Kind::current(),
+            cards,
+            true,
+            &[],
+        )
     }
 
     /// Like [`Harness::start`], with or without a raw trace and with extra
@@ -406,8 +555,10 @@ impl Harness {
     /// Like [`Harness::start_with`], on a card of the given kind whatever
     /// `S9CARD_CARD` says (benchmarks compare the two in one run).
     pub fn start_kind(kind: Kind, cards: usize, trace: bool, extra: &[&str]) -> Harness {
-        let held = Readers::take(cards);
-        let pcscd = ensure_pcscd(cards);
+        Harness::start_in(Readers::take(cards, false), kind, cards, trace, extra)
+    }
+
+    fn start_in(held: Readers, kind: Kind, cards: usize, trace: bool, extra: &[&str]) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut images = Vec::new();
         for n in 0..cards {
@@ -449,8 +600,7 @@ impl Harness {
             dir,
             images,
             server: None,
-            pcscd,
-            _readers: held,
+            readers: held,
         };
         h.start_server();
         h
@@ -464,6 +614,8 @@ impl Harness {
             args.push(image.display().to_string());
         }
         args.extend(["--control".into(), self.control.display().to_string()]);
+        let port = simulator::readers::reader_port(self.readers.first);
+        args.extend(["--vpcd".into(), format!("127.0.0.1:{port}")]);
         if self.with_trace {
             args.extend(["--trace".into(), self.trace.display().to_string()]);
         }
@@ -486,9 +638,15 @@ impl Harness {
         }
     }
 
-    /// Waits until reader `n` shows a card (or no card).
+    /// The PC/SC name of the reader of the harness's card `n`.
+    pub fn reader(&self, n: usize) -> String {
+        assert!(n < self.images.len(), "the harness has no card {n}");
+        reader_name(self.readers.first + n)
+    }
+
+    /// Waits until the reader of card `n` shows a card (or no card).
     pub fn wait_for_card(&self, n: usize, present: bool) {
-        let name = reader_name(n);
+        let name = self.reader(n);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let list = simulator::readers::listed();
@@ -603,6 +761,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        let served = self.server.is_some();
         if let Some(child) = self.server.as_mut() {
             signal(child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -615,18 +774,17 @@ impl Drop for Harness {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Let pcscd notice the card left before the next test.
-        if self.server.is_some() {
+        // The next holder of these readers starts from empty readers.
+        if served {
+            let names: Vec<String> = (0..self.images.len()).map(|n| self.reader(n)).collect();
             let _ = (0..100).find(|_| {
                 std::thread::sleep(Duration::from_millis(20));
-                !readers()
-                    .lines()
-                    .any(|l| l.contains(READER_0) && l.contains("Yes"))
+                !simulator::readers::listed()
+                    .iter()
+                    .any(|(r, present)| *present && names.contains(r))
             });
         }
-        if let Some(pid) = self.pcscd.take() {
-            let _ = simulator::readers::stop_pcscd(pid);
-        }
+        self.readers.release();
     }
 }
 

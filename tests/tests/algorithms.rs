@@ -17,16 +17,19 @@ fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> (PathBuf, PathB
     if let Some(a) = algorithm {
         args.extend(["-A", a]);
     }
-    y(&args);
+    y(h, &args);
     let cert = issue(h, &pubkey, &format!("holder {slot}"));
-    y(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        slot,
-        "-i",
-        cert.to_str().unwrap(),
-    ]);
+    y(
+        h,
+        &[
+            "-a",
+            "import-certificate",
+            "-s",
+            slot,
+            "-i",
+            cert.to_str().unwrap(),
+        ],
+    );
     (pubkey, cert)
 }
 
@@ -44,12 +47,13 @@ fn key_text(pubkey: &Path) -> String {
     )
 }
 
-fn pkcs11(args: &[&str]) -> String {
+fn pkcs11(h: &Harness, args: &[&str]) -> String {
+    let reader = h.reader(0);
     let mut all = vec![
         "--module",
         PKCS11,
-        "--slot-index",
-        "0",
+        "--slot-description",
+        &reader,
         "--login",
         "--pin",
         "123456",
@@ -60,7 +64,8 @@ fn pkcs11(args: &[&str]) -> String {
 
 #[test]
 fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
-    let h = Harness::start(1);
+    // Alone: ssh-keygen -D and ssh-agent take the keys of every card.
+    let h = Harness::start_alone(1);
     // yubico-piv-tool's default algorithm is RSA-2048.
     let (rsa2048, rsa2048_cert) = generate(&h, "9a", None);
     assert!(key_text(&rsa2048).contains("Public-Key: (2048 bit)"));
@@ -78,18 +83,21 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
         ("test-decipher", "9d", &rsa1024_cert),
         ("test-signature", "9c", &p384_sig_cert),
     ] {
-        let out = y(&[
-            "-a",
-            "verify-pin",
-            "-P",
-            "123456",
-            "-a",
-            action,
-            "-s",
-            slot,
-            "-i",
-            cert.to_str().unwrap(),
-        ]);
+        let out = y(
+            &h,
+            &[
+                "-a",
+                "verify-pin",
+                "-P",
+                "123456",
+                "-a",
+                action,
+                "-s",
+                slot,
+                "-i",
+                cert.to_str().unwrap(),
+            ],
+        );
         assert!(out.contains("Successful"), "{action} {slot}: {out}");
     }
 
@@ -106,33 +114,39 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
     let (k2048, k384) = (rsa2048.to_str().unwrap(), p384.to_str().unwrap());
 
     // RSA-PKCS over the whole message, hashed by the host: OpenSSL checks it.
-    pkcs11(&[
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--id",
-        "01",
-        "-i",
-        msg,
-        "-o",
-        sig,
-    ]);
+    pkcs11(
+        &h,
+        &[
+            "--sign",
+            "-m",
+            "SHA256-RSA-PKCS",
+            "--id",
+            "01",
+            "-i",
+            msg,
+            "-o",
+            sig,
+        ],
+    );
     ok(
         "openssl",
         &["dgst", "-sha256", "-verify", k2048, "-signature", sig, msg],
     );
     // PSS, padded by OpenSC, the raw operation on the card.
-    pkcs11(&[
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS-PSS",
-        "--id",
-        "01",
-        "-i",
-        msg,
-        "-o",
-        sig,
-    ]);
+    pkcs11(
+        &h,
+        &[
+            "--sign",
+            "-m",
+            "SHA256-RSA-PKCS-PSS",
+            "--id",
+            "01",
+            "-i",
+            msg,
+            "-o",
+            sig,
+        ],
+    );
     ok(
         "openssl",
         &[
@@ -174,17 +188,20 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
         ],
     );
     let unwrapped = h.path("secret.out");
-    pkcs11(&[
-        "--decrypt",
-        "-m",
-        "RSA-PKCS-OAEP",
-        "--id",
-        "03",
-        "-i",
-        wrapped.to_str().unwrap(),
-        "-o",
-        unwrapped.to_str().unwrap(),
-    ]);
+    pkcs11(
+        &h,
+        &[
+            "--decrypt",
+            "-m",
+            "RSA-PKCS-OAEP",
+            "--id",
+            "03",
+            "-i",
+            wrapped.to_str().unwrap(),
+            "-o",
+            unwrapped.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         std::fs::read(&unwrapped).unwrap(),
         b"a wrapped session key 0123456789"
@@ -196,19 +213,22 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
         "openssl",
         &["dgst", "-sha384", "-binary", "-out", digest384, msg],
     );
-    pkcs11(&[
-        "--sign",
-        "-m",
-        "ECDSA",
-        "--id",
-        "04",
-        "--signature-format",
-        "openssl",
-        "-i",
-        digest384,
-        "-o",
-        sig,
-    ]);
+    pkcs11(
+        &h,
+        &[
+            "--sign",
+            "-m",
+            "ECDSA",
+            "--id",
+            "04",
+            "--signature-format",
+            "openssl",
+            "-i",
+            digest384,
+            "-o",
+            sig,
+        ],
+    );
     ok(
         "openssl",
         &["dgst", "-sha384", "-verify", k384, "-signature", sig, msg],
@@ -323,7 +343,7 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
     use simulator::cms::keys::CardKey;
 
     let h = Harness::start(1);
-    let mut c = PivClient::new(Pcsc::connect_exact(READER_0).unwrap());
+    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
     c.select().unwrap();
     c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let spki = |name: &str, algorithm: Algorithm, public: Vec<u8>| {

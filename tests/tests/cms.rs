@@ -20,6 +20,8 @@ fn s9_fails(args: &[&str]) -> String {
 #[test]
 fn personalise_unlock_and_renew_with_two_readers() {
     let h = Harness::start(2);
+    let (sponsor, holder) = (h.reader(0), h.reader(1));
+    let (r0, r1) = (sponsor.as_str(), holder.as_str());
     let db = h.path("cms.db");
     let db = db.to_str().unwrap();
     let ca = h.path("ca/ca.pem");
@@ -27,7 +29,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
     s9(&[
         "personalize",
         "--reader",
-        READER_0,
+        r0,
         "--uuid",
         "555000999888",
         "--name",
@@ -43,7 +45,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
     s9(&[
         "personalize",
         "--reader",
-        READER_1,
+        r1,
         "--uuid",
         "555000111222",
         "--name",
@@ -60,7 +62,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
 
     // The issued certificates chain to the test CA.
     let cert = h.path("holder.pem");
-    certificate_chains_to(&cert, &ca, None);
+    certificate_chains_to(r1, &cert, &ca, None);
     let subject = ok(
         "openssl",
         &["x509", "-in", cert.to_str().unwrap(), "-noout", "-subject"],
@@ -71,20 +73,12 @@ fn personalise_unlock_and_renew_with_two_readers() {
     );
 
     // PKCS#11 sees the key and signs with it.
-    let objects = ok("pkcs15-tool", &["--reader", "1", "-D"]);
+    let objects = ok("pkcs15-tool", &["--reader", r1, "-D"]);
     assert!(objects.contains("PKCS#15 Card [Ann Holder]"), "{objects}");
-    pkcs11_signs_for(&h, "1", "482915", &cert, b"log in to the spine\n");
+    pkcs11_signs_for(&h, r1, "482915", &cert, b"log in to the spine\n");
 
     // Status as a sponsor sees it.
-    let status = s9(&[
-        "status",
-        "--reader",
-        READER_1,
-        "--db",
-        db,
-        "--now",
-        "2026-11-25",
-    ]);
+    let status = s9(&["status", "--reader", r1, "--db", db, "--now", "2026-11-25"]);
     assert!(
         status.contains("holder        555000111222 (holder)"),
         "{status}"
@@ -96,27 +90,16 @@ fn personalise_unlock_and_renew_with_two_readers() {
     for _ in 0..3 {
         let _ = run(
             "yubico-piv-tool",
-            &["-r", READER_1, "-a", "verify-pin", "-P", "000000"],
+            &["-r", r1, "-a", "verify-pin", "-P", "000000"],
         );
     }
-    assert!(
-        s9(&[
-            "status",
-            "--reader",
-            READER_1,
-            "--db",
-            db,
-            "--now",
-            "2026-11-25"
-        ])
-        .contains("LOCKED")
-    );
+    assert!(s9(&["status", "--reader", r1, "--db", db, "--now", "2026-11-25"]).contains("LOCKED"));
     let refused = s9_fails(&[
         "unlock",
         "--sponsor-reader",
-        READER_1,
+        r1,
         "--card-reader",
-        READER_1,
+        r1,
         "--sponsor-passcode",
         "482915",
         "--new-passcode",
@@ -128,9 +111,9 @@ fn personalise_unlock_and_renew_with_two_readers() {
     s9(&[
         "unlock",
         "--sponsor-reader",
-        READER_0,
+        r0,
         "--card-reader",
-        READER_1,
+        r1,
         "--sponsor-passcode",
         "731026",
         "--new-passcode",
@@ -142,14 +125,14 @@ fn personalise_unlock_and_renew_with_two_readers() {
     ]);
     ok(
         "yubico-piv-tool",
-        &["-r", READER_1, "-a", "verify-pin", "-P", "604182"],
+        &["-r", r1, "-a", "verify-pin", "-P", "604182"],
     );
 
     // Renewal: refused too early, done inside the window.
     let early = s9_fails(&[
         "renew",
         "--reader",
-        READER_1,
+        r1,
         "--passcode",
         "604182",
         "--db",
@@ -161,7 +144,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
     let renewed = s9(&[
         "renew",
         "--reader",
-        READER_1,
+        r1,
         "--passcode",
         "604182",
         "--db",
@@ -173,11 +156,11 @@ fn personalise_unlock_and_renew_with_two_readers() {
         renewed.contains("certificates expire 2030-10-01"),
         "{renewed}"
     );
-    certificate_chains_to(&cert, &ca, Some("1917000000"));
+    certificate_chains_to(r1, &cert, &ca, Some("1917000000"));
     let late = s9_fails(&[
         "renew",
         "--reader",
-        READER_1,
+        r1,
         "--passcode",
         "604182",
         "--db",
@@ -188,12 +171,20 @@ fn personalise_unlock_and_renew_with_two_readers() {
     assert!(late.contains("expired: re-issue in person"), "{late}");
 }
 
-/// `kill -9` of the simulator at random moments during `s9card renew`,
-/// many times over: after every restart each key on the card has its own
-/// certificate (checked through PC/SC by signing and verifying), old or new,
-/// and the next renewal completes the interrupted one.
+/// `kill -9` of the card (the simulator, or the firmware's QEMU) in the
+/// middle of `s9card renew`, many times over: after every restart each key
+/// on the card has its own certificate (checked through PC/SC by signing
+/// and verifying), old or new, and the next renewal completes the
+/// interrupted one.
+///
+/// Each cut lands inside the renewal: the test waits until the renewal has
+/// exchanged its k-th APDU (k drawn over the whole renewal, whose length a
+/// first, uncut renewal measures), then waits a few hundred microseconds
+/// more, so that the card is at work on the next command or the host is
+/// between two, and cuts. A renewal that ends before its k-th APDU is
+/// counted as finished; at least 40 % of the runs must be cut.
 #[test]
-fn kill_the_simulator_during_renewals() {
+fn kill_the_card_during_renewals() {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     use simulator::client::{Pcsc, PivClient, unwrap_tlv};
     use simulator::cms::{ca, flows, time};
@@ -201,15 +192,17 @@ fn kill_the_simulator_during_renewals() {
     let runs: u32 = std::env::var("S9CARD_KILL_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(40);
     let mut h = Harness::start(1);
+    let reader = h.reader(0);
+    let r0 = reader.as_str();
     let db = h.path("cms.db");
     let db = db.to_str().unwrap().to_string();
     s9(&["ca", "init", "--db", &db, "--now", "2026-11-25"]);
     s9(&[
         "personalize",
         "--reader",
-        READER_0,
+        r0,
         "--uuid",
         "555000111222",
         "--name",
@@ -222,35 +215,69 @@ fn kill_the_simulator_during_renewals() {
         "2026-11-25",
     ]);
     let test_ca = ca::TestCa::load(&h.path("ca")).unwrap();
-    let mut expiry = time::parse("2028-11-24").unwrap();
-    let (mut cut_short, mut completed) = (0, 0);
-    for run in 0..runs {
-        let now = time::date(expiry - 30 * time::DAY);
-        let renew_args = [
+    let trace = h.trace.clone();
+    let exchanged = || {
+        std::fs::read(&trace)
+            .map(|t| t.iter().filter(|&&b| b == b'\n').count())
+            .unwrap_or(0)
+    };
+    let renew_args = |now: &str| {
+        [
             "renew",
             "--reader",
-            READER_0,
+            r0,
             "--passcode",
             "482915",
             "--db",
             &db,
             "--now",
-            &now,
-        ];
+            now,
+        ]
+        .map(str::to_string)
+    };
+    let expiry_now = |now: &str| {
+        let status = s9(&["status", "--reader", r0, "--db", &db, "--now", now]);
+        let at = status.find("expire ").expect("an expiry") + "expire ".len();
+        time::parse(&status[at..at + 10]).unwrap()
+    };
+
+    // One renewal uncut: how many APDUs a renewal exchanges.
+    let mut expiry = time::parse("2028-11-24").unwrap();
+    let now = time::date(expiry - 30 * time::DAY);
+    let before = exchanged();
+    s9(&renew_args(&now).each_ref().map(String::as_str));
+    let length = exchanged() - before;
+    assert!(length > 4, "a renewal of {length} APDUs");
+    expiry = expiry_now(&now);
+
+    let (mut cut, mut completed) = (0u32, 0u32);
+    for run in 0..runs {
+        let now = time::date(expiry - 30 * time::DAY);
+        let args = renew_args(&now);
+        let before = exchanged();
         let mut renew = std::process::Command::new(s9card())
-            .args(renew_args)
+            .args(&args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // A pseudo-random moment in the renewal (which takes ~20 ms).
-        let delay = (u64::from(run) * 7_919 + 13) % 20_000;
-        std::thread::sleep(std::time::Duration::from_micros(delay));
+        // The k-th APDU of the renewal, k in 1..length, drawn evenly.
+        let k = 1 + (run as usize * 7_919) % (length - 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while exchanged() < before + k && renew.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run}: the renewal stalled"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        let extra = (u64::from(run) * 131) % 1_000;
+        std::thread::sleep(std::time::Duration::from_micros(extra));
         h.power_cut();
         let finished = renew.wait().unwrap().success();
 
         // Through PC/SC: every key matches its certificate.
-        let mut card = PivClient::new(Pcsc::connect(READER_0).unwrap());
+        let mut card = PivClient::new(Pcsc::connect(r0).unwrap());
         card.select().unwrap();
         let mut expiries = Vec::new();
         for (slot, object) in flows::SLOTS {
@@ -275,29 +302,32 @@ fn kill_the_simulator_during_renewals() {
         // Finish what the kill interrupted (or, when the card committed both
         // slots before the database heard, let the next renewal reconcile),
         // then carry on from the new expiry.
-        if expiries.contains(&expiry) || !finished {
-            cut_short += 1;
-            s9(&renew_args);
-        } else {
+        if finished {
             completed += 1;
+        } else {
+            cut += 1;
         }
-        let status = s9(&["status", "--reader", READER_0, "--db", &db, "--now", &now]);
-        let at = status.find("expire ").expect("an expiry") + "expire ".len();
-        expiry = time::parse(&status[at..at + 10]).unwrap();
+        if expiries.contains(&expiry) || !finished {
+            s9(&args.each_ref().map(String::as_str));
+        }
+        expiry = expiry_now(&now);
     }
     println!(
-        "kill -9 during renewal: {runs} runs, {cut_short} cut short and resumed, {completed} finished before the kill"
+        "kill -9 during renewal: {runs} runs, {cut} cut inside the renewal's {length} APDUs and resumed, {completed} finished before the cut"
     );
-    assert!(cut_short > 0, "no run was cut short");
+    assert!(
+        cut * 10 >= runs * 4,
+        "only {cut} of {runs} runs were cut inside the renewal"
+    );
 }
 
-/// Reads the 9A certificate of the card in reader 1 into `cert` with
+/// Reads the 9A certificate of the card in `reader` into `cert` with
 /// yubico-piv-tool and checks with OpenSSL that it chains to `ca`, now or at
 /// the Unix time `at`.
-fn certificate_chains_to(cert: &Path, ca: &Path, at: Option<&str>) {
+fn certificate_chains_to(reader: &str, cert: &Path, ca: &Path, at: Option<&str>) {
     let pem = ok(
         "yubico-piv-tool",
-        &["-r", READER_1, "-a", "read-certificate", "-s", "9a"],
+        &["-r", reader, "-a", "read-certificate", "-s", "9a"],
     );
     std::fs::write(cert, &pem).unwrap();
     let mut args = vec!["verify", "-CAfile", ca.to_str().unwrap()];

@@ -15,7 +15,7 @@ fn s9(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn up_serves_cards_pcsc_sees_and_down_stops_exactly_them() {
-    let _held = Readers::take(simulator::readers::MAX_READERS);
+    let _held = Readers::all();
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("up");
     let dir_arg = dir.to_str().unwrap();

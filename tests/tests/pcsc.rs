@@ -11,9 +11,8 @@ use pcsc::{Context, ReaderState, Scope, State};
 use s9card_e2e::*;
 use simulator::client::{ClientError, DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient};
 
-fn card(n: usize) -> PivClient<Pcsc> {
-    let mut c =
-        PivClient::new(Pcsc::connect_exact(if n == 0 { READER_0 } else { READER_1 }).unwrap());
+fn card(h: &Harness, n: usize) -> PivClient<Pcsc> {
+    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(n)).unwrap());
     c.select().unwrap();
     c
 }
@@ -32,8 +31,8 @@ fn pin_status(c: &mut PivClient<Pcsc>) -> u16 {
 
 #[test]
 fn two_cards_in_two_readers() {
-    let _h = Harness::start(2);
-    let (mut a, mut b) = (card(0), card(1));
+    let h = Harness::start(2);
+    let (mut a, mut b) = (card(&h, 0), card(&h, 1));
     assert_eq!(
         (a.card_info().unwrap().serial, b.card_info().unwrap().serial),
         (900_000_001, 900_000_002)
@@ -48,7 +47,7 @@ fn two_cards_in_two_readers() {
 fn removal_and_insertion_are_reader_state_changes() {
     let h = Harness::start(1);
     let ctx = Context::establish(Scope::User).unwrap();
-    let reader = std::ffi::CString::new(READER_0).unwrap();
+    let reader = std::ffi::CString::new(h.reader(0)).unwrap();
     let mut states = vec![ReaderState::new(reader, State::UNAWARE)];
     ctx.get_status_change(Duration::from_secs(5), &mut states)
         .unwrap();
@@ -71,18 +70,18 @@ fn removal_and_insertion_are_reader_state_changes() {
         "{:?}",
         states[0].event_state()
     );
-    assert_eq!(card(0).card_info().unwrap().serial, 900_000_001);
+    assert_eq!(card(&h, 0).card_info().unwrap().serial, 900_000_001);
 }
 
 #[test]
 fn a_card_reset_clears_the_pin_status() {
-    let _h = Harness::start(1);
-    let mut c = card(0);
+    let h = Harness::start(1);
+    let mut c = card(&h, 0);
     c.verify_pin(b"123456").unwrap();
     assert_eq!(pin_status(&mut c), 0x9000);
     c.into_inner().reset().unwrap();
     assert_eq!(
-        pin_status(&mut card(0)),
+        pin_status(&mut card(&h, 0)),
         0x63C3,
         "SCARD_RESET_CARD must clear the PIN status"
     );
@@ -90,13 +89,13 @@ fn a_card_reset_clears_the_pin_status() {
 
 #[test]
 fn aes_management_key_over_pcsc() {
-    let _h = Harness::start(1);
-    let mut c = card(0);
+    let h = Harness::start(1);
+    let mut c = card(&h, 0);
     c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let key: Vec<u8> = (0..32).collect();
     c.set_management_key(MgmAlgorithm::Aes256, &key).unwrap();
     c.into_inner().reset().unwrap();
-    let mut c = card(0);
+    let mut c = card(&h, 0);
     assert_eq!(
         sw(c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
             .unwrap_err()),
@@ -120,7 +119,8 @@ fn sigterm_stops_the_server_cleanly() {
 
 #[test]
 fn the_server_reconnects_when_pcscd_restarts() {
-    let h = Harness::start(1);
+    // Alone: every other test's cards would leave with pcscd.
+    let h = Harness::start_alone(1);
     // Started again as it was running (with the same reader configuration).
     let pid = simulator::readers::pcscd_pid().expect("pcscd runs");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -139,7 +139,7 @@ fn the_server_reconnects_when_pcscd_restarts() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(program, &args);
     h.wait_for_card(0, true);
-    assert_eq!(card(0).card_info().unwrap().serial, 900_000_001);
+    assert_eq!(card(&h, 0).card_info().unwrap().serial, 900_000_001);
 }
 
 /// kill -9 in the middle of a PUT DATA chain: the chain lives in RAM, so the
@@ -147,7 +147,7 @@ fn the_server_reconnects_when_pcscd_restarts() {
 #[test]
 fn kill_during_a_put_data_chain() {
     let mut h = Harness::start(1);
-    let mut c = card(0);
+    let mut c = card(&h, 0);
     c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     c.put_object(0x5FC105, &[1; 1024]).unwrap();
     // Send two parts of a new object's chain, then cut the power.
@@ -160,7 +160,7 @@ fn kill_during_a_put_data_chain() {
     }
     h.power_cut();
     drop(c);
-    let mut c = card(0);
+    let mut c = card(&h, 0);
     assert_eq!(
         c.get_object(0x5FC105).unwrap(),
         Some(vec![1; 1024]),
@@ -177,7 +177,7 @@ fn kill_during_generate_and_verify() {
     let mut h = Harness::start(1);
     let mut pin: &[u8] = b"123456";
     for round in 0..8u64 {
-        let mut c = card(0);
+        let mut c = card(&h, 0);
         c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
         let (before, _) = c.tries(0x80).unwrap();
         let delay = Duration::from_micros(200 + (round * 7919) % 3000);
@@ -201,7 +201,7 @@ fn kill_during_generate_and_verify() {
         h.power_cut();
         drop(c);
 
-        let mut c = card(0);
+        let mut c = card(&h, 0);
         let (left, _) = c.tries(0x80).unwrap();
         assert!(
             left <= before,
@@ -303,7 +303,7 @@ fn trace_decodes_without_secrets() {
         "yubico-piv-tool",
         &[
             "-r",
-            READER_0,
+            &h.reader(0),
             "-a",
             "verify-pin",
             "-P",

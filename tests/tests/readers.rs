@@ -34,10 +34,12 @@ fn token_slots(h: &Harness) -> Vec<(String, String, String)> {
 #[test]
 fn eight_cards_sign_side_by_side_by_token_serial_without_crosstalk() {
     const CARDS: usize = 8;
-    let h = Harness::start(CARDS);
+    // Alone: the cards are picked by token serial, and another test's
+    // cards have the same serials.
+    let h = Harness::start_alone(CARDS);
 
     let certs: Vec<_> = (0..CARDS)
-        .map(|n| key_with_certificate_in(&h, &reader_name(n), "9a", &format!("card {n}")))
+        .map(|n| key_with_certificate_in(&h, &h.reader(n), "9a", &format!("card {n}")))
         .collect();
 
     // Each card is its own token: two cards with one CHUID would be one.
@@ -45,9 +47,9 @@ fn eight_cards_sign_side_by_side_by_token_serial_without_crosstalk() {
     let serial_of = |n: usize| {
         slots
             .iter()
-            .find(|(_, reader, _)| *reader == reader_name(n))
+            .find(|(_, reader, _)| *reader == h.reader(n))
             .map(|(_, _, serial)| serial.clone())
-            .unwrap_or_else(|| panic!("no PKCS#11 token in {}: {slots:?}", reader_name(n)))
+            .unwrap_or_else(|| panic!("no PKCS#11 token in {}: {slots:?}", h.reader(n)))
     };
     let serials: Vec<String> = (0..CARDS).map(serial_of).collect();
     let distinct: BTreeSet<&String> = serials.iter().collect();
@@ -96,9 +98,9 @@ fn eight_cards_sign_side_by_side_by_token_serial_without_crosstalk() {
         assert!(
             listed
                 .iter()
-                .any(|(r, present)| *r == reader_name(n) && *present),
+                .any(|(r, present)| *r == h.reader(n) && *present),
             "{} has no card: {listed:?}",
-            reader_name(n)
+            h.reader(n)
         );
     }
 }

@@ -25,16 +25,17 @@ fn scenario(dir: &tempfile::TempDir, text: &str) -> String {
     path.display().to_string()
 }
 
-/// The PKCS#11 slot of reader 0.
-fn slot_of_reader_0(p11: &Pkcs11) -> Slot {
+/// The PKCS#11 slot of the harness's reader.
+fn slot_of(h: &Harness, p11: &Pkcs11) -> Slot {
+    let reader = h.reader(0);
     p11.get_all_slots()
         .unwrap()
         .into_iter()
         .find(|s| {
             p11.get_slot_info(*s)
-                .is_ok_and(|i| i.slot_description().trim() == READER_0)
+                .is_ok_and(|i| i.slot_description().trim() == reader)
         })
-        .expect("a PKCS#11 slot for reader 0")
+        .expect("a PKCS#11 slot for the reader")
 }
 
 /// Logs in with the passcode and signs [`DIGEST`] with key `01` (9A).
@@ -81,7 +82,7 @@ fn nhs_login_session_ends_on_removal_and_logs_in_again_on_reinsertion() {
 
     let p11 = Pkcs11::new(PKCS11).unwrap();
     p11.initialize(CInitializeArgs::OsThreads).unwrap();
-    let slot = slot_of_reader_0(&p11);
+    let slot = slot_of(&h, &p11);
     // Events so far (the card was there when the module loaded) are not
     // what this test waits for.
     while p11.get_slot_event().unwrap().is_some() {}
@@ -105,9 +106,19 @@ fn nhs_login_session_ends_on_removal_and_logs_in_again_on_reinsertion() {
     let second = session.sign(&Mechanism::Ecdsa, key, &DIGEST);
     assert!(second.is_err(), "a card pulled out mid-signature signed");
 
-    // C_WaitForSlotEvent reports the removal.
-    let event = p11.wait_for_slot_event().unwrap();
-    assert_eq!(event, slot);
+    // C_WaitForSlotEvent reports the removal (the events of other readers,
+    // whose cards come and go in tests running beside this one, are passed
+    // over).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match p11.get_slot_event() {
+            Ok(Some(s)) if s == slot => break,
+            Ok(_) => {}
+            Err(e) => panic!("C_WaitForSlotEvent: {e}"),
+        }
+        assert!(Instant::now() < deadline, "no event for the card's removal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!token_present(&p11, slot), "the token is still present");
 
     // The session is over: nothing more is signed in it.
@@ -146,13 +157,13 @@ fn nhs_login_session_ends_on_removal_and_logs_in_again_on_reinsertion() {
     // counter is full after the interrupted signature.
     assert!(h.server_log().contains("scenario: card removed"));
     drop(p11);
-    let mut piv = PivClient::new(Pcsc::connect_exact(READER_0).unwrap());
+    let mut piv = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
     piv.select().unwrap();
     assert_eq!(piv.tries(0x80).unwrap(), (3, 3));
 }
 
-fn reader_0() -> PivClient<Pcsc> {
-    let mut c = PivClient::new(Pcsc::connect_exact(READER_0).unwrap());
+fn piv(h: &Harness) -> PivClient<Pcsc> {
+    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
     c.select().unwrap();
     c
 }
@@ -170,7 +181,7 @@ const GET_RESPONSE: [u8; 5] = [0x00, 0xC0, 0x00, 0x00, 0x00];
 fn a_chosen_status_word_and_a_response_that_never_completes() {
     let files = tempfile::tempdir().unwrap();
     let h = Harness::start(1);
-    let mut card = reader_0();
+    let mut card = piv(&h);
     let chuid = card.raw(&GET_CHUID).unwrap();
     assert_eq!(sw(&chuid), 0x9000);
 
@@ -214,7 +225,7 @@ fn a_dropped_reader_comes_back_as_a_power_cycled_card() {
         "[[event]]\nduring = \"VERIFY PIN (status)\"\naction = \"drop-reader\"\nreconnect_after_ms = 300\n",
     );
     let h = Harness::start_with(1, true, &["--scenario", &script]);
-    let mut card = reader_0();
+    let mut card = piv(&h);
     card.verify_pin(b"123456").unwrap();
     // The PIN status query is where the connection drops.
     // pcscd gets no status word back (an error, or an empty answer).
@@ -227,7 +238,7 @@ fn a_dropped_reader_comes_back_as_a_power_cycled_card() {
     h.wait_for_card(0, false);
     h.wait_for_card(0, true);
     // A new card session: the PIN must be presented again.
-    let mut card = reader_0();
+    let mut card = piv(&h);
     let status = card.raw(&[0x00, 0x20, 0x00, 0x80]).unwrap();
     assert_eq!(status, [0x63, 0xC3]);
     assert!(h.server_log().contains("scenario: vpcd connection dropped"));
@@ -236,8 +247,8 @@ fn a_dropped_reader_comes_back_as_a_power_cycled_card() {
 #[test]
 fn a_mute_card_answers_after_its_silence_and_a_count_removes_it() {
     let files = tempfile::tempdir().unwrap();
-    let _h = Harness::start(1);
-    let mut card = reader_0();
+    let h = Harness::start(1);
+    let mut card = piv(&h);
     let script = scenario(
         &files,
         "[[event]]\nduring = \"GET DATA\"\naction = \"mute\"\nmute_ms = 700\n\
@@ -249,7 +260,7 @@ fn a_mute_card_answers_after_its_silence_and_a_count_removes_it() {
             "scenario",
             &script,
             "--control",
-            _h.control.to_str().unwrap(),
+            h.control.to_str().unwrap(),
         ],
     );
     // The mute holds the answer back, then the card answers as itself.
@@ -263,9 +274,9 @@ fn a_mute_card_answers_after_its_silence_and_a_count_removes_it() {
     // Two more answers make three: then the card leaves, and returns.
     assert_eq!(card.raw(&GET_CHUID).unwrap(), chuid);
     assert_eq!(card.raw(&GET_CHUID).unwrap(), chuid);
-    _h.wait_for_card(0, false);
-    _h.wait_for_card(0, true);
-    assert_eq!(reader_0().raw(&GET_CHUID).unwrap(), chuid);
+    h.wait_for_card(0, false);
+    h.wait_for_card(0, true);
+    assert_eq!(piv(&h).raw(&GET_CHUID).unwrap(), chuid);
 }
 
 #[test]
@@ -291,5 +302,5 @@ fn a_timed_removal_happens_without_any_command() {
     h.wait_for_card(0, false);
     h.wait_for_card(0, true);
     assert!(h.server_log().contains("scenario: card re-inserted"));
-    assert_eq!(reader_0().card_info().unwrap().serial, 900_000_001);
+    assert_eq!(piv(&h).card_info().unwrap().serial, 900_000_001);
 }

@@ -86,7 +86,8 @@ fn no_secret_reaches_the_trace() {
     // The recorded tool sessions' commands (fuzz/traces), with the factory
     // PIN, PUK and management key they carry.
     let recorded = include_str!("../../fuzz/traces/commands.hex");
-    let mut card = PivClient::new(Pcsc::connect_exact(READER_0).unwrap());
+    let reader = h.reader(0);
+    let mut card = PivClient::new(Pcsc::connect_exact(&reader).unwrap());
     for line in recorded.lines().filter(|l| !l.is_empty()) {
         card.raw(&unhex(line)).unwrap();
     }
@@ -108,10 +109,10 @@ fn no_secret_reaches_the_trace() {
 
     // Passcodes: VERIFY, CHANGE REFERENCE DATA for PIN and PUK, RESET
     // RETRY COUNTER, a PKCS#11 login.
-    yubico(&["-a", "change-pin", "-P", "123456", "-N", PIN]);
-    yubico(&["-a", "verify-pin", "-P", PIN]);
-    yubico(&["-a", "change-puk", "-P", "12345678", "-N", PUK]);
-    yubico(&["-a", "unblock-pin", "-P", PUK, "-N", PIN_2]);
+    yubico(&h, &["-a", "change-pin", "-P", "123456", "-N", PIN]);
+    yubico(&h, &["-a", "verify-pin", "-P", PIN]);
+    yubico(&h, &["-a", "change-puk", "-P", "12345678", "-N", PUK]);
+    yubico(&h, &["-a", "unblock-pin", "-P", PUK, "-N", PIN_2]);
     secrets.passcode("PIN", PIN);
     secrets.passcode("new PIN", PIN_2);
     secrets.passcode("PUK", PUK);
@@ -120,24 +121,30 @@ fn no_secret_reaches_the_trace() {
     let key = p256::SecretKey::from_slice(&unhex(SCALAR)).unwrap();
     let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
     let key_file = h.write("import.pem", pem.as_bytes());
-    yubico(&["-a", "import-key", "-s", "9c", "-i", p(&key_file)]);
+    yubico(&h, &["-a", "import-key", "-s", "9c", "-i", p(&key_file)]);
     secrets.add("imported scalar", &unhex(SCALAR));
 
     // RSA decryption with 9D through PKCS#11: the unwrapped session key
     // comes out of the card inside its PKCS#1 block.
     let rsa_pub = h.path("rsa.pub");
-    yubico(&[
-        "-a",
-        "generate",
-        "-s",
-        "9d",
-        "-A",
-        "RSA1024",
-        "-o",
-        p(&rsa_pub),
-    ]);
+    yubico(
+        &h,
+        &[
+            "-a",
+            "generate",
+            "-s",
+            "9d",
+            "-A",
+            "RSA1024",
+            "-o",
+            p(&rsa_pub),
+        ],
+    );
     let rsa_cert = issue(&h, &rsa_pub, "key management rsa");
-    yubico(&["-a", "import-certificate", "-s", "9d", "-i", p(&rsa_cert)]);
+    yubico(
+        &h,
+        &["-a", "import-certificate", "-s", "9d", "-i", p(&rsa_cert)],
+    );
     let session_key = h.write("session.key", &unhex(SESSION_KEY));
     let wrapped = h.path("session.wrapped");
     ok(
@@ -160,6 +167,8 @@ fn no_secret_reaches_the_trace() {
         &[
             "--module",
             PKCS11,
+            "--slot-description",
+            &reader,
             "--login",
             "--pin",
             PIN_2,
@@ -201,6 +210,8 @@ fn no_secret_reaches_the_trace() {
         &[
             "--module",
             PKCS11,
+            "--slot-description",
+            &reader,
             "--login",
             "--pin",
             PIN_2,
@@ -246,52 +257,61 @@ fn no_secret_reaches_the_trace() {
     // written by PUT DATA and read back after VERIFY.
     let printed = unhex(&format!("881A8918{PROTECTED_MGM}"));
     let printed_file = h.write("printed.bin", &printed);
-    yubico(&[
-        "-a",
-        "write-object",
-        "--id",
-        "0x5fc109",
-        "-i",
-        p(&printed_file),
-        "-f",
-        "binary",
-    ]);
-    let read = yubico(&[
-        "-a",
-        "verify-pin",
-        "-P",
-        PIN_2,
-        "-a",
-        "read-object",
-        "--id",
-        "0x5fc109",
-        "-f",
-        "hex",
-    ]);
+    yubico(
+        &h,
+        &[
+            "-a",
+            "write-object",
+            "--id",
+            "0x5fc109",
+            "-i",
+            p(&printed_file),
+            "-f",
+            "binary",
+        ],
+    );
+    let read = yubico(
+        &h,
+        &[
+            "-a",
+            "verify-pin",
+            "-P",
+            PIN_2,
+            "-a",
+            "read-object",
+            "--id",
+            "0x5fc109",
+            "-f",
+            "hex",
+        ],
+    );
     assert!(read.to_uppercase().contains(PROTECTED_MGM), "{read}");
     secrets.add("PIN-protected management key", &unhex(PROTECTED_MGM));
 
     // SET MANAGEMENT KEY, then the new key authenticating (its cryptograms
     // are redacted too) for SET PIN RETRIES, which needs the PIN as well.
-    yubico(&["-a", "set-mgm-key", "-n", MGM]);
+    yubico(&h, &["-a", "set-mgm-key", "-n", MGM]);
     let with_key = format!("--key={MGM}");
-    yubico(&[
-        &with_key,
-        "-a",
-        "verify-pin",
-        "-P",
-        PIN_2,
-        "-a",
-        "pin-retries",
-        "--pin-retries",
-        "4",
-        "--puk-retries",
-        "4",
-    ]);
+    yubico(
+        &h,
+        &[
+            &with_key,
+            "-a",
+            "verify-pin",
+            "-P",
+            PIN_2,
+            "-a",
+            "pin-retries",
+            "--pin-retries",
+            "4",
+            "--puk-retries",
+            "4",
+        ],
+    );
     secrets.add("management key", &unhex(MGM));
     // After SET PIN RETRIES the codes are the factory ones again: one more
     // change to a chosen PIN.
-    yubico(&["-a", "change-pin", "-P", "123456", "-N", PIN_3]);
+    yubico(&h, &["-a", "change-pin", "-P", "123456", "-N", PIN_3]);
     secrets.passcode("third PIN", PIN_3);
 
     let raw = std::fs::read(&h.trace).unwrap();

@@ -4,16 +4,16 @@
 //! the profile's delay is the difference of the means, its spread the
 //! square root of the difference of the variances.
 //!
-//! `cargo bench -p s9card-bench --bench latency` prints the table;
-//! `-- --check` also fails if a measured mean or spread is further from the
-//! file than four standard errors (plus 0.3 ms for the host's sleep and
-//! pcscd). The draws are seeded, so a run repeats its own sample.
-//!
-//! Needs pcscd with vpcd (scripts/pcscd-up).
+//! `scripts/test` runs it (`cargo test -p s9card-e2e --test latency --
+//! --show-output` alone): it prints the table, and fails if a measured mean
+//! or spread is further from the file than four standard errors (plus
+//! 0.3 ms for the host's sleep and pcscd). The draws are seeded, so a run
+//! repeats its own sample. It holds the machine alone, so that no other
+//! test's load is in its figures.
 
 use std::time::Instant;
 
-use s9card_e2e::{Harness, READER_0, readers};
+use s9card_e2e::{Harness, Readers};
 use simulator::client::{DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient, Transport};
 use simulator::latency::{Delay, Profile};
 
@@ -27,15 +27,15 @@ const GET_EMPTY: &[u8] = &[
     0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0D, 0x00,
 ];
 
-/// A card in reader 0 through PC/SC, timing single APDUs.
+/// A card through PC/SC, timing single APDUs.
 struct Reader {
     card: Pcsc,
 }
 
 impl Reader {
-    fn connect() -> Reader {
+    fn connect(h: &Harness) -> Reader {
         Reader {
-            card: Pcsc::connect_exact(READER_0).unwrap(),
+            card: Pcsc::connect_exact(&h.reader(0)).unwrap(),
         }
     }
 
@@ -94,8 +94,8 @@ impl Probe {
 
     /// Makes the card ready (a key in 9A), then takes `n` samples of the
     /// probed command's time in milliseconds.
-    fn measure(self, n: usize) -> Vec<f64> {
-        let mut reader = Reader::connect();
+    fn measure(self, h: &Harness, n: usize) -> Vec<f64> {
+        let mut reader = Reader::connect(h);
         reader.timed(SELECT);
         let needs_key = match self {
             Probe::SignP256 => Some(piv::algorithm::Algorithm::P256),
@@ -176,17 +176,9 @@ struct Row {
     ok: bool,
 }
 
-fn main() {
-    let check = std::env::args().any(|a| a == "--check");
-    if !readers().contains(READER_0) {
-        println!(
-            "latency bench: pcscd with vpcd is not running (scripts/pcscd-up); nothing measured"
-        );
-        if check {
-            std::process::exit(1);
-        }
-        return;
-    }
+#[test]
+fn latency_profiles_keep_their_word() {
+    let _alone = Readers::exclusive();
     let mut rows = Vec::new();
     for name in ["yubikey5", "nitrokey3", "javacard"] {
         let profile = Profile::load(name).unwrap();
@@ -219,12 +211,12 @@ fn main() {
             };
             let n = probe.samples(delay);
             let profiled = {
-                let _h = Harness::start_with(1, false, &["--latency", name, "--latency-seed", "1"]);
-                probe.measure(n)
+                let h = Harness::start_with(1, false, &["--latency", name, "--latency-seed", "1"]);
+                probe.measure(&h, n)
             };
             let bare = {
-                let _h = Harness::start_with(1, false, &[]);
-                probe.measure(n)
+                let h = Harness::start_with(1, false, &[]);
+                probe.measure(&h, n)
             };
             let (m, v) = mean_var(&profiled);
             let (bm, bv) = mean_var(&bare);
@@ -268,8 +260,8 @@ fn main() {
             if r.ok { "" } else { "  OUT OF TOLERANCE" }
         );
     }
-    if check && rows.iter().any(|r| !r.ok) {
-        eprintln!("latency bench: a profile's measured figures are not the file's");
-        std::process::exit(1);
-    }
+    assert!(
+        rows.iter().all(|r| r.ok),
+        "a latency profile's measured figures are not its file's"
+    );
 }
