@@ -47,7 +47,8 @@ pub fn s9card() -> PathBuf {
     BUILT
         .get_or_init(|| {
             if let Some(bin) = std::env::var_os("S9CARD_BIN") {
-                return PathBuf::from(bin);
+                // A relative path is the repository's, as the scripts give it.
+                return root().join(bin);
             }
             let exe = std::env::current_exe().unwrap();
             // target/<profile>/deps/<test> → target/<profile>/s9card
@@ -360,12 +361,13 @@ impl Readers {
     /// with `alone`, the machine too.
     pub fn take(n: usize, alone: bool) -> Readers {
         let machine = machine_lock(alone);
-        let pcscd = ensure_pcscd(n);
         let pool = simulator::fixture::lock_file("s9card-e2e-pool.lock").unwrap();
         // One taker at a time, so that a test wanting many readers is not
-        // overtaken for ever by tests wanting one.
+        // overtaken for ever by tests wanting one, and two tests never both
+        // start a pcscd.
         let start = Instant::now();
         pool.lock().expect("lock the reader pool");
+        let pcscd = ensure_pcscd(n);
         let deadline = Instant::now() + POOL_WAIT;
         loop {
             let listed = simulator::readers::listed();
