@@ -69,6 +69,31 @@ impl ManagementKey {
         })
     }
 
+    /// A key a host asks to set (SET MANAGEMENT KEY). A 3DES key with a
+    /// weak or semi-weak DES key among its three (all zero among them) is
+    /// refused on every card. A Series 9 card also refuses two neighbouring
+    /// keys equal, which makes EDE one DES (K1 = K2 or K2 = K3); a
+    /// YubiKey-compatible card takes those, as YubiKeys do (yubikey-manager's
+    /// own tests set one). Keys are compared without their parity bits,
+    /// which DES ignores. The factory key itself (K1 = K2 = K3) is public
+    /// anyway; setting it back is a reset, and the card then reports the
+    /// default in its metadata.
+    pub fn chosen(
+        algorithm: AdminAlgorithm,
+        touch: TouchPolicy,
+        key: &[u8],
+        profile: Profile,
+    ) -> Result<ManagementKey> {
+        let new = ManagementKey::new(algorithm, touch, key)?;
+        if algorithm == AdminAlgorithm::Tdes && !new.is_default {
+            let degenerate_refused = profile == Profile::Series9;
+            if weak_des_part(key) || (degenerate_refused && degenerate_tdes(key)) {
+                return Err(Error::BadData);
+            }
+        }
+        Ok(new)
+    }
+
     /// The factory key: the default bytes as 3DES on a Series 9 card, as
     /// AES-192 on a YubiKey-compatible one (5.7 changed the algorithm,
     /// and tools read which from the metadata).
@@ -280,5 +305,106 @@ pub fn authenticate(
             Ok(2 + block)
         }
         _ => Err(Error::BadData),
+    }
+}
+
+/// The DES weak and semi-weak keys (FIPS 74, 3.6), with their parity bits.
+const WEAK_DES: [[u8; 8]; 16] = [
+    [0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01],
+    [0xFE, 0xFE, 0xFE, 0xFE, 0xFE, 0xFE, 0xFE, 0xFE],
+    [0xE0, 0xE0, 0xE0, 0xE0, 0xF1, 0xF1, 0xF1, 0xF1],
+    [0x1F, 0x1F, 0x1F, 0x1F, 0x0E, 0x0E, 0x0E, 0x0E],
+    [0x01, 0xFE, 0x01, 0xFE, 0x01, 0xFE, 0x01, 0xFE],
+    [0xFE, 0x01, 0xFE, 0x01, 0xFE, 0x01, 0xFE, 0x01],
+    [0x1F, 0xE0, 0x1F, 0xE0, 0x0E, 0xF1, 0x0E, 0xF1],
+    [0xE0, 0x1F, 0xE0, 0x1F, 0xF1, 0x0E, 0xF1, 0x0E],
+    [0x01, 0xE0, 0x01, 0xE0, 0x01, 0xF1, 0x01, 0xF1],
+    [0xE0, 0x01, 0xE0, 0x01, 0xF1, 0x01, 0xF1, 0x01],
+    [0x1F, 0xFE, 0x1F, 0xFE, 0x0E, 0xFE, 0x0E, 0xFE],
+    [0xFE, 0x1F, 0xFE, 0x1F, 0xFE, 0x0E, 0xFE, 0x0E],
+    [0x01, 0x1F, 0x01, 0x1F, 0x01, 0x0E, 0x01, 0x0E],
+    [0x1F, 0x01, 0x1F, 0x01, 0x0E, 0x01, 0x0E, 0x01],
+    [0xE0, 0xFE, 0xE0, 0xFE, 0xF1, 0xFE, 0xF1, 0xFE],
+    [0xFE, 0xE0, 0xFE, 0xE0, 0xFE, 0xF1, 0xFE, 0xF1],
+];
+
+/// Whether two DES keys are the same key: equal but for parity bits.
+fn same_des(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x ^ y) & 0xFE == 0)
+}
+
+/// The three DES keys of a 24-byte 3DES key.
+fn parts(key: &[u8]) -> Option<[&[u8]; 3]> {
+    let mut parts = key.chunks_exact(8);
+    Some([parts.next()?, parts.next()?, parts.next()?])
+}
+
+/// Whether one of a 3DES key's DES keys is weak or semi-weak (see
+/// [`ManagementKey::chosen`]). The key is the host's new key: the timing
+/// of these comparisons says only which rule refused it.
+fn weak_des_part(key: &[u8]) -> bool {
+    parts(key).is_none_or(|ks| ks.iter().any(|k| WEAK_DES.iter().any(|w| same_des(k, w))))
+}
+
+/// Whether a 3DES key is one DES: K1 = K2 or K2 = K3.
+fn degenerate_tdes(key: &[u8]) -> bool {
+    parts(key).is_none_or(|[k1, k2, k3]| same_des(k1, k2) || same_des(k2, k3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tdes(k1: [u8; 8], k2: [u8; 8], k3: [u8; 8]) -> [u8; 24] {
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&k1);
+        key[8..16].copy_from_slice(&k2);
+        key[16..].copy_from_slice(&k3);
+        key
+    }
+
+    #[test]
+    fn degenerate_and_weak_3des_keys_are_refused() {
+        let (a, b, c) = (
+            [0x13, 0x34, 0x57, 0x79, 0x9B, 0xBC, 0xDF, 0xF1],
+            [0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01],
+            [0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01, 0x23],
+        );
+        assert!(!weak_des_part(&tdes(a, b, c)) && !degenerate_tdes(&tdes(a, b, c)));
+        // K1 = K2 and K2 = K3: one DES. K1 = K3 is two-key 3DES, allowed.
+        assert!(degenerate_tdes(&tdes(a, a, c)));
+        assert!(degenerate_tdes(&tdes(a, b, b)));
+        assert!(!degenerate_tdes(&tdes(a, b, a)));
+        // The same with only parity bits changed.
+        let a_parity = a.map(|x| x ^ 1);
+        assert!(degenerate_tdes(&tdes(a, a_parity, c)));
+        // All zero, and weak or semi-weak parts.
+        assert!(weak_des_part(&[0; 24]));
+        for w in WEAK_DES {
+            assert!(weak_des_part(&tdes(a, w, c)));
+            assert!(weak_des_part(&tdes(w.map(|x| x ^ 1), b, c)));
+        }
+        // Through the command's constructor: refused as bad data, but the
+        // factory key may be set back; AES keys are not judged so. A
+        // YubiKey-compatible card takes K1 = K2, as YubiKeys do.
+        let never = TouchPolicy::NEVER;
+        let series9 = Profile::Series9;
+        let yubikey = Profile::YubiKey {
+            pin_complexity: false,
+        };
+        let chosen = |key: &[u8], profile| {
+            ManagementKey::chosen(AdminAlgorithm::Tdes, never, key, profile).err()
+        };
+        assert_eq!(chosen(&tdes(a, a, c), series9), Some(Error::BadData));
+        assert_eq!(chosen(&tdes(a, a, c), yubikey), None);
+        assert_eq!(
+            chosen(&tdes(a, WEAK_DES[3], c), yubikey),
+            Some(Error::BadData)
+        );
+        assert_eq!(chosen(&[0; 24], yubikey), Some(Error::BadData));
+        assert_eq!(chosen(&DEFAULT_KEY, series9), None);
+        assert_eq!(chosen(&tdes(a, b, c), series9), None);
+        let aes = ManagementKey::chosen(AdminAlgorithm::Aes192, never, &[0; 24], series9);
+        assert!(aes.is_ok());
     }
 }

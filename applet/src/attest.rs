@@ -13,7 +13,7 @@ use der::asn1::{
     AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, OctetStringRef, SequenceOf, SetOf,
     UintRef, UtcTime, Utf8StringRef,
 };
-use der::{DateTime, Encode, Sequence, ValueOrd};
+use der::{DateTime, Decode, Encode, Reader, Sequence, SliceReader, ValueOrd};
 use sha2::{Digest, Sha256};
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
@@ -130,18 +130,22 @@ fn ecdsa_with_sha256() -> AlgorithmIdentifierRef<'static> {
 }
 
 /// Writes a certificate for `subject`, issued by `issuer` and signed with
-/// `signer`, into `out`. `serial` is the certificate serial number. The
-/// signer must be a P-256 key (the card's attestation key is one).
+/// `signer` (whose record holds `signer_public`), into `out`, with a serial
+/// number drawn from `rng`. The signer must be a P-256 key (the card's
+/// attestation key is one).
 pub fn certificate(
     out: &mut Writer<'_>,
     subject: &Subject<'_>,
     issuer: &[u8],
     signer: &Private,
-    mut serial: [u8; 16],
+    signer_public: &[u8],
+    rng: &mut dyn rand_core::CryptoRng,
 ) -> Result<()> {
     if signer.algorithm() != Algorithm::P256 {
         return Err(Error::Conditions);
     }
+    let mut serial = [0u8; 16];
+    rng.fill_bytes(&mut serial);
     // A positive INTEGER with no superfluous leading byte.
     if let Some(first) = serial.first_mut() {
         *first = (*first & 0x7F) | 0x40;
@@ -150,7 +154,7 @@ pub fn certificate(
     let tbs = tbs_certificate(subject, issuer, &serial, &mut tbs)?;
     let digest = Sha256::digest(tbs);
     let mut sig = [0u8; MAX_OUTPUT];
-    let sig = signer.sign(&digest, &mut sig)?;
+    let sig = signer.sign(signer_public, &digest, &mut sig, rng)?;
     let cert = Certificate {
         tbs_certificate: AnyRef::try_from(tbs)?,
         signature_algorithm: ecdsa_with_sha256(),
@@ -246,4 +250,74 @@ fn tbs_certificate<'o>(
         extensions,
     };
     Ok(tbs.encode_to_slice(out)?)
+}
+
+/// Whether a certificate object (`70` the certificate's DER, then `71`,
+/// `FE`) certifies `public`, a key of `algorithm` as its key record keeps
+/// it: the subject public key info names the algorithm (and curve) and
+/// holds exactly that key. COMMIT RENEWAL checks it, so that a renewal never
+/// installs a key under a certificate for another. The certificate's
+/// signature is the relying parties' to check, not the card's.
+pub fn certifies(object: &[u8], algorithm: Algorithm, public: &[u8]) -> Result<bool> {
+    let der = apdu::tlv::Reader::new(object)
+        .filter_map(|tlv| tlv.ok())
+        .find(|tlv| tlv.tag.value() == 0x70)
+        .ok_or(Error::BadData)?
+        .value;
+    // A certificate the card cannot read is the host's mistake: 6A 80.
+    let spki = subject_key_info(der).map_err(|_| Error::BadData)?;
+    let key = spki.subject_public_key.as_bytes().ok_or(Error::BadData)?;
+    let oid = spki.algorithm.oid;
+    let curve = spki
+        .algorithm
+        .parameters
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    Ok(match algorithm {
+        Algorithm::P256 => oid == EC_PUBLIC_KEY && curve == Some(PRIME256V1) && key == public,
+        Algorithm::P384 => oid == EC_PUBLIC_KEY && curve == Some(SECP384R1) && key == public,
+        Algorithm::Ed25519 => oid == ED25519 && key == public,
+        Algorithm::X25519 => oid == X25519 && key == public,
+        _ => {
+            let rsa = RsaPublicKey::from_der(key).map_err(|_| Error::BadData)?;
+            let exponent = RSA_EXPONENT.to_be_bytes();
+            oid == RSA_ENCRYPTION
+                && rsa.modulus.as_bytes() == unsigned(public)
+                && rsa.public_exponent.as_bytes() == unsigned(&exponent)
+        }
+    })
+}
+
+/// The subject public key info of a certificate's DER, its other fields
+/// read over.
+fn subject_key_info(der: &[u8]) -> der::Result<SubjectPublicKeyInfoRef<'_>> {
+    let mut reader = SliceReader::new(der)?;
+    let spki = reader.sequence(|certificate| {
+        let spki = certificate.sequence(|tbs| {
+            if der::Tag::peek(tbs)?.is_context_specific() {
+                AnyRef::decode(tbs)?; // [0] version
+            }
+            for _ in 0..5 {
+                // serial, signature, issuer, validity, subject
+                AnyRef::decode(tbs)?;
+            }
+            let spki = SubjectPublicKeyInfoRef::decode(tbs)?;
+            while !tbs.is_finished() {
+                AnyRef::decode(tbs)?; // unique identifiers, extensions
+            }
+            Ok::<_, der::Error>(spki)
+        })?;
+        while !certificate.is_finished() {
+            AnyRef::decode(certificate)?; // signature algorithm and value
+        }
+        Ok::<_, der::Error>(spki)
+    })?;
+    reader.finish()?;
+    Ok(spki)
+}
+
+/// A big-endian unsigned integer without its leading zeros, as DER's
+/// INTEGER content holds a positive one (less its sign byte).
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
 }

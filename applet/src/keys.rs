@@ -205,14 +205,16 @@ impl KeyRecord {
 
     /// GENERAL AUTHENTICATE's `81` with this key ([`Private::sign`]); the
     /// key's PIN policy must have let this use through.
+    /// `rng` blinds an RSA key's private operation.
     pub fn sign<'o>(
         &self,
         device: &DeviceKey,
         input: &[u8],
         out: &'o mut [u8; MAX_OUTPUT],
+        rng: &mut dyn CryptoRng,
         _authorized: &Authorized<'_>,
     ) -> Result<&'o [u8]> {
-        self.secret(device)?.sign(input, out)
+        self.secret(device)?.sign(self.public(), input, out, rng)
     }
 
     /// Key agreement with a peer's public key: the shared secret.
@@ -233,10 +235,17 @@ impl KeyRecord {
         out: &mut apdu::tlv::Writer<'_>,
         subject: &crate::attest::Subject<'_>,
         issuer: &[u8],
-        serial: [u8; 16],
+        rng: &mut dyn CryptoRng,
         _authorized: &Authorized<'_>,
     ) -> Result<()> {
-        crate::attest::certificate(out, subject, issuer, &self.secret(device)?, serial)
+        crate::attest::certificate(
+            out,
+            subject,
+            issuer,
+            &self.secret(device)?,
+            self.public(),
+            rng,
+        )
     }
 
     /// The same key sealed for another slot (MOVE KEY).
@@ -313,7 +322,9 @@ pub fn relocate(
 /// COMMIT RENEWAL: the key staged for `slot` and its new certificate
 /// object installed together, the staging area emptied, in one
 /// transaction. The staged record is checked (its seal opens for this
-/// slot) before it is installed.
+/// slot, and the certificate is for its key: [`crate::attest::certifies`])
+/// before it is installed; a certificate for another key is
+/// [`Error::BadData`] and leaves the key staged.
 pub fn install_staged(
     store: &mut dyn Persistent,
     slot: KeySlot,
@@ -324,6 +335,11 @@ pub fn install_staged(
     let slot = slot.slot();
     let staged = crate::layout::staged_key(slot);
     let record = KeyRecord::load(store, staged, slot, device)?.ok_or(Error::KeyNotFound)?;
+    // The certificate must be the staged key's: a CMS that mixed up its
+    // keys, or a staged key left from another renewal, installs nothing.
+    if !crate::attest::certifies(certificate, record.algorithm, record.public())? {
+        return Err(Error::BadData);
+    }
     let mut buf = [0u8; MAX_RECORD];
     let record = record.encode(&mut buf);
     let cert = slot

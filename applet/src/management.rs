@@ -116,9 +116,16 @@ impl Applet for Management {
 
     fn deselect(&mut self) {}
 
-    fn secrecy(&self, _header: &Header, _data: &[u8]) -> Secrecy {
-        // Nothing here is secret: versions, serial, capabilities.
-        Secrecy::PUBLIC
+    fn secrecy(&self, header: &Header, _data: &[u8]) -> Secrecy {
+        match header.ins {
+            // Versions, the serial, capabilities: nothing secret.
+            INS_READ_CONFIG => Secrecy::PUBLIC,
+            // Anything else is a command this application does not have,
+            // so it cannot tell what it carries, and what tools send here
+            // does carry secrets: WRITE CONFIG (`1C`) holds the current
+            // and the new configuration lock code.
+            _ => Secrecy::SECRET,
+        }
     }
 
     fn process(
@@ -134,5 +141,36 @@ impl Applet for Management {
             _ => Err(Error::UnknownInstruction),
         };
         outcome.map_err(Error::status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(apdu: &[u8]) -> Secrecy {
+        let management = Management::new(DeviceKey::new([7; 32]), false);
+        let command = Command::parse(apdu).unwrap();
+        management.secrecy(&command.header(), command.data())
+    }
+
+    #[test]
+    fn lock_codes_are_secret_and_only_read_config_is_public() {
+        // ykman's WRITE CONFIG: reboot flag, then `0A` the current lock
+        // code and `0B` the new one, 16 bytes each.
+        let mut write = [0u8; 42];
+        write[..6].copy_from_slice(&[0x00, 0x1C, 0x00, 0x00, 0x24, 0x23]);
+        write[6..8].copy_from_slice(&[0x0A, 0x10]);
+        write[8..24].copy_from_slice(&[0x11; 16]);
+        write[24..26].copy_from_slice(&[0x0B, 0x10]);
+        write[26..42].copy_from_slice(&[0x22; 16]);
+        assert_eq!(verdict(&write), Secrecy::SECRET);
+        // Device reset and mode switching: not known here, so secret.
+        assert_eq!(verdict(&[0x00, 0x1F, 0x00, 0x00]), Secrecy::SECRET);
+        assert_eq!(
+            verdict(&[0x00, 0x16, 0x00, 0x00, 0x01, 0x06]),
+            Secrecy::SECRET
+        );
+        assert_eq!(verdict(&[0x00, 0x1D, 0x00, 0x00, 0x00]), Secrecy::PUBLIC);
     }
 }

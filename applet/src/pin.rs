@@ -45,15 +45,36 @@ pub struct Tries {
     pub max: u8,
 }
 
+/// A counter's record: the two counts and a 16-byte tag.
+pub const TRIES_RECORD: usize = 2 + TAG;
+const TAG: usize = 16;
+
 impl Tries {
     /// A full counter of `max` tries.
     pub const fn full(max: u8) -> Tries {
         Tries { left: max, max }
     }
 
-    /// The stored form.
-    pub const fn encode(self) -> [u8; 2] {
-        [self.left, self.max]
+    /// The stored form: `[left, max]` and a tag, HMAC-SHA-256 under the
+    /// identity's passcode key over the passcode's reference and the two
+    /// counts. Without the key no one can write a count the card takes,
+    /// and a record from another card, another identity of this card or
+    /// the other passcode does not verify. (What a tag cannot tell apart
+    /// is an earlier record of this very counter put back together with
+    /// everything else of its time: a whole flash rolled back.)
+    pub fn sealed(self, id: &Identity, which: Passcode) -> Result<[u8; TRIES_RECORD]> {
+        let mut out = [0u8; TRIES_RECORD];
+        let (counts, tag) = out.split_at_mut(2);
+        counts.copy_from_slice(&[self.left, self.max]);
+        tag.copy_from_slice(&self.tag(id, which)?);
+        Ok(out)
+    }
+
+    fn tag(self, id: &Identity, which: Passcode) -> Result<[u8; TAG]> {
+        let full = secrets::tag_counter(&id.pin_key, reference(which), [self.left, self.max])?;
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(full.get(..TAG).ok_or(Error::Flash)?);
+        Ok(tag)
     }
 }
 
@@ -81,16 +102,24 @@ const fn reference(which: Passcode) -> u8 {
     }
 }
 
-/// Reads a counter.
-pub fn tries(store: &mut dyn Persistent, which: Passcode) -> Result<Tries> {
-    let mut buf = [0u8; 2];
-    match store.read(keys(which).1, &mut buf)? {
-        Some([left, max]) => Ok(Tries {
-            left: *left,
-            max: *max,
-        }),
-        _ => Err(Error::Flash),
+/// Reads a counter; one whose tag does not verify (or of another length)
+/// is [`Error::Tampered`]: the card does not take it, in either direction.
+pub fn tries(store: &mut dyn Persistent, id: &Identity, which: Passcode) -> Result<Tries> {
+    let mut buf = [0u8; TRIES_RECORD];
+    let Some(record) = store.read(keys(which).1, &mut buf)? else {
+        return Err(Error::Flash);
+    };
+    let [left, max, tag @ ..] = record else {
+        return Err(Error::Tampered);
+    };
+    let tries = Tries {
+        left: *left,
+        max: *max,
+    };
+    if tag.len() != TAG || !secrets::same(tag, &tries.tag(id, which)?) {
+        return Err(Error::Tampered);
     }
+    Ok(tries)
 }
 
 /// The digest record: `[default flag, digest…]`.
@@ -157,11 +186,16 @@ pub fn verify(
     Ok(())
 }
 
-/// The proof that PIN and PUK are both blocked, or `69 85`.
-pub fn both_blocked(store: &mut dyn Persistent) -> Result<BothBlocked> {
-    let pin_left = tries(store, Passcode::Pin)?.left;
-    let puk_left = tries(store, Passcode::Puk)?.left;
-    if pin_left != 0 || puk_left != 0 {
+/// The proof that PIN and PUK are both blocked, or `69 85`. A counter the
+/// card does not take counts as blocked: RESET, which clears every key,
+/// is then the way back.
+pub fn both_blocked(store: &mut dyn Persistent, id: &Identity) -> Result<BothBlocked> {
+    let left = |store: &mut dyn Persistent, which| match tries(store, id, which) {
+        Ok(tries) => Ok(tries.left),
+        Err(Error::Tampered) => Ok(0),
+        Err(e) => Err(e),
+    };
+    if left(store, Passcode::Pin)? != 0 || left(store, Passcode::Puk)? != 0 {
         return Err(Error::Conditions);
     }
     Ok(BothBlocked(()))
@@ -191,8 +225,8 @@ pub fn set_retries(
 ) -> Result<()> {
     let (pin, puk) = factory_records(id)?;
     let (pt, kt) = (
-        Tries::full(pin_tries).encode(),
-        Tries::full(puk_tries).encode(),
+        Tries::full(pin_tries).sealed(id, Passcode::Pin)?,
+        Tries::full(puk_tries).sealed(id, Passcode::Puk)?,
     );
     store.commit(&[
         Op::Put(layout::PIN_HASH, &pin),
@@ -212,7 +246,7 @@ fn compare(
     then: &[Op<'_>],
 ) -> Result<()> {
     let (_, tries_key) = keys(which);
-    let tries = tries(store, which)?;
+    let tries = tries(store, id, which)?;
     if tries.left == 0 {
         return Err(Error::Blocked);
     }
@@ -220,14 +254,15 @@ fn compare(
         left: tries.left - 1,
         max: tries.max,
     };
-    store.commit(&[Op::Put(tries_key, &spent.encode())])?;
+    let spent_record = spent.sealed(id, which)?;
+    store.commit(&[Op::Put(tries_key, &spent_record)])?;
 
     let expected = Zeroizing::new(stored(store, which)?.digest);
     let given = Zeroizing::new(digest(id, which, candidate)?);
     let right = secrets::same(&*expected, &*given);
 
     if right {
-        let restored = Tries::full(tries.max).encode();
+        let restored = Tries::full(tries.max).sealed(id, which)?;
         let mut ops: heapless::Vec<Op<'_>, { card_os::store::MAX_TX_OPS }> = heapless::Vec::new();
         ops.push(Op::Put(tries_key, &restored))
             .map_err(|_| Error::NoSpace)?;
@@ -235,7 +270,7 @@ fn compare(
         store.commit(&ops)?;
         Ok(())
     } else {
-        store.commit(&[Op::Put(tries_key, &spent.encode())])?;
+        store.commit(&[Op::Put(tries_key, &spent_record)])?;
         // The try that blocks still answers `63 C0`; `69 83` comes after.
         Err(Error::WrongPasscode(spent.left))
     }

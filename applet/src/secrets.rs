@@ -185,6 +185,20 @@ pub fn hash_passcode(key: &[u8; 32], reference: u8, field: &[u8; 8]) -> Result<D
     Ok(out)
 }
 
+/// The tag of a retry counter's counts ([`crate::pin::Tries::sealed`]):
+/// HMAC-SHA-256 under the identity's passcode key, over a label the
+/// passcode digests never start with, the passcode's reference and the
+/// counts.
+pub fn tag_counter(key: &[u8; 32], reference: u8, counts: [u8; 2]) -> Result<Digest> {
+    let mut mac = HmacSha256::new_from_slice(key).map_err(|_| Error::Flash)?;
+    mac.update(b"s9card retry counter");
+    mac.update(&[reference]);
+    mac.update(&counts);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
+}
+
 /// Constant-time equality of two digests.
 pub fn same(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.ct_eq(b))

@@ -17,10 +17,10 @@
 //!
 //! ```
 //! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
-//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session, rng: &mut dyn rand_core::CryptoRng) -> piv::error::Result<()> {
 //! let authorized = session.authorize(record.pin).ok_or(Error::SecurityStatus)?;
 //! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
-//! record.sign(device, &[0u8; 32], &mut out, &authorized)?;
+//! record.sign(device, &[0u8; 32], &mut out, rng, &authorized)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -29,7 +29,8 @@
 //! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
 //! // Signing with a slot's key needs what its PIN policy asks for.
 //! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
-//! record.sign(device, &[0u8; 32], &mut out)?;
+//! let rng: &mut dyn rand_core::CryptoRng = todo!();
+//! record.sign(device, &[0u8; 32], &mut out, rng)?;
 //! # Ok(()) }
 //! ```
 //!

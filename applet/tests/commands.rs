@@ -9,6 +9,7 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{DerSignature, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
+use piv::algorithm::Algorithm;
 
 fn verifying_key(point: &[u8]) -> VerifyingKey {
     VerifyingKey::from_sec1_bytes(point).unwrap()
@@ -208,6 +209,28 @@ fn aes_management_keys() {
         assert_eq!(admin_auth(&mut card, 0x03, &DEFAULT_MGM), 0x6A86);
         assert_eq!(admin_auth(&mut card, alg, &key), 0x9000);
     }
+}
+
+#[test]
+fn degenerate_3des_management_keys_are_refused_and_change_nothing() {
+    let mut card = fresh();
+    admin_default(&mut card);
+    let k: [u8; 8] = [0x13, 0x34, 0x57, 0x79, 0x9B, 0xBC, 0xDF, 0xF1];
+    let other: [u8; 8] = [0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0x01];
+    let weak_part = [0x1F, 0x1F, 0x1F, 0x1F, 0x0E, 0x0E, 0x0E, 0x0E];
+    for key in [
+        [k, k, other].concat(),
+        [other, k, k.map(|b| b ^ 1)].concat(),
+        [k, weak_part, other].concat(),
+        vec![0; 24],
+    ] {
+        let mut apdu = hex("00FFFFFF1B039B18");
+        apdu.extend(&key);
+        assert_eq!(sw(&send(&mut card, &apdu)), 0x6A80, "{key:02X?}");
+    }
+    card.warm_reset();
+    send(&mut card, &hex(SELECT));
+    assert_eq!(admin_auth(&mut card, 0x03, &DEFAULT_MGM), 0x9000);
 }
 
 #[test]
@@ -580,9 +603,15 @@ fn renewal_stage_commit_and_abort() {
         send(&mut card, &hex("00E3000000"))[14..18],
         hex("04019A90")[..]
     );
+    // A certificate for another key (the old one) installs nothing, and
+    // the key stays staged.
+    let wrong = der(0x53, &certificate_object(Algorithm::P256, &old, 0));
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9A], &wrong).1,
+        0x6A80
+    );
     // Commit installs key and certificate together.
-    let mut commit = hex("5308700401020304710100");
-    commit[1] = (commit.len() - 2) as u8;
+    let commit = der(0x53, &certificate_object(Algorithm::P256, &new, 0));
     assert_eq!(
         exchange(&mut card, [0x00, 0xE1, 0x00, 0x9A], &commit).1,
         0x9000
@@ -621,8 +650,9 @@ fn a_staged_key_survives_a_power_cycle_and_the_renewal_resumes() {
         "CARD INFO lists the staged slot"
     );
     admin_default(&mut card);
+    let commit = der(0x53, &certificate_object(Algorithm::P256, &staged[5..], 0));
     assert_eq!(
-        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9C], &hex("53037001AA")).1,
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9C], &commit).1,
         0x9000
     );
     let meta = send(&mut card, &hex("00F7009C00"));

@@ -55,7 +55,7 @@ struct Probe {
     apdu: Vec<u8>,
 }
 
-fn probes() -> Vec<Probe> {
+fn probes(card: &mut PivCard) -> Vec<Probe> {
     let mut digest = vec![0x7C, 0x24, 0x82, 0x00, 0x81, 0x20];
     digest.extend([0x42; 32]);
     let mut probes = vec![
@@ -77,7 +77,13 @@ fn probes() -> Vec<Probe> {
         Probe {
             name: "staged 9A".into(),
             key: layout::staged_key(Slot::from_byte(0x9A).unwrap()),
-            apdu: hex("00E1009A0A5308700401020304FE00"),
+            // With the staged key's own certificate, so that the untouched
+            // record commits.
+            apdu: {
+                let object = staged_certificate(card, Slot::Authentication, 0);
+                let data = der(0x53, &object);
+                [vec![0x00, 0xE1, 0x00, 0x9A, data.len() as u8], data].concat()
+            },
         },
     ];
     for slot in SLOTS {
@@ -98,7 +104,7 @@ fn every_flipped_bit_of_every_sealed_record_is_refused() {
     let before = counters(&mut card);
     let slot_9a = read(&mut card, layout::slot_key(Slot::from_byte(0x9A).unwrap()));
     let (mut tried, mut detected) = (0usize, 0usize);
-    for probe in probes() {
+    for probe in probes(&mut card) {
         let original = read(&mut card, probe.key);
         for bit in 0..original.len() * 8 {
             let mut flipped = original.clone();
@@ -130,10 +136,14 @@ fn every_flipped_bit_of_every_sealed_record_is_refused() {
         "no tampered staged key was installed"
     );
     println!("sealed-record bit flips: {tried} tried, {detected} detected");
-    assert!(tried > 7_000, "every bit of {} records", probes().len());
+    assert!(
+        tried > 7_000,
+        "every bit of {} records",
+        probes(&mut card).len()
+    );
 
     // Untouched, every probe works: the refusals above were the seal's.
-    for probe in probes() {
+    for probe in probes(&mut card) {
         assert_eq!(verify(&mut card, PIN), 0x9000);
         let rsp = send(&mut card, &probe.apdu);
         let ok = sw(&rsp) == 0x9000 || sw(&rsp) >> 8 == 0x61;
@@ -146,7 +156,7 @@ fn every_flipped_bit_of_every_sealed_record_is_refused() {
 fn records_of_any_length_are_refused() {
     let mut card = personalised();
     let before = counters(&mut card);
-    for probe in probes() {
+    for probe in probes(&mut card) {
         let original = read(&mut card, probe.key);
         for len in (0..original.len()).chain([original.len() + 1, original.len() + 40]) {
             let mut cut = original.clone();
@@ -166,7 +176,8 @@ fn another_device_key_opens_nothing() {
     use card_os::{Card, atr};
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
-    let card = personalised();
+    let mut card = personalised();
+    let probes = probes(&mut card);
     let (flash, _, _) = card.into_parts();
     let mut other = Card::<_, ChaCha8Rng, (piv::Piv, Option<piv::Management>)>::boot(
         flash,
@@ -179,7 +190,7 @@ fn another_device_key_opens_nothing() {
     let before = counters(&mut other);
     assert_eq!(send(&mut other, &hex(SELECT)), [0x65, 0x81]);
     // The failed SELECT leaves no application selected (`69 85`).
-    for probe in probes() {
+    for probe in probes {
         let rsp = send(&mut other, &probe.apdu);
         assert!(
             rsp == [0x65, 0x81] || rsp == [0x69, 0x85],
@@ -188,4 +199,55 @@ fn another_device_key_opens_nothing() {
         );
     }
     assert_eq!(counters(&mut other), before);
+}
+
+/// A flash writer deletes the identity record so that the card takes its
+/// factory state again: the factory PIN, PUK and management key come back,
+/// but the keys go with the old identity (0457aa2 kept them, and the
+/// default PIN then signed with the holder's 9A key).
+#[test]
+fn a_deleted_identity_takes_every_key_with_it() {
+    let mut card = personalised();
+    card.store_mut()
+        .commit(&[Op::Delete(layout::CARD)])
+        .unwrap();
+    card.power_off();
+    card.power_on();
+    assert_eq!(sw(&send(&mut card, &hex(SELECT))), 0x9000);
+    // The factory state: the default PIN works again...
+    assert_eq!(verify(&mut card, b"123456"), 0x9000);
+    // ...and no slot holds a key, staged or not.
+    for slot in SLOTS {
+        let meta = send(&mut card, &hex(&format!("00F700{slot:02X}00")));
+        assert_eq!(sw(&meta), 0x6A88, "slot {slot:02X} kept its key");
+    }
+    let mut buf = vec![0u8; 4096];
+    for slot in [Slot::Authentication, Slot::Signature] {
+        for key in [layout::slot_key(slot), layout::staged_key(slot)] {
+            assert_eq!(card.store_mut().read_value(key, &mut buf).unwrap(), None);
+        }
+    }
+}
+
+/// A retry counter written by hand is not taken: more tries than the card
+/// gave, the other passcode's counter moved over, or the plain two-byte
+/// record 0457aa2 kept (which anyone with the flash could set to 15). The
+/// card answers `65 81` and moves nothing; the genuine record works again.
+#[test]
+fn a_forged_retry_counter_is_refused_and_never_moved() {
+    let mut card = personalised();
+    let (pin, puk) = counters(&mut card);
+    let mut more = pin.clone();
+    more[0] = 15;
+    more[1] = 15;
+    for forged in [more, vec![15, 15], puk.clone()] {
+        put(&mut card, layout::PIN_TRIES, &forged);
+        assert_eq!(verify(&mut card, b"000000"), 0x6581, "{forged:02X?}");
+        assert_eq!(verify(&mut card, PIN), 0x6581, "{forged:02X?}");
+        assert_eq!(sw(&send(&mut card, &hex("0020008000"))), 0x6581);
+        assert_eq!(read(&mut card, layout::PIN_TRIES), forged, "moved");
+    }
+    put(&mut card, layout::PIN_TRIES, &pin);
+    assert_eq!(verify(&mut card, PIN), 0x9000);
+    assert_eq!(counters(&mut card), (pin, puk));
 }

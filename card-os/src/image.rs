@@ -8,7 +8,8 @@
 //! 0     magic "S9CARD-IMAGE" + 4 zero bytes
 //! 16    format version u16 LE (1 or 2)
 //! 18    flags u16 LE (bit 0: virtual card; bit 1: YubiKey-compatible
-//!       profile; bit 2: with PIN complexity, only with bit 1)
+//!       profile; bit 2: with PIN complexity, only with bit 1; bit 3: the
+//!       device key and seed are in the key store, and zero here)
 //! 20    serial u32 LE (the serial the card takes at its factory state)
 //! 24    page size u32 LE (4096)     28  page count u32 LE
 //! 32    device key, 32 bytes (the MCU's unique key)
@@ -21,6 +22,23 @@
 //! the card: on a real card it is the MCU's provisioning (the device key in
 //! fuses, the seed replaced by a TRNG). Version 1 records predate the seed;
 //! the host simulator draws its randomness from the OS and needs none.
+//!
+//! ## The key store
+//!
+//! The device key seals every secret in the store, so a flash that holds
+//! it beside the records holds everything: a dump opens. A card image on
+//! the host is such a flash (the host has nowhere else to keep it). The
+//! firmware's flash is not: its record has bit 3 set and zeros where the
+//! key and seed were, and they are in the MCU's key store (OTP or fuses on
+//! a chip, a region QEMU fills from a file of its own), which the firmware
+//! reads once at boot and a dump of the flash does not contain
+//! ([`Header::split`], [`Header::decode_apart`]):
+//!
+//! ```text
+//! 0     magic "S9CARD-KEYSTORE\0"
+//! 16    device key, 32 bytes      48  randomness seed, 32 bytes
+//! 80    CRC-32C of bytes 0..80, u32 LE
+//! ```
 
 use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
 use zeroize::Zeroize;
@@ -43,6 +61,10 @@ pub const PAGES: core::ops::RangeInclusive<u32> = 8..=128;
 const FLAG_VIRTUAL: u16 = 1;
 const FLAG_YUBIKEY: u16 = 1 << 1;
 const FLAG_PIN_COMPLEXITY: u16 = 1 << 2;
+const FLAG_KEYS_APART: u16 = 1 << 3;
+const KEY_STORE_MAGIC: &[u8; 16] = b"S9CARD-KEYSTORE\0";
+/// The key store record's length.
+pub const KEY_STORE_LEN: usize = 84;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// Which card the applets present themselves as: a factory property, like
@@ -130,6 +152,10 @@ pub enum HeaderError {
     /// Flags that name no card (PIN complexity without the YubiKey
     /// profile).
     Flags,
+    /// The device key and seed are in the key store, which was not read.
+    KeysApart,
+    /// The key store record is not one, or is damaged.
+    KeyStore,
 }
 
 impl core::fmt::Display for HeaderError {
@@ -143,6 +169,10 @@ impl core::fmt::Display for HeaderError {
             HeaderError::PageSize => f.write_str("unsupported page size"),
             HeaderError::PageCount => f.write_str("unsupported page count"),
             HeaderError::Flags => f.write_str("contradictory profile flags"),
+            HeaderError::KeysApart => {
+                f.write_str("the device key is in the card's key store, not in this flash")
+            }
+            HeaderError::KeyStore => f.write_str("not a key store record, or a damaged one"),
         }
     }
 }
@@ -176,7 +206,7 @@ pub fn check_range(
     Ok(offset)
 }
 
-fn word(b: &[u8; RECORD_LEN], at: usize) -> u32 {
+fn word(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     if let Some(src) = b.get(at..at + 4) {
         w.copy_from_slice(src);
@@ -184,7 +214,7 @@ fn word(b: &[u8; RECORD_LEN], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
-fn put(b: &mut [u8; RECORD_LEN], at: usize, bytes: &[u8]) {
+fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = b.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
@@ -232,8 +262,65 @@ impl Header {
         b
     }
 
-    /// Reads a record.
+    /// The record for a flash whose key store holds the secrets, and that
+    /// key store's record. Only a record with a seed (version 2) splits:
+    /// the firmware that keeps its key apart has no other randomness.
+    pub fn split(&self) -> Option<([u8; RECORD_LEN], [u8; KEY_STORE_LEN])> {
+        let seed = self.seed?;
+        let mut record = [0u8; RECORD_LEN];
+        put(&mut record, 0, MAGIC);
+        put(&mut record, 16, &2u16.to_le_bytes());
+        let virtual_flag = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
+        let flags = virtual_flag | self.profile.flags() | FLAG_KEYS_APART;
+        put(&mut record, 18, &flags.to_le_bytes());
+        put(&mut record, 20, &self.serial.to_le_bytes());
+        put(&mut record, 24, &(PAGE as u32).to_le_bytes());
+        put(&mut record, 28, &self.pages.to_le_bytes());
+        let crc = CRC.checksum(record.get(..96).unwrap_or_default());
+        put(&mut record, 96, &crc.to_le_bytes());
+
+        let mut keys = [0u8; KEY_STORE_LEN];
+        put(&mut keys, 0, KEY_STORE_MAGIC);
+        put(&mut keys, 16, &self.device_key);
+        put(&mut keys, 48, &seed);
+        let crc = CRC.checksum(keys.get(..80).unwrap_or_default());
+        put(&mut keys, 80, &crc.to_le_bytes());
+        Some((record, keys))
+    }
+
+    /// Reads a record whose secrets are in the key store, with the key
+    /// store's record.
+    pub fn decode_apart(
+        b: &[u8; RECORD_LEN],
+        keys: &[u8; KEY_STORE_LEN],
+    ) -> Result<Header, HeaderError> {
+        let mut header = Header::decode_any(b)?;
+        if !header.keys_apart {
+            return Err(HeaderError::Flags);
+        }
+        if keys.get(..16) != Some(KEY_STORE_MAGIC.as_slice())
+            || word(keys, 80) != CRC.checksum(keys.get(..80).unwrap_or_default())
+        {
+            return Err(HeaderError::KeyStore);
+        }
+        header.fields.device_key.copy_from_slice(&keys[16..48]);
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&keys[48..80]);
+        header.fields.seed = Some(seed);
+        Ok(header.fields)
+    }
+
+    /// Reads a record that holds its own secrets; one whose secrets are in
+    /// the key store is [`HeaderError::KeysApart`].
     pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Header, HeaderError> {
+        let header = Header::decode_any(b)?;
+        if header.keys_apart {
+            return Err(HeaderError::KeysApart);
+        }
+        Ok(header.fields)
+    }
+
+    fn decode_any(b: &[u8; RECORD_LEN]) -> Result<Decoded, HeaderError> {
         if b.get(..16) != Some(MAGIC.as_slice()) {
             return Err(HeaderError::Magic);
         }
@@ -270,15 +357,28 @@ impl Header {
             s
         });
         let flags = u16::from_le_bytes([b[18], b[19]]);
-        Ok(Header {
-            is_virtual: flags & FLAG_VIRTUAL != 0,
-            profile: Profile::from_flags(flags)?,
-            serial: word(b, 20),
-            pages,
-            device_key,
-            seed,
+        let keys_apart = flags & FLAG_KEYS_APART != 0;
+        if keys_apart && version != 2 {
+            return Err(HeaderError::Flags);
+        }
+        Ok(Decoded {
+            fields: Header {
+                is_virtual: flags & FLAG_VIRTUAL != 0,
+                profile: Profile::from_flags(flags)?,
+                serial: word(b, 20),
+                pages,
+                device_key,
+                seed,
+            },
+            keys_apart,
         })
     }
+}
+
+/// A record as read, before its secrets are known to be in it.
+struct Decoded {
+    fields: Header,
+    keys_apart: bool,
 }
 
 #[cfg(test)]
@@ -344,5 +444,31 @@ mod tests {
         write!(shown, "{:?}", header(Some([0xAB; 32]))).unwrap();
         assert!(!shown.contains("171") && !shown.contains("3, 3"), "{shown}");
         assert!(shown.contains("912345678"), "{shown}");
+    }
+
+    #[test]
+    fn a_split_record_holds_no_secret_and_needs_its_key_store() {
+        let h = header(Some([0xA5; 32]));
+        let (record, keys) = h.split().unwrap();
+        // Nothing of the key or the seed in the flash's record.
+        assert!(!record.windows(4).any(|w| w == [3; 4] || w == [0xA5; 4]));
+        assert_eq!(Header::decode(&record), Err(HeaderError::KeysApart));
+        assert_eq!(Header::decode_apart(&record, &keys), Ok(h.clone()));
+        // A damaged key store, or a record that keeps its own keys.
+        for i in 0..KEY_STORE_LEN {
+            let mut damaged = keys;
+            damaged[i] ^= 0x01;
+            assert_eq!(
+                Header::decode_apart(&record, &damaged),
+                Err(HeaderError::KeyStore),
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            Header::decode_apart(&h.encode(), &keys),
+            Err(HeaderError::Flags)
+        );
+        // No seed, no split.
+        assert!(header(None).split().is_none());
     }
 }

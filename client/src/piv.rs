@@ -36,6 +36,14 @@ fn pin_field(pin: &[u8]) -> Result<[u8; 8]> {
     Ok(field)
 }
 
+/// The longest answer a card may give to one command: an extended APDU's
+/// whole data field. The largest PIV answers, certificates of RSA-4096
+/// keys, are a few KiB.
+pub const MAX_RESPONSE: usize = 65_536;
+/// The most `61 xx` parts one answer may come in (each at least one byte,
+/// at most 256).
+pub const MAX_RESPONSE_PARTS: usize = 512;
+
 /// A PIV card, through a transport.
 pub struct PivClient<T> {
     transport: T,
@@ -91,10 +99,18 @@ impl<T: Transport> PivClient<T> {
                 return Ok((Vec::new(), sw(&rsp)));
             }
         }
+        // The card decides how often `61 xx` comes back: a hostile or broken
+        // one could say it forever, so the parts and their bytes are
+        // bounded by what a real answer can be.
         let mut out = Vec::new();
-        loop {
+        for _ in 0..=MAX_RESPONSE_PARTS {
             let s = sw(&rsp);
             out.extend_from_slice(rsp.get(..rsp.len().saturating_sub(2)).unwrap_or_default());
+            if out.len() > MAX_RESPONSE {
+                return Err(ClientError::Malformed(
+                    "an answer longer than any PIV answer (64 KiB)",
+                ));
+            }
             if s >> 8 != 0x61 {
                 return Ok((out, s));
             }
@@ -102,6 +118,9 @@ impl<T: Transport> PivClient<T> {
                 .transport
                 .transmit(&[0x00, 0xC0, 0x00, 0x00, s as u8])?;
         }
+        Err(ClientError::Malformed(
+            "more GET RESPONSE parts than any PIV answer has",
+        ))
     }
 
     /// [`PivClient::exchange`], failing unless the card answers `90 00`.

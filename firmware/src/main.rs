@@ -54,6 +54,7 @@ impl BootError {
     fn reason(self) -> &'static str {
         match self {
             BootError::Record(HeaderError::Magic) => "no factory record (blank flash)",
+            BootError::Record(HeaderError::KeyStore) => "no key store (the device key is missing)",
             BootError::Record(_) => "damaged factory record",
             BootError::NoSeed => "factory record without a randomness seed",
             BootError::Store => "the store cannot be mounted",

@@ -3,9 +3,13 @@
 //! behind a vpcd reader like any simulated card.
 //!
 //! A firmware flash file is a card image's bytes (factory record, then the
-//! store) zero-padded to the 16 MiB QEMU maps at `0x2100_0000`; the two
-//! convert into each other without change, so a card personalised on the
-//! host boots as firmware and back.
+//! store) zero-padded to the 16 MiB QEMU maps at `0x2100_0000`, but for the
+//! device key and the randomness seed: those are in the card's key store,
+//! a file of their own beside it (`FLASH.keys`, [`image::key_store_path`])
+//! that QEMU loads into the region the firmware reads them from at boot,
+//! as an MCU keeps its key in OTP. A dump of the flash opens nothing. The
+//! two convert into each other, the store unchanged, so a card personalised
+//! on the host boots as firmware and back.
 //!
 //! The proxy speaks card-os's annotated framing to the firmware's UART:
 //! each frame the firmware sends carries the card's secrecy verdict, which
@@ -14,8 +18,8 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -44,12 +48,12 @@ pub fn flash_header(flash: &Path) -> Result<Header, ImageError> {
             "{len} bytes: a firmware flash file is {FLASH_LEN} (convert a card image with `s9card image to-firmware`)"
         )));
     }
-    image::read_header(&mut file)
+    image::read_header_at(flash, &mut file)
 }
 
-/// Writes `flash`, a firmware flash file holding the card in `image`. A
-/// version 1 image gets a randomness seed (from the OS) on the way: the
-/// firmware has no other source of randomness.
+/// Writes `flash`, a firmware flash file holding the card in `image`, and
+/// its key store beside it. A version 1 image gets a randomness seed (from
+/// the OS) on the way: the firmware has no other source of randomness.
 pub fn to_firmware(image: &Path, flash: &Path) -> Result<Header, ImageError> {
     let mut file = File::open(image)?;
     let mut header = image::read_header(&mut file)?;
@@ -61,27 +65,42 @@ pub fn to_firmware(image: &Path, flash: &Path) -> Result<Header, ImageError> {
         getrandom::fill(&mut seed)
             .map_err(|e| ImageError::Io(io::Error::other(format!("no OS randomness: {e}"))))?;
         header.seed = Some(seed);
-        bytes[..RECORD_LEN].copy_from_slice(&header.encode());
     }
-    // The device key and seed are in it: owner only, never overwritten.
-    let mut out = match crate::private::create_new(flash) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(ImageError::Exists),
-        Err(e) => return Err(e.into()),
+    let (record, keys) = header
+        .split()
+        .ok_or_else(|| ImageError::NotAnImage("no randomness seed".into()))?;
+    let keys = zeroize::Zeroizing::new(keys);
+    bytes[..RECORD_LEN].copy_from_slice(&record);
+    // Owner only (the store's sealed records are still the card's), and
+    // never overwritten: neither file.
+    let exists = |e: io::Error| match e.kind() {
+        io::ErrorKind::AlreadyExists => ImageError::Exists,
+        _ => ImageError::Io(e),
     };
-    out.write_all(&bytes)?;
-    // The rest reads as zeros without taking disk space.
-    out.set_len(FLASH_LEN)?;
-    out.sync_all()?;
+    let key_store = image::key_store_path(flash);
+    let mut out = crate::private::create_new(flash).map_err(exists)?;
+    let written = (|| {
+        out.write_all(&bytes)?;
+        // The rest reads as zeros without taking disk space.
+        out.set_len(FLASH_LEN)?;
+        out.sync_all()?;
+        crate::private::write_new(&key_store, &*keys).map_err(exists)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(flash);
+    }
+    written?;
     Ok(header)
 }
 
 /// Writes `image`, a card image holding the card in the firmware flash
-/// file `flash`.
+/// file `flash` and its key store: an image keeps its device key in its
+/// record, as the host has nowhere else to keep it.
 pub fn from_firmware(flash: &Path, image: &Path) -> Result<Header, ImageError> {
     let header = flash_header(flash)?;
     let mut bytes = vec![0u8; header.flash_len()];
     File::open(flash)?.read_exact_at(&mut bytes, 0)?;
+    bytes[..RECORD_LEN].copy_from_slice(&header.encode());
     // Only the record itself: the rest of its page is zero in an image.
     bytes[RECORD_LEN..HEADER_LEN].fill(0);
     crate::private::write_new(image, &bytes).map_err(|e| match e.kind() {
@@ -139,7 +158,7 @@ impl Firmware {
 /// A running QEMU with the card's two UARTs connected.
 struct Qemu {
     child: Child,
-    link: TcpStream,
+    link: UnixStream,
 }
 
 impl Drop for Qemu {
@@ -149,17 +168,20 @@ impl Drop for Qemu {
     }
 }
 
+/// Where QEMU puts the key store: the page `firmware/src/board/flash.rs`
+/// reads it from.
+const KEY_STORE_ADDRESS: u32 = 0x203F_F000;
+
 /// How long QEMU may take to boot the card and connect.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn accept(listener: &TcpListener, child: &mut Child) -> io::Result<TcpStream> {
+fn accept(listener: &UnixListener, child: &mut Child) -> io::Result<UnixStream> {
     let deadline = Instant::now() + BOOT_TIMEOUT;
     listener.set_nonblocking(true)?;
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false)?;
-                stream.set_nodelay(true)?;
                 return Ok(stream);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -178,8 +200,31 @@ fn accept(listener: &TcpListener, child: &mut Child) -> io::Result<TcpStream> {
     }
 }
 
+/// A private directory for the UARTs' sockets, removed with them.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn new() -> io::Result<SocketDir> {
+        let dir = crate::private::temp_path("s9card-qemu-")?;
+        std::fs::DirBuilder::new()
+            .mode(crate::private::DIR_MODE)
+            .create(&dir)?;
+        Ok(SocketDir(dir))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(format!("{name}.sock"))
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Reads one frame from the firmware: its meta byte and its body.
-fn read_annotated(link: &mut TcpStream) -> io::Result<(Meta, Vec<u8>)> {
+fn read_annotated(link: &mut UnixStream) -> io::Result<(Meta, Vec<u8>)> {
     let mut len = [0u8; 2];
     link.read_exact(&mut len)?;
     let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -192,7 +237,7 @@ fn read_annotated(link: &mut TcpStream) -> io::Result<(Meta, Vec<u8>)> {
     Ok((meta, rest.to_vec()))
 }
 
-fn write_vpcd(link: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+fn write_vpcd(link: &mut UnixStream, body: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(2 + body.len());
     frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
     frame.extend_from_slice(body);
@@ -201,13 +246,17 @@ fn write_vpcd(link: &mut TcpStream, body: &[u8]) -> io::Result<()> {
 
 impl Qemu {
     fn start(fw: &Firmware, reports: mpsc::Sender<String>) -> io::Result<(Qemu, Vec<u8>)> {
-        let link = TcpListener::bind("127.0.0.1:0")?;
-        let debug = TcpListener::bind("127.0.0.1:0")?;
-        let chardev = |id: &str, l: &TcpListener| -> io::Result<String> {
-            Ok(format!(
-                "socket,id={id},host=127.0.0.1,port={},server=off,nodelay=on",
-                l.local_addr()?.port()
-            ))
+        // The UARTs are Unix sockets in a directory only this user can
+        // enter: QEMU connects to the first listener it finds, and so
+        // could anyone on the machine to a TCP port, and be the card.
+        let sockets = SocketDir::new()?;
+        let link = UnixListener::bind(sockets.path("link"))?;
+        let debug = UnixListener::bind(sockets.path("debug"))?;
+        let chardev = |id: &str| -> String {
+            format!(
+                "socket,id={id},path={},server=off",
+                sockets.path(id).display()
+            )
         };
         // setpriv: QEMU dies with the thread that started it, so a server
         // killed with SIGKILL leaves no card running behind it.
@@ -217,25 +266,24 @@ impl Qemu {
             .args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
             .arg("-kernel")
             .arg(&fw.elf)
-            .args([
-                "-chardev",
-                &chardev("link", &link)?,
-                "-serial",
-                "chardev:link",
-            ])
-            .args([
-                "-chardev",
-                &chardev("debug", &debug)?,
-                "-serial",
-                "chardev:debug",
-            ])
+            .args(["-chardev", &chardev("link"), "-serial", "chardev:link"])
+            .args(["-chardev", &chardev("debug"), "-serial", "chardev:debug"])
             .arg("-object")
             .arg(format!(
                 "memory-backend-file,id=flash,size=16M,share=on,mem-path={}",
                 fw.flash.display()
             ))
-            .args(["-machine", "memory-backend=flash"])
-            .stdin(Stdio::null())
+            .args(["-machine", "memory-backend=flash"]);
+        // The key store, where the firmware reads its device key and seed
+        // (a flash file from before it keeps them in its record instead).
+        let key_store = image::key_store_path(&fw.flash);
+        if key_store.exists() {
+            cmd.arg("-device").arg(format!(
+                "loader,file={},addr={KEY_STORE_ADDRESS:#x},force-raw=on",
+                key_store.display()
+            ));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if fw.icount {
@@ -258,6 +306,8 @@ impl Qemu {
         }
         let mut link = accept(&link, &mut child)?;
         let debug = accept(&debug, &mut child)?;
+        // Both connected: nothing else may come in.
+        drop(sockets);
         thread::spawn(move || {
             for line in BufReader::new(debug).lines().map_while(Result::ok) {
                 tracing::debug!(target: "firmware", "{line}");
@@ -404,5 +454,27 @@ impl crate::client::Transport for FirmwareCard {
                 Err(ClientError::Transport("the firmware card is gone".into()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// QEMU's UARTs listen where only this user can connect, and only until
+    /// QEMU has: another user of the machine cannot be the card.
+    #[test]
+    fn the_uarts_listen_in_a_private_directory_gone_after_use() {
+        let dir = SocketDir::new().unwrap();
+        let link = UnixListener::bind(dir.path("link")).unwrap();
+        let mode = std::fs::metadata(&dir.0).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(dir.path("link").starts_with(&dir.0));
+        let kept = dir.0.clone();
+        drop(dir);
+        assert!(!kept.exists());
+        drop(link);
     }
 }

@@ -351,19 +351,12 @@ impl ReaderLock {
     }
 }
 
-/// A lock file `name` in the temporary directory, opened for locking. Its
-/// creator makes it writable by every user (it holds nothing), so that
-/// tests run by root and by a user on one machine lock the same file.
+/// Lock file `name` in this user's lock directory
+/// ([`crate::private::lock_file`]). Locks are per user: cards of two users'
+/// tests on one machine are still kept apart by the reader's port, on which
+/// only one card can listen, and by the pool's check for an empty reader.
 pub fn lock_file(name: &str) -> std::io::Result<File> {
-    use std::os::unix::fs::PermissionsExt;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join(name))?;
-    // Only the owner may widen it; anyone else finds it wide already.
-    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
-    Ok(f)
+    crate::private::lock_file(name)
 }
 
 /// A private temporary directory, removed on drop.

@@ -13,9 +13,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use card_os::image::{FlashError, HEADER_LEN as HEADER, PAGE, RECORD_LEN, WORD, check_range};
+use card_os::image::{
+    FlashError, HEADER_LEN as HEADER, KEY_STORE_LEN, PAGE, RECORD_LEN, WORD, check_range,
+};
 pub use card_os::image::{Header, HeaderError};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 
@@ -33,6 +35,8 @@ pub enum ImageError {
     NotAnImage(String),
     /// `init` would overwrite an existing file.
     Exists,
+    /// Another process (or another opening in this one) has the card.
+    InUse,
 }
 
 impl std::fmt::Display for ImageError {
@@ -43,6 +47,11 @@ impl std::fmt::Display for ImageError {
             ImageError::Exists => {
                 write!(f, "the file exists already; s9card never overwrites a file")
             }
+            ImageError::InUse => write!(
+                f,
+                "the card is in use: another s9card serves or writes it (one card, one process; \
+                 stop that one first)"
+            ),
         }
     }
 }
@@ -61,12 +70,70 @@ impl From<HeaderError> for ImageError {
     }
 }
 
+/// Takes the exclusive lock on a card's file (an image or a firmware flash
+/// file) for as long as `file` is open, or says who has it.
+///
+/// A process that forks (any thread of it starting a program) shares its
+/// open files with the child until the child's `exec` closes them, so a
+/// lock can look taken for that moment: it is tried for a little while.
+pub fn lock(file: &File) -> Result<(), ImageError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ImageError::InUse),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
 /// Reads and checks an image's factory record.
 pub fn read_header(file: &mut File) -> Result<Header, ImageError> {
     let mut head = [0u8; RECORD_LEN];
     file.read_exact(&mut head)
         .map_err(|_| ImageError::NotAnImage("too short".into()))?;
     Ok(Header::decode(&head)?)
+}
+
+/// Where a firmware flash file's key store is: beside it, `FLASH.keys`.
+/// It holds the device key and the randomness seed, which the flash file
+/// does not ([`card_os::image`]'s key store).
+pub fn key_store_path(flash: &Path) -> PathBuf {
+    let mut name = flash.as_os_str().to_owned();
+    name.push(".keys");
+    PathBuf::from(name)
+}
+
+/// Reads and checks the factory record of the card file at `path` (an
+/// image, or a firmware flash file); a record whose secrets are in the key
+/// store is completed from the key store file beside it.
+pub fn read_header_at(path: &Path, file: &mut File) -> Result<Header, ImageError> {
+    let mut head = [0u8; RECORD_LEN];
+    file.read_exact(&mut head)
+        .map_err(|_| ImageError::NotAnImage("too short".into()))?;
+    match Header::decode(&head) {
+        Err(HeaderError::KeysApart) => {}
+        other => return Ok(other?),
+    }
+    let keys_path = key_store_path(path);
+    let bytes = zeroize::Zeroizing::new(std::fs::read(&keys_path).map_err(|e| {
+        ImageError::NotAnImage(format!(
+            "its device key is in its key store, and {} cannot be read: {e}",
+            keys_path.display()
+        ))
+    })?);
+    let mut keys = zeroize::Zeroizing::new([0u8; KEY_STORE_LEN]);
+    if bytes.len() != KEY_STORE_LEN {
+        return Err(ImageError::NotAnImage(format!(
+            "{} is not a key store",
+            keys_path.display()
+        )));
+    }
+    keys.copy_from_slice(&bytes);
+    Ok(Header::decode_apart(&head, &keys)?)
 }
 
 /// Creates a factory-fresh image (erased flash). Refuses to overwrite.
@@ -85,10 +152,14 @@ pub fn create(path: &Path, header: &Header) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Opens an image: its header and its flash.
+/// Opens an image: its header and its flash, and the card to this opening
+/// alone. Two processes serving one image would each keep their own
+/// retry counters in memory and write over each other: a PIN would get
+/// twice its tries. The exclusive lock lasts as long as the flash.
 pub fn open(path: &Path, durable: bool) -> Result<(Header, FileFlash), ImageError> {
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let header = read_header(&mut file)?;
+    lock(&file)?;
+    let header = read_header_at(path, &mut file)?;
     let size = header.flash_len();
     // A firmware flash file is the same bytes, zero-padded: the host opens
     // it as it opens an image.

@@ -27,14 +27,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum ImageCommand {
     /// Write a firmware flash file (16 MiB, for `serve --firmware`) holding
-    /// the card in a card image.
+    /// the card in a card image, and its key store beside it (`FLASH.keys`:
+    /// the device key and seed, which the flash file does not hold).
     ToFirmware {
         /// The card image.
         image: PathBuf,
         /// The flash file to create.
         flash: PathBuf,
     },
-    /// Write a card image holding the card in a firmware flash file.
+    /// Write a card image holding the card in a firmware flash file, with
+    /// its key store (`FLASH.keys`, where the firmware keeps its device key
+    /// and seed; the flash alone opens nothing).
     FromFirmware {
         /// The flash file.
         flash: PathBuf,
@@ -46,15 +49,17 @@ enum ImageCommand {
 #[derive(Subcommand)]
 enum Command {
     /// Serve cards in vpcd readers: the first image in `Virtual PCD 00 00`,
-    /// the second in `00 01`, card n on vpcd port 35963 + n (more than two
-    /// need `s9card pcscd --readers N`). With no image, the default card in
-    /// the data directory (created on first use).
+    /// the second in `00 01`: card n listens on 127.0.0.1 port 29963 + n,
+    /// where reader n of `s9card pcscd`'s configuration dials it (more than
+    /// two need `s9card pcscd --readers N`). With no image, the default
+    /// card in the data directory (created on first use).
     Serve {
         /// A card image; repeat for more readers.
         #[arg(long = "image")]
         images: Vec<PathBuf>,
-        /// vpcd address of the first reader (the next reader is port + 1).
-        #[arg(long, default_value = "127.0.0.1:35963")]
+        /// Where the first card listens for vpcd (the next card at port + 1);
+        /// loopback only.
+        #[arg(long, default_value = "127.0.0.1:29963")]
         vpcd: String,
         /// `-` for decoded lines on standard output; a file for raw lines
         /// (secrets redacted) that `s9card trace decode` reads.
@@ -193,11 +198,18 @@ enum Command {
     /// Make sure pcscd runs with vpcd readers for N cards: if no pcscd
     /// runs, write a reader configuration of s9card's own (under
     /// /run/s9card/pcscd, as root or through sudo; the system's is never
-    /// changed) and start pcscd with it. Prints the readers.
+    /// changed) and start pcscd with it; if the pcscd that runs is one
+    /// s9card started with fewer readers, restart it with both sets
+    /// (served cards come back by themselves). Prints the readers.
     Pcscd {
-        /// How many readers (1 to 16): reader n listens on port 35963 + n.
+        /// How many `Virtual PCD` readers (1 to 14): reader n dials
+        /// 127.0.0.1 port 29963 + n, where `s9card serve` listens.
         #[arg(long, default_value_t = 2)]
         readers: usize,
+        /// Also the reader named like a YubiKey (reader 14, port 29977),
+        /// for cards of the YubiKey profile.
+        #[arg(long)]
+        yubikey: bool,
     },
     /// Put the card back into a reader of the running server.
     Insert {
@@ -366,7 +378,11 @@ struct CmsArgs {
     /// The CMS database (the CA and master secret live beside it).
     #[arg(long, global = true)]
     db: Option<PathBuf>,
-    /// Pretend it is this time (YYYY-MM-DD[THH:MM:SSZ]), for tests.
+    /// Pretend it is this time (YYYY-MM-DD[THH:MM:SSZ]), for tests. Only
+    /// debug builds (the tests') have it: a CMS whose clock the command
+    /// line sets would renew out of its window and take expired
+    /// certificates for good ones.
+    #[cfg(debug_assertions)]
     #[arg(long, global = true, hide = true)]
     now: Option<String>,
 }
@@ -379,9 +395,11 @@ impl CmsArgs {
     }
 
     fn now(&self) -> Result<u64, String> {
-        self.now
-            .as_deref()
-            .map_or(Ok(time::system_now()), time::parse)
+        #[cfg(debug_assertions)]
+        if let Some(now) = self.now.as_deref() {
+            return time::parse(now);
+        }
+        Ok(time::system_now())
     }
 }
 
@@ -569,7 +587,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             });
             server::serve(server::Config {
                 images,
-                vpcd: server::resolve(&vpcd)?,
+                vpcd: server::loopback(&vpcd)?,
                 trace,
                 control: control_path(control),
                 quickack: !no_quickack,
@@ -706,11 +724,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Scenario { file, control } => {
-            let file = std::path::absolute(&file)?;
-            let answer = server::control_send(
-                &control_path(control),
-                &format!("scenario {}", file.display()),
-            )?;
+            // Read here, with this user's rights, and sent as text.
+            let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let answer = server::send_scenario(&control_path(control), &text)?;
             finish(answer)
         }
         Command::Readers { control } => {
@@ -720,22 +736,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
-        Command::Pcscd { readers } => {
-            let state = simulator::readers::ensure(readers)?;
+        Command::Pcscd { readers, yubikey } => {
+            use simulator::readers::{Layout, MAX_READERS, ReadersError, ensure_layout};
+            if readers == 0 || readers > MAX_READERS {
+                return Err(ReadersError::Count(readers).into());
+            }
+            let layout = Layout { readers, yubikey };
+            let state = ensure_layout(layout, layout.reader_numbers(), true)?;
             if let simulator::readers::Pcscd::Started(pid) = state {
                 println!(
                     "pcscd started (pid {pid}) with {}",
                     simulator::readers::CONF_DIR
                 );
             }
-            for n in 0..readers {
+            for n in layout.reader_numbers() {
                 println!("{}", simulator::readers::reader_name(n));
             }
-            println!(
-                "{}",
-                simulator::readers::reader_name(simulator::readers::YUBIKEY_FIRST)
-            );
-            second_yubikey_reader_note();
+            if yubikey {
+                second_yubikey_reader_note();
+            }
             Ok(())
         }
         Command::Insert { reader, control } => {

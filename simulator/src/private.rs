@@ -88,6 +88,60 @@ pub fn temp_path(prefix: &str) -> io::Result<std::path::PathBuf> {
     Ok(std::env::temp_dir().join(format!("{prefix}{name}")))
 }
 
+/// This user's directory for lock files, `$TMPDIR/s9card-locks-UID`,
+/// mode `0700`. In a directory every user writes, a name another user
+/// chose first could be a symlink to a file of ours (or, for root, any
+/// file); in this one only we create names. An existing one is used only if
+/// it is a real directory of ours that no one else can write.
+pub fn lock_dir() -> io::Result<std::path::PathBuf> {
+    lock_dir_in(&std::env::temp_dir())
+}
+
+fn lock_dir_in(base: &Path) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")?.uid();
+    let dir = base.join(format!("s9card-locks-{uid}"));
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
+        Ok(()) => return Ok(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let found = std::fs::symlink_metadata(&dir)?;
+    if !found.file_type().is_dir() || found.uid() != uid || found.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory that only this user (uid {uid}) can write: remove it",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// Lock file `name` in [`lock_dir`], opened for locking: created `0600`
+/// if new (`O_EXCL`, which never follows a symlink), else opened only if
+/// it is a regular file. Nothing is ever chmodded.
+pub fn lock_file(name: &str) -> io::Result<File> {
+    lock_file_in(&std::env::temp_dir(), name)
+}
+
+fn lock_file_in(base: &Path, name: &str) -> io::Result<File> {
+    let path = lock_dir_in(base)?.join(name);
+    match create_new(&path) {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if !std::fs::symlink_metadata(&path)?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    OpenOptions::new().write(true).open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +167,47 @@ mod tests {
         let db = sub.join("db");
         touch(&db).unwrap();
         assert_eq!(mode(&db), FILE_MODE);
+    }
+
+    #[test]
+    fn lock_files_never_follow_a_planted_name_nor_widen_a_mode() {
+        use std::os::unix::fs::{MetadataExt, symlink};
+        let uid = std::fs::metadata("/proc/self").unwrap().uid();
+        let base = tempfile::tempdir().unwrap();
+        let victim = base.path().join("victim");
+        std::fs::write(&victim, b"secret").unwrap();
+        std::fs::set_permissions(&victim, Permissions::from_mode(0o600)).unwrap();
+
+        // A lock directory someone else made a symlink: refused.
+        let planted = base.path().join(format!("s9card-locks-{uid}"));
+        symlink(base.path().join("elsewhere"), &planted).unwrap();
+        std::fs::create_dir(base.path().join("elsewhere")).unwrap();
+        assert_eq!(
+            lock_file_in(base.path(), "a.lock").unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        std::fs::remove_file(&planted).unwrap();
+
+        // One that others can write: refused.
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            lock_file_in(base.path(), "a.lock").unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        std::fs::set_permissions(&planted, Permissions::from_mode(0o700)).unwrap();
+
+        // A lock name that is a symlink to a file: refused, and the file
+        // keeps its mode (0457aa2 made it 0666).
+        symlink(&victim, planted.join("s9card-reader-0.lock")).unwrap();
+        assert!(lock_file_in(base.path(), "s9card-reader-0.lock").is_err());
+        assert_eq!(mode(&victim), 0o600);
+
+        // A new lock file is the owner's alone, and the next open finds it.
+        let lock = lock_file_in(base.path(), "s9card-e2e.lock").unwrap();
+        assert_eq!(mode(&planted.join("s9card-e2e.lock")), FILE_MODE);
+        lock.lock().unwrap();
+        let again = lock_file_in(base.path(), "s9card-e2e.lock").unwrap();
+        assert!(again.try_lock().is_err());
     }
 }

@@ -107,9 +107,9 @@ fn ms(v: u64) -> Duration {
 fn parse_sw(text: &str) -> Result<u16, String> {
     let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     if hex.len() != 4 {
-        return Err(format!("sw {text:?}: four hex digits, such as 6F00"));
+        return Err("sw: four hex digits, such as 6F00".into());
     }
-    u16::from_str_radix(&hex, 16).map_err(|_| format!("sw {text:?}: four hex digits"))
+    u16::from_str_radix(&hex, 16).map_err(|_| "sw: four hex digits, such as 6F00".into())
 }
 
 impl Event {
@@ -184,10 +184,8 @@ impl Event {
                     .mute_ms
                     .ok_or_else(|| at("mute needs mute_ms".into()))?))
             }
-            other => {
-                return Err(at(format!(
-                    "action {other:?}: remove, answer, drop-reader or mute"
-                )));
+            _ => {
+                return Err(at("action: remove, answer, drop-reader or mute".into()));
             }
         };
         if e.endless && !matches!(action, Action::Answer { .. }) {
@@ -201,14 +199,68 @@ impl Event {
     }
 }
 
-/// Parses a scenario file's text.
+/// Parses a scenario file's text. Its errors name a line and a field, never
+/// the text: a file that is no scenario (a server pointed at the wrong one)
+/// must not come back in pieces.
 pub fn parse(text: &str) -> Result<Vec<Event>, String> {
-    let file: ScenarioFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map_or(0, |before| before.matches('\n').count() + 1);
+        format!("line {line}: {}", without_values(e.message()))
+    })?;
     file.events
         .into_iter()
         .enumerate()
         .map(|(n, e)| Event::from_file(n, e))
         .collect()
+}
+
+/// The names a scenario's fields have: the only words of the file an error
+/// may repeat.
+const FIELDS: [&str; 12] = [
+    "event",
+    "reader",
+    "after_apdus",
+    "after_ms",
+    "during",
+    "nth",
+    "action",
+    "reinsert_after_ms",
+    "sw",
+    "endless",
+    "reconnect_after_ms",
+    "mute_ms",
+];
+
+/// A TOML or serde message with what it quotes of the text left out:
+/// serde says `invalid type: string "…"` and `unknown field `…``, and what
+/// it quotes is the file's. Our own field names stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted: Option<(char, String)> = None;
+    for c in message.chars() {
+        match quoted.as_mut() {
+            Some((open, text)) if c == *open => {
+                let kept = *open == '`' && FIELDS.contains(&text.as_str());
+                out.push_str(if kept { text.as_str() } else { "…" });
+                out.push(c);
+                quoted = None;
+            }
+            Some((_, text)) => text.push(c),
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                quoted = Some((c, String::new()));
+            }
+            None => out.push(c),
+        }
+    }
+    if quoted.is_some() {
+        out.push('…');
+    }
+    // One line: TOML's own rendering adds the text beneath.
+    out.lines().next().unwrap_or_default().to_string()
 }
 
 /// Reads a scenario file.
@@ -513,7 +565,10 @@ mod tests {
                 "[[event]]\nafter_ms = 1\nafter_apdus = 1\naction = \"remove\"\n",
                 "one trigger",
             ),
-            ("[[event]]\nafter_ms = 1\naction = \"explode\"\n", "explode"),
+            (
+                "[[event]]\nafter_ms = 1\naction = \"explode\"\n",
+                "action: remove, answer",
+            ),
             ("[[event]]\nafter_ms = 1\naction = \"answer\"\n", "needs sw"),
             (
                 "[[event]]\nafter_ms = 1\naction = \"answer\"\nsw = \"6F\"\n",
@@ -537,12 +592,34 @@ mod tests {
             ),
             (
                 "[[event]]\nafter_ms = 1\naction = \"remove\"\nwhen = 3\n",
-                "when",
+                "line 4: unknown field `…`, expected one of `reader`",
             ),
         ];
         for (text, why) in cases {
             let e = parse(text).unwrap_err();
             assert!(e.contains(why), "{text:?}: {e}");
         }
+    }
+
+    /// What a file holds never comes back in an error: a server pointed at
+    /// a file that is no scenario would otherwise hand it out line by line.
+    #[test]
+    fn errors_name_lines_and_fields_never_the_text() {
+        let secret = "root:$6$Zx9kQ2pL$Vb5T4gHw";
+        for text in [
+            format!("{secret}\n"),
+            format!("[[event]]\nreader = \"{secret}\"\nafter_ms = 1\naction = \"remove\"\n"),
+            format!("[[event]]\nafter_ms = 1\naction = \"{secret}\"\n"),
+            format!("[[event]]\nafter_ms = 1\naction = \"answer\"\nsw = \"{secret}\"\n"),
+            format!("[[event]]\nafter_ms = 1\naction = \"remove\"\n\"{secret}\" = 1\n"),
+        ] {
+            let e = parse(&text).unwrap_err();
+            for piece in ["root", "Zx9kQ2pL", "Vb5T4gHw"] {
+                assert!(!e.contains(piece), "{text:?} gave {e:?}");
+            }
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+        let e = parse(&format!("[[event]]\nreader = \"{secret}\"\n")).unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
     }
 }

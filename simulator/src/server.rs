@@ -1,8 +1,8 @@
 //! `s9card serve`: cards in vpcd readers, a control socket, traces, and a
 //! clean shutdown on SIGINT or SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -34,7 +34,8 @@ pub enum TraceTo {
 pub struct Config {
     /// One image per reader, in reader order.
     pub images: Vec<PathBuf>,
-    /// The first reader's vpcd address; reader `n` is at port + `n`.
+    /// The loopback address where vpcd finds the first reader's card;
+    /// reader `n`'s is at port + `n`.
     pub vpcd: SocketAddr,
     /// Trace destination.
     pub trace: Option<TraceTo>,
@@ -195,6 +196,8 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::er
     // Boot every card first, so a bad image stops everything before a
     // reader sees anything.
     let mut cards = Vec::new();
+    // A firmware card's flash is QEMU's file: the server holds its lock.
+    let mut held = Vec::new();
     for path in &config.images {
         let card = match &config.firmware {
             None => {
@@ -204,6 +207,10 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::er
                 ReaderCard::Simulated(Box::new(card))
             }
             Some(options) => {
+                let flash =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                crate::image::lock(&flash).map_err(|e| format!("{}: {e}", path.display()))?;
+                held.push(flash);
                 let header =
                     firmware::flash_header(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 let mut fw = Firmware::new(options.elf.clone(), path.clone());
@@ -291,6 +298,7 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::er
         let _ = t.join();
     }
     let _ = std::fs::remove_file(&config.control);
+    drop(held);
     Ok(())
 }
 
@@ -307,8 +315,16 @@ fn control_listener(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The longest request line the control socket reads.
+const MAX_REQUEST_LINE: u64 = 256;
+/// The longest scenario the control socket takes.
+pub const MAX_SCENARIO: usize = 64 * 1024;
+
 /// The control protocol: one line per request (`eject N`, `insert N`,
-/// `scenario FILE`, `status`), one line per answer.
+/// `scenario LENGTH` followed by that many bytes of the scenario's text,
+/// `status`), one line per answer. A scenario comes as its text, read by
+/// the client with the client's rights: the server, which may run as
+/// another user, never opens a file a client names.
 fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -317,10 +333,15 @@ fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) 
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut line = String::new();
                 let mut reader = BufReader::new(&stream);
-                if reader.read_line(&mut line).is_err() {
+                if reader
+                    .by_ref()
+                    .take(MAX_REQUEST_LINE)
+                    .read_line(&mut line)
+                    .is_err()
+                {
                     continue;
                 }
-                let answer = control_request(line.trim(), slots);
+                let answer = control_request(line.trim(), &mut reader, slots);
                 let mut stream = &stream;
                 let _ = writeln!(stream, "{answer}");
             }
@@ -335,7 +356,7 @@ fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) 
     }
 }
 
-fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
+fn control_request(line: &str, body: &mut impl std::io::Read, slots: &[Arc<Slot>]) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     let slot = |n: &str| {
         n.parse::<usize>()
@@ -357,10 +378,19 @@ fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
             }
             None => format!("error: no reader {n}"),
         },
-        ["scenario", ..] => {
-            let path = line.trim_start().trim_start_matches("scenario").trim();
-            match scenario::load(Path::new(path)) {
-                Err(e) => format!("error: {e}"),
+        ["scenario", length] => {
+            let Some(length) = length.parse::<usize>().ok().filter(|&l| l <= MAX_SCENARIO) else {
+                return format!("error: a scenario is 0 to {MAX_SCENARIO} bytes");
+            };
+            let mut text = vec![0u8; length];
+            if body.read_exact(&mut text).is_err() {
+                return "error: the scenario's text ended early".into();
+            }
+            let parsed = String::from_utf8(text)
+                .map_err(|_| "not UTF-8 text".to_string())
+                .and_then(|t| scenario::parse(&t));
+            match parsed {
+                Err(e) => format!("error: scenario: {e}"),
                 Ok(events) => match events.iter().find(|e| e.reader >= slots.len()) {
                     Some(e) => {
                         format!("error: an event for reader {} of {}", e.reader, slots.len())
@@ -395,16 +425,33 @@ fn control_request(line: &str, slots: &[Arc<Slot>]) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        _ => format!("error: unknown request {line:?} (eject N, insert N, scenario FILE, status)"),
+        _ => "error: unknown request (eject N, insert N, scenario LENGTH, status)".into(),
     }
 }
 
 /// Sends a control request to a running server.
 pub fn control_send(path: &Path, request: &str) -> Result<String, Box<dyn std::error::Error>> {
+    control_send_with(path, request, &[])
+}
+
+/// Sends a scenario's text to a running server, which stages it.
+pub fn send_scenario(path: &Path, text: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
+    if text.len() > MAX_SCENARIO {
+        return Err(format!("a scenario is at most {MAX_SCENARIO} bytes").into());
+    }
+    control_send_with(path, &format!("scenario {}", text.len()), text)
+}
+
+fn control_send_with(
+    path: &Path,
+    request: &str,
+    body: &[u8],
+) -> Result<String, Box<dyn std::error::Error>> {
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("no s9card server at {}: {e}", path.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     writeln!(stream, "{request}")?;
+    stream.write_all(body)?;
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer)?;
     Ok(answer.trim().to_string())
@@ -429,6 +476,9 @@ fn run_reader(
     let n = slot.n;
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
+    // Open only while the card is in the reader: vpcd finds the card by
+    // connecting, so a closed port is an empty reader.
+    let mut listener: Option<TcpListener> = None;
     while !stop.load(Ordering::Relaxed) {
         let held = slot
             .hold_until
@@ -437,29 +487,57 @@ fn run_reader(
             .and_then(|h| *h)
             .is_some_and(|t| Instant::now() < t);
         if !slot.inserted.load(Ordering::SeqCst) || held {
+            listener = None;
             thread::sleep(Duration::from_millis(5));
             continue;
         }
-        let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(s) => s,
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(reader = n, %addr, error = %e, "vpcd not reachable; retrying (is pcscd with vpcd running?)");
-                    warned = true;
+        let open = match listener.take() {
+            Some(l) => l,
+            None => match open_reader_port(addr) {
+                Ok(l) => {
+                    backoff = Duration::from_millis(100);
+                    warned = false;
+                    l
                 }
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(reader = n, %addr, error = %e, "cannot open the card's port for vpcd; retrying");
+                        warned = true;
+                    }
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        let stream = match open.accept() {
+            Ok((stream, peer)) if peer.ip().is_loopback() => stream,
+            Ok((_, peer)) => {
+                tracing::warn!(reader = n, %peer, "connection from beyond loopback refused");
+                listener = Some(open);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                listener = Some(open);
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(reader = n, error = %e, "accepting vpcd's connection");
+                thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
-        warned = false;
+        // One connection at a time: the port closes while the card is
+        // served, so nothing else queues behind vpcd's connection.
+        drop(open);
+        let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
         if let (Ok(mut guard), Ok(clone)) = (slot.stream.lock(), stream.try_clone()) {
             *guard = Some(clone);
         }
         slot.cut.store(false, Ordering::SeqCst);
-        tracing::info!(reader = n, %addr, "connected to vpcd: card present");
+        tracing::info!(reader = n, %addr, "vpcd connected: card present");
         let mut conduct = Conduct {
             card: &mut card,
             slot,
@@ -475,10 +553,26 @@ fn run_reader(
             Err(e) => tracing::info!(reader = n, error = %e, "connection ended"),
         }
         if !stop.load(Ordering::Relaxed) {
-            // Long enough for pcscd to register the card as gone.
+            // Closed for longer than pcscd's 400 ms presence poll, so that
+            // it registers the card as gone before vpcd reconnects.
             thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// The card's end of a reader: a loopback port that vpcd connects to
+/// (`DEVICENAME 127.0.0.1:PORT` in pcscd's reader configuration), polled
+/// without blocking so that an ejection or a stop is seen at once.
+fn open_reader_port(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} is beyond loopback"),
+        ));
+    }
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Presence polls (get ATR, every 400 ms) without a power-on after which a
@@ -687,10 +781,19 @@ fn trace(
     let _ = out.flush();
 }
 
-/// Resolves `HOST:PORT`.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
+/// Resolves `HOST:PORT` to the loopback address the cards listen on: a
+/// card reachable from the network could be driven by anyone there.
+pub fn loopback(addr: &str) -> Result<SocketAddr, String> {
+    let resolved = addr
+        .to_socket_addrs()
         .map_err(|e| format!("{addr}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{addr}: no address"))
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    if resolved.ip().is_loopback() {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "{addr}: the cards listen for vpcd on loopback only (127.0.0.1 or ::1)"
+        ))
+    }
 }

@@ -290,6 +290,7 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
         if options.firmware.is_some() {
             let flash = image.with_extension("flash");
             let _ = std::fs::remove_file(&flash);
+            let _ = std::fs::remove_file(crate::image::key_store_path(&flash));
             crate::firmware::init(&flash, make, entropy).map_err(err)?;
             images.push(flash);
         } else {
@@ -443,6 +444,8 @@ pub fn down(dir: &Path) -> Result<Down, UpError> {
     };
     for card in &state.cards {
         let _ = std::fs::remove_file(&card.image);
+        // A firmware card's key store, if it has one.
+        let _ = std::fs::remove_file(crate::image::key_store_path(&card.image));
     }
     let _ = std::fs::remove_file(&state.control);
     let _ = std::fs::remove_file(&state.opensc_conf);

@@ -1,4 +1,32 @@
-//! A copy of vpcd's driver whose reader entry has one slot, not two.
+//! Copies of vpcd's driver made fit for our readers: every copy dials its
+//! card again after a card leaves, and the YubiKey-named entry's has one
+//! slot, not two.
+//!
+//! ## Dialling again
+//!
+//! Our readers are in vpcd's connecting mode (`DEVICENAME 127.0.0.1:PORT`,
+//! see [`crate::readers`]), so that nothing listens beyond loopback. vpcd
+//! builds before vsmartcard's fix of June 2022 (76543ea, "Fix issue with
+//! allowing reconnects"), Debian's among them, decide in `vicc_connect`
+//! between accepting and dialling by testing the listening socket for
+//! non-zero, and in connecting mode it is -1: the first presence poll of
+//! an empty reader calls `select` on descriptor -1 and glibc's fortified
+//! `FD_SET` aborts pcscd. [`connecting`] turns that test's `je` into a
+//! `jmp`, so the copy always dials, which is what connecting mode means;
+//! a listening entry never loads such a copy.
+//!
+//! Dialling has a bug of its own, in every vpcd to this day: `connectsock`
+//! closes the socket whose `connect` failed and returns its number all the
+//! same, so an empty reader's context keeps a closed descriptor as if it
+//! were connected. The next poll's write fails and closes that number
+//! again, by then often another reader's live connection, and two readers
+//! end up reading one socket: pcscd hung within minutes of a test run.
+//! [`connecting`] also makes a failed dial return -1: the loop over the
+//! resolver's answers jumps, after the `close`, to the function's own
+//! "return -1" (`127.0.0.1` resolves to one address, so there is nothing
+//! else to try).
+//!
+//! ## One slot
 //!
 //! vpcd tells pcscd that every reader entry has two slots, and pcscd makes a
 //! reader of each. For the YubiKey-named entry the second reader is always
@@ -15,7 +43,8 @@
 //! reader. The rest of the driver is untouched (it still listens on the
 //! second slot's port, which nothing uses).
 //!
-//! The recognition is strict, so that it changes this one byte or nothing:
+//! The recognition of both is strict, so that each changes its one byte or
+//! nothing. For the slot count:
 //! an x86-64 ELF, the exported function, exactly one `cmp` against
 //! `0x0FAE` in it, and exactly one `movb $2` to memory in the 64 bytes
 //! after that. Any other build (another architecture, another compiler's
@@ -37,8 +66,9 @@ pub enum Unpatchable {
     NotElf,
     /// An ELF for another machine than x86-64.
     Architecture,
-    /// It does not export `IFDHGetCapabilities` (not an IFD handler).
-    NoCapabilities,
+    /// It does not export the function the patch changes (not vpcd's
+    /// IFD handler).
+    NoFunction,
     /// The function's code is not the one this patch knows.
     Unrecognised,
 }
@@ -48,8 +78,10 @@ impl std::fmt::Display for Unpatchable {
         f.write_str(match self {
             Unpatchable::NotElf => "not an ELF shared object",
             Unpatchable::Architecture => "built for another machine than x86-64",
-            Unpatchable::NoCapabilities => "no IFDHGetCapabilities in its symbols",
-            Unpatchable::Unrecognised => "its slot count is not where this vpcd build keeps it",
+            Unpatchable::NoFunction => {
+                "not vpcd's IFD handler (a function is missing from its symbols)"
+            }
+            Unpatchable::Unrecognised => "its code is not the one this patch knows",
         })
     }
 }
@@ -66,14 +98,114 @@ pub fn single_slot(driver: &[u8]) -> Result<Vec<u8>, Unpatchable> {
 /// The file offset of the immediate `2` that `IFDHGetCapabilities` stores
 /// as the slot count.
 pub fn slot_count_at(driver: &[u8]) -> Result<usize, Unpatchable> {
+    let (start, code) = function(driver, "IFDHGetCapabilities")?;
+    let immediate = store_of_two_after_tag(code).ok_or(Unpatchable::Unrecognised)?;
+    Ok(start + immediate)
+}
+
+/// The driver with `vicc_connect` made to dial whenever no card is
+/// connected and a failed dial made to return -1, or why it cannot be:
+/// both patches or neither.
+pub fn connecting(driver: &[u8]) -> Result<Vec<u8>, Unpatchable> {
+    let at = accept_or_dial_at(driver)?;
+    let (loop_at, jump) = failed_dial_at(driver)?;
+    let mut patched = driver.to_vec();
+    let byte = patched.get_mut(at).ok_or(Unpatchable::Unrecognised)?;
+    *byte = JMP_REL8;
+    let code = patched
+        .get_mut(loop_at..loop_at + NEXT_ANSWER.len())
+        .ok_or(Unpatchable::Unrecognised)?;
+    code.fill(NOP);
+    code[0] = JMP_REL8;
+    code[1] = jump;
+    Ok(patched)
+}
+
+/// After the `close` of a socket whose `connect` failed: `mov 0x28(%rbp),
+/// %rbp; test %rbp,%rbp; jne` (the next resolver answer, if any).
+const NEXT_ANSWER: [u8; 9] = [0x48, 0x8B, 0x6D, 0x28, 0x48, 0x85, 0xED, 0x75, 0x00];
+/// `mov %r12d,%edi; call` (close), just before it.
+const CLOSE_SOCKET: [u8; 4] = [0x44, 0x89, 0xE7, 0xE8];
+/// `mov $-1,%r12d`: the function's "return -1".
+const RETURN_FAILURE: [u8; 6] = [0x41, 0xBC, 0xFF, 0xFF, 0xFF, 0xFF];
+const NOP: u8 = 0x90;
+/// How far after the loop the "return -1" may be.
+const FAILURE_WINDOW: usize = 64;
+
+/// Where `connectsock`'s loop goes on to the next answer after a failed
+/// `connect`, and the `jmp rel8` displacement from there to its "return
+/// -1". The pattern must be found exactly once in the file, right after a
+/// `close` of the socket, with exactly one "return -1" shortly after.
+pub fn failed_dial_at(driver: &[u8]) -> Result<(usize, u8), Unpatchable> {
+    let next = &NEXT_ANSWER[..NEXT_ANSWER.len() - 1];
+    let found: Vec<usize> = (CLOSE_SOCKET.len() + 4..driver.len().saturating_sub(next.len()))
+        .filter(|&i| {
+            driver.get(i..i + next.len()) == Some(next)
+                && driver.get(i - 8..i - 4) == Some(&CLOSE_SOCKET[..])
+        })
+        .collect();
+    let [at] = found[..] else {
+        return Err(Unpatchable::Unrecognised);
+    };
+    let after = at + NEXT_ANSWER.len();
+    let window = driver
+        .get(after..(after + FAILURE_WINDOW).min(driver.len()))
+        .ok_or(Unpatchable::Unrecognised)?;
+    let returns: Vec<usize> = (0..window.len().saturating_sub(RETURN_FAILURE.len()))
+        .filter(|&i| window.get(i..i + RETURN_FAILURE.len()) == Some(&RETURN_FAILURE[..]))
+        .collect();
+    let [offset] = returns[..] else {
+        return Err(Unpatchable::Unrecognised);
+    };
+    // From the end of the two-byte jmp at `at` to the "return -1".
+    let jump = u8::try_from(after + offset - (at + 2)).map_err(|_| Unpatchable::Unrecognised)?;
+    if jump > 0x7F {
+        return Err(Unpatchable::Unrecognised);
+    }
+    Ok((at, jump))
+}
+
+/// The file offset of the `je` in `vicc_connect` that picks dialling only
+/// when the listening socket is 0.
+pub fn accept_or_dial_at(driver: &[u8]) -> Result<usize, Unpatchable> {
+    let (start, code) = function(driver, "vicc_connect")?;
+    let je = listening_socket_test(code).ok_or(Unpatchable::Unrecognised)?;
+    Ok(start + je)
+}
+
+/// `je rel8`, and what it becomes.
+const JE_REL8: u8 = 0x74;
+const JMP_REL8: u8 = 0xEB;
+
+/// In `vicc_connect`'s code: the offset of the `je` in the single
+/// `mov (%rdi),%edi; test %edi,%edi; je …; call …` (load `server_sock`, the
+/// context's first field, test it for zero, else call `waitforclient`).
+fn listening_socket_test(code: &[u8]) -> Option<usize> {
+    const LOAD_AND_TEST: [u8; 4] = [0x8B, 0x3F, 0x85, 0xFF];
+    let found: Vec<usize> = (0..code.len().saturating_sub(6))
+        .filter(|&i| {
+            code.get(i..i + 4) == Some(&LOAD_AND_TEST[..])
+                && code.get(i + 4) == Some(&JE_REL8)
+                && code.get(i + 6) == Some(&0xE8)
+        })
+        .map(|i| i + 4)
+        .collect();
+    match found[..] {
+        [je] => Some(je),
+        _ => None,
+    }
+}
+
+/// An exported function's file offset and code.
+fn function<'d>(driver: &'d [u8], name: &str) -> Result<(usize, &'d [u8]), Unpatchable> {
     let file = object::File::parse(driver).map_err(|_| Unpatchable::NotElf)?;
     if file.architecture() != Architecture::X86_64 {
         return Err(Unpatchable::Architecture);
     }
     let function = file
         .dynamic_symbols()
-        .find(|s| s.name() == Ok("IFDHGetCapabilities"))
-        .ok_or(Unpatchable::NoCapabilities)?;
+        .find(|s| s.name() == Ok(name))
+        .ok_or(Unpatchable::NoFunction)?;
     let section = function
         .section_index()
         .and_then(|i| file.section_by_index(i).ok())
@@ -90,8 +222,7 @@ pub fn slot_count_at(driver: &[u8]) -> Result<usize, Unpatchable> {
         .checked_add(size)
         .and_then(|end| driver.get(start..end))
         .ok_or(Unpatchable::Unrecognised)?;
-    let immediate = store_of_two_after_tag(code).ok_or(Unpatchable::Unrecognised)?;
-    Ok(start + immediate)
+    Ok((start, code))
 }
 
 /// In one function's code: the offset of the `2` in the single `movb $2`
@@ -174,7 +305,8 @@ mod tests {
         assert_eq!(single_slot(b"not a driver"), Err(Unpatchable::NotElf));
         // This test binary is an ELF without the handler's functions.
         let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(single_slot(&own), Err(Unpatchable::NoCapabilities));
+        assert_eq!(single_slot(&own), Err(Unpatchable::NoFunction));
+        assert_eq!(connecting(&own), Err(Unpatchable::NoFunction));
     }
 
     /// The driver CI installs (vsmartcard-vpcd): one byte changes, from 2
@@ -193,5 +325,79 @@ mod tests {
         assert_eq!(changed, [at]);
         assert_eq!((driver[at], patched[at]), (2, 1));
         assert_eq!(driver[at - 3], 0xc6);
+    }
+
+    /// Debian's `vicc_connect` (its bytes, as `objdump -d` shows them):
+    /// load the listening socket, test it for zero, accept or dial.
+    const DEBIAN_CONNECT: [u8; 11] = [
+        0x8b, 0x3f, // mov (%rdi),%edi
+        0x85, 0xff, // test %edi,%edi
+        0x74, 0x1a, // je (dial)
+        0xe8, 0xb5, 0xec, 0xff, 0xff, // call waitforclient
+    ];
+
+    #[test]
+    fn finds_the_test_that_picks_accepting_or_dialling() {
+        assert_eq!(listening_socket_test(&DEBIAN_CONNECT), Some(4));
+        // A build with the fix tests the host name: nothing to change.
+        let mut fixed = DEBIAN_CONNECT;
+        fixed[..4].copy_from_slice(&[0x48, 0x83, 0x7f, 0x08]);
+        assert_eq!(listening_socket_test(&fixed), None);
+        let twice = [&DEBIAN_CONNECT[..], &DEBIAN_CONNECT[..]].concat();
+        assert_eq!(listening_socket_test(&twice), None);
+    }
+
+    /// Debian's `connectsock` loop end: close the socket, go on to the
+    /// next answer, and the "return -1" after it.
+    const DEBIAN_DIAL: [u8; 29] = [
+        0x44, 0x89, 0xe7, // mov %r12d,%edi
+        0xe8, 0x0f, 0xf2, 0xff, 0xff, // call close
+        0x48, 0x8b, 0x6d, 0x28, // mov 0x28(%rbp),%rbp
+        0x48, 0x85, 0xed, // test %rbp,%rbp
+        0x75, 0xc6, // jne (loop)
+        0x48, 0x8b, 0x6c, 0x24, 0x08, // mov 0x8(%rsp),%rbp
+        0x41, 0xbc, 0xff, 0xff, 0xff, 0xff, // mov $-1,%r12d
+        0xc3,
+    ];
+
+    #[test]
+    fn finds_the_failed_dial_and_its_return() {
+        assert_eq!(failed_dial_at(&DEBIAN_DIAL), Ok((8, 12)));
+        // Without the close before it, or without a "return -1", nothing.
+        let mut other = DEBIAN_DIAL;
+        other[0] = 0x90;
+        assert_eq!(failed_dial_at(&other), Err(Unpatchable::Unrecognised));
+        let mut other = DEBIAN_DIAL;
+        other[23] = 0xbd;
+        assert_eq!(failed_dial_at(&other), Err(Unpatchable::Unrecognised));
+    }
+
+    /// The installed driver (the one pcscd crashed and hung with in
+    /// connecting mode): `je` to `jmp` inside `vicc_connect`, and the
+    /// failed dial's loop end turned into a jump to "return -1".
+    #[test]
+    fn makes_the_installed_vpcd_dial_again() {
+        let driver = std::fs::read(crate::readers::stock_driver()).unwrap();
+        let patched = connecting(&driver).unwrap();
+        let at = accept_or_dial_at(&driver).unwrap();
+        let (loop_at, jump) = failed_dial_at(&driver).unwrap();
+        let changed: Vec<usize> = (0..driver.len())
+            .filter(|&i| driver[i] != patched[i])
+            .collect();
+        assert!(changed.contains(&at));
+        assert_eq!((driver[at], patched[at]), (JE_REL8, JMP_REL8));
+        assert!(
+            changed
+                .iter()
+                .all(|&i| i == at || (loop_at..loop_at + 9).contains(&i))
+        );
+        assert_eq!(&patched[loop_at..loop_at + 2], &[JMP_REL8, jump]);
+        // The jump lands on `mov $-1,%r12d`.
+        let target = loop_at + 2 + usize::from(jump);
+        assert_eq!(&patched[target..target + 6], &RETURN_FAILURE);
+        // With the slot count, three places changed.
+        let both = single_slot(&patched).unwrap();
+        let slot = slot_count_at(&driver).unwrap();
+        assert_ne!(both[slot], driver[slot]);
     }
 }

@@ -23,6 +23,18 @@ fn world() -> World {
 impl World {
     /// A personalised card, locked (three wrong passcodes).
     fn locked_card(&mut self, serial: u32, uuid: &str, email: Option<&str>) -> SimCard {
+        self.card_of(serial, uuid, email, Role::Holder, true)
+    }
+
+    /// A personalised card, of a holder or a sponsor, locked or not.
+    fn card_of(
+        &mut self,
+        serial: u32,
+        uuid: &str,
+        email: Option<&str>,
+        role: Role,
+        locked: bool,
+    ) -> SimCard {
         let image = self.dir.path().join(format!("{serial}.s9img"));
         card::init(
             &image,
@@ -37,7 +49,7 @@ impl World {
             name: "Holder".into(),
             email: email.map(str::to_string),
             mobile: None,
-            role: Role::Holder,
+            role,
             passcode: String::from("482915").into(),
             serial: None,
             algorithm: piv::algorithm::Algorithm::P256,
@@ -49,12 +61,18 @@ impl World {
             self.now,
         )
         .unwrap();
-        let mut c = PivClient::new(&mut sim);
-        for _ in 0..3 {
-            let _ = c.verify_pin(b"000000");
+        if locked {
+            let mut c = PivClient::new(&mut sim);
+            for _ in 0..3 {
+                let _ = c.verify_pin(b"000000");
+            }
+            assert_eq!(c.tries(0x80).unwrap().0, 0);
         }
-        assert_eq!(c.tries(0x80).unwrap().0, 0);
         sim
+    }
+
+    fn image(&self, serial: u32) -> std::path::PathBuf {
+        self.dir.path().join(format!("{serial}.s9img"))
     }
 
     fn outbox(&self) -> std::path::PathBuf {
@@ -181,4 +199,264 @@ fn only_for_holders_with_an_address_and_live_certificates() {
         std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0),
         0
     );
+}
+
+/// A wrong code that is not `code`.
+fn wrong_for(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
+}
+
+#[test]
+fn wrong_codes_count_across_requests_and_lock_until_a_sponsor_acts() {
+    let mut w = world();
+    let serial = 900_000_057;
+    let mut sim = w.locked_card(serial, "555000111229", Some("h@nhs.example"));
+    // Three wrong entries of one code (it is void), two of the next: the
+    // fifth locks self-service, and takes the code with it.
+    let code = w.request(&mut sim, w.now);
+    for _ in 0..3 {
+        complete(&mut w, &mut sim, wrong_for(&code), "731026", 60).unwrap_err();
+    }
+    let code = w.request(&mut sim, w.now + 120);
+    let e = complete(&mut w, &mut sim, wrong_for(&code), "731026", 180).unwrap_err();
+    assert!(e.contains("wrong security code (2 tries left)"), "{e}");
+    let e = complete(&mut w, &mut sim, wrong_for(&code), "731026", 181).unwrap_err();
+    assert!(e.contains("locked after 5 wrong codes"), "{e}");
+    // Locked: the right code is refused, and so is a new request.
+    let e = complete(&mut w, &mut sim, &code, "731026", 182).unwrap_err();
+    assert!(e.contains("locked"), "{e}");
+    let outbox = w.outbox();
+    let e = flows::self_unlock_request(
+        &mut w.cms,
+        &mut PivClient::new(&mut sim),
+        &outbox,
+        w.now + 2 * 3600,
+    )
+    .unwrap_err();
+    assert!(e.contains("ask a sponsor"), "{e}");
+    assert_eq!(PivClient::new(&mut sim).tries(0x80).unwrap().0, 0);
+    let log = w.cms.db.audit_log().unwrap();
+    assert!(
+        log.iter().any(|a| a.action == "self-unlock"
+            && a.outcome == "locked"
+            && a.serial == Some(serial))
+    );
+
+    // A sponsor unlocks the card: self-service starts afresh.
+    let mut sponsor = w.card_of(
+        900_000_058,
+        "555000111230",
+        Some("s@nhs.example"),
+        Role::Sponsor,
+        false,
+    );
+    flows::sponsor_unlock(
+        &mut w.cms,
+        &mut PivClient::new(&mut sponsor),
+        b"482915",
+        &mut PivClient::new(&mut sim),
+        "604182",
+        w.now + 3 * 3600,
+    )
+    .unwrap();
+    let mut c = PivClient::new(&mut sim);
+    for _ in 0..3 {
+        let _ = c.verify_pin(b"000000");
+    }
+    let code = w.request(&mut sim, w.now + 4 * 3600);
+    complete(&mut w, &mut sim, &code, "731026", 4 * 3600 + 60).unwrap();
+}
+
+#[test]
+fn three_requests_an_hour() {
+    let mut w = world();
+    let mut sim = w.locked_card(900_000_059, "555000111231", Some("h@nhs.example"));
+    for minute in [0, 10, 20] {
+        w.request(&mut sim, w.now + minute * 60);
+    }
+    let outbox = w.outbox();
+    let e = flows::self_unlock_request(
+        &mut w.cms,
+        &mut PivClient::new(&mut sim),
+        &outbox,
+        w.now + 59 * 60,
+    )
+    .unwrap_err();
+    assert!(e.contains("3 codes in the last hour"), "{e}");
+    // An hour after the first, one more.
+    let code = w.request(&mut sim, w.now + 3601);
+    complete(&mut w, &mut sim, &code, "731026", 3601 + 60).unwrap();
+}
+
+/// Entries made at once, each from its own process's connection and its
+/// own reader, never get more tries than the code has: a try is spent in
+/// the same statement that checks one is left.
+#[test]
+fn entries_at_once_get_no_more_than_three_tries() {
+    const AT_ONCE: usize = 8;
+    let mut w = world();
+    let serial = 900_000_060;
+    let sim = w.locked_card(serial, "555000111232", Some("h@nhs.example"));
+    drop(sim);
+    // The same card in eight readers: copies of its image.
+    let copies: Vec<std::path::PathBuf> = (0..AT_ONCE)
+        .map(|i| {
+            let copy = w.dir.path().join(format!("copy{i}.s9img"));
+            std::fs::copy(w.image(serial), &copy).unwrap();
+            copy
+        })
+        .collect();
+    let (_, mut sim) = card::boot(&copies[0], Entropy::Seed(2), false).unwrap();
+    sim.power_on();
+    let code = w.request(&mut sim, w.now);
+    drop(sim);
+    let wrong = wrong_for(&code);
+    let db = w.dir.path().join("cms.db");
+    let start = std::sync::Barrier::new(AT_ONCE);
+    let now = w.now + 60;
+    let answers: Vec<Result<u32, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = copies
+            .iter()
+            .map(|image| {
+                let (db, start) = (&db, &start);
+                scope.spawn(move || {
+                    let mut cms = Cms::open(db).unwrap();
+                    let (_, mut sim) = card::boot(image, Entropy::Seed(3), false).unwrap();
+                    sim.power_on();
+                    start.wait();
+                    flows::self_unlock_complete(
+                        &mut cms,
+                        &mut PivClient::new(&mut sim),
+                        wrong,
+                        "731026",
+                        now,
+                    )
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let wrong_answers = answers
+        .iter()
+        .filter(|a| a.as_ref().is_err_and(|e| e.contains("wrong security code")))
+        .count();
+    let void = answers
+        .iter()
+        .filter(|a| a.as_ref().is_err_and(|e| e.contains("void")))
+        .count();
+    assert_eq!((wrong_answers, void), (3, AT_ONCE - 3), "{answers:?}");
+    let stored = w.cms.db.code(serial).unwrap().unwrap();
+    assert_eq!(stored.tries_left, 0);
+    let counted = w
+        .cms
+        .db
+        .audit_log()
+        .unwrap()
+        .iter()
+        .filter(|a| a.action == "self-unlock" && a.outcome == "wrong code")
+        .count();
+    assert_eq!(counted, 3);
+}
+
+/// A card's transport that keeps every command sent to it.
+struct Recorded<'c> {
+    card: &'c mut SimCard,
+    sent: Vec<Vec<u8>>,
+}
+
+impl simulator::client::Transport for Recorded<'_> {
+    fn transmit(&mut self, apdu: &[u8]) -> simulator::client::Result<Vec<u8>> {
+        self.sent.push(apdu.to_vec());
+        simulator::client::Transport::transmit(self.card, apdu)
+    }
+}
+
+/// Whether any command could carry a PUK: RESET RETRY COUNTER, or CHANGE
+/// REFERENCE DATA of the PUK.
+fn puk_bearing(sent: &[Vec<u8>]) -> bool {
+    sent.iter()
+        .any(|c| matches!(c[..], [_, 0x2C, ..] | [_, 0x24, _, 0x81, ..]))
+}
+
+#[test]
+fn a_card_that_only_claims_a_serial_is_sent_no_puk() {
+    let mut w = world();
+    let serial = 900_000_061;
+    let mut genuine = w.locked_card(serial, "555000111233", Some("h@nhs.example"));
+    // `s9card init --serial`: a blank card with the genuine card's serial.
+    let fake = w.dir.path().join("impostor.s9img");
+    card::init(
+        &fake,
+        Make::virtual_card(serial, piv::Profile::Series9),
+        Entropy::Seed(99),
+    )
+    .unwrap();
+    let (_, mut impostor) = card::boot(&fake, Entropy::Seed(4), false).unwrap();
+    impostor.power_on();
+    let mut sponsor = w.card_of(
+        900_000_062,
+        "555000111234",
+        Some("s@nhs.example"),
+        Role::Sponsor,
+        false,
+    );
+
+    // Sponsor unlock.
+    let mut recorded = Recorded {
+        card: &mut impostor,
+        sent: Vec::new(),
+    };
+    let e = flows::sponsor_unlock(
+        &mut w.cms,
+        &mut PivClient::new(&mut sponsor),
+        b"482915",
+        &mut PivClient::new(&mut recorded),
+        "604182",
+        w.now,
+    )
+    .unwrap_err();
+    assert!(e.contains("not the card issued under that serial"), "{e}");
+    assert!(!puk_bearing(&recorded.sent), "{:02X?}", recorded.sent);
+
+    // Self-service: no code is sent for it, and the genuine card's code
+    // does not unlock it.
+    let outbox = w.outbox();
+    let e = flows::self_unlock_request(
+        &mut w.cms,
+        &mut PivClient::new(&mut recorded),
+        &outbox,
+        w.now,
+    )
+    .unwrap_err();
+    assert!(e.contains("not the card issued under that serial"), "{e}");
+    let code = w.request(&mut genuine, w.now);
+    let e = flows::self_unlock_complete(
+        &mut w.cms,
+        &mut PivClient::new(&mut recorded),
+        &code,
+        "731026",
+        w.now + 60,
+    )
+    .unwrap_err();
+    assert!(e.contains("not the card issued under that serial"), "{e}");
+    assert!(!puk_bearing(&recorded.sent), "{:02X?}", recorded.sent);
+    // The impostor's PUK is still the factory's: nothing changed it.
+    assert!(recorded.sent.iter().any(|c| c.get(1) == Some(&0x87)));
+
+    // Each refusal is audited.
+    let refused = w
+        .cms
+        .db
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.outcome == "refused" && a.serial == Some(serial))
+        .map(|a| a.action)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        refused,
+        ["sponsor unlock", "self-unlock request", "self-unlock"]
+    );
+    // The genuine card, with its code untouched, unlocks.
+    complete(&mut w, &mut genuine, &code, "731026", 120).unwrap();
 }

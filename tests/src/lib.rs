@@ -331,6 +331,32 @@ pub fn verifies(h: &Harness, cert: &Path, msg: &[u8], sig: &Path) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
 
+/// A loopback port that nothing listens on, for a card this test dials
+/// itself. It is below the ephemeral range, as the readers' ports are
+/// ([`simulator::readers::BASE_PORT`]): a dial into that range, made while
+/// nothing listens yet, can connect to itself.
+pub fn free_port() -> u16 {
+    let span = 8000u16;
+    let start = (std::process::id() % u32::from(span)) as u16;
+    (0..span)
+        .map(|i| 20000 + (start + i) % span)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port from 20000 to 27999")
+}
+
+/// Asserts that nothing of ours (pcscd, s9card, QEMU, and whatever holds
+/// a vpcd port) listens beyond loopback, nor answers on this machine's
+/// other addresses (scripts/listeners); returns what it listed.
+pub fn assert_nothing_beyond_loopback() -> String {
+    let out = run(
+        root().join("scripts/listeners").to_str().unwrap(),
+        &["--check"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "reachable beyond loopback:\n{text}");
+    text
+}
+
 /// The reader list as PC/SC sees it, with card presence.
 pub fn readers() -> String {
     String::from_utf8_lossy(&run("opensc-tool", &["-l"]).stdout).into_owned()
@@ -795,18 +821,24 @@ impl Drop for Harness {
 /// runs, one is started with [`READERS`] readers, and its pid returned so
 /// that the harness stops it.
 fn ensure_pcscd(cards: usize) -> Option<u32> {
-    use simulator::readers::{Pcscd, ensure, pcscd_pid};
-    let needed = if pcscd_pid().is_some() {
-        cards.max(2)
+    use simulator::readers::{Layout, Pcscd, ensure, ensure_layout, pcscd_pid};
+    let state = if pcscd_pid().is_some() {
+        ensure(cards.max(2))
     } else {
-        READERS.max(cards)
+        // The whole pool, and the YubiKey-named reader for the tests of
+        // that profile, as scripts/pcscd-up starts it.
+        let layout = Layout {
+            readers: READERS.max(cards),
+            yubikey: true,
+        };
+        ensure_layout(layout, 0..cards, false)
     };
-    match ensure(needed) {
+    match state {
         Ok(Pcscd::Running) => None,
         Ok(Pcscd::Started(pid)) => Some(pid),
         Err(e) => panic!(
             "the end-to-end tests need pcscd with vsmartcard's vpcd readers \
-             (scripts/pcscd-up starts it with {READERS}): {e}"
+             (scripts/pcscd-up starts it with {READERS} and the YubiKey-named one): {e}"
         ),
     }
 }

@@ -153,6 +153,11 @@ fn no_two_boots_repeat_a_challenge() {
     // the one repeat a ratchet cannot prevent is a flash rolled back.
     let copy = dir.path().join("copy.flash");
     std::fs::copy(&flash, &copy).unwrap();
+    std::fs::copy(
+        simulator::image::key_store_path(&flash),
+        simulator::image::key_store_path(&copy),
+    )
+    .unwrap();
     let mut a = firmware_card(&flash);
     let mut b = firmware_card(&copy);
     assert_eq!(witness(&mut a), witness(&mut b), "the documented limit");
@@ -190,4 +195,62 @@ fn a_flash_the_firmware_cannot_run_on_is_refused_with_the_reason() {
     let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash));
     let err = card.boot().unwrap_err().to_string();
     assert!(err.contains("without a randomness seed"), "{err}");
+}
+
+/// The firmware's flash holds no device key and no seed: they are in its
+/// key store, a file of their own that QEMU puts where an MCU's OTP would
+/// be. A dump of the flash (what `image from-firmware` reads) opens no
+/// sealed record without it.
+#[test]
+fn the_flash_holds_no_device_key_and_converts_only_with_its_key_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("card.flash");
+    let header = firmware::init(
+        &flash,
+        Make::virtual_card(900_000_127, card::Profile::Series9),
+        Entropy::Seed(10),
+    )
+    .unwrap();
+    let key_store = simulator::image::key_store_path(&flash);
+    let dumped = std::fs::read(&flash).unwrap();
+    let seed = header.seed.unwrap();
+    for secret in [&header.device_key[..], &seed[..]] {
+        assert!(
+            !secret.windows(8).any(|w| dumped.windows(8).any(|d| d == w)),
+            "a piece of a secret is in the flash"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&key_store).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // It boots, reading its key store.
+    let mut c = PivClient::new(firmware_card(&flash));
+    c.select().unwrap();
+    c.into_inner().halt();
+
+    // Without the key store, the flash is no card for the host either.
+    let moved = dir.path().join("elsewhere.keys");
+    std::fs::rename(&key_store, &moved).unwrap();
+    let back = dir.path().join("back.s9img");
+    let err = firmware::from_firmware(&flash, &back)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key store"), "{err}");
+    assert!(!back.exists());
+    let err = card::boot(&flash, Entropy::Seed(11), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("key store"), "{err}");
+    // Nor for the firmware.
+    let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash.clone()));
+    let err = card.boot().unwrap_err().to_string();
+    assert!(err.contains("no key store"), "{err}");
+    // With it, the card converts back, key and all.
+    std::fs::rename(&moved, &key_store).unwrap();
+    firmware::from_firmware(&flash, &back).unwrap();
+    let (back_header, _) = card::boot(&back, Entropy::Seed(12), false).unwrap();
+    assert_eq!(back_header, header);
 }

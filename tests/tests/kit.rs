@@ -56,6 +56,8 @@ fn up_serves_cards_pcsc_sees_and_down_stops_exactly_them() {
         &["-r", &up.cards[2].reader, "-a", "status"],
     );
     assert!(tools.contains("PIN tries left:\t3"), "{tools}");
+    // The readers up started and the cards it serves: loopback only.
+    assert_nothing_beyond_loopback();
 
     // A second up while these are up is refused, and changes nothing.
     let again = s9(&["up", "--cards", "1", "--state", dir_arg]);

@@ -3,7 +3,7 @@
 //! pcscd restarts, a misbehaving transport, and traces.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -242,8 +242,8 @@ fn bad_transport_input_never_crashes_the_server() {
             "0900000009",
         ],
     );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    // A free port for the card to listen on, where this test plays vpcd.
+    let port = free_port();
     let control = dir.path().join("c.sock");
     let mut server = std::process::Command::new(s9card())
         .args([
@@ -259,18 +259,38 @@ fn bad_transport_input_never_crashes_the_server() {
         .spawn()
         .unwrap();
     let frame = |body: &[u8]| [&(body.len() as u16).to_be_bytes()[..], body].concat();
+    // vpcd dials the card, again whenever the card hangs up: the server
+    // opens the port again half a second after each connection.
+    let dial = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => return s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("the card never listened on port {port}: {e}"),
+            }
+        }
+    };
+    // Each bad connection ends when the card has hung up on it: a dial
+    // made before would wait in the port's queue and be reset with it.
+    let hang_up = |mut s: TcpStream| {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    };
     // Zero-length frames, unknown control bytes, then a truncated frame.
-    let (mut s, _) = listener.accept().unwrap();
+    let mut s = dial();
     s.write_all(&frame(&[])).unwrap();
     s.write_all(&frame(&[0x7F])).unwrap();
     s.write_all(&[0x01, 0x00, 0x00, 0xA4]).unwrap();
-    drop(s);
+    hang_up(s);
     // Half a length field.
-    let (mut s, _) = listener.accept().unwrap();
+    let mut s = dial();
     s.write_all(&[0xFF]).unwrap();
-    drop(s);
+    hang_up(s);
     // A well-behaved exchange on the next connection.
-    let (mut s, _) = listener.accept().unwrap();
+    let mut s = dial();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let read_frame = |s: &mut std::net::TcpStream| {
         let mut len = [0u8; 2];

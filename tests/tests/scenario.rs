@@ -201,6 +201,12 @@ fn a_chosen_status_word_and_a_response_that_never_completes() {
         ],
     );
     assert!(answer.contains("ok: 2 events"), "{answer}");
+    // A path is not a scenario: the server opens no file a client names,
+    // so another user's client cannot have it read /etc/shadow.
+    for request in ["scenario /etc/passwd", "scenario 5000000"] {
+        let said = simulator::server::control_send(&h.control, request).unwrap();
+        assert!(said.starts_with("error: a scenario is 0 to"), "{said}");
+    }
 
     assert_eq!(
         card.raw(&GET_CHUID).unwrap(),

@@ -162,7 +162,7 @@ pub(super) fn general_authenticate(
             match operation {
                 Use::Sign => {
                     let mut out = Zeroizing::new([0u8; MAX_OUTPUT]);
-                    let out = record.sign(&piv.device, input, &mut out, &authorized)?;
+                    let out = record.sign(&piv.device, input, &mut out, ctx.rng, &authorized)?;
                     reply.nested(TEMPLATE, |w| w.tlv(RESPONSE, out))?;
                 }
                 Use::Agree => {

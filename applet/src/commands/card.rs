@@ -41,16 +41,23 @@ pub enum Birth<'a> {
     Reissue(#[allow(dead_code, reason = "a proof is held, not read")] &'a Admin),
 }
 
-/// Writes the factory state (clearing everything first unless the card is
-/// blank) in one transaction: identity, default PIN, PUK and management
-/// key, CHUID, CCC, and a fresh attestation key with its self-signed
-/// certificate.
+/// Writes the factory state in one transaction, clearing everything first:
+/// identity, default PIN, PUK and management key, CHUID, CCC, and a fresh
+/// attestation key with its self-signed certificate.
+///
+/// A blank birth clears too. A card without an identity record should hold
+/// nothing else, but one whose identity record a flash writer deleted
+/// still holds its keys: given the factory PIN, PUK and management key
+/// beside them, that writer could use every key. Cleared, the keys go with
+/// the identity.
 #[inline(never)]
 pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>) -> Result<()> {
-    let clear = !matches!(birth, Birth::Blank);
+    // Every birth's proof (none for a blank card) is in its type.
+    let _ = birth;
     let card = id.encode(&piv.device, ctx.rng)?;
     let (pin, puk) = pin::factory_records(id)?;
-    let tries = Tries::full(pin::DEFAULT_TRIES).encode();
+    let pin_tries = Tries::full(pin::DEFAULT_TRIES).sealed(id, Passcode::Pin)?;
+    let puk_tries = Tries::full(pin::DEFAULT_TRIES).sealed(id, Passcode::Puk)?;
     let (admin, admin_len) = ManagementKey::factory(piv.profile)?.encode(&piv.device, ctx.rng)?;
     let mut chuid = [0u8; 96];
     let chuid_len = objects::default_chuid(id, &mut chuid)?;
@@ -80,7 +87,14 @@ pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>
             public: attestation_record.public(),
             attested: None,
         };
-        attest::certificate(w, &subject, issuer, &attestation, serial(ctx.rng))
+        attest::certificate(
+            w,
+            &subject,
+            issuer,
+            &attestation,
+            attestation_record.public(),
+            ctx.rng,
+        )
     })?;
     let cert_key = Slot::Attestation
         .certificate_tag()
@@ -88,15 +102,13 @@ pub fn factory(piv: &Piv, ctx: &mut Context<'_>, id: &Identity, birth: Birth<'_>
         .ok_or(Error::Flash)?;
 
     let mut ops: heapless::Vec<Op<'_>, { card_os::store::MAX_TX_OPS }> = heapless::Vec::new();
-    if clear {
-        push(&mut ops, Op::Clear)?;
-    }
+    push(&mut ops, Op::Clear)?;
     for op in [
         Op::Put(layout::CARD, &card),
         Op::Put(layout::PIN_HASH, &pin),
-        Op::Put(layout::PIN_TRIES, &tries),
+        Op::Put(layout::PIN_TRIES, &pin_tries),
         Op::Put(layout::PUK_HASH, &puk),
-        Op::Put(layout::PUK_TRIES, &tries),
+        Op::Put(layout::PUK_TRIES, &puk_tries),
         Op::Put(layout::ADMIN, admin.get(..admin_len).unwrap_or_default()),
         Op::Put(
             object_key(objects::CHUID)?,
@@ -124,13 +136,6 @@ fn push<'a>(
 
 fn object_key(tag: u32) -> Result<Key> {
     layout::object(tag).ok_or(Error::Flash)
-}
-
-/// 16 random bytes for a certificate serial.
-pub(super) fn serial(rng: &mut dyn rand_core::CryptoRng) -> [u8; 16] {
-    let mut s = [0u8; 16];
-    rng.fill_bytes(&mut s);
-    s
 }
 
 /// "s9card attestation 09NNNNNNNN", the attestation key's name.
@@ -163,8 +168,8 @@ where
 #[inline(never)]
 pub(super) fn reset(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
     params(cmd, 0, 0)?;
-    let blocked = pin::both_blocked(ctx.store)?;
     let old = identity(piv, ctx)?;
+    let blocked = pin::both_blocked(ctx.store, &old)?;
     let id = Identity::new(old.serial, old.is_virtual, ctx.rng)?;
     factory(piv, ctx, &id, Birth::Reset(&blocked))?;
     piv.session = crate::session::Session::default();

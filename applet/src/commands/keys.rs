@@ -6,7 +6,7 @@ use apdu::tlv::{Reader, Tag, Writer};
 use card_os::store::{Key, Op};
 use card_os::{Context, Reply};
 
-use super::card::{attestation_name, identity, serial};
+use super::card::{attestation_name, identity};
 use super::{admin_of, pin_of};
 use crate::admin::ManagementKey;
 use crate::algorithm::{Algorithm, RSA_EXPONENT};
@@ -255,7 +255,8 @@ pub(super) fn metadata(
     match cmd.p2() {
         0x80 | 0x81 => {
             let which = Passcode::from_byte(cmd.p2())?;
-            let tries = pin::tries(ctx.store, which)?;
+            let id = identity(piv, ctx)?;
+            let tries = pin::tries(ctx.store, &id, which)?;
             let stored = pin::stored(ctx.store, which)?;
             reply.tlv(Tag::constant(0x01), &[0xFF])?;
             reply.tlv(Tag::constant(0x05), &[u8::from(stored.is_default)])?;
@@ -355,12 +356,11 @@ pub(super) fn attest(
             [record.pin.byte(), record.touch.byte()],
         )),
     };
-    let serial = serial(ctx.rng);
     let authorized = piv
         .session
         .authorize(signer.pin)
         .ok_or(Error::SecurityStatus)?;
-    signer.attest(&piv.device, reply, &subject, issuer, serial, &authorized)
+    signer.attest(&piv.device, reply, &subject, issuer, ctx.rng, &authorized)
 }
 
 /// COMMIT RENEWAL (vendor): installs the staged key and its new certificate

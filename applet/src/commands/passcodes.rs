@@ -29,7 +29,8 @@ pub(super) fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) ->
         }
         (0xFF, _) => Err(Error::WrongLength),
         (0x00, []) => {
-            let tries = pin::tries(ctx.store, Passcode::Pin)?;
+            let id = identity(piv, ctx)?;
+            let tries = pin::tries(ctx.store, &id, Passcode::Pin)?;
             match (tries.left, piv.session.pin.is_some()) {
                 (0, _) => Err(Error::Blocked),
                 (_, true) => Ok(()),
@@ -115,9 +116,9 @@ pub(super) fn reset_retry_counter(
     let puk = piv.rules().presented(Passcode::Puk, puk)?;
     let id = identity(piv, ctx)?;
     let new = new_value(piv, ctx, &id, (Passcode::Puk, &puk), (Passcode::Pin, new))?;
-    let pin_tries = pin::tries(ctx.store, Passcode::Pin)?;
+    let pin_tries = pin::tries(ctx.store, &id, Passcode::Pin)?;
     let record = pin::encode_digest(&pin::digest(&id, Passcode::Pin, &new)?, false);
-    let full = Tries::full(pin_tries.max).encode();
+    let full = Tries::full(pin_tries.max).sealed(&id, Passcode::Pin)?;
     let then = [
         Op::Put(layout::PIN_HASH, &record),
         Op::Put(layout::PIN_TRIES, &full),
@@ -176,6 +177,6 @@ pub(super) fn set_management_key(
     } else {
         TouchPolicy::NEVER
     };
-    let new = ManagementKey::new(algorithm, touch, key)?;
+    let new = ManagementKey::chosen(algorithm, touch, key, piv.profile)?;
     admin::replace(ctx.store, &piv.device, ctx.rng, &new, admin_of(piv)?)
 }

@@ -19,10 +19,23 @@ use crate::error::{Error, Result};
 /// left-padded with zeros, a longer one keeps its leftmost bytes. `D` is
 /// the hash RFC 6979 derives the nonce with (the curve's own), so no RNG
 /// failure can leak the key.
-pub fn sign<'o, C, D>(secret: &SecretKey<C>, digest: &[u8], out: &'o mut [u8]) -> Result<&'o [u8]>
+///
+/// The signature is verified with `public`, the point the key's sealed
+/// record holds, before it is written out: a fault during signing (a
+/// glitched nonce or scalar) would otherwise hand out a signature from
+/// which, with one good signature of the same digest, the key follows. A
+/// signature that does not verify is [`Error::Tampered`] (`65 81`).
+pub fn sign<'o, C, D>(
+    secret: &SecretKey<C>,
+    public: &[u8],
+    digest: &[u8],
+    out: &'o mut [u8],
+) -> Result<&'o [u8]>
 where
     C: EcdsaCurve + CurveArithmetic,
     D: Digest + BlockSizeUser,
+    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
+    FieldBytesSize<C>: ModulusSize,
     ecdsa::der::MaxSize<C>: ArraySize,
     <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
 {
@@ -39,11 +52,27 @@ where
         .copy_from_slice(src);
     let (signature, _) =
         ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&secret.to_nonzero_scalar(), &fitted, &[]);
+    verify::<C>(public, &fitted, &signature)?;
     let der = signature.to_der();
     let der = der.as_bytes();
     let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
     dst.copy_from_slice(der);
     Ok(dst)
+}
+
+/// Checks a signature just made against the record's public point. Not
+/// inlined: the verification's points are gone before the caller's frame
+/// grows, so signing's stack peak is the larger of the two, not their sum.
+#[inline(never)]
+fn verify<C>(public: &[u8], fitted: &[u8], signature: &ecdsa::Signature<C>) -> Result<()>
+where
+    C: EcdsaCurve + CurveArithmetic,
+    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
+    FieldBytesSize<C>: ModulusSize,
+{
+    let point = PublicKey::<C>::from_sec1_bytes(public).map_err(|_| Error::Tampered)?;
+    ecdsa::hazmat::verify_prehashed::<C>(&point.to_projective(), fitted, signature)
+        .map_err(|_| Error::Tampered)
 }
 
 /// ECDH with a peer's uncompressed point: the shared x-coordinate, into

@@ -212,7 +212,20 @@ impl Private {
     /// a digest, an Ed25519 signature over the message itself, or the raw
     /// RSA private operation on a modulus-sized block. Input the key cannot
     /// take is [`Error::BadData`].
-    pub fn sign<'o>(&self, input: &[u8], out: &'o mut [u8; MAX_OUTPUT]) -> Result<&'o [u8]> {
+    ///
+    /// `public` is the public key as the key's sealed record holds it: every
+    /// signature is checked against it before it is written out (RSA in
+    /// [`rsa::private`], ECDSA in [`ec::sign`], Ed25519 here), so that a
+    /// fault while signing never gives out a wrong signature, and an
+    /// Ed25519 signature is only ever made with the record's own public key
+    /// (signing one message under two public keys gives the key away).
+    pub fn sign<'o>(
+        &self,
+        public: &[u8],
+        input: &[u8],
+        out: &'o mut [u8; MAX_OUTPUT],
+        rng: &mut dyn CryptoRng,
+    ) -> Result<&'o [u8]> {
         match self {
             Private::Rsa { algorithm, parts } => {
                 let len = algorithm.public_len();
@@ -221,18 +234,22 @@ impl Private {
                     parts.get(..algorithm.secret_len()).unwrap_or_default(),
                     input,
                     dst,
+                    rng,
                 )?;
                 Ok(dst)
             }
-            Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, input, out),
-            Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, input, out),
-            Private::Ed25519 { seed, public } => {
+            Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, public, input, out),
+            Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, public, input, out),
+            Private::Ed25519 { seed, public: own } => {
+                // The public key kept with the seed must be the record's.
+                if !crate::secrets::same(own, public) {
+                    return Err(Error::Tampered);
+                }
                 let public =
-                    ed25519_dalek::VerifyingKey::from_bytes(public).map_err(|_| Error::Tampered)?;
-                let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(&**seed);
-                let signature =
-                    ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&expanded, input, &public)
-                        .to_bytes();
+                    ed25519_dalek::VerifyingKey::from_bytes(own).map_err(|_| Error::Tampered)?;
+                let signature = ed25519_sign(seed, &public, input);
+                ed25519_verify(&public, input, &signature)?;
+                let signature = signature.to_bytes();
                 let dst = out.get_mut(..signature.len()).ok_or(Error::NoSpace)?;
                 dst.copy_from_slice(&signature);
                 Ok(dst)
@@ -272,5 +289,76 @@ impl Private {
             Private::Rsa { .. } | Private::Ed25519 { .. } => return Err(Error::BadData),
         };
         Ok(shared)
+    }
+}
+
+/// An Ed25519 signature. Not inlined, nor is its check: each one's
+/// working space is gone before the other's begins.
+#[inline(never)]
+fn ed25519_sign(
+    seed: &[u8; 32],
+    public: &ed25519_dalek::VerifyingKey,
+    input: &[u8],
+) -> ed25519_dalek::Signature {
+    let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(seed);
+    ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&expanded, input, public)
+}
+
+/// Checks an Ed25519 signature just made against the record's public key.
+#[inline(never)]
+fn ed25519_verify(
+    public: &ed25519_dalek::VerifyingKey,
+    input: &[u8],
+    signature: &ed25519_dalek::Signature,
+) -> Result<()> {
+    ed25519_dalek::hazmat::raw_verify::<sha2::Sha512>(public, input, signature)
+        .map_err(|_| Error::Tampered)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+
+    use super::*;
+
+    fn key(algorithm: Algorithm, seed: u64) -> (Private, [u8; MAX_PUBLIC]) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let private = Private::generate(algorithm, &mut rng).unwrap();
+        let mut public = [0u8; MAX_PUBLIC];
+        private.write_public(&mut public).unwrap();
+        (private, public)
+    }
+
+    /// A signature is only written out once it verifies under the record's
+    /// public key: a key whose secret and record disagree (what a fault in
+    /// the scalar, the nonce or the copy in RAM looks like from outside)
+    /// signs nothing, and says `65 81`.
+    #[test]
+    fn a_signature_that_does_not_verify_never_leaves() {
+        for algorithm in [Algorithm::P256, Algorithm::P384, Algorithm::Ed25519] {
+            let len = algorithm.public_len();
+            let (signer, public) = key(algorithm, 1);
+            let (_, other) = key(algorithm, 2);
+            let mut out = [0u8; MAX_OUTPUT];
+            let input = [0x42; 32];
+            let mut rng = ChaCha20Rng::seed_from_u64(3);
+            assert!(
+                signer
+                    .sign(&public[..len], &input, &mut out, &mut rng)
+                    .is_ok()
+            );
+            let mut out = [0u8; MAX_OUTPUT];
+            assert_eq!(
+                signer.sign(&other[..len], &input, &mut out, &mut rng).err(),
+                Some(Error::Tampered),
+                "{algorithm:?}"
+            );
+            assert!(
+                out.iter().all(|&b| b == 0),
+                "{algorithm:?} wrote a signature"
+            );
+            assert_eq!(Error::Tampered.status(), apdu::Status::MemoryFailure);
+        }
     }
 }

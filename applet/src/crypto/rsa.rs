@@ -10,15 +10,50 @@
 //!   walks every bit of the half size, whatever the exponent; reductions
 //!   use the constant-time `rem`), so its timing depends on the key's
 //!   length alone, not on the key or the input;
+//! - works on a blinded input: `c · r^e` for a fresh random `r` below the
+//!   modulus, unblinded with `r⁻¹` at the end, so that what the halves
+//!   exponentiate is unknown to whoever chose `c` (chosen-input power and
+//!   cache analysis of the CRT halves). The exponents are not blinded:
+//!   `dP + k(p − 1)` would need wider integers than the halves' and a
+//!   longer walk, and the exponentiation is constant time already;
 //! - checks its result against the public key before answering (the
 //!   Bellcore attack: one faulty CRT half gives away a prime), answering
-//!   an error instead of a wrong result.
+//!   an error instead of a wrong result;
+//! - keeps every copy of the primes (as odd moduli, as Montgomery
+//!   parameters) in wiped containers, so none stays on the stack.
 //!
 //! Primes come from the card's RNG through `crypto-primes` (a sieve, then
 //! Miller-Rabin base 2 and a strong Lucas test, the Baillie-PSW test with
-//! no known counterexample). The primality tests are not constant time; as
-//! in every RSA implementation, what timing shows is mostly about rejected
-//! candidates.
+//! no known counterexample).
+//!
+//! ## What key generation leaks
+//!
+//! The primality tests are not constant time, and the prime that is kept
+//! goes through them too, not only the rejected candidates. On the prime
+//! `p` it keeps, `crypto-primes` 0.7 runs:
+//!
+//! - Montgomery set-up with `new_params_vartime` (its reduction's steps
+//!   depend on `p`), `trailing_zeros_vartime` of `p − 1` and Miller-Rabin's
+//!   squaring loop, which stops early: the number `s` of trailing zeros of
+//!   `p − 1` (two bits of `p` on average) shows in how long it runs;
+//! - the strong Lucas test: Jacobi symbols of `p` computed in variable time
+//!   (how many `D` are tried shows the quadratic character of small numbers
+//!   modulo `p`), and a ladder over the bits of `(p + 1) / 2^s` that does
+//!   extra multiplications for each one bit.
+//!
+//! Whom that helps: not a relying party or anyone at the reader. The card
+//! answers GENERATE once, after all the candidates, so its time mixes every
+//! rejected candidate's (thousands of tests for RSA-2048) with the kept
+//! prime's; the host simulator and the QEMU firmware leak nothing more
+//! than that total. On a real chip, someone holding the card who records
+//! one power or electromagnetic trace of the generation can read the Lucas
+//! ladder's one bits, that is `p + 1`, from the trace: simple power
+//! analysis, one trace, the whole key. A card for hardware must therefore
+//! generate RSA keys with a constant-time primality test (Miller-Rabin with
+//! random bases on `FixedMontyParams::new` and a fixed number of squarings)
+//! or in the chip's crypto engine; the ECC and 25519 keys have no such
+//! step. The private operation below is a separate matter: it is constant
+//! time and checked.
 
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
 use crypto_bigint::{NonZero, Odd, U1024, U2048, U4096, Uint};
@@ -30,6 +65,9 @@ use zeroize::Zeroizing;
 
 use crate::algorithm::RSA_EXPONENT;
 use crate::error::{Error, Result};
+
+/// The longest block: an RSA-4096 modulus.
+const MAX_BLOCK: usize = 512;
 
 /// The CRT parts of an imported key, each at most half the modulus long.
 pub struct Parts<'a> {
@@ -102,12 +140,12 @@ pub fn generate(
     by_size!(bits, generate_sized(rng, parts, modulus))
 }
 
-/// The raw private operation `input^d mod n` on a modulus-sized block.
-/// Input of the wrong length, or not below the modulus, is
-/// [`Error::BadData`]; a result that fails its check is
-/// [`Error::Tampered`].
-pub fn private(parts: &[u8], input: &[u8], out: &mut [u8]) -> Result<()> {
-    by_size!(parts.len() * 16 / 5, private_sized(parts, input, out))
+/// The raw private operation `input^d mod n` on a modulus-sized block,
+/// blinded with a fresh `r` from `rng`. Input of the wrong length, or not
+/// below the modulus, is [`Error::BadData`]; a result that fails its check
+/// is [`Error::Tampered`].
+pub fn private(parts: &[u8], input: &[u8], out: &mut [u8], rng: &mut dyn CryptoRng) -> Result<()> {
+    by_size!(parts.len() * 16 / 5, private_sized(parts, input, out, rng))
 }
 
 /// The modulus `p · q` of a key's CRT parts.
@@ -332,6 +370,7 @@ fn private_sized<const H: usize, const N: usize>(
     parts: &[u8],
     input: &[u8],
     out: &mut [u8],
+    rng: &mut dyn CryptoRng,
 ) -> Result<()> {
     if input.len() != size.block() || out.len() != size.block() {
         return Err(Error::BadData);
@@ -343,17 +382,24 @@ fn private_sized<const H: usize, const N: usize>(
     if c.cmp_vartime(&n) != core::cmp::Ordering::Less {
         return Err(Error::BadData);
     }
-    let p = Odd::new(*crt.p).into_option().ok_or(Error::Tampered)?;
-    let q = Odd::new(*crt.q).into_option().ok_or(Error::Tampered)?;
-    let (p_params, q_params) = (FixedMontyParams::new(p), FixedMontyParams::new(q));
-    let p_nz = p.to_nz().into_option().ok_or(Error::Tampered)?;
-    let q_nz = q.to_nz().into_option().ok_or(Error::Tampered)?;
+    let n_odd = Odd::new(n).into_option().ok_or(Error::Tampered)?;
+    let n_nz = n_odd.to_nz().into_option().ok_or(Error::Tampered)?;
+    let n_params = FixedMontyParams::new_vartime(n_odd);
+
+    let (blinded, r_inverse) = blind::<N>(size, &c, &n_nz, &n_params, rng)?;
+
+    let p = Zeroizing::new(Odd::new(*crt.p).into_option().ok_or(Error::Tampered)?);
+    let q = Zeroizing::new(Odd::new(*crt.q).into_option().ok_or(Error::Tampered)?);
+    let p_params = Zeroizing::new(FixedMontyParams::new(*p));
+    let q_params = Zeroizing::new(FixedMontyParams::new(*q));
+    let p_nz = Zeroizing::new(p.to_nz().into_option().ok_or(Error::Tampered)?);
+    let q_nz = Zeroizing::new(q.to_nz().into_option().ok_or(Error::Tampered)?);
 
     // dP < p < 2^half: walking `half` bits of the exponent is walking all
     // of it, a bound that depends on the key's length alone.
     let bits = size.half_bits();
     let half = |modulus: &NonZero<Uint<H>>, params: &FixedMontyParams<H>, exponent: &Uint<H>| {
-        let reduced = Zeroizing::new(c.rem(modulus));
+        let reduced = Zeroizing::new(blinded.rem(modulus));
         Zeroizing::new(
             FixedMontyForm::new(&reduced, params)
                 .pow_bounded_exp(exponent, bits)
@@ -369,19 +415,45 @@ fn private_sized<const H: usize, const N: usize>(
         (FixedMontyForm::new(&diff, &p_params) * FixedMontyForm::new(&crt.qinv, &p_params))
             .retrieve(),
     );
-    let m = Zeroizing::new({
+    let blinded_m = Zeroizing::new({
         let (lo, hi) = crt.q.widening_mul(&*h);
         let qh: Uint<N> = lo.concat_resize(&hi);
         qh.wrapping_add(&m2.resize::<N>())
     });
+    // Unblinded: (c · r^e)^d · r⁻¹ = c^d.
+    let m = Zeroizing::new((FixedMontyForm::new(&blinded_m, &n_params) * *r_inverse).retrieve());
     // The fault check: m^e must give the input back.
-    let n_odd = Odd::new(n).into_option().ok_or(Error::Tampered)?;
-    let n_params = FixedMontyParams::new_vartime(n_odd);
     let back = public_power(&FixedMontyForm::new(&m, &n_params)).retrieve();
     if !bool::from(back.ct_eq(&c)) {
         return Err(Error::Tampered);
     }
     encode(&*m, out)
+}
+
+/// The blinded input `c · r^e mod n` and `r⁻¹`, for a fresh `r` from
+/// `rng`, reduced below n. Its slight bias (values below 2^|n| − n come
+/// twice) takes nothing from blinding, which needs r unpredictable, not
+/// uniform. An r without an inverse (0, or a multiple of a prime of n)
+/// cannot happen but by a fault, and is answered as one. Not inlined: the
+/// inverter's working space is gone before the halves' begins.
+#[inline(never)]
+#[allow(clippy::type_complexity, reason = "two values of one computation")]
+fn blind<const N: usize>(
+    size: Size,
+    c: &Uint<N>,
+    n: &NonZero<Uint<N>>,
+    params: &FixedMontyParams<N>,
+    rng: &mut dyn CryptoRng,
+) -> Result<(Zeroizing<Uint<N>>, Zeroizing<FixedMontyForm<N>>)> {
+    let mut draw = Zeroizing::new([0u8; MAX_BLOCK]);
+    let draw = draw.get_mut(..size.block()).ok_or(Error::NoSpace)?;
+    rng.fill_bytes(draw);
+    let raw = decode::<N>(draw)?;
+    let reduced = Zeroizing::new(raw.rem(n));
+    let r = Zeroizing::new(FixedMontyForm::new(&reduced, params));
+    let inverse = Zeroizing::new(r.invert().into_option().ok_or(Error::Tampered)?);
+    let blinded = Zeroizing::new((FixedMontyForm::new(c, params) * public_power(&r)).retrieve());
+    Ok((blinded, inverse))
 }
 
 /// `base^e` for the public exponent, by square-and-multiply over its 17
@@ -402,6 +474,9 @@ fn public_power<const N: usize>(base: &FixedMontyForm<N>) -> FixedMontyForm<N> {
 
 #[cfg(test)]
 mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+
     use super::*;
 
     #[test]
@@ -456,7 +531,8 @@ mod tests {
         let mut block = [0x33u8; 128];
         block[0] = 0;
         let mut out = [0u8; 128];
-        private(&good, &block, &mut out).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        private(&good, &block, &mut out, &mut rng).unwrap();
         let mut product = [0u8; 128];
         modulus(&good, &mut product).unwrap();
         assert_eq!(product, n);
@@ -467,11 +543,58 @@ mod tests {
             faulty[offset] ^= 0x10;
             let mut leaked = [0u8; 128];
             assert_eq!(
-                private(&faulty, &block, &mut leaked),
+                private(&faulty, &block, &mut leaked, &mut rng),
                 Err(Error::Tampered),
                 "byte {offset}"
             );
             assert_eq!(leaked, [0u8; 128], "nothing written on a fault");
         }
     }
+
+    /// The private operation is blinded with the card's RNG: each use
+    /// draws a modulus-sized `r`, and however it falls the answer is the
+    /// same, `c^d`.
+    #[test]
+    fn blinding_draws_from_the_rng_and_changes_no_answer() {
+        let (good, _) = parts();
+        let mut block = [0x5Au8; 128];
+        block[0] = 0;
+        let mut first = [0u8; 128];
+        let mut counted = Counted(ChaCha20Rng::seed_from_u64(2), 0);
+        private(&good, &block, &mut first, &mut counted).unwrap();
+        assert_eq!(counted.1, 128, "one modulus-sized draw");
+        for seed in 3..8 {
+            let mut again = [0u8; 128];
+            private(
+                &good,
+                &block,
+                &mut again,
+                &mut ChaCha20Rng::seed_from_u64(seed),
+            )
+            .unwrap();
+            assert_eq!(again, first);
+        }
+    }
+
+    /// An RNG that counts the bytes drawn from it.
+    struct Counted(ChaCha20Rng, usize);
+
+    impl rand_core::TryRng for Counted {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> core::result::Result<u32, Self::Error> {
+            self.1 += 4;
+            Ok(rand_core::Rng::next_u32(&mut self.0))
+        }
+        fn try_next_u64(&mut self) -> core::result::Result<u64, Self::Error> {
+            self.1 += 8;
+            Ok(rand_core::Rng::next_u64(&mut self.0))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> core::result::Result<(), Self::Error> {
+            self.1 += dst.len();
+            rand_core::Rng::fill_bytes(&mut self.0, dst);
+            Ok(())
+        }
+    }
+
+    impl rand_core::TryCryptoRng for Counted {}
 }

@@ -231,3 +231,100 @@ pub fn rsa2048_import() -> Vec<u8> {
         .flat_map(|(k, t)| piv_client::tlv(t, &hex(&v[*k])))
         .collect()
 }
+
+/// A DER TLV (one- to three-byte lengths; BER-TLV reads them the same).
+pub fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let n = content.len();
+    let mut out = vec![tag];
+    match n {
+        0..0x80 => out.push(n as u8),
+        0x80..0x100 => out.extend([0x81, n as u8]),
+        _ => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A certificate object (`70` certificate, `71`, `FE`), as PUT DATA and
+/// COMMIT RENEWAL take it, whose certificate names `public`, a key of
+/// `algorithm` as the card keeps it (RSA: the modulus). Unsigned: the
+/// card reads the subject key and never the signature. `pad` bytes of
+/// issuer name make it as long as a real certificate.
+pub fn certificate_object(
+    algorithm: piv::algorithm::Algorithm,
+    public: &[u8],
+    pad: usize,
+) -> Vec<u8> {
+    use piv::algorithm::Algorithm;
+    let oid = |bytes: &[u8]| der(0x06, bytes);
+    let ec = oid(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]);
+    let (identifier, key) = match algorithm {
+        Algorithm::P256 => (
+            [ec, oid(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07])].concat(),
+            public.to_vec(),
+        ),
+        Algorithm::P384 => (
+            [ec, oid(&[0x2B, 0x81, 0x04, 0x00, 0x22])].concat(),
+            public.to_vec(),
+        ),
+        Algorithm::Ed25519 => (oid(&[0x2B, 0x65, 0x70]), public.to_vec()),
+        Algorithm::X25519 => (oid(&[0x2B, 0x65, 0x6E]), public.to_vec()),
+        _ => {
+            let modulus = [&[0u8][..], public].concat();
+            let rsa = der(0x30, &[der(0x02, &modulus), der(0x02, &[1, 0, 1])].concat());
+            let identifier = [
+                oid(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]),
+                vec![0x05, 0x00],
+            ]
+            .concat();
+            (identifier, rsa)
+        }
+    };
+    let spki = der(
+        0x30,
+        &[
+            der(0x30, &identifier),
+            der(0x03, &[&[0u8][..], &key].concat()),
+        ]
+        .concat(),
+    );
+    let signature = der(
+        0x30,
+        &oid(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02]),
+    );
+    let time = der(0x17, b"260101000000Z");
+    let issuer = der(0x30, &der(0x04, &vec![0x5A; pad]));
+    let tbs = der(
+        0x30,
+        &[
+            der(0xA0, &der(0x02, &[2])),
+            der(0x02, &[1]),
+            signature.clone(),
+            issuer,
+            der(0x30, &[time.clone(), time].concat()),
+            der(0x30, &[]),
+            spki,
+        ]
+        .concat(),
+    );
+    let certificate = der(0x30, &[tbs, signature, der(0x03, &[0])].concat());
+    [der(0x70, &certificate), hex("710100FE00")].concat()
+}
+
+/// The certificate object for the key staged for `slot`, read from the
+/// card's store as COMMIT RENEWAL will.
+pub fn staged_certificate<F: embedded_storage::nor_flash::NorFlash>(
+    card: &mut PivCard<F>,
+    slot: piv::slot::Slot,
+    pad: usize,
+) -> Vec<u8> {
+    let record = piv::keys::KeyRecord::load(
+        card.store_mut(),
+        piv::layout::staged_key(slot),
+        slot,
+        &device_key(),
+    )
+    .unwrap()
+    .expect("a staged key");
+    certificate_object(record.algorithm, record.public(), pad)
+}

@@ -12,15 +12,23 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use card_os::image::{
-    FlashError, HEADER_LEN, Header, HeaderError, PAGE, RECORD_LEN, WORD, check_range,
+    FlashError, HEADER_LEN, Header, HeaderError, KEY_STORE_LEN, PAGE, RECORD_LEN, WORD, check_range,
 };
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+use zeroize::Zeroizing;
 
 const BASE: usize = 0x2100_0000;
 /// QEMU insists on exactly this much behind the region.
 pub const REGION_LEN: usize = 16 * 1024 * 1024;
 
-/// Reads the factory record at the start of the region.
+/// The key store: the last 4 KiB of SSRAM2/3, outside the RAM the linker
+/// gives the firmware (`memory.x`), filled by QEMU from the key store file
+/// (`-device loader`) before the core starts. It stands for an MCU's OTP.
+const KEY_STORE: usize = 0x203F_F000;
+
+/// Reads the factory record at the start of the region and, if its device
+/// key and seed are in the key store, the key store, which is wiped once
+/// read: nothing after boot can read the secrets from it again.
 pub fn factory_record() -> Result<Header, HeaderError> {
     let mut record = [0u8; RECORD_LEN];
     for (i, b) in record.iter_mut().enumerate() {
@@ -28,7 +36,20 @@ pub fn factory_record() -> Result<Header, HeaderError> {
         // the host file behind it is the card's persistent memory.
         *b = unsafe { read_volatile((BASE + i) as *const u8) };
     }
-    Header::decode(&record)
+    match Header::decode(&record) {
+        Err(HeaderError::KeysApart) => {}
+        other => return other,
+    }
+    let mut keys = Zeroizing::new([0u8; KEY_STORE_LEN]);
+    for (i, b) in keys.iter_mut().enumerate() {
+        // SAFETY: the key store page, which no linker section uses; read
+        // and written volatile so that the wipe is not optimised away.
+        unsafe {
+            *b = read_volatile((KEY_STORE + i) as *const u8);
+            write_volatile((KEY_STORE + i) as *mut u8, 0);
+        }
+    }
+    Header::decode_apart(&record, &keys)
 }
 
 /// The store's pages, after the factory record's.

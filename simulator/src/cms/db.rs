@@ -49,7 +49,57 @@ const MIGRATIONS: &[&str] = &[
     // 2: why a card was revoked (`revoked`: lost or stolen, `replaced`:
     // a new card was issued).
     "ALTER TABLE cards ADD COLUMN reason TEXT;",
+    // 3: self-service unlock's limits, kept across requests: wrong codes
+    // since a sponsor last acted (and the lock they lead to), and when
+    // codes were requested.
+    "CREATE TABLE self_service (
+        serial INTEGER PRIMARY KEY REFERENCES cards(serial),
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE code_requests (
+        serial INTEGER NOT NULL REFERENCES cards(serial),
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX code_requests_by_card ON code_requests (serial, at);",
 ];
+
+/// Self-service codes a card may request in an hour.
+pub const REQUESTS_PER_HOUR: u32 = 3;
+/// Wrong codes, across requests, after which a card's self-service unlock
+/// is locked until a sponsor unlocks the card.
+pub const FAILURES_BEFORE_LOCK: u32 = 5;
+
+/// What became of one entry of a security code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The right code: it is spent.
+    Right,
+    /// A wrong code: a try is gone, and so is one of the card's allowance.
+    Wrong {
+        /// Tries this code has left.
+        tries_left: u32,
+        /// The card's self-service unlock is now locked.
+        locked: bool,
+    },
+    /// No code was requested for the card.
+    NoCode,
+    /// The code was used, or its tries are gone.
+    Void,
+    /// The code's 15 minutes are over.
+    Expired,
+    /// Too many wrong codes: a sponsor must act.
+    Locked,
+}
+
+/// Why a code was not issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestRefused {
+    /// Too many wrong codes: a sponsor must act.
+    Locked,
+    /// [`REQUESTS_PER_HOUR`] requests in the last hour.
+    TooMany,
+}
 
 /// A holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,48 +302,124 @@ impl Db {
 
     /// The security code last requested for a card.
     pub fn code(&self, serial: u32) -> Result<Option<CodeRow>, String> {
-        self.conn
-            .query_row(
-                "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
-                [serial],
-                |r| {
-                    Ok(CodeRow {
-                        digest: r.get(0)?,
-                        expires: r.get::<_, i64>(1)? as u64,
-                        tries_left: r.get(2)?,
-                        used: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(err)
+        code_row(&self.conn, serial)
     }
 
-    /// A wrong entry of a card's code: one try fewer, and the audit record,
-    /// together.
-    pub fn code_wrong(&mut self, serial: u32, now: u64) -> Result<(), String> {
-        let tx = self.write_tx()?;
+    /// Stores a new code for a card (its digest, valid until `expires`,
+    /// `tries` tries) in `tx`, unless the card's self-service unlock is
+    /// locked or it asked [`REQUESTS_PER_HOUR`] times in the last hour. The
+    /// wrong codes of earlier requests still count.
+    pub fn new_code(
+        tx: &rusqlite::Transaction<'_>,
+        serial: u32,
+        digest: &[u8],
+        expires: u64,
+        tries: u32,
+        now: u64,
+    ) -> Result<Result<(), RequestRefused>, String> {
+        if self_service_locked(tx, serial)? {
+            return Ok(Err(RequestRefused::Locked));
+        }
+        let recent: u32 = tx
+            .query_row(
+                "SELECT count(*) FROM code_requests WHERE serial = ?1 AND at > ?2",
+                params![serial, now as i64 - 3600],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if recent >= REQUESTS_PER_HOUR {
+            return Ok(Err(RequestRefused::TooMany));
+        }
         tx.execute(
-            "UPDATE codes SET tries_left = tries_left - 1 WHERE serial = ?1",
-            [serial],
+            "INSERT INTO code_requests (serial, at) VALUES (?1, ?2)",
+            params![serial, now as i64],
         )
         .map_err(err)?;
-        audit(
-            &tx,
-            now,
-            "holder",
-            "self-unlock",
-            Some(serial),
-            "wrong code",
-            "",
-        )?;
-        tx.commit().map_err(err)
+        tx.execute(
+            "INSERT OR REPLACE INTO codes (serial, digest, expires, tries_left, used) VALUES (?1, ?2, ?3, ?4, 0)",
+            params![serial, digest, expires as i64, tries],
+        )
+        .map_err(err)?;
+        Ok(Ok(()))
     }
 
-    /// Spends a card's code: it works once, whatever happens next.
-    pub fn code_used(&mut self, serial: u32) -> Result<(), String> {
+    /// One entry of a card's code, whose digest is `given`, in one write
+    /// transaction: a try is spent before the comparison (one `UPDATE …
+    /// WHERE tries_left > 0 … RETURNING`), so that entries made at once,
+    /// from any number of processes, never get more tries than the code
+    /// has. A right code is spent with it; a wrong one counts towards the
+    /// card's lock, and is audited.
+    pub fn attempt_code(&mut self, serial: u32, given: &[u8], now: u64) -> Result<Attempt, String> {
+        let tx = self.write_tx()?;
+        if self_service_locked(&tx, serial)? {
+            return Ok(Attempt::Locked);
+        }
+        let spent: Option<(Vec<u8>, u32)> = tx
+            .query_row(
+                "UPDATE codes SET tries_left = tries_left - 1
+                 WHERE serial = ?1 AND tries_left > 0 AND used = 0 AND expires > ?2
+                 RETURNING digest, tries_left",
+                params![serial, now as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((digest, tries_left)) = spent else {
+            // Nothing spent: say why, and change nothing.
+            return Ok(match code_row(&tx, serial)? {
+                None => Attempt::NoCode,
+                Some(c) if c.used || c.tries_left == 0 => Attempt::Void,
+                Some(_) => Attempt::Expired,
+            });
+        };
+        let right = bool::from(subtle::ConstantTimeEq::ct_eq(given, &digest[..]));
+        let attempt = if right {
+            tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
+                .map_err(err)?;
+            // The holder has the code: earlier slips are forgiven.
+            tx.execute("DELETE FROM self_service WHERE serial = ?1", [serial])
+                .map_err(err)?;
+            Attempt::Right
+        } else {
+            let failures: u32 = tx
+                .query_row(
+                    "INSERT INTO self_service (serial, failures) VALUES (?1, 1)
+                     ON CONFLICT (serial) DO UPDATE SET failures = failures + 1
+                     RETURNING failures",
+                    [serial],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            let locked = failures >= FAILURES_BEFORE_LOCK;
+            if locked {
+                tx.execute(
+                    "UPDATE self_service SET locked = 1 WHERE serial = ?1",
+                    [serial],
+                )
+                .map_err(err)?;
+                // The code dies with the lock.
+                tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
+                    .map_err(err)?;
+            }
+            audit(
+                &tx,
+                now,
+                "holder",
+                "self-unlock",
+                Some(serial),
+                if locked { "locked" } else { "wrong code" },
+                &format!("{failures} wrong codes"),
+            )?;
+            Attempt::Wrong { tries_left, locked }
+        };
+        tx.commit().map_err(err)?;
+        Ok(attempt)
+    }
+
+    /// A sponsor unlocked the card: its self-service unlock starts afresh.
+    pub fn self_service_reset(&mut self, serial: u32) -> Result<(), String> {
         self.conn
-            .execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
+            .execute("DELETE FROM self_service WHERE serial = ?1", [serial])
             .map(drop)
             .map_err(err)
     }
@@ -377,6 +503,34 @@ pub fn audit(
         params![now as i64, actor, action, serial, outcome, detail],
     )
     .map(drop)
+    .map_err(err)
+}
+
+fn code_row(conn: &Connection, serial: u32) -> Result<Option<CodeRow>, String> {
+    conn.query_row(
+        "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
+        [serial],
+        |r| {
+            Ok(CodeRow {
+                digest: r.get(0)?,
+                expires: r.get::<_, i64>(1)? as u64,
+                tries_left: r.get(2)?,
+                used: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(err)
+}
+
+fn self_service_locked(conn: &Connection, serial: u32) -> Result<bool, String> {
+    conn.query_row(
+        "SELECT locked FROM self_service WHERE serial = ?1",
+        [serial],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(|locked| locked.unwrap_or(false))
     .map_err(err)
 }
 

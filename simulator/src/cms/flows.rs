@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use super::ca::{self, CertInfo, Role, TestCa};
-use super::db::{self, CardRow, Db, Holder};
+use super::db::{
+    self, Attempt, CardRow, Db, FAILURES_BEFORE_LOCK, Holder, REQUESTS_PER_HOUR, RequestRefused,
+};
 use super::derive::MasterSecret;
 use super::keys::CardKey;
 use super::time::{self, DAY};
@@ -400,6 +402,38 @@ fn registered<T: Transport>(
     Ok((info, row, holder))
 }
 
+/// Proves that the card in the reader is the one the CMS issued under its
+/// serial: mutual authentication with the management key the CMS derived
+/// for it, which only that card holds. A serial is only a claim (`s9card
+/// init --serial` makes any), so nothing that unlocks a card (its PUK) goes
+/// to one that has not passed this; a card that fails is refused with an
+/// audit row.
+fn issued_card<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    serial: u32,
+    flow: &str,
+    now: u64,
+) -> Result<(), String> {
+    match card.authenticate(MgmAlgorithm::Aes256, &cms.master.management_key(serial)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = cms.db.audit(
+                now,
+                "card",
+                flow,
+                Some(serial),
+                "refused",
+                "the card does not hold the management key issued for its serial",
+            );
+            Err(format!(
+                "card {serial:010} is not the card issued under that serial: it does not prove the \
+                 management key the CMS gave it ({e}); nothing was sent to it"
+            ))
+        }
+    }
+}
+
 /// The card's record, if the card is registered and may still be used: a
 /// revoked or replaced card is refused by unlock, self-service unlock and
 /// renewal alike.
@@ -645,6 +679,7 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     card.select().map_err(card_err)?;
     let info = card.card_info().map_err(card_err)?;
     usable_card(cms, info.serial)?;
+    issued_card(cms, card, info.serial, "sponsor unlock", now)?;
     let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
     if puk_left == 0 {
         return Err("the card's PUK is blocked: it must be re-issued".into());
@@ -657,6 +692,7 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
             }
             other => format!("unblock failed: {other}"),
         })?;
+    cms.db.self_service_reset(info.serial)?;
     cms.db.audit(
         now,
         &sponsor_cert.uuid,
@@ -696,6 +732,7 @@ pub fn self_unlock_request<T: Transport>(
     let address = holder.email.clone().or(holder.mobile.clone()).ok_or(
         "self-service unlock needs a registered email address or mobile number: ask a sponsor",
     )?;
+    issued_card(cms, card, info.serial, "self-unlock request", now)?;
     let cert = slot_certificate(cms, card, SLOTS[0].1)?;
     if now >= cert.not_after {
         return Err("the card's certificates have expired: self-service unlock is not possible, re-issue in person".into());
@@ -704,12 +741,48 @@ pub fn self_unlock_request<T: Transport>(
     getrandom::fill(&mut raw).map_err(|e| e.to_string())?;
     let code = format!("{:06}", u64::from_be_bytes(raw) % 1_000_000);
     let digest = cms.code_digest(info.serial, &code);
-    let tx = cms.db.conn().transaction().map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT OR REPLACE INTO codes (serial, digest, expires, tries_left, used) VALUES (?1, ?2, ?3, ?4, 0)",
-        rusqlite::params![info.serial, digest, (now + CODE_SECONDS) as i64, CODE_TRIES],
-    )
-    .map_err(|e| e.to_string())?;
+    let tx = cms
+        .db
+        .conn()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let issued = db::Db::new_code(
+        &tx,
+        info.serial,
+        &digest,
+        now + CODE_SECONDS,
+        CODE_TRIES,
+        now,
+    )?;
+    if let Err(refused) = issued {
+        let (outcome, said) = match refused {
+            RequestRefused::Locked => (
+                "locked",
+                format!(
+                    "self-service unlock of card {:010} is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor",
+                    info.serial
+                ),
+            ),
+            RequestRefused::TooMany => (
+                "too many requests",
+                format!(
+                    "card {:010} asked for {REQUESTS_PER_HOUR} codes in the last hour: try again later",
+                    info.serial
+                ),
+            ),
+        };
+        db::audit(
+            &tx,
+            now,
+            &holder.uuid,
+            "self-unlock request",
+            Some(info.serial),
+            outcome,
+            "",
+        )?;
+        tx.commit().map_err(|e| e.to_string())?;
+        return Err(said);
+    }
     db::audit(
         &tx,
         now,
@@ -744,31 +817,33 @@ pub fn self_unlock_complete<T: Transport>(
 ) -> Result<u32, String> {
     acceptable(new_passcode)?;
     let (info, _, _) = registered(cms, card)?;
-    let Some(stored) = cms.db.code(info.serial)? else {
-        return Err("no security code was requested for this card".into());
+    issued_card(cms, card, info.serial, "self-unlock", now)?;
+    // A code of another length cannot be right, but it is an entry like
+    // any other: it costs a try.
+    let code = code.trim();
+    let given = if code.len() == 6 {
+        cms.code_digest(info.serial, code)
+    } else {
+        Vec::new()
     };
-    if stored.used || stored.tries_left == 0 {
-        return Err("this security code is void: request a new one".into());
-    }
-    if now >= stored.expires {
-        return Err("this security code has expired: request a new one".into());
-    }
-    let given = cms.code_digest(info.serial, code.trim());
-    let right = code.trim().len() == 6
-        && bool::from(subtle::ConstantTimeEq::ct_eq(
-            &given[..],
-            &stored.digest[..],
-        ));
-    if !right {
-        cms.db.code_wrong(info.serial, now)?;
-        return Err(format!(
-            "wrong security code ({} tries left)",
-            stored.tries_left - 1
-        ));
-    }
     // The code is spent before the card is touched: used once, whatever
     // happens next.
-    cms.db.code_used(info.serial)?;
+    match cms.db.attempt_code(info.serial, &given, now)? {
+        Attempt::Right => {}
+        Attempt::Wrong { locked: true, .. } | Attempt::Locked => {
+            return Err(format!(
+                "self-service unlock of this card is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor"
+            ));
+        }
+        Attempt::Wrong { tries_left, .. } => {
+            return Err(format!("wrong security code ({tries_left} tries left)"));
+        }
+        Attempt::NoCode => return Err("no security code was requested for this card".into()),
+        Attempt::Void => return Err("this security code is void: request a new one".into()),
+        Attempt::Expired => {
+            return Err("this security code has expired: request a new one".into());
+        }
+    }
     let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
     if puk_left == 0 {
         return Err("the card's PUK is blocked: it must be re-issued".into());
