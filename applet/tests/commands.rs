@@ -633,6 +633,37 @@ fn renewal_stage_commit_and_abort() {
     assert_eq!(sw(&send(&mut card, &hex("00E2009D"))), 0x6A88);
 }
 
+/// A key left staged by an earlier renewal goes when a later one stages:
+/// a renewal stages and commits one slot at a time.
+#[test]
+fn a_later_renewal_drops_keys_an_earlier_one_left_staged() {
+    let mut card = fresh();
+    admin_default(&mut card);
+    generate(&mut card, 0x9A);
+    generate(&mut card, 0x9C);
+    assert_eq!(verify(&mut card, b"123456"), 0x9000);
+    let stage = |card: &mut PivCard, slot: u8| {
+        let (staged, s) = exchange(card, [0x00, 0xE0, 0x00, slot], &hex("AC03800111"));
+        assert_eq!(s, 0x9000);
+        staged[5..].to_vec()
+    };
+    stage(&mut card, 0x9A);
+    let new_9c = stage(&mut card, 0x9C);
+    // CARD INFO lists 9C alone; 9A's has nothing staged to commit.
+    let info = send(&mut card, &hex("00E3000000"));
+    assert_eq!(&info[14..17], &hex("04019C")[..], "{}", to_hex(&info));
+    let old_9a = der(0x53, &certificate_object(Algorithm::P256, &[0x04; 65], 0));
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9A], &old_9a).1,
+        0x6A88
+    );
+    let commit = der(0x53, &certificate_object(Algorithm::P256, &new_9c, 0));
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9C], &commit).1,
+        0x9000
+    );
+}
+
 #[test]
 fn a_staged_key_survives_a_power_cycle_and_the_renewal_resumes() {
     let mut card = fresh();

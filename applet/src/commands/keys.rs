@@ -236,8 +236,22 @@ fn store_key(
 ) -> Result<KeyRecord> {
     let record = KeyRecord::new(secret, policy, origin, label, &piv.device, ctx.rng)?;
     let mut buf = [0u8; MAX_RECORD];
-    ctx.store
-        .commit(&[Op::Put(target, record.encode(&mut buf))])?;
+    let mut ops: heapless::Vec<Op<'_>, { card_os::store::MAX_TX_OPS }> = heapless::Vec::new();
+    // A key staged for another slot is older than this renewal's newest
+    // step: a renewal stages and commits one slot at a time, so whatever
+    // is still staged elsewhere was left by an earlier one, and goes in
+    // the same transaction as this key comes.
+    if Slot::all().any(|s| layout::staged_key(s) == target) {
+        for slot in Slot::all() {
+            let other = layout::staged_key(slot);
+            if other != target && ctx.store.len_of(other).is_some() {
+                ops.push(Op::Delete(other)).map_err(|_| Error::NoSpace)?;
+            }
+        }
+    }
+    ops.push(Op::Put(target, record.encode(&mut buf)))
+        .map_err(|_| Error::NoSpace)?;
+    ctx.store.commit(&ops)?;
     Ok(record)
 }
 

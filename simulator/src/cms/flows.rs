@@ -567,7 +567,12 @@ pub fn renew<T: Transport>(
             continue; // renewed by an interrupted earlier run
         }
         if info.staged.contains(slot) {
-            card.abort_renewal(*slot).map_err(card_err)?;
+            // Staging an earlier slot may have dropped it already: a card
+            // keeps only the newest renewal's staged keys.
+            match card.abort_renewal(*slot) {
+                Ok(()) | Err(ClientError::Status { sw: 0x6A88, .. }) => {}
+                Err(e) => return Err(card_err(e)),
+            }
         }
         // STAGE needs the PIN; a "PIN always" policy would need it again.
         card.verify_pin(passcode).map_err(card_err)?;
