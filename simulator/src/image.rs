@@ -92,10 +92,14 @@ pub fn lock(file: &File) -> Result<(), ImageError> {
 
 /// Reads and checks an image's factory record.
 pub fn read_header(file: &mut File) -> Result<Header, ImageError> {
+    Ok(Header::decode(&read_record(file)?)?)
+}
+
+fn read_record(file: &mut File) -> Result<[u8; RECORD_LEN], ImageError> {
     let mut head = [0u8; RECORD_LEN];
     file.read_exact(&mut head)
         .map_err(|_| ImageError::NotAnImage("too short".into()))?;
-    Ok(Header::decode(&head)?)
+    Ok(head)
 }
 
 /// Where a firmware flash file's key store is: beside it, `FLASH.keys`.
@@ -111,9 +115,7 @@ pub fn key_store_path(flash: &Path) -> PathBuf {
 /// image, or a firmware flash file); a record whose secrets are in the key
 /// store is completed from the key store file beside it.
 pub fn read_header_at(path: &Path, file: &mut File) -> Result<Header, ImageError> {
-    let mut head = [0u8; RECORD_LEN];
-    file.read_exact(&mut head)
-        .map_err(|_| ImageError::NotAnImage("too short".into()))?;
+    let head = read_record(file)?;
     match Header::decode(&head) {
         Err(HeaderError::KeysApart) => {}
         other => return Ok(other?),

@@ -511,12 +511,8 @@ fn run_reader(
             },
         };
         let stream = match open.accept() {
-            Ok((stream, peer)) if peer.ip().is_loopback() => stream,
-            Ok((_, peer)) => {
-                tracing::warn!(reader = n, %peer, "connection from beyond loopback refused");
-                listener = Some(open);
-                continue;
-            }
+            // Bound to loopback (`open_reader_port`): every peer is local.
+            Ok((stream, _)) => stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 listener = Some(open);
                 thread::sleep(Duration::from_millis(5));

@@ -331,6 +331,22 @@ pub fn verifies(h: &Harness, cert: &Path, msg: &[u8], sig: &Path) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
 
+/// A new virtual card in `image`, with `serial`, made by `s9card init` as
+/// a user makes one.
+pub fn init_card(image: &Path, serial: &str) {
+    ok(
+        s9card().to_str().unwrap(),
+        &[
+            "init",
+            "--image",
+            image.to_str().unwrap(),
+            "--serial",
+            serial,
+            "--virtual",
+        ],
+    );
+}
+
 /// A loopback port that nothing listens on, for a card this test dials
 /// itself. It is below the ephemeral range, as the readers' ports are
 /// ([`simulator::readers::BASE_PORT`]): a dial into that range, made while
@@ -591,18 +607,7 @@ impl Harness {
         let mut images = Vec::new();
         for n in 0..cards {
             let image = dir.path().join(format!("card{n}.s9img"));
-            let serial = format!("09{:08}", n + 1);
-            ok(
-                s9card().to_str().unwrap(),
-                &[
-                    "init",
-                    "--image",
-                    image.to_str().unwrap(),
-                    "--serial",
-                    &serial,
-                    "--virtual",
-                ],
-            );
+            init_card(&image, &format!("09{:08}", n + 1));
             if kind == Kind::Firmware {
                 let flash = image.with_extension("flash");
                 ok(

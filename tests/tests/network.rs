@@ -17,16 +17,7 @@ fn served_cards_and_readers_listen_on_loopback_only() {
     // the check sees one of our listening sockets and where it is bound.
     let port = free_port();
     let image = h.path("waiting.s9img");
-    ok(
-        s9card().to_str().unwrap(),
-        &[
-            "init",
-            "--image",
-            image.to_str().unwrap(),
-            "--serial",
-            "0900000077",
-        ],
-    );
+    init_card(&image, "0900000077");
     let waiting = Command::new(s9card())
         .args(["serve", "--no-fsync", "--image", image.to_str().unwrap()])
         .args(["--vpcd", &format!("127.0.0.1:{port}")])
@@ -67,16 +58,7 @@ impl Drop for Stopped {
 fn a_card_is_never_served_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    ok(
-        s9card().to_str().unwrap(),
-        &[
-            "init",
-            "--image",
-            image.to_str().unwrap(),
-            "--serial",
-            "0900000078",
-        ],
-    );
+    init_card(&image, "0900000078");
     for addr in ["0.0.0.0:35999", "192.0.2.1:35999", "[::]:35999"] {
         let out = Command::new(s9card())
             .args(["serve", "--image", image.to_str().unwrap(), "--vpcd", addr])

@@ -232,16 +232,7 @@ fn kill_during_generate_and_verify() {
 fn bad_transport_input_never_crashes_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    ok(
-        s9card().to_str().unwrap(),
-        &[
-            "init",
-            "--image",
-            image.to_str().unwrap(),
-            "--serial",
-            "0900000009",
-        ],
-    );
+    init_card(&image, "0900000009");
     // A free port for the card to listen on, where this test plays vpcd.
     let port = free_port();
     let control = dir.path().join("c.sock");

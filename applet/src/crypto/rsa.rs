@@ -437,7 +437,6 @@ fn private_sized<const H: usize, const N: usize>(
 /// cannot happen but by a fault, and is answered as one. Not inlined: the
 /// inverter's working space is gone before the halves' begins.
 #[inline(never)]
-#[allow(clippy::type_complexity, reason = "two values of one computation")]
 fn blind<const N: usize>(
     size: Size,
     c: &Uint<N>,

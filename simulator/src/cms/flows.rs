@@ -759,44 +759,34 @@ pub fn self_unlock_request<T: Transport>(
         CODE_TRIES,
         now,
     )?;
-    if let Err(refused) = issued {
-        let (outcome, said) = match refused {
-            RequestRefused::Locked => (
-                "locked",
-                format!(
-                    "self-service unlock of card {:010} is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor",
-                    info.serial
-                ),
-            ),
-            RequestRefused::TooMany => (
-                "too many requests",
-                format!(
-                    "card {:010} asked for {REQUESTS_PER_HOUR} codes in the last hour: try again later",
-                    info.serial
-                ),
-            ),
-        };
-        db::audit(
-            &tx,
-            now,
-            &holder.uuid,
-            "self-unlock request",
-            Some(info.serial),
-            outcome,
-            "",
-        )?;
-        tx.commit().map_err(|e| e.to_string())?;
-        return Err(said);
-    }
+    let (outcome, detail) = match issued {
+        Ok(()) => ("ok", format!("code sent to {address}")),
+        Err(RequestRefused::Locked) => ("locked", String::new()),
+        Err(RequestRefused::TooMany) => ("too many requests", String::new()),
+    };
     db::audit(
         &tx,
         now,
         &holder.uuid,
         "self-unlock request",
         Some(info.serial),
-        "ok",
-        &format!("code sent to {address}"),
+        outcome,
+        &detail,
     )?;
+    if let Err(refused) = issued {
+        // The refusal is recorded; no code was made.
+        tx.commit().map_err(|e| e.to_string())?;
+        return Err(match refused {
+            RequestRefused::Locked => format!(
+                "self-service unlock of card {:010} is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor",
+                info.serial
+            ),
+            RequestRefused::TooMany => format!(
+                "card {:010} asked for {REQUESTS_PER_HOUR} codes in the last hour: try again later",
+                info.serial
+            ),
+        });
+    }
     crate::private::dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
     let path = outbox.join(format!("{:010}-{now}.eml", info.serial));
     let message = format!(
