@@ -558,12 +558,15 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// A running `s9card serve` with its own images, and pcscd if we started it.
 pub struct Harness {
+    /// The test's scratch directory (images, sockets, traces), removed on drop.
     pub dir: tempfile::TempDir,
     /// The card under test.
     pub kind: Kind,
     /// The cards' flash: card images, or firmware flash files.
     pub images: Vec<PathBuf>,
+    /// The server's control socket (insert, remove, scenarios).
     pub control: PathBuf,
+    /// The server's decoded trace, when the test asked for one.
     pub trace: PathBuf,
     server: Option<Child>,
     server_args: Vec<String>,

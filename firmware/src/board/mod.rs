@@ -4,8 +4,14 @@
 //! `shared/spec/firmware.md` in the project notes and QEMU's
 //! `hw/char/cmsdk-apb-uart.c`, `hw/timer/cmsdk-apb-dualtimer.c`).
 
+// Memory-mapped registers are raw pointers: these three modules are the
+// only code in the workspace allowed `unsafe`, each use a volatile access
+// to an address of QEMU's board model.
+#[allow(unsafe_code)]
 pub mod flash;
+#[allow(unsafe_code)]
 pub mod timer;
+#[allow(unsafe_code)]
 pub mod uart;
 
 /// Sleeps until an interrupt is pending. Interrupts stay masked (PRIMASK),
