@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints each criterion benchmark beside its same-run baseline, as a ratio.
 
-Run after `cargo bench -p s9card-bench --bench codec_store --bench applet
+Run after `cargo bench -p bench --bench codec_store --bench applet
 --bench algorithms`;
 pairs whose benches have not run are skipped.
 """

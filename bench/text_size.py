@@ -54,7 +54,7 @@ def text_bytes_of_rlib(path: str) -> int:
 def main() -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
-        ["cargo", "build", "--release", "--locked", "--target", TARGET, "-p", "s9card-applet"],
+        ["cargo", "build", "--release", "--locked", "--target", TARGET, "-p", "applet"],
         cwd=root, check=True,
     )
     deps = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), TARGET, "release", "deps")

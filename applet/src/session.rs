@@ -16,75 +16,75 @@
 //! not compare error codes).
 //!
 //! ```
-//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
-//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session, rng: &mut dyn rand_core::CryptoRng) -> piv::error::Result<()> {
+//! # use applet::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session, rng: &mut dyn rand_core::CryptoRng) -> applet::error::Result<()> {
 //! let authorized = session.authorize(record.pin).ok_or(Error::SecurityStatus)?;
-//! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
+//! let mut out = [0u8; applet::crypto::MAX_OUTPUT];
 //! record.sign(device, &[0u8; 32], &mut out, rng, &authorized)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
-//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! # use applet::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> applet::error::Result<()> {
 //! // Signing with a slot's key needs what its PIN policy asks for.
-//! let mut out = [0u8; piv::crypto::MAX_OUTPUT];
+//! let mut out = [0u8; applet::crypto::MAX_OUTPUT];
 //! let rng: &mut dyn rand_core::CryptoRng = todo!();
 //! record.sign(device, &[0u8; 32], &mut out, rng)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{DeviceKey, Error, keys::KeyRecord, session::Session};
-//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> piv::error::Result<()> {
+//! # use applet::{DeviceKey, Error, keys::KeyRecord, session::Session};
+//! # fn f(record: &KeyRecord, device: &DeviceKey, session: &mut Session) -> applet::error::Result<()> {
 //! // Nor can the private key be taken out to sign with directly.
 //! let secret = record.secret(device)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```
-//! # use piv::{Error, session::Session};
-//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! # use applet::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> applet::error::Result<()> {
 //! let admin = session.admin.as_ref().ok_or(Error::SecurityStatus)?;
-//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng, admin)?;
+//! let key = applet::keys::generate(applet::algorithm::Algorithm::P256, rng, admin)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{Error, session::Session};
-//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! # use applet::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> applet::error::Result<()> {
 //! // Generating a key needs the management key's proof.
-//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng)?;
+//! let key = applet::keys::generate(applet::algorithm::Algorithm::P256, rng)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{Error, session::Session};
-//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> piv::error::Result<()> {
+//! # use applet::{Error, session::Session};
+//! # fn f(rng: &mut dyn rand_core::CryptoRng, session: &Session) -> applet::error::Result<()> {
 //! // And the proof cannot be made up outside `admin`.
-//! let key = piv::keys::generate(piv::algorithm::Algorithm::P256, rng, &piv::session::Admin(()))?;
+//! let key = applet::keys::generate(applet::algorithm::Algorithm::P256, rng, &applet::session::Admin(()))?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```
-//! # use piv::{Error, session::Session};
-//! # fn f(session: &Session) -> piv::error::Result<()> {
-//! let pin: &piv::session::PinVerified = session.pin.as_ref().ok_or(Error::SecurityStatus)?;
+//! # use applet::{Error, session::Session};
+//! # fn f(session: &Session) -> applet::error::Result<()> {
+//! let pin: &applet::session::PinVerified = session.pin.as_ref().ok_or(Error::SecurityStatus)?;
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
-//! # use piv::{Error, session::Session};
-//! # fn f(session: &Session) -> piv::error::Result<()> {
+//! # use applet::{Error, session::Session};
+//! # fn f(session: &Session) -> applet::error::Result<()> {
 //! // Outside `pin`, a PIN proof cannot be made up.
-//! let pin: &piv::session::PinVerified = &piv::session::PinVerified(());
+//! let pin: &applet::session::PinVerified = &applet::session::PinVerified(());
 //! # Ok(()) }
 //! ```
 //!
 //! ```compile_fail
 //! // Nor can a grant of a PIN policy be made outside `Session::authorize`.
-//! fn grant<'a>() -> piv::session::Authorized<'a> {
-//!     piv::session::Authorized(todo!())
+//! fn grant<'a>() -> applet::session::Authorized<'a> {
+//!     applet::session::Authorized(todo!())
 //! }
 //! ```
 

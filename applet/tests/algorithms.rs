@@ -7,16 +7,16 @@
 
 mod common;
 
+use applet::algorithm::Algorithm;
+use client::PivClient;
 use common::*;
 use der::{Decode, Encode};
-use piv::algorithm::Algorithm;
-use piv_client::PivClient;
 use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    piv_client::tlv(tag, value)
+    client::tlv(tag, value)
 }
 
 /// IMPORT `parts` (tag, value) into `slot` with algorithm `alg`.
@@ -33,8 +33,8 @@ fn operate(card: &mut PivCard, alg: u8, slot: u8, tag: u8, input: &[u8]) -> (Vec
     if s != 0x9000 {
         return (rsp, s);
     }
-    let template = piv_client::unwrap_tlv(&rsp, 0x7C).unwrap();
-    (piv_client::unwrap_tlv(template, 0x82).unwrap().to_vec(), s)
+    let template = client::unwrap_tlv(&rsp, 0x7C).unwrap();
+    (client::unwrap_tlv(template, 0x82).unwrap().to_vec(), s)
 }
 
 /// EMSA-PKCS1-v1_5 for SHA-256 of `message`, `k` bytes long.
@@ -306,7 +306,7 @@ fn attestation_certifies_every_algorithm_under_a_ca_root() {
         .get_object(0x5FFF01)
         .unwrap()
         .unwrap();
-    let f9 = piv_client::unwrap_tlv(&f9, 0x70).unwrap();
+    let f9 = client::unwrap_tlv(&f9, 0x70).unwrap();
     let root = Certificate::from_der(f9).unwrap();
     let ext = root.tbs_certificate().extensions().unwrap();
     let constraints = ext
@@ -366,10 +366,10 @@ fn every_algorithm_is_listed_at_select_and_in_metadata() {
     let mut card = boot_on(Flash::new(), 3);
     let (fci, s) = exchange(&mut card, [0x00, 0xA4, 0x04, 0x00], &hex("A000000308"));
     assert_eq!(s, 0x9000);
-    let template = piv_client::unwrap_tlv(&fci, 0x61).unwrap();
-    let fields = piv_client::tlvs(template).unwrap();
+    let template = client::unwrap_tlv(&fci, 0x61).unwrap();
+    let fields = client::tlvs(template).unwrap();
     let (_, ac) = fields.iter().find(|(t, _)| *t == 0xAC).expect("AC");
-    let listed: Vec<u8> = piv_client::tlvs(ac)
+    let listed: Vec<u8> = client::tlvs(ac)
         .unwrap()
         .into_iter()
         .filter(|(t, _)| *t == 0x80)
@@ -446,7 +446,7 @@ fn rsa4096_keys_with_certificates_fit_a_128k_image() {
 
 #[test]
 fn key_record_sizes_are_the_ones_the_readme_quotes() {
-    use piv::keys::{MAX_RECORD, record_len};
+    use applet::keys::{MAX_RECORD, record_len};
     assert_eq!(record_len(Algorithm::P256), 142);
     assert_eq!(record_len(Algorithm::Rsa2048), 941);
     assert_eq!(record_len(Algorithm::Rsa4096), 1_837);

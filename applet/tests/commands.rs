@@ -4,12 +4,12 @@
 
 mod common;
 
+use applet::algorithm::Algorithm;
 use common::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{DerSignature, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
-use piv::algorithm::Algorithm;
 
 fn verifying_key(point: &[u8]) -> VerifyingKey {
     VerifyingKey::from_sec1_bytes(point).unwrap()

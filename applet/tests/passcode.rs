@@ -1,6 +1,6 @@
 //! The passcode rules, from the table in `tests/data/passcodes.txt`.
 
-use piv::passcode::{Padded, acceptable_new, is_weak};
+use applet::passcode::{Padded, acceptable_new, is_weak};
 
 #[test]
 fn weak_passcode_table() {

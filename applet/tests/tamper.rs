@@ -8,10 +8,10 @@
 
 mod common;
 
+use applet::layout;
+use applet::slot::Slot;
 use card_os::store::{Key, Op};
 use common::*;
-use piv::layout;
-use piv::slot::Slot;
 
 const PIN: &[u8] = b"482915";
 const SLOTS: [u8; 4] = [0x9A, 0x9C, 0x9D, 0x9E];
@@ -179,10 +179,13 @@ fn another_device_key_opens_nothing() {
     let mut card = personalised();
     let probes = probes(&mut card);
     let (flash, _, _) = card.into_parts();
-    let mut other = Card::<_, ChaCha8Rng, (piv::Piv, Option<piv::Management>)>::boot(
+    let mut other = Card::<_, ChaCha8Rng, (applet::Piv, Option<applet::Management>)>::boot(
         flash,
         ChaCha8Rng::seed_from_u64(9),
-        (piv::Piv::new(piv::DeviceKey::new([0xA7; 32]), true), None),
+        (
+            applet::Piv::new(applet::DeviceKey::new([0xA7; 32]), true),
+            None,
+        ),
         atr::t1(b"\x80\x73\xC0\x21\xC0\x57S9CARDV").unwrap(),
     )
     .unwrap();

@@ -11,10 +11,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use applet::Profile;
 use card_os::store::Store;
 use card_os::testing::{TearingFlash, for_each_record};
 use common::*;
-use piv::Profile;
 
 type Torn = TearingFlash<Flash>;
 type Dump = BTreeMap<u16, Vec<u8>>;
@@ -144,7 +144,7 @@ fn commit_renewal(c: &mut PivCard<Torn>) -> u16 {
 
 /// The staged 9A key's certificate object, about 1.5 KB, as a real one is.
 fn certificate(c: &mut PivCard<Torn>) -> Vec<u8> {
-    staged_certificate(c, piv::slot::Slot::Authentication, 1200)
+    staged_certificate(c, applet::slot::Slot::Authentication, 1200)
 }
 
 /// Rewrites objects until the store is one small write away from collecting

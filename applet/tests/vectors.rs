@@ -4,8 +4,8 @@
 
 mod common;
 
+use applet::Profile;
 use common::*;
-use piv::Profile;
 
 #[test]
 fn exchange_file() {

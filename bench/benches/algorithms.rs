@@ -1,7 +1,7 @@
 //! The new algorithms through the whole card, each beside the crate that
 //! does the arithmetic underneath, in the same run:
 //! - RSA-2048 private operation (GENERAL AUTHENTICATE, one extended APDU)
-//!   and its GET RESPONSE, against `piv::crypto::rsa::private` on the same key (the CRT
+//!   and its GET RESPONSE, against `applet::crypto::rsa::private` on the same key (the CRT
 //!   operation on `crypto-bigint` with no card around it), and against the
 //!   `rsa` crate's PKCS#1 v1.5 signature (heap, the peer a host user picks);
 //! - ECDSA P-384 against `p384`'s `sign_prehash`;
@@ -42,7 +42,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    simulator::client::tlv(tag, value)
+    client::tlv(tag, value)
 }
 
 const GET_RESPONSE: &[u8] = &[0x00, 0xC0, 0x00, 0x00, 0x08];
@@ -111,7 +111,7 @@ fn rsa_sign(c: &mut Criterion) {
         let mut rng =
             <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(7);
         b.iter(|| {
-            piv::crypto::rsa::private(&parts, black_box(&block), &mut out, &mut rng).unwrap();
+            applet::crypto::rsa::private(&parts, black_box(&block), &mut out, &mut rng).unwrap();
             black_box(out)
         })
     });

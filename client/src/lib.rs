@@ -14,7 +14,7 @@ mod piv;
 mod tlv;
 mod transport;
 
-pub use ::piv::algorithm::Algorithm;
+pub use ::applet::algorithm::Algorithm;
 
 pub use error::{ClientError, Result, meaning};
 pub use mgm::{DEFAULT_MGM, MgmAlgorithm};

@@ -23,6 +23,7 @@ mod stack;
 use core::fmt::Write as _;
 use core::mem::MaybeUninit;
 
+use applet::{Management, Piv};
 use board::flash::{self, Flash};
 use board::timer;
 use board::uart::{self, Uart};
@@ -32,7 +33,6 @@ use card_os::link::{self, Frame, Framing, Meta, Observer, Outcome, Respond};
 use card_os::store::Store;
 use card_os::{Card, ResponseApdu, Secrecy};
 use cortex_m_rt::entry;
-use piv::{Management, Piv};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -83,8 +83,8 @@ fn boot(
     Ok(slot.write(Card::with_store(
         store,
         rng,
-        piv::applets(&header),
-        piv::atr(header.profile, header.is_virtual),
+        applet::applets(&header),
+        applet::atr(header.profile, header.is_virtual),
     )))
 }
 

@@ -16,12 +16,12 @@
 //! could hold it and the key has changed since it was last unsealed.
 #![no_main]
 
+use applet::{DeviceKey, Piv, Profile};
 use arbitrary::{Arbitrary, Unstructured};
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
+use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use libfuzzer_sys::fuzz_target;
-use piv::{DeviceKey, Piv, Profile};
-use piv_client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use std::sync::OnceLock;
@@ -214,7 +214,7 @@ fn rsa_pool(bits: usize) -> Option<Vec<u8>> {
             let bytes: Vec<u8> = (0..value.len() / 2)
                 .map(|i| u8::from_str_radix(&value[2 * i..2 * i + 2], 16).unwrap())
                 .collect();
-            data.extend(piv_client::tlv(tag, &bytes));
+            data.extend(client::tlv(tag, &bytes));
         }
     }
     (!data.is_empty()).then_some(data)
@@ -273,12 +273,12 @@ fn tries(card: &mut TheCard, r: u8) -> u8 {
 fn secret_9a(card: &TheCard) -> Option<Vec<u8>> {
     let mut store: card_os::store::Store<Flash> =
         card_os::store::Store::mount(card.store().flash().inner().clone()).ok()?;
-    let slot = piv::slot::Slot::Authentication;
-    let label = piv::layout::slot_key(slot);
+    let slot = applet::slot::Slot::Authentication;
+    let label = applet::layout::slot_key(slot);
     let device = DeviceKey::new(DEVICE);
-    let record = piv::keys::KeyRecord::load(&mut store, label, slot, &device).ok()??;
+    let record = applet::keys::KeyRecord::load(&mut store, label, slot, &device).ok()??;
     let secret = record.secret_for_tests(&device).ok()?;
-    let mut out = [0u8; piv::algorithm::MAX_SECRET];
+    let mut out = [0u8; applet::algorithm::MAX_SECRET];
     secret.write_secret(&mut out).ok().map(<[u8]>::to_vec)
 }
 
@@ -561,7 +561,10 @@ fn run(profile: Profile, ops: &[Op]) {
         if responses.iter().all(|r| r.len() < 32) {
             continue;
         }
-        if unsealed.as_ref().is_none_or(|(public, _)| *public != key_after) {
+        if unsealed
+            .as_ref()
+            .is_none_or(|(public, _)| *public != key_after)
+        {
             unsealed = Some((key_after.clone(), secret_9a(&card)));
         }
         if let Some((_, Some(secret))) = &unsealed {

@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use applet::{DeviceKey, Management, Piv, Profile};
 use card_os::store::Store;
 use card_os::testing::{RamFlash, for_each_record};
 use card_os::{Card, atr};
+use client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 use libfuzzer_sys::fuzz_target;
-use piv::{DeviceKey, Management, Piv, Profile};
-use piv_client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 

@@ -6,8 +6,8 @@
 //! without a bound hangs and libFuzzer reports a timeout.
 #![no_main]
 
+use client::{Algorithm, ClientError, MgmAlgorithm, PivClient, Transport};
 use libfuzzer_sys::fuzz_target;
-use piv_client::{Algorithm, ClientError, MgmAlgorithm, PivClient, Transport};
 
 /// Answers cut from the input: a length byte, then that many bytes.
 struct Hostile {

@@ -4,11 +4,11 @@
 //! every answer goes out as one well-formed frame.
 #![no_main]
 
+use applet::{DeviceKey, Piv};
 use card_os::link::{self, Frame, Framing, Meta, Observer, Outcome, Respond};
 use card_os::testing::RamFlash;
 use card_os::{Card, ResponseApdu};
 use libfuzzer_sys::fuzz_target;
-use piv::{DeviceKey, Piv};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -33,7 +33,7 @@ impl Observer for Check {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let atr = piv::atr(piv::Profile::Series9, true);
+    let atr = applet::atr(applet::Profile::Series9, true);
     let mut card: Card<Flash, ChaCha8Rng, _> = Card::boot(
         Flash::new(),
         ChaCha8Rng::seed_from_u64(3),

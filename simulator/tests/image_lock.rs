@@ -5,14 +5,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use simulator::card::{self, Entropy, Make};
-use simulator::image::ImageError;
+use virtual_card::image::ImageError;
+use virtual_card::{Entropy, Make};
 
 fn fresh(dir: &std::path::Path) -> std::path::PathBuf {
     let image = dir.join("card.s9img");
-    card::init(
+    virtual_card::init(
         &image,
-        Make::virtual_card(900_000_070, piv::Profile::Series9),
+        Make::virtual_card(900_000_070, applet::Profile::Series9),
         Entropy::Seed(1),
     )
     .unwrap();
@@ -23,15 +23,15 @@ fn fresh(dir: &std::path::Path) -> std::path::PathBuf {
 fn an_open_card_cannot_be_opened_again() {
     let dir = tempfile::tempdir().unwrap();
     let image = fresh(dir.path());
-    let (_, first) = card::boot(&image, Entropy::Seed(2), false).unwrap();
-    match card::boot(&image, Entropy::Seed(3), false) {
+    let (_, first) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
+    match virtual_card::boot(&image, Entropy::Seed(3), false) {
         Err(e @ ImageError::InUse) => assert!(e.to_string().contains("in use"), "{e}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("the card opened twice"),
     }
     // Closed, it opens again.
     drop(first);
-    card::boot(&image, Entropy::Seed(4), false).unwrap();
+    virtual_card::boot(&image, Entropy::Seed(4), false).unwrap();
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn a_second_server_of_one_image_is_refused() {
     let mut first = serve("first.sock");
     // Serving: its control socket answers.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while simulator::server::control_send(&dir.path().join("first.sock"), "status").is_err() {
+    while virtual_reader::server::control_send(&dir.path().join("first.sock"), "status").is_err() {
         assert!(Instant::now() < deadline, "the first server never served");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,10 +1,10 @@
 //! A PIV card in-process, and the host side of its protocols, for tests.
 #![allow(dead_code)]
 
+use applet::{DeviceKey, Management, Piv, Profile};
 use card_os::Card;
 use card_os::testing::RamFlash;
-use piv::{DeviceKey, Management, Piv, Profile};
-use piv_client::{MgmAlgorithm, PivClient};
+use client::{MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -55,7 +55,7 @@ pub fn boot_as<F: embedded_storage::nor_flash::NorFlash>(
             Piv::new(device_key(), true).with_profile(profile),
             management,
         ),
-        piv::atr(profile, true),
+        applet::atr(profile, true),
     )
     .unwrap();
     card.power_on();
@@ -228,7 +228,7 @@ pub fn rsa2048_import() -> Vec<u8> {
     ["p", "q", "dp", "dq", "qinv"]
         .iter()
         .zip(1u8..)
-        .flat_map(|(k, t)| piv_client::tlv(t, &hex(&v[*k])))
+        .flat_map(|(k, t)| client::tlv(t, &hex(&v[*k])))
         .collect()
 }
 
@@ -251,11 +251,11 @@ pub fn der(tag: u8, content: &[u8]) -> Vec<u8> {
 /// card reads the subject key and never the signature. `pad` bytes of
 /// issuer name make it as long as a real certificate.
 pub fn certificate_object(
-    algorithm: piv::algorithm::Algorithm,
+    algorithm: applet::algorithm::Algorithm,
     public: &[u8],
     pad: usize,
 ) -> Vec<u8> {
-    use piv::algorithm::Algorithm;
+    use applet::algorithm::Algorithm;
     let oid = |bytes: &[u8]| der(0x06, bytes);
     let ec = oid(&[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]);
     let (identifier, key) = match algorithm {
@@ -315,12 +315,12 @@ pub fn certificate_object(
 /// card's store as COMMIT RENEWAL will.
 pub fn staged_certificate<F: embedded_storage::nor_flash::NorFlash>(
     card: &mut PivCard<F>,
-    slot: piv::slot::Slot,
+    slot: applet::slot::Slot,
     pad: usize,
 ) -> Vec<u8> {
-    let record = piv::keys::KeyRecord::load(
+    let record = applet::keys::KeyRecord::load(
         card.store_mut(),
-        piv::layout::staged_key(slot),
+        applet::layout::staged_key(slot),
         slot,
         &device_key(),
     )

@@ -1,12 +1,12 @@
 //! A PIV card in-process for the benches.
 #![allow(dead_code)]
 
+use applet::{DeviceKey, Piv};
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
-use piv::{DeviceKey, Piv};
+use client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use simulator::client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
 
 pub type Flash = RamFlash<{ 128 * 1024 }, 4096>;
 pub type PivCard = Card<Flash, ChaCha8Rng, (Piv,)>;

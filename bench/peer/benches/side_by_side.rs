@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use piv_client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
-use s9card_bench_peer::flash::Counts;
-use s9card_bench_peer::peer::PeerCard;
-use s9card_bench_peer::s9::S9Card;
-use s9card_bench_peer::{BenchCard, FlashOps, platform};
+use peer::flash::Counts;
+use peer::peer::PeerCard;
+use peer::s9::S9Card;
+use peer::{BenchCard, FlashOps, platform};
 
 /// SELECT with the PIV AID truncated as SP 800-73-4 allows it (without the
 /// version); piv-authenticator wants at least these 9 bytes.
@@ -125,8 +125,8 @@ fn set_up(card: &mut impl BenchCard, alg: Algorithm) -> Vec<u8> {
 
 /// The sign script's answer: the signature inside `7C { 82 … }`.
 fn signature(answer: &[u8]) -> &[u8] {
-    let template = piv_client::unwrap_tlv(answer, 0x7C).expect("7C template");
-    piv_client::unwrap_tlv(template, 0x82).expect("82 response")
+    let template = client::unwrap_tlv(answer, 0x7C).expect("7C template");
+    client::unwrap_tlv(template, 0x82).expect("82 response")
 }
 
 /// Both cards' scripts checked once: what the benches time does real work.

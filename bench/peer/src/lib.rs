@@ -12,7 +12,7 @@ pub mod peer;
 pub mod platform;
 pub mod s9;
 
-pub use piv_client::{PivClient, Transport};
+pub use client::{PivClient, Transport};
 
 /// Flash operations a card has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use client::{ClientError, Result, Transport};
 use heapless::Vec as HVec;
 use iso7816::command::CommandView;
 use piv_authenticator::{Authenticator, Options};
-use piv_client::{ClientError, Result, Transport};
 
 use crate::flash::Counts;
 use crate::{BenchCard, FlashOps};

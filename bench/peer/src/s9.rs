@@ -1,10 +1,10 @@
 //! s9card in process, as `../benches` boot it: the Series 9 profile on
 //! 128 KiB of RAM flash in 4 KiB pages, which counts its operations.
 
+use applet::{DeviceKey, Piv};
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
-use piv::{DeviceKey, Piv};
-use piv_client::{Result, Transport};
+use client::{Result, Transport};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 

@@ -1,0 +1,369 @@
+//! The test certificate authority: a P-256 root that issues the holders'
+//! certificates. Built with `x509-cert`'s builder; the root key is kept as
+//! PKCS#8 PEM, readable by its owner only.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use der::{Decode, Encode, EncodePem};
+use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::{Certificate, TbsCertificate};
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
+use x509_cert::time::{Time, Validity};
+
+use super::keys::CardKey;
+use super::time::DAY;
+
+/// How long holders' certificates are valid: two years, as on NHS cards.
+pub const CERT_DAYS: u64 = 730;
+
+/// A holder's role, carried in the certificate subject's OU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A card holder.
+    Holder,
+    /// A sponsor, who may unlock and renew others' cards.
+    Sponsor,
+}
+
+impl Role {
+    /// The role's name, as stored and as in the certificate.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Holder => "holder",
+            Role::Sponsor => "sponsor",
+        }
+    }
+
+    /// Parses a stored role.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "holder" => Some(Role::Holder),
+            "sponsor" => Some(Role::Sponsor),
+            _ => None,
+        }
+    }
+}
+
+/// The test CA.
+pub struct TestCa {
+    key: SigningKey,
+    /// The root certificate.
+    pub root: Certificate,
+    dir: PathBuf,
+}
+
+struct Profile {
+    issuer: Name,
+    subject: Name,
+    ca: bool,
+}
+
+impl BuilderProfile for Profile {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        _spk: SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        use x509_cert::ext::ToExtension;
+        let usage = if self.ca {
+            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
+        } else {
+            KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyAgreement)
+        };
+        let constraints = BasicConstraints {
+            ca: self.ca,
+            path_len_constraint: None,
+        };
+        Ok(vec![
+            constraints.to_extension(tbs.subject(), &[])?,
+            usage.to_extension(tbs.subject(), &[])?,
+        ])
+    }
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Escapes a value for an RFC 4514 name string.
+fn escape(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && matches!(c, '#' | ' '))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn validity(now: u64, days: u64) -> Result<Validity, String> {
+    let at = |t: u64| -> Result<Time, String> {
+        Ok(Time::GeneralTime(
+            der::asn1::GeneralizedTime::from_unix_duration(Duration::from_secs(t)).map_err(err)?,
+        ))
+    };
+    Ok(Validity::new(at(now)?, at(now + days * DAY)?))
+}
+
+fn serial() -> Result<SerialNumber, String> {
+    let mut s = [0u8; 16];
+    getrandom::fill(&mut s).map_err(err)?;
+    s[0] = (s[0] & 0x7F) | 0x40;
+    SerialNumber::new(&s).map_err(err)
+}
+
+impl TestCa {
+    /// Creates a CA in `dir` (`ca.key`, `ca.pem`); refuses to replace one.
+    pub fn init(dir: &Path, now: u64) -> Result<TestCa, String> {
+        private_files::dir_all(dir).map_err(err)?;
+        let key_path = dir.join("ca.key");
+        if key_path.exists() {
+            return Err(format!("{}: a CA exists already", dir.display()));
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(err)?;
+        let key = SigningKey::from_slice(&seed).map_err(err)?;
+        let subject = Name::from_str("CN=s9card test CA,O=s9card").map_err(err)?;
+        let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
+        let profile = Profile {
+            issuer: subject.clone(),
+            subject,
+            ca: true,
+        };
+        let builder = CertificateBuilder::new(profile, serial()?, validity(now, 20 * 365)?, spki)
+            .map_err(err)?;
+        let root = builder.build::<_, DerSignature>(&key).map_err(err)?;
+        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
+        private_files::write_new(&key_path, pem.as_bytes()).map_err(err)?;
+        std::fs::write(
+            dir.join("ca.pem"),
+            root.to_pem(LineEnding::LF).map_err(err)?,
+        )
+        .map_err(err)?;
+        Ok(TestCa {
+            key,
+            root,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Loads the CA in `dir`.
+    pub fn load(dir: &Path) -> Result<TestCa, String> {
+        let pem = std::fs::read_to_string(dir.join("ca.key")).map_err(|e| {
+            format!(
+                "no test CA in {} ({e}): run `s9card ca init`",
+                dir.display()
+            )
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(err)?;
+        let cert_pem = std::fs::read_to_string(dir.join("ca.pem")).map_err(err)?;
+        let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
+        let root = Certificate::from_der(&der).map_err(err)?;
+        Ok(TestCa {
+            key,
+            root,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The root certificate's PEM file (for `openssl verify -CAfile`).
+    pub fn root_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a two-year certificate for a card key. The subject names the
+    /// holder by UUID (`UID`, the userid attribute), name (`CN`) and role
+    /// (`OU`: `holder` or `sponsor`, which a sponsor unlock checks).
+    pub fn issue(
+        &self,
+        uuid: &str,
+        name: &str,
+        role: Role,
+        key: &CardKey,
+        now: u64,
+    ) -> Result<Vec<u8>, String> {
+        let spki = key.spki()?;
+        let subject = Name::from_str(&format!(
+            "UID={},CN={},OU={},O=s9card",
+            escape(uuid),
+            escape(name),
+            role.as_str()
+        ))
+        .map_err(err)?;
+        let profile = Profile {
+            issuer: self.root.tbs_certificate().subject().clone(),
+            subject,
+            ca: false,
+        };
+        let builder = CertificateBuilder::new(profile, serial()?, validity(now, CERT_DAYS)?, spki)
+            .map_err(err)?;
+        let cert = builder.build::<_, DerSignature>(&self.key).map_err(err)?;
+        cert.to_der().map_err(err)
+    }
+}
+
+/// What the CMS reads back from a card's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The UUID in the subject's UID.
+    pub uuid: String,
+    /// The role in the subject's OU.
+    pub role: Option<Role>,
+    /// notAfter, Unix seconds.
+    pub not_after: u64,
+    /// The certified key.
+    pub key: CardKey,
+}
+
+/// Parses and checks a certificate: issued by `ca`'s root, signature valid.
+pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo, String> {
+    use p256::ecdsa::signature::Verifier;
+    let cert = Certificate::from_der(der).map_err(err)?;
+    let tbs = cert.tbs_certificate();
+    if tbs.issuer() != ca.root.tbs_certificate().subject() {
+        return Err("certificate not issued by the test CA".into());
+    }
+    let root_key = VerifyingKey::from_sec1_bytes(
+        ca.root
+            .tbs_certificate()
+            .subject_public_key_info()
+            .subject_public_key
+            .raw_bytes(),
+    )
+    .map_err(err)?;
+    let sig = p256::ecdsa::Signature::from_der(cert.signature().raw_bytes()).map_err(err)?;
+    root_key
+        .verify(&tbs.to_der().map_err(err)?, &sig)
+        .map_err(|_| "certificate signature invalid".to_string())?;
+    let mut uuid = String::new();
+    let mut role = None;
+    {
+        for atv in tbs.subject().iter() {
+            let value = atv
+                .value
+                .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
+                .unwrap_or_default();
+            match atv.oid.to_string().as_str() {
+                "0.9.2342.19200300.100.1.1" => uuid = value,
+                "2.5.4.11" => role = Role::parse(&value),
+                _ => {}
+            }
+        }
+    }
+    let not_after = tbs.validity().not_after.to_unix_duration().as_secs();
+    let key = CardKey::from_spki(tbs.subject_public_key_info())?;
+    Ok(CertInfo {
+        uuid,
+        role,
+        not_after,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::elliptic_curve::Generate;
+    use p256::elliptic_curve::sec1::ToSec1Point;
+
+    #[test]
+    fn issues_certificates_that_openssl_style_checks_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = super::super::time::parse("2026-11-25").unwrap();
+        let ca = TestCa::init(dir.path(), now).unwrap();
+        assert!(
+            TestCa::init(dir.path(), now).is_err(),
+            "never replaces a CA"
+        );
+        let ca = {
+            drop(ca);
+            TestCa::load(dir.path()).unwrap()
+        };
+        let key = p256::SecretKey::generate();
+        let point = key.public_key().to_sec1_point(false);
+        let card_key = CardKey {
+            algorithm: applet::algorithm::Algorithm::P256,
+            public: point.as_bytes().to_vec(),
+        };
+        let der = ca
+            .issue(
+                "555000111222",
+                "Ann O'Neil, RN",
+                Role::Sponsor,
+                &card_key,
+                now,
+            )
+            .unwrap();
+        let info = inspect(&ca, &der).unwrap();
+        assert_eq!(info.uuid, "555000111222");
+        assert_eq!(info.role, Some(Role::Sponsor));
+        assert_eq!(info.not_after, now + CERT_DAYS * DAY);
+        assert_eq!(info.key, card_key);
+        let mut tampered = der.clone();
+        let last = tampered.len() - 5;
+        tampered[last] ^= 1;
+        assert!(inspect(&ca, &tampered).is_err());
+    }
+
+    #[test]
+    fn issues_for_every_key_type_and_reads_the_key_back() {
+        use applet::algorithm::Algorithm;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::init(dir.path(), 1_750_000_000).unwrap();
+        let p384 = p384::SecretKey::from_slice(&[3; 48]).unwrap();
+        let p384 =
+            p384::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&p384.public_key(), false);
+        let mut modulus = vec![0xC5; 256];
+        modulus[255] = 0x01;
+        for key in [
+            CardKey {
+                algorithm: Algorithm::Rsa2048,
+                public: modulus,
+            },
+            CardKey {
+                algorithm: Algorithm::P384,
+                public: p384.as_bytes().to_vec(),
+            },
+            CardKey {
+                algorithm: Algorithm::Ed25519,
+                public: vec![0x3B; 32],
+            },
+            CardKey {
+                algorithm: Algorithm::X25519,
+                public: vec![0x09; 32],
+            },
+        ] {
+            let der = ca
+                .issue("555000111333", "Bea", Role::Holder, &key, 1_750_000_000)
+                .unwrap();
+            assert_eq!(inspect(&ca, &der).unwrap().key, key, "{:?}", key.algorithm);
+        }
+    }
+}

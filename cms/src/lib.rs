@@ -1,0 +1,13 @@
+//! Credential management: the card-side half of what registration
+//! authorities and sponsors do (personalisation, unlock, renewal), with a
+//! test CA, derived card secrets and a local database. It talks to cards
+//! only through [`client::PivClient`], so it works with a physical
+//! reader as well as with the virtual one.
+
+pub mod bulk;
+pub mod ca;
+pub mod db;
+pub mod derive;
+pub mod flows;
+pub mod keys;
+pub mod time;

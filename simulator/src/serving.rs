@@ -1,0 +1,209 @@
+//! Serving cards to readers, and talking to the server that does:
+//! `serve`, `eject`, `insert`, `readers`, `scenario`.
+
+use std::path::PathBuf;
+
+use virtual_reader::server::{self, TraceTo};
+
+use crate::images::{entropy, random_serial};
+use crate::{Done, paths};
+
+/// Serve cards in vpcd readers: the first image in `Virtual PCD 00 00`,
+/// the second in `00 01`: card n listens on 127.0.0.1 port 29963 + n,
+/// where reader n of `s9card pcscd`'s configuration dials it (more than
+/// two need `s9card pcscd --readers N`). With no image, the default
+/// card in the data directory (created on first use).
+#[derive(clap::Args)]
+pub struct Serve {
+    /// A card image; repeat for more readers.
+    #[arg(long = "image")]
+    images: Vec<PathBuf>,
+    /// Where the first card listens for vpcd (the next card at port + 1);
+    /// loopback only.
+    #[arg(long, default_value = "127.0.0.1:29963")]
+    vpcd: String,
+    /// `-` for decoded lines on standard output; a file for raw lines
+    /// (secrets redacted) that `s9card trace decode` reads.
+    #[arg(long)]
+    trace: Option<String>,
+    /// The control socket that `eject` and `insert` talk to.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// Do not re-arm TCP_QUICKACK (only to measure what it buys).
+    #[arg(long, hide = true)]
+    no_quickack: bool,
+    /// Do not fdatasync each flash operation (kill -9 still cannot tear
+    /// more than one operation; a host crash could).
+    #[arg(long)]
+    no_fsync: bool,
+    /// Seed the cards' RNG (reproducible test runs only).
+    #[arg(long, hide = true)]
+    seed: Option<u64>,
+    /// Answer every APDU with 90 00 without the card (the transport
+    /// floor, for benchmarks).
+    #[arg(long, hide = true)]
+    null_card: bool,
+    /// Run the card as Cortex-M4 firmware under QEMU
+    /// (`qemu-system-arm`): this ELF, built in `firmware/`. Each
+    /// `--image` is then a firmware flash file (`s9card image
+    /// to-firmware` makes one from a card image).
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+    /// Count instructions deterministically (`-icount shift=0`):
+    /// slower, for the firmware benchmarks.
+    #[arg(long, hide = true, requires = "firmware")]
+    icount: bool,
+    /// Answer as slowly as a real card: a built-in profile (yubikey5,
+    /// nitrokey3, javacard, none) or a profile file (TOML; see the
+    /// simulator README).
+    #[arg(long, value_name = "PROFILE")]
+    latency: Option<String>,
+    /// Seed of the latency draws (reader n uses seed + n): the same
+    /// seed waits the same every run.
+    #[arg(long, default_value_t = 0)]
+    latency_seed: u64,
+    /// Stage removals and faults from a scenario file (TOML; see the
+    /// simulator README).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+}
+
+/// Load a scenario file (removals and faults) into the running server;
+/// its counts and clocks start now.
+#[derive(clap::Args)]
+pub struct Scenario {
+    /// The scenario file.
+    file: PathBuf,
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+/// Remove the card from a reader of the running server.
+#[derive(clap::Args)]
+pub struct Eject {
+    #[arg(long, default_value_t = 0)]
+    reader: usize,
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+/// Put the card back into a reader of the running server.
+#[derive(clap::Args)]
+pub struct Insert {
+    #[arg(long, default_value_t = 0)]
+    reader: usize,
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+/// The running server's readers: card inserted or ejected, vpcd
+/// connected, and a firmware card's QEMU process.
+#[derive(clap::Args)]
+pub struct Readers {
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+pub fn serve(args: Serve) -> Done {
+    let latency = args
+        .latency
+        .map(|p| virtual_reader::latency::Profile::load(&p))
+        .transpose()?;
+    let scenario = args
+        .scenario
+        .map(|f| virtual_reader::scenario::load(&f))
+        .transpose()?
+        .unwrap_or_default();
+    let images = if args.images.is_empty() {
+        vec![default_card(args.firmware.is_some(), args.seed)?]
+    } else {
+        args.images
+    };
+    let trace = args.trace.map(|t| {
+        if t == "-" {
+            TraceTo::Stdout
+        } else {
+            TraceTo::File(t.into())
+        }
+    });
+    server::serve(server::Config {
+        images,
+        vpcd: server::loopback(&args.vpcd)?,
+        trace,
+        control: paths::control(args.control),
+        quickack: !args.no_quickack,
+        durable: !args.no_fsync,
+        entropy: entropy(args.seed),
+        null_card: args.null_card,
+        firmware: args.firmware.map(|elf| server::FirmwareOptions {
+            elf,
+            icount: args.icount,
+        }),
+        latency,
+        latency_seed: args.latency_seed,
+        scenario,
+    })?;
+    Ok(())
+}
+
+/// The default card in the data directory, made on first use: a card
+/// image, or for the firmware a flash file.
+fn default_card(firmware: bool, seed: Option<u64>) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let name = if firmware {
+        "default.flash"
+    } else {
+        "default.s9img"
+    };
+    let path = paths::data_dir().join(name);
+    if !path.exists() {
+        private_files::dir_all(&paths::data_dir())?;
+        let serial = 900_000_000 + (random_serial()? % 100_000_000);
+        let make = virtual_card::Make::virtual_card(serial, applet::Profile::Series9);
+        if firmware {
+            virtual_card::firmware::init(&path, make, entropy(seed))?;
+        } else {
+            virtual_card::init(&path, make, entropy(seed))?;
+        }
+        tracing::info!(image = %path.display(), "created the default card");
+    }
+    Ok(path)
+}
+
+pub fn scenario(args: Scenario) -> Done {
+    // Read here, with this user's rights, and sent as text.
+    let text = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    finish(server::send_scenario(&paths::control(args.control), &text)?)
+}
+
+pub fn eject(args: Eject) -> Done {
+    let control = paths::control(args.control);
+    finish(server::control_send(
+        &control,
+        &format!("eject {}", args.reader),
+    )?)
+}
+
+pub fn insert(args: Insert) -> Done {
+    let control = paths::control(args.control);
+    finish(server::control_send(
+        &control,
+        &format!("insert {}", args.reader),
+    )?)
+}
+
+pub fn readers(args: Readers) -> Done {
+    println!(
+        "{}",
+        server::control_send(&paths::control(args.control), "status")?
+    );
+    Ok(())
+}
+
+/// The server's answer: printed, or the command's error.
+fn finish(answer: String) -> Done {
+    if answer.starts_with("error") {
+        return Err(answer.into());
+    }
+    println!("{answer}");
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The firmware's figures, all in one run:
+//! - flash (`.vector_table` + `.text` + `.rodata`) and RAM (`.data` +
+//!   `.bss` + the stack's measured peak) of the release image;
+//! - instructions under `qemu-system-arm -icount shift=0` (deterministic:
+//!   the same image, flash and commands give the same count every run) for
+//!   boot to ATR, SELECT, VERIFY, GENERATE and sign with P-256 and
+//!   RSA-2048, each with the stack it reached, and the ratio of the card's
+//!   P-256 sign to a bare `p256` sign in the same build (`--features
+//!   baseline`);
+//! - wall time per APDU through pcscd and vpcd to the firmware card and to
+//!   the host card, same run.
+//!
+//! The test compares the figures with `firmware/budget.txt` and fails on
+//! any that exceeds its budget by more than the tolerance there, so that a
+//! size or instruction regression fails CI (`scripts/test` runs it). With
+//! `S9CARD_BUDGET_WRITE=1` it rewrites the file's figures (keeping its
+//! tolerances) after a deliberate change. The instruction counts do not
+//! depend on how the host side was built, so this runs in the debug build
+//! with the other tests; the firmware is always the release image.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient, Result, Transport};
+use harness::{Harness, Kind, firmware_elf, root};
+use virtual_card::firmware::{self, Firmware, FirmwareCard};
+
+/// What the firmware's debug port said of one APDU.
+#[derive(Clone, Copy, Debug)]
+struct Exchange {
+    ns: u64,
+    stack: u64,
+}
+
+fn field(line: &str, name: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The firmware card, counting the APDUs sent so that the debug port's
+/// lines for them can be waited for.
+struct Counted {
+    card: FirmwareCard,
+    sent: usize,
+}
+
+impl Transport for Counted {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        self.sent += 1;
+        self.card.transmit(apdu)
+    }
+}
+
+impl Counted {
+    /// Runs `op` and returns the instructions its APDUs took together and
+    /// the deepest stack any of them reached.
+    fn measure(
+        client: &mut PivClient<Counted>,
+        op: impl FnOnce(&mut PivClient<Counted>),
+    ) -> Exchange {
+        let before = client_inner(client).sent;
+        op(client);
+        let inner = client_inner(client);
+        let want = inner.sent - before;
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lines.len() < want {
+            assert!(Instant::now() < deadline, "the debug port fell silent");
+            lines.extend(
+                inner
+                    .card
+                    .reports()
+                    .into_iter()
+                    .filter(|l| l.starts_with("apdu ")),
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Exchange {
+            ns: lines.iter().filter_map(|l| field(l, "ns")).sum(),
+            stack: lines
+                .iter()
+                .filter_map(|l| field(l, "stack"))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}
+
+fn client_inner(client: &mut PivClient<Counted>) -> &mut Counted {
+    client.transport_mut()
+}
+
+/// Waits for a line of the debug port starting with `prefix`.
+fn report_line(card: &FirmwareCard, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = card.reports().into_iter().find(|l| l.starts_with(prefix)) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix:?} line from the firmware"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A fresh, seeded card as a firmware flash file: the same card, and so
+/// the same instruction counts, every run.
+fn fresh_flash(dir: &Path, name: &str) -> PathBuf {
+    let flash = dir.join(name);
+    firmware::init(
+        &flash,
+        virtual_card::Make::virtual_card(900_000_042, applet::Profile::Series9),
+        virtual_card::Entropy::Seed(42),
+    )
+    .unwrap();
+    flash
+}
+
+/// Builds the image with the bare-`p256` baseline, in its own target dir.
+fn baseline_elf() -> PathBuf {
+    let dir = root().join("firmware");
+    let target = dir.join("target/baseline");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "--features", "baseline"])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the baseline firmware failed");
+    target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+}
+
+/// Section sizes of an ELF, by name.
+fn sections(elf: &Path) -> BTreeMap<String, u64> {
+    use object::{Object, ObjectSection};
+    let bytes = std::fs::read(elf).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    file.sections()
+        .filter_map(|s| Some((s.name().ok()?.to_string(), s.size())))
+        .collect()
+}
+
+/// One measured step of the scenario.
+type Step = Box<dyn FnOnce(&mut PivClient<Counted>)>;
+
+fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
+    let mut fw = Firmware::new(elf.to_path_buf(), fresh_flash(dir, "icount.flash"));
+    fw.icount = true;
+    let mut card = FirmwareCard::new(fw);
+    card.boot().unwrap();
+    let boot = report_line(&card, "boot ");
+    let mut figures = BTreeMap::new();
+    figures.insert(
+        "boot",
+        Exchange {
+            ns: field(&boot, "ns").unwrap(),
+            stack: field(&boot, "stack").unwrap(),
+        },
+    );
+    let mut c = PivClient::new(Counted { card, sent: 0 });
+    let digest = [0x5A; 32];
+    let mut block = [0u8; 256];
+    block[0] = 0x01;
+    block[1..255].fill(0xFF);
+    block[255] = 0x7B;
+    let steps: [(&'static str, Step); 6] = [
+        ("select", Box::new(|c| c.select().unwrap())),
+        ("verify", Box::new(|c| c.verify_pin(b"123456").unwrap())),
+        (
+            "generate_p256",
+            Box::new(|c| {
+                c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+                c.generate_key(0x9A, Algorithm::P256, false).unwrap();
+            }),
+        ),
+        (
+            "sign_p256",
+            Box::new(move |c| drop(c.sign(0x9A, &digest).unwrap())),
+        ),
+        (
+            "generate_rsa2048",
+            Box::new(|c| drop(c.generate_key(0x9C, Algorithm::Rsa2048, false).unwrap())),
+        ),
+        (
+            "sign_rsa2048",
+            Box::new(move |c| {
+                c.verify_pin(b"123456").unwrap();
+                c.private_operation(0x9C, Algorithm::Rsa2048, 0x81, &block)
+                    .unwrap();
+            }),
+        ),
+    ];
+    // The management-key handshake and the PIN before the RSA sign are
+    // measured with the steps they serve; the figures file says so.
+    for (name, step) in steps {
+        figures.insert(name, Counted::measure(&mut c, step));
+    }
+    figures
+}
+
+fn baseline_sign(dir: &Path) -> u64 {
+    let mut fw = Firmware::new(baseline_elf(), fresh_flash(dir, "baseline.flash"));
+    fw.icount = true;
+    let mut card = FirmwareCard::new(fw);
+    card.boot().unwrap();
+    let line = report_line(&card, "baseline ");
+    assert!(line.contains("ok=true"), "{line}");
+    field(&line, "ns").unwrap()
+}
+
+/// Mean wall time of `n` GET DATA round trips through pcscd.
+fn round_trip(kind: Kind, n: u32) -> Duration {
+    let h = Harness::start_kind(kind, 1, false, &[]);
+    let mut c = PivClient::new(client::Pcsc::connect_exact(&h.reader(0)).unwrap());
+    c.select().unwrap();
+    for _ in 0..20 {
+        c.get_object(0x5FC102).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        c.get_object(0x5FC102).unwrap();
+    }
+    start.elapsed() / n
+}
+
+/// `firmware/budget.txt`: `name budget` lines, and `tolerance PERCENT`.
+struct Budget {
+    tolerance: f64,
+    figures: Vec<(String, u64)>,
+}
+
+fn budget_path() -> PathBuf {
+    root().join("firmware/budget.txt")
+}
+
+fn read_budget() -> Budget {
+    let text = std::fs::read_to_string(budget_path()).unwrap_or_default();
+    let mut budget = Budget {
+        tolerance: 2.0,
+        figures: Vec::new(),
+    };
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|v| v.parse::<f64>().ok()),
+        ) {
+            (Some("tolerance"), Some(t)) => budget.tolerance = t,
+            (Some(name), Some(v)) => budget.figures.push((name.to_string(), v as u64)),
+            _ => panic!("budget.txt: cannot read {line:?}"),
+        }
+    }
+    budget
+}
+
+fn write_budget(tolerance: f64, measured: &BTreeMap<String, u64>) {
+    let mut text = String::from(
+        "# The firmware's budgets, checked in CI by\n\
+         # simulator/tests/budget.rs (scripts/test); rewritten after a deliberate\n\
+         # change with S9CARD_BUDGET_WRITE=1. Sizes are bytes;\n\
+         # insn_* are instructions under qemu -icount shift=0 (the APDUs of\n\
+         # each step together: generate_p256 includes the management-key\n\
+         # handshake, sign_rsa2048 the VERIFY before it); stack_* bytes.\n",
+    );
+    text.push_str(&format!("tolerance {tolerance}\n"));
+    for (name, value) in measured {
+        text.push_str(&format!("{name} {value}\n"));
+    }
+    std::fs::write(budget_path(), text).unwrap();
+}
+
+#[test]
+fn firmware_figures_are_within_their_budgets() {
+    let write = std::env::var_os("S9CARD_BUDGET_WRITE").is_some_and(|v| v == "1");
+    let dir = tempfile::tempdir().unwrap();
+    let elf = firmware_elf();
+
+    let s = sections(&elf);
+    let size = |n: &str| s.get(n).copied().unwrap_or(0);
+    let flash = size(".vector_table") + size(".text") + size(".rodata");
+    let statics = size(".data") + size(".bss") + size(".uninit");
+
+    let figures = instructions(&elf, dir.path());
+    let peak = figures.values().map(|e| e.stack).max().unwrap_or(0);
+    let bare = baseline_sign(dir.path());
+
+    let mut measured: BTreeMap<String, u64> = BTreeMap::new();
+    measured.insert("flash_bytes".into(), flash);
+    measured.insert("ram_static_bytes".into(), statics);
+    measured.insert("ram_bytes".into(), statics + peak);
+    for (name, e) in &figures {
+        measured.insert(format!("insn_{name}"), e.ns);
+        measured.insert(format!("stack_{name}"), e.stack);
+    }
+
+    println!("firmware image: {}", elf.display());
+    println!(
+        "flash {flash} B (goal 131072: {:.2}x); RAM {statics} B static + {peak} B peak stack = {} B (goal 24576: {:.2}x)",
+        flash as f64 / 131072.0,
+        statics + peak,
+        (statics + peak) as f64 / 24576.0
+    );
+    println!("{:<18} {:>14} {:>10}", "step", "instructions", "stack B");
+    for (name, e) in &figures {
+        println!("{name:<18} {:>14} {:>10}", e.ns, e.stack);
+    }
+    let sign = figures["sign_p256"].ns;
+    println!(
+        "P-256 sign through the card {sign} vs bare p256 {bare} in the same build: {:.2}x",
+        sign as f64 / bare as f64
+    );
+
+    let n = 300;
+    let host = round_trip(Kind::Host, n);
+    let fw = round_trip(Kind::Firmware, n);
+    println!(
+        "GET DATA (CHUID) through pcscd: firmware {:.2} ms, host {:.3} ms per APDU ({:.1}x)",
+        fw.as_secs_f64() * 1e3,
+        host.as_secs_f64() * 1e3,
+        fw.as_secs_f64() / host.as_secs_f64()
+    );
+
+    let budget = read_budget();
+    if write {
+        write_budget(budget.tolerance, &measured);
+        println!("wrote {}", budget_path().display());
+    }
+    {
+        let mut failed = Vec::new();
+        for (name, limit) in &budget.figures {
+            let Some(&value) = measured.get(name) else {
+                failed.push(format!("{name}: in the budget but not measured"));
+                continue;
+            };
+            let allowed = *limit as f64 * (1.0 + budget.tolerance / 100.0);
+            if value as f64 > allowed {
+                failed.push(format!(
+                    "{name}: {value} > budget {limit} + {}%",
+                    budget.tolerance
+                ));
+            }
+        }
+        for name in measured.keys() {
+            if !budget.figures.iter().any(|(n, _)| n == name) {
+                failed.push(format!("{name}: measured but not in the budget"));
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "over budget ({}%):\n{}",
+            budget.tolerance,
+            failed.join("\n")
+        );
+        println!("every figure is within its budget ({}%)", budget.tolerance);
+    }
+}

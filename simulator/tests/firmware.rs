@@ -1,0 +1,258 @@
+//! The firmware card on its own, driven straight over its UART (no pcscd):
+//! it answers exactly as the host card does, a card moves between the two
+//! through the image conversions, no two boots repeat their randomness, and
+//! a flash it cannot run on is refused with the reason.
+
+mod harness;
+
+use std::path::Path;
+
+use client::{DEFAULT_MGM, MgmAlgorithm, PivClient, Transport};
+use harness::firmware_elf;
+use virtual_card::firmware::{self, Firmware, FirmwareCard};
+use virtual_card::{Entropy, Make};
+
+fn firmware_card(flash: &Path) -> FirmwareCard {
+    let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash.to_path_buf()));
+    card.boot().unwrap();
+    card
+}
+
+/// Commands whose answers depend on nothing random: SELECT, discovery,
+/// CHUID, serial, version, a wrong PIN, metadata, an unknown object, a
+/// malformed and an unknown command, and a chained PUT DATA without the
+/// management key.
+const SCRIPT: &[&[u8]] = &[
+    &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08],
+    &[0x00, 0xCB, 0x3F, 0xFF, 0x03, 0x5C, 0x01, 0x7E, 0x00],
+    &[
+        0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00,
+    ],
+    &[0x00, 0xF8, 0x00, 0x00],
+    &[0x00, 0xFD, 0x00, 0x00],
+    &[
+        0x00, 0x20, 0x00, 0x80, 0x08, b'9', b'9', b'9', b'9', b'9', b'9', 0xFF, 0xFF,
+    ],
+    &[0x00, 0x20, 0x00, 0x80],
+    &[0x00, 0xF7, 0x00, 0x80],
+    &[
+        0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0D, 0x00,
+    ],
+    &[0x00, 0x20, 0x00],
+    &[0x00, 0x6A, 0x00, 0x00],
+    &[0x10, 0xDB, 0x3F, 0xFF, 0x02, 0x5C, 0x03],
+    &[0x00, 0xDB, 0x3F, 0xFF, 0x03, 0x5F, 0xC1, 0x05],
+];
+
+#[test]
+fn the_firmware_answers_as_the_host_card_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("card.s9img");
+    virtual_card::init(
+        &image,
+        Make::virtual_card(900_000_123, virtual_card::Profile::Series9),
+        Entropy::Seed(5),
+    )
+    .unwrap();
+    let flash = dir.path().join("card.flash");
+    firmware::to_firmware(&image, &flash).unwrap();
+
+    let (_, mut host) = virtual_card::boot(&image, Entropy::Seed(5), false).unwrap();
+    host.power_on();
+    let mut fw = firmware_card(&flash);
+    for apdu in SCRIPT {
+        let expected = Transport::transmit(&mut host, apdu).unwrap();
+        let got = fw.transmit(apdu).unwrap();
+        assert_eq!(got, expected, "{apdu:02X?}");
+    }
+    // The wrong PIN counted on both.
+    let tries = [0x00, 0x20, 0x00, 0x80];
+    assert_eq!(fw.transmit(&tries).unwrap(), [0x63, 0xC2]);
+}
+
+#[test]
+fn a_card_moves_between_host_and_firmware() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("card.s9img");
+    virtual_card::init(
+        &image,
+        Make::virtual_card(900_000_124, virtual_card::Profile::Series9),
+        Entropy::Seed(6),
+    )
+    .unwrap();
+    // Personalised on the host: a new PIN and an object.
+    {
+        let (_, mut host) = virtual_card::boot(&image, Entropy::Seed(6), false).unwrap();
+        host.power_on();
+        let mut c = PivClient::new(host);
+        c.select().unwrap();
+        c.change(0x80, b"123456", b"482915").unwrap();
+        c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        c.put_object(0x5FC105, &[0xA5; 700]).unwrap();
+    }
+    let flash = dir.path().join("card.flash");
+    firmware::to_firmware(&image, &flash).unwrap();
+    assert_eq!(
+        std::fs::metadata(&flash).unwrap().len(),
+        virtual_card::image::FIRMWARE_FLASH_LEN
+    );
+
+    // Booted as firmware: the same card; it changes there too.
+    let mut c = PivClient::new(firmware_card(&flash));
+    c.select().unwrap();
+    assert_eq!(c.get_object(0x5FC105).unwrap(), Some(vec![0xA5; 700]));
+    c.verify_pin(b"482915").unwrap();
+    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    c.put_object(0x5FC10A, &[0x3C; 300]).unwrap();
+    c.into_inner().halt();
+
+    // And back on the host, through the other conversion.
+    let back = dir.path().join("back.s9img");
+    firmware::from_firmware(&flash, &back).unwrap();
+    let (header, mut host) = virtual_card::boot(&back, Entropy::Seed(7), false).unwrap();
+    host.power_on();
+    assert_eq!(header.serial, 900_000_124);
+    let mut c = PivClient::new(host);
+    c.select().unwrap();
+    assert_eq!(c.get_object(0x5FC10A).unwrap(), Some(vec![0x3C; 300]));
+    assert_eq!(c.tries(0x80).unwrap().0, 3, "the right PIN reset the count");
+    // Conversions never overwrite.
+    assert!(firmware::from_firmware(&flash, &back).is_err());
+    assert!(firmware::to_firmware(&back, &flash).is_err());
+}
+
+/// The management key's challenge (GENERAL AUTHENTICATE, witness request)
+/// comes from the card's RNG: across boots it must never repeat.
+fn witness(card: &mut FirmwareCard) -> Vec<u8> {
+    let select = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
+    assert!(card.transmit(&select).unwrap().ends_with(&[0x90, 0x00]));
+    let rsp = card
+        .transmit(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00])
+        .unwrap();
+    assert!(rsp.ends_with(&[0x90, 0x00]), "{rsp:02X?}");
+    rsp
+}
+
+#[test]
+fn no_two_boots_repeat_a_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("card.flash");
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_125, virtual_card::Profile::Series9),
+        Entropy::Seed(8),
+    )
+    .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for boot in 0..6 {
+        let mut card = firmware_card(&flash);
+        // Twice per boot: within a boot the generator moves on as well.
+        assert!(seen.insert(witness(&mut card)), "boot {boot}");
+        assert!(seen.insert(witness(&mut card)), "boot {boot}");
+        card.halt();
+    }
+    // A copy of the flash taken now boots on from the same ratchet state:
+    // the one repeat a ratchet cannot prevent is a flash rolled back.
+    let copy = dir.path().join("copy.flash");
+    std::fs::copy(&flash, &copy).unwrap();
+    std::fs::copy(
+        virtual_card::image::key_store_path(&flash),
+        virtual_card::image::key_store_path(&copy),
+    )
+    .unwrap();
+    let mut a = firmware_card(&flash);
+    let mut b = firmware_card(&copy);
+    assert_eq!(witness(&mut a), witness(&mut b), "the documented limit");
+}
+
+#[test]
+fn a_flash_the_firmware_cannot_run_on_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // QEMU would create a missing file zeroed: the card finds no record.
+    let blank = dir.path().join("blank.flash");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(virtual_card::image::FIRMWARE_FLASH_LEN)
+        .unwrap();
+    let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), blank));
+    let err = card.boot().unwrap_err().to_string();
+    assert!(err.contains("no factory record"), "{err}");
+
+    // A factory record from before the seed (version 1): the firmware has
+    // no randomness to run on. (`image to-firmware` adds a seed to such
+    // images; this flash is written by hand.)
+    let flash = dir.path().join("card.flash");
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_126, virtual_card::Profile::Series9),
+        Entropy::Seed(9),
+    )
+    .unwrap();
+    let mut header = firmware::flash_header(&flash).unwrap();
+    header.seed = None;
+    let mut bytes = std::fs::read(&flash).unwrap();
+    let record = header.encode();
+    bytes[..record.len()].copy_from_slice(&record);
+    std::fs::write(&flash, &bytes).unwrap();
+    let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash));
+    let err = card.boot().unwrap_err().to_string();
+    assert!(err.contains("without a randomness seed"), "{err}");
+}
+
+/// The firmware's flash holds no device key and no seed: they are in its
+/// key store, a file of their own that QEMU puts where an MCU's OTP would
+/// be. A dump of the flash (what `image from-firmware` reads) opens no
+/// sealed record without it.
+#[test]
+fn the_flash_holds_no_device_key_and_converts_only_with_its_key_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("card.flash");
+    let header = firmware::init(
+        &flash,
+        Make::virtual_card(900_000_127, virtual_card::Profile::Series9),
+        Entropy::Seed(10),
+    )
+    .unwrap();
+    let key_store = virtual_card::image::key_store_path(&flash);
+    let dumped = std::fs::read(&flash).unwrap();
+    let seed = header.seed.unwrap();
+    for secret in [&header.device_key[..], &seed[..]] {
+        assert!(
+            !secret.windows(8).any(|w| dumped.windows(8).any(|d| d == w)),
+            "a piece of a secret is in the flash"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&key_store).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // It boots, reading its key store.
+    let mut c = PivClient::new(firmware_card(&flash));
+    c.select().unwrap();
+    c.into_inner().halt();
+
+    // Without the key store, the flash is no card for the host either.
+    let moved = dir.path().join("elsewhere.keys");
+    std::fs::rename(&key_store, &moved).unwrap();
+    let back = dir.path().join("back.s9img");
+    let err = firmware::from_firmware(&flash, &back)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key store"), "{err}");
+    assert!(!back.exists());
+    let err = virtual_card::boot(&flash, Entropy::Seed(11), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("key store"), "{err}");
+    // Nor for the firmware.
+    let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash.clone()));
+    let err = card.boot().unwrap_err().to_string();
+    assert!(err.contains("no key store"), "{err}");
+    // With it, the card converts back, key and all.
+    std::fs::rename(&moved, &key_store).unwrap();
+    firmware::from_firmware(&flash, &back).unwrap();
+    let (back_header, _) = virtual_card::boot(&back, Entropy::Seed(12), false).unwrap();
+    assert_eq!(back_header, header);
+}
