@@ -24,7 +24,7 @@ mod commands;
 pub mod crypto;
 pub mod error;
 pub mod identity;
-mod ins;
+pub mod ins;
 pub mod keys;
 pub mod layout;
 pub mod management;

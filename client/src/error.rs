@@ -1,36 +1,53 @@
 //! What can go wrong talking to a card, and how a status word reads.
 
 use apdu::Status;
+use applet::ins::Instruction;
 
 /// Why a card operation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The reader or the connection failed.
+    #[error("card reader: {0}")]
     Transport(String),
-    /// The card answered with this status word.
-    Status {
-        /// What was being done.
-        what: &'static str,
+    /// The card refused a command with a status of ISO 7816-4's and PIV's
+    /// table.
+    #[error("{}: card answered {:04X} ({})", command.name(), status.sw(), meaning(status.sw()))]
+    Refused {
+        /// The command it refused.
+        command: Instruction,
+        /// What it answered.
+        status: Status,
+    },
+    /// The card answered a status word outside that table.
+    #[error("{}: card answered {sw:04X} (unknown status)", command.name())]
+    UnknownStatus {
+        /// The command it answered.
+        command: Instruction,
         /// SW1 SW2.
         sw: u16,
     },
     /// The card's answer did not have the expected form.
+    #[error("unexpected answer from the card: {0}")]
     Malformed(&'static str),
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ClientError {
+    /// The error for `command` answered with `sw` (not `90 00`).
+    pub fn refused(command: Instruction, sw: u16) -> ClientError {
+        match Status::from_sw(sw) {
+            Some(status) => ClientError::Refused { command, status },
+            None => ClientError::UnknownStatus { command, sw },
+        }
+    }
+
+    /// The card's status, when the card refused.
+    pub fn status(&self) -> Option<Status> {
         match self {
-            ClientError::Transport(e) => write!(f, "card reader: {e}"),
-            ClientError::Status { what, sw } => {
-                write!(f, "{what}: card answered {sw:04X} ({})", meaning(*sw))
-            }
-            ClientError::Malformed(what) => write!(f, "unexpected answer from the card: {what}"),
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
         }
     }
 }
-
-impl std::error::Error for ClientError {}
 
 /// Results of card operations.
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -59,10 +76,20 @@ mod tests {
         assert_eq!(meaning(0x63C2), "verification failed, 2 tries left");
         assert_eq!(meaning(0x6100), "more data: 256 bytes");
         assert_eq!(meaning(0x1234), "unknown status");
-        let e = ClientError::Status {
-            what: "VERIFY",
-            sw: 0x6983,
-        };
+        let e = ClientError::refused(Instruction::Verify, 0x6983);
+        assert_eq!(e.status(), Some(Status::AuthenticationMethodBlocked));
         assert!(e.to_string().starts_with("VERIFY: card answered 6983 ("));
+        let e = ClientError::refused(Instruction::SetSerial, 0x6A83);
+        assert_eq!(
+            e,
+            ClientError::UnknownStatus {
+                command: Instruction::SetSerial,
+                sw: 0x6A83
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "SET SERIAL: card answered 6A83 (unknown status)"
+        );
     }
 }

@@ -9,15 +9,19 @@
 //! fuzz targets and integrators' code get it without the simulator.
 
 mod error;
-mod mgm;
 mod piv;
 mod tlv;
 mod transport;
 
+// The applet's own types: the client builds commands from the same
+// vocabulary the card dispatches on.
+pub use ::applet::admin::DEFAULT_KEY as DEFAULT_MGM;
 pub use ::applet::algorithm::Algorithm;
+pub use ::applet::ins::Instruction;
+pub use ::applet::slot::AdminAlgorithm;
+pub use apdu::Status;
 
 pub use error::{ClientError, Result, meaning};
-pub use mgm::{DEFAULT_MGM, MgmAlgorithm};
 pub use piv::{CardInfo, PivClient, SW_OK};
 pub use tlv::{tlv, tlvs, unwrap_tlv};
 #[cfg(feature = "pcsc")]

@@ -1,8 +1,13 @@
 //! The PIV client: the commands tools send, with chaining, GET RESPONSE
 //! and the management-key handshake.
 
+use apdu::Status;
+use applet::admin::ManagementKey;
+use applet::ins::{Instruction, KEY_REF_ADMIN};
+use applet::slot::{AdminAlgorithm, TouchPolicy};
+
 use crate::tlv::{tlv, tlvs, unwrap_tlv};
-use crate::{Algorithm, ClientError, MgmAlgorithm, Result, Transport};
+use crate::{Algorithm, ClientError, Result, Transport};
 
 /// What CARD INFO says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +20,8 @@ pub struct CardInfo {
     pub staged: Vec<u8>,
 }
 
-/// Status words.
-pub const SW_OK: u16 = 0x9000;
+/// `90 00`, as [`PivClient::exchange`] returns it.
+pub const SW_OK: u16 = Status::Success.sw();
 
 fn sw(rsp: &[u8]) -> u16 {
     match rsp {
@@ -114,28 +119,34 @@ impl<T: Transport> PivClient<T> {
             if s >> 8 != 0x61 {
                 return Ok((out, s));
             }
-            rsp = self
-                .transport
-                .transmit(&[0x00, 0xC0, 0x00, 0x00, s as u8])?;
+            rsp = self.transport.transmit(&[
+                0x00,
+                Instruction::GetResponse.byte(),
+                0x00,
+                0x00,
+                s as u8,
+            ])?;
         }
         Err(ClientError::Malformed(
             "more GET RESPONSE parts than any PIV answer has",
         ))
     }
 
-    /// [`PivClient::exchange`], failing unless the card answers `90 00`.
-    pub fn call(&mut self, what: &'static str, header: [u8; 4], data: &[u8]) -> Result<Vec<u8>> {
-        match self.exchange(header, data)? {
+    /// [`PivClient::exchange`] of the instruction `ins`, failing unless
+    /// the card answers `90 00`.
+    pub fn call(&mut self, ins: Instruction, p1: u8, p2: u8, data: &[u8]) -> Result<Vec<u8>> {
+        match self.exchange([0x00, ins.byte(), p1, p2], data)? {
             (out, SW_OK) => Ok(out),
-            (_, sw) => Err(ClientError::Status { what, sw }),
+            (_, sw) => Err(ClientError::refused(ins, sw)),
         }
     }
 
     /// Selects the PIV application.
     pub fn select(&mut self) -> Result<()> {
         self.call(
-            "SELECT PIV",
-            [0x00, 0xA4, 0x04, 0x00],
+            Instruction::Select,
+            0x04,
+            0x00,
             &[0xA0, 0x00, 0x00, 0x03, 0x08],
         )
         .map(drop)
@@ -144,13 +155,12 @@ impl<T: Transport> PivClient<T> {
     /// Verifies the PIN.
     pub fn verify_pin(&mut self, pin: &[u8]) -> Result<()> {
         let field = pin_field(pin)?;
-        self.call("VERIFY", [0x00, 0x20, 0x00, 0x80], &field)
-            .map(drop)
+        self.call(Instruction::Verify, 0x00, 0x80, &field).map(drop)
     }
 
     /// Tries left and allowed for the PIN (`0x80`) or PUK (`0x81`).
     pub fn tries(&mut self, reference: u8) -> Result<(u8, u8)> {
-        let meta = self.call("GET METADATA", [0x00, 0xF7, 0x00, reference], &[])?;
+        let meta = self.call(Instruction::GetMetadata, 0x00, reference, &[])?;
         match meta.windows(4).find(|w| w[0] == 0x06 && w[1] == 0x02) {
             Some(w) => Ok((w[3], w[2])),
             None => Err(ClientError::Malformed("metadata without retries")),
@@ -160,7 +170,7 @@ impl<T: Transport> PivClient<T> {
     /// Whether the PIN (`0x80`), PUK (`0x81`) or management key (`0x9B`)
     /// still has its factory value (GET METADATA's tag `05`).
     pub fn is_default(&mut self, reference: u8) -> Result<bool> {
-        let meta = self.call("GET METADATA", [0x00, 0xF7, 0x00, reference], &[])?;
+        let meta = self.call(Instruction::GetMetadata, 0x00, reference, &[])?;
         match meta.windows(3).find(|w| w[0] == 0x05 && w[1] == 0x01) {
             Some(w) => Ok(w[2] == 1),
             None => Err(ClientError::Malformed("metadata without the default flag")),
@@ -168,22 +178,26 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// Mutual management-key authentication.
-    pub fn authenticate(&mut self, alg: MgmAlgorithm, key: &[u8]) -> Result<()> {
-        let b = alg.block();
-        let header = [0x00, 0x87, alg.byte(), 0x9B];
-        let rsp = self.call("management key witness", header, &[0x7C, 0x02, 0x80, 0x00])?;
+    pub fn authenticate(&mut self, alg: AdminAlgorithm, key: &[u8]) -> Result<()> {
+        // The applet's own cipher: the host's half is the same code.
+        let key = ManagementKey::new(alg, TouchPolicy::NEVER, key)
+            .map_err(|_| ClientError::Malformed("management key length"))?;
+        let cipher_failed = |_| ClientError::Malformed("management key block");
+        let b = alg.block_len();
+        let ga = Instruction::GeneralAuthenticate;
+        let rsp = self.call(ga, alg.byte(), KEY_REF_ADMIN, &[0x7C, 0x02, 0x80, 0x00])?;
         let witness = rsp.get(4..4 + b).ok_or(ClientError::Malformed("witness"))?;
         let mut witness = witness.to_vec();
-        alg.cipher(key, &mut witness, false)?;
+        key.decrypt(&mut witness).map_err(cipher_failed)?;
         let mut challenge = vec![0u8; b];
         getrandom::fill(&mut challenge).map_err(|e| ClientError::Transport(e.to_string()))?;
         let mut data = vec![0x7C, 4 + 2 * b as u8, 0x80, b as u8];
         data.extend(&witness);
         data.extend([0x81, b as u8]);
         data.extend(&challenge);
-        let rsp = self.call("management key authentication", header, &data)?;
+        let rsp = self.call(ga, alg.byte(), KEY_REF_ADMIN, &data)?;
         let mut expected = challenge;
-        alg.cipher(key, &mut expected, true)?;
+        key.encrypt(&mut expected).map_err(cipher_failed)?;
         if rsp.get(4..4 + b) != Some(&expected[..]) {
             return Err(ClientError::Malformed(
                 "the card does not hold this management key",
@@ -206,12 +220,12 @@ impl<T: Transport> PivClient<T> {
         algorithm: Algorithm,
         staged: bool,
     ) -> Result<Vec<u8>> {
-        let ins = if staged { 0xE0 } else { 0x47 };
-        let rsp = self.call(
-            "GENERATE",
-            [0x00, ins, 0x00, slot],
-            &[0xAC, 0x03, 0x80, 0x01, algorithm.byte()],
-        )?;
+        let ins = if staged {
+            Instruction::StageKey
+        } else {
+            Instruction::Generate
+        };
+        let rsp = self.call(ins, 0x00, slot, &[0xAC, 0x03, 0x80, 0x01, algorithm.byte()])?;
         let template = match tlvs(&rsp)?.as_slice() {
             [(0x7F49, template)] => *template,
             _ => return Err(ClientError::Malformed("public key template")),
@@ -228,15 +242,11 @@ impl<T: Transport> PivClient<T> {
     /// it) of the key in `slot`, from GET METADATA; `None` if the slot is
     /// empty.
     pub fn key_metadata(&mut self, slot: u8) -> Result<Option<(Algorithm, Vec<u8>)>> {
-        let meta = match self.exchange([0x00, 0xF7, 0x00, slot], &[])? {
+        let ins = Instruction::GetMetadata;
+        let meta = match self.exchange([0x00, ins.byte(), 0x00, slot], &[])? {
             (meta, SW_OK) => meta,
-            (_, 0x6A88) => return Ok(None),
-            (_, sw) => {
-                return Err(ClientError::Status {
-                    what: "GET METADATA",
-                    sw,
-                });
-            }
+            (_, sw) if sw == Status::ReferenceNotFound.sw() => return Ok(None),
+            (_, sw) => return Err(ClientError::refused(ins, sw)),
         };
         let (mut algorithm, mut public) = (None, None);
         for (tag, value) in tlvs(&meta)? {
@@ -271,8 +281,9 @@ impl<T: Transport> PivClient<T> {
         inner.extend(tlv(tag, input));
         let data = tlv(0x7C, &inner);
         let rsp = self.call(
-            "GENERAL AUTHENTICATE",
-            [0x00, 0x87, algorithm.byte(), slot],
+            Instruction::GeneralAuthenticate,
+            algorithm.byte(),
+            slot,
             &data,
         )?;
         let template = unwrap_tlv(&rsp, 0x7C)?;
@@ -282,13 +293,14 @@ impl<T: Transport> PivClient<T> {
     /// Reads a data object's content (inside `53`), `None` if absent.
     pub fn get_object(&mut self, tag: u32) -> Result<Option<Vec<u8>>> {
         let t = tag.to_be_bytes();
-        match self.exchange([0x00, 0xCB, 0x3F, 0xFF], &[0x5C, 0x03, t[1], t[2], t[3]])? {
+        let ins = Instruction::GetData;
+        match self.exchange(
+            [0x00, ins.byte(), 0x3F, 0xFF],
+            &[0x5C, 0x03, t[1], t[2], t[3]],
+        )? {
             (data, SW_OK) => Ok(Some(unwrap_tlv(&data, 0x53)?.to_vec())),
-            (_, 0x6A82) => Ok(None),
-            (_, sw) => Err(ClientError::Status {
-                what: "GET DATA",
-                sw,
-            }),
+            (_, sw) if sw == Status::NotFound.sw() => Ok(None),
+            (_, sw) => Err(ClientError::refused(ins, sw)),
         }
     }
 
@@ -297,8 +309,7 @@ impl<T: Transport> PivClient<T> {
         let t = tag.to_be_bytes();
         let mut data = vec![0x5C, 0x03, t[1], t[2], t[3]];
         data.extend(tlv(0x53, content));
-        self.call("PUT DATA", [0x00, 0xDB, 0x3F, 0xFF], &data)
-            .map(drop)
+        self.call(Instruction::PutData, 0x3F, 0xFF, &data).map(drop)
     }
 
     /// A certificate object as PIV stores it: `70 cert 71 00 FE`.
@@ -312,33 +323,29 @@ impl<T: Transport> PivClient<T> {
     pub fn change(&mut self, reference: u8, old: &[u8], new: &[u8]) -> Result<()> {
         let mut data = pin_field(old)?.to_vec();
         data.extend(pin_field(new)?);
-        self.call(
-            "CHANGE REFERENCE DATA",
-            [0x00, 0x24, 0x00, reference],
-            &data,
-        )
-        .map(drop)
+        self.call(Instruction::ChangeReference, 0x00, reference, &data)
+            .map(drop)
     }
 
     /// RESET RETRY COUNTER: PUK and a new PIN.
     pub fn unblock(&mut self, puk: &[u8], new_pin: &[u8]) -> Result<()> {
         let mut data = pin_field(puk)?.to_vec();
         data.extend(pin_field(new_pin)?);
-        self.call("RESET RETRY COUNTER", [0x00, 0x2C, 0x00, 0x80], &data)
+        self.call(Instruction::ResetRetry, 0x00, 0x80, &data)
             .map(drop)
     }
 
     /// SET MANAGEMENT KEY.
-    pub fn set_management_key(&mut self, alg: MgmAlgorithm, key: &[u8]) -> Result<()> {
+    pub fn set_management_key(&mut self, alg: AdminAlgorithm, key: &[u8]) -> Result<()> {
         let mut data = vec![alg.byte(), 0x9B, key.len() as u8];
         data.extend(key);
-        self.call("SET MANAGEMENT KEY", [0x00, 0xFF, 0xFF, 0xFF], &data)
+        self.call(Instruction::SetManagementKey, 0xFF, 0xFF, &data)
             .map(drop)
     }
 
     /// CARD INFO (vendor).
     pub fn card_info(&mut self) -> Result<CardInfo> {
-        let data = self.call("CARD INFO", [0x00, 0xE3, 0x00, 0x00], &[])?;
+        let data = self.call(Instruction::CardInfo, 0x00, 0x00, &[])?;
         let mut info = CardInfo {
             serial: 0,
             is_virtual: false,
@@ -368,23 +375,19 @@ impl<T: Transport> PivClient<T> {
     /// COMMIT RENEWAL (vendor): the staged key and its certificate, at once.
     pub fn commit_renewal(&mut self, slot: u8, certificate_der: &[u8]) -> Result<()> {
         let data = tlv(0x53, &Self::certificate_object(certificate_der));
-        self.call("COMMIT RENEWAL", [0x00, 0xE1, 0x00, slot], &data)
+        self.call(Instruction::CommitRenewal, 0x00, slot, &data)
             .map(drop)
     }
 
     /// SET SERIAL (vendor): only on a card in its factory state.
     pub fn set_serial(&mut self, serial: u32) -> Result<()> {
-        self.call(
-            "SET SERIAL",
-            [0x00, 0xE4, 0x00, 0x00],
-            &serial.to_be_bytes(),
-        )
-        .map(drop)
+        self.call(Instruction::SetSerial, 0x00, 0x00, &serial.to_be_bytes())
+            .map(drop)
     }
 
     /// ABORT RENEWAL (vendor).
     pub fn abort_renewal(&mut self, slot: u8) -> Result<()> {
-        self.call("ABORT RENEWAL", [0x00, 0xE2, 0x00, slot], &[])
+        self.call(Instruction::AbortRenewal, 0x00, slot, &[])
             .map(drop)
     }
 }

@@ -10,7 +10,8 @@ use super::derive::MasterSecret;
 use super::keys::CardKey;
 use super::time::{self, DAY};
 use client::{
-    Algorithm, ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, Transport, tlv, unwrap_tlv,
+    AdminAlgorithm, Algorithm, ClientError, DEFAULT_MGM, PivClient, Status as Sw, Transport, tlv,
+    unwrap_tlv,
 };
 
 /// Certificate objects of the two slots a staff card uses.
@@ -176,14 +177,14 @@ pub fn personalize<T: Transport>(
         return Err(format!("card {:010} is registered already", info.serial));
     }
     if card.is_default(0x9B).map_err(card_err)? {
-        card.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        card.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
             .map_err(card_err)?;
         info = personalize_card(cms, card, r, info, now)?;
     } else {
         // Either an earlier attempt finished every card step, or this is
         // somebody else's card.
         card.authenticate(
-            MgmAlgorithm::Aes256,
+            AdminAlgorithm::Aes256,
             &cms.master.management_key(info.serial),
         )
         .map_err(|e| {
@@ -284,7 +285,7 @@ fn personalize_card<T: Transport>(
     card.put_object(0x5FC102, &chuid(&r.uuid, expiry))
         .map_err(card_err)?;
     card.set_management_key(
-        MgmAlgorithm::Aes256,
+        AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),
     )
     .map_err(card_err)?;
@@ -415,7 +416,7 @@ fn issued_card<T: Transport>(
     flow: &str,
     now: u64,
 ) -> Result<(), String> {
-    match card.authenticate(MgmAlgorithm::Aes256, &cms.master.management_key(serial)) {
+    match card.authenticate(AdminAlgorithm::Aes256, &cms.master.management_key(serial)) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = cms.db.audit(
@@ -551,14 +552,18 @@ pub fn renew<T: Transport>(
         Window::Open => {}
     }
     card.verify_pin(passcode).map_err(|e| match e {
-        ClientError::Status { sw, .. } if sw >> 4 == 0x63C => {
-            format!("passcode refused: {} tries left", sw & 0xF)
-        }
-        ClientError::Status { sw: 0x6983, .. } => "the card is locked: unlock it first".into(),
+        ClientError::Refused {
+            status: Sw::VerificationFailed(left),
+            ..
+        } => format!("passcode refused: {} tries left", left.get()),
+        ClientError::Refused {
+            status: Sw::AuthenticationMethodBlocked,
+            ..
+        } => "the card is locked: unlock it first".into(),
         other => other.to_string(),
     })?;
     card.authenticate(
-        MgmAlgorithm::Aes256,
+        AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),
     )
     .map_err(card_err)?;
@@ -570,7 +575,11 @@ pub fn renew<T: Transport>(
             // Staging an earlier slot may have dropped it already: a card
             // keeps only the newest renewal's staged keys.
             match card.abort_renewal(*slot) {
-                Ok(()) | Err(ClientError::Status { sw: 0x6A88, .. }) => {}
+                Ok(())
+                | Err(ClientError::Refused {
+                    status: Sw::ReferenceNotFound,
+                    ..
+                }) => {}
                 Err(e) => return Err(card_err(e)),
             }
         }
@@ -692,9 +701,10 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     let puk = cms.puk(info.serial);
     card.unblock(puk.as_bytes(), new_passcode.as_bytes())
         .map_err(|e| match e {
-            ClientError::Status { sw: 0x6983, .. } => {
-                "the card's PUK is blocked: it must be re-issued".to_string()
-            }
+            ClientError::Refused {
+                status: Sw::AuthenticationMethodBlocked,
+                ..
+            } => "the card's PUK is blocked: it must be re-issued".to_string(),
             other => format!("unblock failed: {other}"),
         })?;
     cms.db.self_service_reset(info.serial)?;

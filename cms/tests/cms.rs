@@ -3,7 +3,7 @@
 
 mod common;
 
-use client::{ClientError, DEFAULT_MGM, MgmAlgorithm, PivClient, unwrap_tlv};
+use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, PivClient, Status, unwrap_tlv};
 use cms::ca::Role;
 use cms::flows::{self, Cms, Request};
 use cms::time;
@@ -83,8 +83,11 @@ fn personalise_then_status() {
     .unwrap();
     // The factory management key and PUK are gone.
     assert!(matches!(
-        client.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM),
-        Err(ClientError::Status { sw: 0x6A86, .. })
+        client.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM),
+        Err(ClientError::Refused {
+            status: Status::IncorrectP1P2,
+            ..
+        })
     ));
     assert!(client.change(0x81, b"12345678", b"11223344").is_err());
     // The CHUID names the holder.
@@ -163,7 +166,7 @@ fn bad_requests_touch_neither_card_nor_database() {
     // The card is still factory-fresh.
     client.select().unwrap();
     client
-        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
         .unwrap();
     client.verify_pin(b"123456").unwrap();
 }
@@ -275,7 +278,7 @@ fn the_issuer_assigns_the_serial_at_personalisation() {
     assert!(s.cms.db.card(912_000_001).unwrap().is_some());
     // Once personalised, the serial is the card's for good.
     client
-        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
         .unwrap_err();
     assert!(client.set_serial(912_000_002).is_err());
 }

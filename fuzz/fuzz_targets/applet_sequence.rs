@@ -20,7 +20,7 @@ use applet::{DeviceKey, Piv, Profile};
 use arbitrary::{Arbitrary, Unstructured};
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
-use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -345,8 +345,8 @@ fuzz_target!(|data: &[u8]| {
 
 fn run(profile: Profile, ops: &[Op]) {
     let mgm = match profile {
-        Profile::Series9 => MgmAlgorithm::Tdes,
-        Profile::YubiKey { .. } => MgmAlgorithm::Aes192,
+        Profile::Series9 => AdminAlgorithm::Tdes,
+        Profile::YubiKey { .. } => AdminAlgorithm::Aes192,
     };
     let boot = |flash| boot(flash, profile);
     let mut card = boot(Torn::new(fresh(profile), None, 0));

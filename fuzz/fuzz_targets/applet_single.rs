@@ -12,7 +12,7 @@ use applet::{DeviceKey, Management, Piv, Profile};
 use card_os::store::Store;
 use card_os::testing::{RamFlash, for_each_record};
 use card_os::{Card, atr};
-use client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+use client::{AdminAlgorithm, DEFAULT_MGM, PivClient};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -51,10 +51,10 @@ fn boot(flash: Flash, profile: Profile) -> TheCard {
 
 /// The factory management key's algorithm: 3DES, or AES-192 as on a
 /// YubiKey 5.7.
-fn factory_mgm(profile: Profile) -> MgmAlgorithm {
+fn factory_mgm(profile: Profile) -> AdminAlgorithm {
     match profile {
-        Profile::Series9 => MgmAlgorithm::Tdes,
-        Profile::YubiKey { .. } => MgmAlgorithm::Aes192,
+        Profile::Series9 => AdminAlgorithm::Tdes,
+        Profile::YubiKey { .. } => AdminAlgorithm::Aes192,
     }
 }
 

@@ -6,7 +6,7 @@
 //! without a bound hangs and libFuzzer reports a timeout.
 #![no_main]
 
-use client::{Algorithm, ClientError, MgmAlgorithm, PivClient, Transport};
+use client::{AdminAlgorithm, Algorithm, ClientError, PivClient, Transport};
 use libfuzzer_sys::fuzz_target;
 
 /// Answers cut from the input: a length byte, then that many bytes.
@@ -51,8 +51,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = card.card_info();
     let _ = card.tries(0x80);
     let _ = card.is_default(0x9B);
-    let _ = card.authenticate(MgmAlgorithm::Aes256, &[7; 32]);
-    let _ = card.authenticate(MgmAlgorithm::Tdes, &[7; 24]);
+    let _ = card.authenticate(AdminAlgorithm::Aes256, &[7; 32]);
+    let _ = card.authenticate(AdminAlgorithm::Tdes, &[7; 24]);
     let _ = card.get_object(0x5FC105);
     let _ = card.key_metadata(0x9A);
     let _ = card.public_key(0x9C);

@@ -341,13 +341,13 @@ fn ssh_agent_signs_with_the_card(h: &Harness) {
 /// against the card's public key.
 #[test]
 fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
-    use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient};
+    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, Pcsc, PivClient};
     use cms::keys::CardKey;
 
     let h = Harness::start(1);
     let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
     c.select().unwrap();
-    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let spki = |name: &str, algorithm: Algorithm, public: Vec<u8>| {
         let der = der::Encode::to_der(&CardKey { algorithm, public }.spki().unwrap()).unwrap();
         h.write(name, &der)

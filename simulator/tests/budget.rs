@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient, Result, Transport};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Transport};
 use harness::{Harness, Kind, firmware_elf, root};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
@@ -177,7 +177,7 @@ fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
         (
             "generate_p256",
             Box::new(|c| {
-                c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+                c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
                 c.generate_key(0x9A, Algorithm::P256, false).unwrap();
             }),
         ),

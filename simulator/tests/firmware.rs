@@ -7,7 +7,7 @@ mod harness;
 
 use std::path::Path;
 
-use client::{DEFAULT_MGM, MgmAlgorithm, PivClient, Transport};
+use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Transport};
 use harness::firmware_elf;
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, Make};
@@ -87,7 +87,7 @@ fn a_card_moves_between_host_and_firmware() {
         let mut c = PivClient::new(host);
         c.select().unwrap();
         c.change(0x80, b"123456", b"482915").unwrap();
-        c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
         c.put_object(0x5FC105, &[0xA5; 700]).unwrap();
     }
     let flash = dir.path().join("card.flash");
@@ -102,7 +102,7 @@ fn a_card_moves_between_host_and_firmware() {
     c.select().unwrap();
     assert_eq!(c.get_object(0x5FC105).unwrap(), Some(vec![0xA5; 700]));
     c.verify_pin(b"482915").unwrap();
-    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     c.put_object(0x5FC10A, &[0x3C; 300]).unwrap();
     c.into_inner().halt();
 

@@ -15,7 +15,7 @@ mod harness;
 
 use std::time::Instant;
 
-use client::{DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient, Transport};
+use client::{AdminAlgorithm, DEFAULT_MGM, Pcsc, PivClient, Transport};
 use harness::{Harness, Readers};
 use virtual_reader::latency::{Delay, Profile};
 
@@ -106,11 +106,13 @@ impl Probe {
         };
         let mut piv = PivClient::new(reader);
         if let Some(algorithm) = needs_key {
-            piv.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+            piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
+                .unwrap();
             piv.generate_key(0x9A, algorithm, false).unwrap();
         }
         if let Probe::GenerateRsa2048 = self {
-            piv.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+            piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
+                .unwrap();
         }
         let mut reader = piv.into_inner();
         (0..n)

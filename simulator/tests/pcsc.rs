@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use client::{ClientError, DEFAULT_MGM, MgmAlgorithm, Pcsc, PivClient};
+use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, Pcsc, PivClient, Status};
 use harness::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use pcsc::{Context, ReaderState, Scope, State};
@@ -19,11 +19,8 @@ fn card(h: &Harness, n: usize) -> PivClient<Pcsc> {
     c
 }
 
-fn sw(e: ClientError) -> u16 {
-    match e {
-        ClientError::Status { sw, .. } => sw,
-        other => panic!("{other}"),
-    }
+fn status(e: ClientError) -> Status {
+    e.status().unwrap_or_else(|| panic!("{e}"))
 }
 
 fn pin_status(c: &mut PivClient<Pcsc>) -> u16 {
@@ -93,18 +90,20 @@ fn a_card_reset_clears_the_pin_status() {
 fn aes_management_key_over_pcsc() {
     let h = Harness::start(1);
     let mut c = card(&h, 0);
-    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let key: Vec<u8> = (0..32).collect();
-    c.set_management_key(MgmAlgorithm::Aes256, &key).unwrap();
+    c.set_management_key(AdminAlgorithm::Aes256, &key).unwrap();
     c.into_inner().reset().unwrap();
     let mut c = card(&h, 0);
     assert_eq!(
-        sw(c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
-            .unwrap_err()),
-        0x6A86,
+        status(
+            c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
+                .unwrap_err()
+        ),
+        Status::IncorrectP1P2,
         "the 3DES key is gone"
     );
-    c.authenticate(MgmAlgorithm::Aes256, &key).unwrap();
+    c.authenticate(AdminAlgorithm::Aes256, &key).unwrap();
 }
 
 #[test]
@@ -150,7 +149,7 @@ fn the_server_reconnects_when_pcscd_restarts() {
 fn kill_during_a_put_data_chain() {
     let mut h = Harness::start(1);
     let mut c = card(&h, 0);
-    c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     c.put_object(0x5FC105, &[1; 1024]).unwrap();
     // Send two parts of a new object's chain, then cut the power.
     let mut data = vec![0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x53, 0x82, 0x04, 0x00];
@@ -180,7 +179,7 @@ fn kill_during_generate_and_verify() {
     let mut pin: &[u8] = b"123456";
     for round in 0..8u64 {
         let mut c = card(&h, 0);
-        c.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
         let (before, _) = c.tries(0x80).unwrap();
         let delay = Duration::from_micros(200 + (round * 7919) % 3000);
         let killer = std::thread::spawn(move || std::thread::sleep(delay));

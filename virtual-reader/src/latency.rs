@@ -20,6 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use applet::algorithm::Algorithm;
+use applet::ins::Instruction;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -127,6 +128,7 @@ impl Profile {
             .commands
             .into_iter()
             .map(|r| {
+                trace::check_name(&r.name)?;
                 let algorithm = r
                     .algorithm
                     .map(|a| {
@@ -224,9 +226,9 @@ impl Classified {
         let header = [h.cla, h.ins, h.p1, h.p2];
         let [cla, ins, p1, _] = header;
         let data = command.data();
-        let algorithm = match ins {
-            0x87 => Algorithm::from_byte(p1),
-            0x47 => apdu::tlv::Reader::new(data)
+        let algorithm = match Instruction::from_byte(ins) {
+            Some(Instruction::GeneralAuthenticate) => Algorithm::from_byte(p1),
+            Some(Instruction::Generate | Instruction::StageKey) => apdu::tlv::Reader::new(data)
                 .flatten()
                 .find(|t| t.tag.value() == 0xAC)
                 .and_then(|t| {

@@ -119,7 +119,10 @@ impl Event {
             (Some(count), None, None) if count > 0 => Trigger::AfterApdus(count),
             (None, Some(t), None) => Trigger::After(ms(t)),
             (None, None, Some(name)) if !name.trim().is_empty() => Trigger::During {
-                name: name.trim().to_string(),
+                name: {
+                    crate::trace::check_name(&name).map_err(at)?;
+                    name.trim().to_string()
+                },
                 nth: match e.nth {
                     Some(0) => return Err(at("nth counts from 1".into())),
                     Some(n) => n,

@@ -18,6 +18,8 @@ use std::fmt::Write as _;
 
 use apdu::Command;
 use apdu::tlv::Reader;
+use applet::algorithm::Algorithm;
+use applet::ins::{Instruction, KEY_REF_ADMIN};
 use card_os::Secrecy;
 
 /// A data field as traced.
@@ -188,7 +190,10 @@ fn slot(b: u8) -> String {
 }
 
 /// The PIV name of a command: `VERIFY PIN`, `GET DATA 5FC105`,
-/// `GENERAL AUTHENTICATE ECDSA 9A`…
+/// `GENERAL AUTHENTICATE ECDSA 9A`… Its first words are always the
+/// instruction's name in the applet's table ([`Instruction::name`]), which
+/// latency profiles and scenarios match; what follows says which slot,
+/// object, reference or operation.
 pub fn name(header: [u8; 4], data: &Data) -> String {
     let [cla, ins, p1, p2] = header;
     let chained = if cla & 0x10 != 0 {
@@ -196,71 +201,105 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
     } else {
         ""
     };
+    let Some(instruction) = Instruction::from_byte(ins) else {
+        return format!("INS {ins:02X}{chained}");
+    };
     let clear = match data {
         Data::Clear(b) => b.as_slice(),
         Data::Redacted(_) => &[],
     };
-    let base = match ins {
-        0xA4 => {
-            if clear.starts_with(&[0xA0, 0x00, 0x00, 0x03, 0x08]) {
-                "SELECT PIV".to_string()
-            } else {
-                format!("SELECT {}", hex(clear))
-            }
+    let name = instruction.name();
+    let base = match instruction {
+        Instruction::Select if clear.starts_with(&[0xA0, 0x00, 0x00, 0x03, 0x08]) => {
+            format!("{name} PIV")
         }
-        0x20 => match (p1, data.len()) {
-            (0xFF, _) => "VERIFY LOGOUT".into(),
-            (_, 0) => "VERIFY PIN (status)".into(),
-            _ => "VERIFY PIN".into(),
+        Instruction::Select => format!("{name} {}", hex(clear)),
+        Instruction::Verify => match (p1, data.len()) {
+            (0xFF, _) => format!("{name} LOGOUT"),
+            (_, 0) => format!("{name} PIN (status)"),
+            _ => format!("{name} PIN"),
         },
-        0x24 => format!(
-            "CHANGE REFERENCE DATA {}",
-            if p2 == 0x81 { "PUK" } else { "PIN" }
-        ),
-        0x2C => "RESET RETRY COUNTER".into(),
-        0x87 => {
-            if p2 == 0x9B {
-                "GENERAL AUTHENTICATE MANAGEMENT KEY".into()
-            } else {
-                let inner = Reader::new(clear)
-                    .flatten()
-                    .find(|t| t.tag.value() == 0x7C)
-                    .map(|t| t.value)
-                    .unwrap_or_default();
-                let ecdh = Reader::new(inner).flatten().any(|t| t.tag.value() == 0x85);
-                format!(
-                    "GENERAL AUTHENTICATE {} {}",
-                    if ecdh { "ECDH" } else { "ECDSA" },
-                    slot(p2)
-                )
-            }
+        Instruction::ChangeReference => {
+            format!("{name} {}", if p2 == 0x81 { "PUK" } else { "PIN" })
         }
-        0x47 => format!("GENERATE {}", slot(p2)),
-        0xCB | 0xDB => {
-            let verb = if ins == 0xCB { "GET DATA" } else { "PUT DATA" };
+        Instruction::GeneralAuthenticate if p2 == KEY_REF_ADMIN => {
+            format!("{name} MANAGEMENT KEY")
+        }
+        Instruction::GeneralAuthenticate => match operation(p1, clear) {
+            Some(op) => format!("{name} {op} {}", slot(p2)),
+            None => format!("{name} {}", slot(p2)),
+        },
+        Instruction::GetData | Instruction::PutData => {
             match Reader::new(clear).flatten().find(|t| t.tag.value() == 0x5C) {
-                Some(t) => format!("{verb} {}", hex(t.value)),
-                None => verb.into(),
+                Some(t) => format!("{name} {}", hex(t.value)),
+                None => name.into(),
             }
         }
-        0xC0 => "GET RESPONSE".into(),
-        0xFD => "GET VERSION".into(),
-        0xF8 => "GET SERIAL".into(),
-        0xF7 => format!("GET METADATA {}", slot(p2)),
-        0xFA => "SET PIN RETRIES".into(),
-        0xFB => "RESET".into(),
-        0xFF => "SET MANAGEMENT KEY".into(),
-        0xFE => format!("IMPORT KEY {}", slot(p2)),
-        0xF9 => format!("ATTEST {}", slot(p1)),
-        0xF6 if p1 == 0xFF => format!("DELETE KEY {}", slot(p2)),
-        0xF6 => format!("MOVE KEY {}->{}", slot(p2), slot(p1)),
-        0xE0 => format!("STAGE KEY {}", slot(p2)),
-        0xE1 => format!("COMMIT RENEWAL {}", slot(p2)),
-        0xE2 => format!("ABORT RENEWAL {}", slot(p2)),
-        0xE3 => "CARD INFO".into(),
-        other => format!("INS {other:02X}"),
+        Instruction::Generate
+        | Instruction::GetMetadata
+        | Instruction::ImportKey
+        | Instruction::StageKey
+        | Instruction::CommitRenewal
+        | Instruction::AbortRenewal => format!("{name} {}", slot(p2)),
+        Instruction::Attest => format!("{name} {}", slot(p1)),
+        Instruction::MoveKey if p1 == 0xFF => format!("DELETE KEY {}", slot(p2)),
+        Instruction::MoveKey => format!("{name} {}->{}", slot(p2), slot(p1)),
+        Instruction::GetResponse
+        | Instruction::ResetRetry
+        | Instruction::GetSerial
+        | Instruction::SetPinRetries
+        | Instruction::Reset
+        | Instruction::GetVersion
+        | Instruction::SetManagementKey
+        | Instruction::CardInfo
+        | Instruction::SetSerial => name.into(),
     };
     format!("{base}{chained}")
+}
+
+/// Checks a command name a latency profile or a scenario matches against:
+/// it must begin with a name the trace gives (an instruction of the
+/// applet's table, `DELETE KEY`, or `INS XX` for a byte the card lacks),
+/// or it would silently match nothing. What follows the instruction (a
+/// slot, an object, `PIN`) is not checked.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let name = name.trim();
+    let known = Instruction::ALL
+        .iter()
+        .map(|i| i.name())
+        .chain(["DELETE KEY"])
+        .any(|n| crate::latency::names_begin(name, n) || crate::latency::names_begin(n, name));
+    let unknown_byte = name
+        .strip_prefix("INS ")
+        .is_some_and(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok());
+    if known || unknown_byte {
+        return Ok(());
+    }
+    let names: Vec<&str> = Instruction::ALL.iter().map(|i| i.name()).collect();
+    Err(format!(
+        "command {name:?}: names begin with one of {}",
+        names.join(", ")
+    ))
+}
+
+/// What a GENERAL AUTHENTICATE with a slot's key does, from its algorithm
+/// (P1) and whether it carries a peer's public key (`85`): an RSA private
+/// operation (a signature or a decryption: the card cannot tell), an ECDSA
+/// or EdDSA signature, or a key agreement. None when P1 names no algorithm.
+fn operation(p1: u8, data: &[u8]) -> Option<&'static str> {
+    let inner = Reader::new(data)
+        .flatten()
+        .find(|t| t.tag.value() == 0x7C)
+        .map(|t| t.value)
+        .unwrap_or_default();
+    let agrees = Reader::new(inner).flatten().any(|t| t.tag.value() == 0x85);
+    Some(match Algorithm::from_byte(p1)? {
+        a if a.rsa_bits().is_some() => "RSA",
+        Algorithm::Ed25519 => "EdDSA",
+        Algorithm::X25519 => "ECDH",
+        _ if agrees => "ECDH",
+        _ => "ECDSA",
+    })
 }
 
 pub use client::meaning;
@@ -345,5 +384,81 @@ mod tests {
             "GENERAL AUTHENTICATE ECDSA 9A"
         );
         assert_eq!(meaning(0x63C2), "verification failed, 2 tries left");
+    }
+
+    use crate::latency::names_begin;
+
+    #[test]
+    fn a_name_nothing_could_match_is_refused() {
+        for good in [
+            "VERIFY",
+            "VERIFY PIN",
+            "GENERAL AUTHENTICATE RSA 9A",
+            "GET",
+            "INS 12",
+            "SET SERIAL",
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in ["VERIFI PIN", "GENERAL AUTH", "SIGN", "INS XY", ""] {
+            let e = check_name(bad).unwrap_err();
+            assert!(e.contains("GENERAL AUTHENTICATE"), "{e}");
+        }
+    }
+
+    fn named(header: [u8; 4], data: &[u8]) -> String {
+        name(header, &Data::Clear(data.to_vec()))
+    }
+
+    #[test]
+    fn each_operation_is_named_by_its_key_and_every_name_begins_with_the_tables() {
+        let challenge = [0x7C, 0x04, 0x82, 0x00, 0x81, 0x00];
+        let peer = [0x7C, 0x05, 0x82, 0x00, 0x85, 0x01, 0x04];
+        let cases: [([u8; 4], &[u8], &str); 8] = [
+            (
+                [0x00, 0x87, 0x07, 0x9A],
+                &challenge,
+                "GENERAL AUTHENTICATE RSA 9A",
+            ),
+            (
+                [0x00, 0x87, 0x16, 0x9D],
+                &challenge,
+                "GENERAL AUTHENTICATE RSA 9D",
+            ),
+            (
+                [0x00, 0x87, 0x14, 0x9E],
+                &challenge,
+                "GENERAL AUTHENTICATE ECDSA 9E",
+            ),
+            (
+                [0x00, 0x87, 0x11, 0x9D],
+                &peer,
+                "GENERAL AUTHENTICATE ECDH 9D",
+            ),
+            (
+                [0x00, 0x87, 0xE0, 0x9C],
+                &challenge,
+                "GENERAL AUTHENTICATE EdDSA 9C",
+            ),
+            (
+                [0x00, 0x87, 0xE1, 0x9D],
+                &peer,
+                "GENERAL AUTHENTICATE ECDH 9D",
+            ),
+            ([0x00, 0xE4, 0x00, 0x00], &[0, 0, 0, 1], "SET SERIAL"),
+            ([0x00, 0x12, 0x00, 0x00], &[], "INS 12"),
+        ];
+        for (header, data, want) in cases {
+            assert_eq!(named(header, data), want, "{header:02X?}");
+        }
+        for ins in Instruction::ALL {
+            let got = named([0x00, ins.byte(), 0x00, 0x9A], &[]);
+            let refined = *ins == Instruction::MoveKey && got.starts_with("DELETE KEY");
+            assert!(
+                names_begin(&got, ins.name()) || refined,
+                "{got:?} does not begin with {:?}",
+                ins.name()
+            );
+        }
     }
 }

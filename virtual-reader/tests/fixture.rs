@@ -1,7 +1,7 @@
 //! The in-process fixture: a card in one call, through the host PIV
 //! client, with no pcscd.
 
-use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM};
 use virtual_reader::fixture;
 
 #[test]
@@ -15,7 +15,8 @@ fn a_seeded_card_makes_the_same_key_every_run() {
         let mut piv = card.client();
         piv.select().unwrap();
         assert_eq!(piv.card_info().unwrap().serial, 900_000_042);
-        piv.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
+            .unwrap();
         piv.generate_key(0x9A, Algorithm::P256, false).unwrap()
     };
     let first = key(11);
@@ -46,7 +47,8 @@ fn reinsertion_ends_the_pin_session_but_keeps_the_card() {
         let mut piv = card.client();
         piv.select().unwrap();
         piv.verify_pin(b"123456").unwrap();
-        piv.authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+        piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
+            .unwrap();
         piv.put_object(0x5FC105, b"kept").unwrap();
     }
     card.reinsert();

@@ -4,7 +4,7 @@
 use applet::{DeviceKey, Piv};
 use card_os::testing::RamFlash;
 use card_os::{Card, atr};
-use client::{DEFAULT_MGM, MgmAlgorithm, PivClient};
+use client::{AdminAlgorithm, DEFAULT_MGM, PivClient};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -56,7 +56,7 @@ pub fn ok(card: &mut PivCard, apdu: &[u8]) -> Vec<u8> {
 pub fn admin(card: &mut PivCard) {
     let mut client = PivClient::new(card);
     client
-        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
         .unwrap();
 }
 

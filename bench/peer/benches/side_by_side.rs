@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::{Algorithm, DEFAULT_MGM, MgmAlgorithm, PivClient};
+use client::{Algorithm, DEFAULT_MGM, AdminAlgorithm, PivClient};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -116,7 +116,7 @@ fn set_up(card: &mut impl BenchCard, alg: Algorithm) -> Vec<u8> {
     ok(card, &[SELECT.to_vec()]);
     let mut client = PivClient::new(&mut *card);
     client
-        .authenticate(MgmAlgorithm::Tdes, &DEFAULT_MGM)
+        .authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
         .expect("factory management key");
     let public = client.generate_key(0x9A, alg, false).expect("GENERATE");
     ok(card, &[VERIFY.to_vec()]);
