@@ -1,9 +1,9 @@
 //! The management key (`9B`): its record, its block cipher, and the
 //! challenge-response that proves a host holds it.
 
+use crate::profile::Profile;
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use card_os::Persistent;
-use card_os::image::Profile;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 

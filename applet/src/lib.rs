@@ -31,6 +31,7 @@ pub mod management;
 pub mod objects;
 pub mod passcode;
 pub mod pin;
+pub mod profile;
 pub mod secrecy;
 pub mod secrets;
 pub mod session;
@@ -39,9 +40,9 @@ pub mod slot;
 use apdu::{Command, Header, Status};
 use card_os::{Applet, Context, Reply, Secrecy};
 
-pub use card_os::image::Profile;
 pub use error::Error;
 pub use management::Management;
+pub use profile::Profile;
 pub use secrets::DeviceKey;
 
 /// The version GET VERSION reports: Yubico firmware numbering, at least
@@ -81,10 +82,10 @@ pub fn atr(profile: Profile, is_virtual: bool) -> card_os::atr::Atr {
 
 /// The applets of a card made as its factory record says, host or
 /// firmware: PIV, and on a YubiKey-compatible card the Management
-/// application beside it.
-pub fn applets(header: &card_os::image::Header) -> (Piv, Option<Management>) {
+/// application beside it; `profile` is [`Profile::of`] the same record.
+pub fn applets(header: &card_os::image::Header, profile: Profile) -> (Piv, Option<Management>) {
     let device = DeviceKey::new(header.device_key);
-    let management = match header.profile {
+    let management = match profile {
         Profile::Series9 => None,
         Profile::YubiKey { pin_complexity } => {
             Some(Management::new(device.clone(), pin_complexity))
@@ -92,7 +93,7 @@ pub fn applets(header: &card_os::image::Header) -> (Piv, Option<Management>) {
     };
     let piv = Piv::new(device, header.is_virtual)
         .with_factory_serial(header.serial)
-        .with_profile(header.profile);
+        .with_profile(profile);
     (piv, management)
 }
 

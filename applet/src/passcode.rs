@@ -4,7 +4,7 @@
 //! rules add, for a *new* passcode: 6 to 8 digits, and not weak. Stored
 //! passcodes of 4 or 5 digits (legacy cards) still verify.
 
-use card_os::image::Profile;
+use crate::profile::Profile;
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};

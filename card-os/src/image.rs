@@ -7,9 +7,9 @@
 //! ```text
 //! 0     magic "S9CARD-IMAGE" + 4 zero bytes
 //! 16    format version u16 LE (1 or 2)
-//! 18    flags u16 LE (bit 0: virtual card; bit 1: YubiKey-compatible
-//!       profile; bit 2: with PIN complexity, only with bit 1; bit 3: the
-//!       device key and seed are in the key store, and zero here)
+//! 18    flags u16 LE (bit 0: virtual card; bit 3: the device key and
+//!       seed are in the key store, and zero here; every other bit is the
+//!       applets', which the OS keeps and never reads: [`AppletFlags`])
 //! 20    serial u32 LE (the serial the card takes at its factory state)
 //! 24    page size u32 LE (4096)     28  page count u32 LE
 //! 32    device key, 32 bytes (the MCU's unique key)
@@ -59,49 +59,41 @@ pub const RECORD_LEN: usize = 100;
 /// Store pages an image may have.
 pub const PAGES: core::ops::RangeInclusive<u32> = 8..=128;
 const FLAG_VIRTUAL: u16 = 1;
-const FLAG_YUBIKEY: u16 = 1 << 1;
-const FLAG_PIN_COMPLEXITY: u16 = 1 << 2;
 const FLAG_KEYS_APART: u16 = 1 << 3;
 const KEY_STORE_MAGIC: &[u8; 16] = b"S9CARD-KEYSTORE\0";
 /// The key store record's length.
 pub const KEY_STORE_LEN: usize = 84;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
-/// Which card the applets present themselves as: a factory property, like
-/// the serial, because tools decide from it what they may ask.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Profile {
-    /// The Series 9 staff card: its passcode rules and nothing else.
-    #[default]
-    Series9,
-    /// A card that tools take for a YubiKey 5.7 (the Management
-    /// application, YubiKey answers where the rules differ), optionally
-    /// with its PIN complexity policy.
-    YubiKey {
-        /// New PINs and PUKs are checked against the complexity policy.
-        pin_complexity: bool,
-    },
-}
+/// The factory record's flag bits that belong to the applets: every bit
+/// but the OS's own (virtual card, keys apart). The OS stores them when a
+/// card is made and hands them to the applets at boot; what they mean (the
+/// PIV applet reads a profile from them) is the applets' business, so the
+/// OS names no applet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AppletFlags(u16);
 
-impl Profile {
-    fn flags(self) -> u16 {
-        match self {
-            Profile::Series9 => 0,
-            Profile::YubiKey {
-                pin_complexity: false,
-            } => FLAG_YUBIKEY,
-            Profile::YubiKey {
-                pin_complexity: true,
-            } => FLAG_YUBIKEY | FLAG_PIN_COMPLEXITY,
+impl AppletFlags {
+    /// The bits applets may use.
+    pub const MASK: u16 = !(FLAG_VIRTUAL | FLAG_KEYS_APART);
+
+    /// Flags from their bits; `None` if a bit of the OS's own is set.
+    pub const fn new(bits: u16) -> Option<AppletFlags> {
+        if bits & !Self::MASK == 0 {
+            Some(AppletFlags(bits))
+        } else {
+            None
         }
     }
 
-    fn from_flags(flags: u16) -> Result<Profile, HeaderError> {
-        match (flags & FLAG_YUBIKEY != 0, flags & FLAG_PIN_COMPLEXITY != 0) {
-            (false, false) => Ok(Profile::Series9),
-            (false, true) => Err(HeaderError::Flags),
-            (true, pin_complexity) => Ok(Profile::YubiKey { pin_complexity }),
-        }
+    /// Flags from the applets' bits of `bits`, the OS's dropped.
+    pub const fn masked(bits: u16) -> AppletFlags {
+        AppletFlags(bits & Self::MASK)
+    }
+
+    /// The bits.
+    pub const fn bits(self) -> u16 {
+        self.0
     }
 }
 
@@ -111,9 +103,9 @@ impl Profile {
 pub struct Header {
     /// A simulated card (shown as virtual to tools and the CMS).
     pub is_virtual: bool,
-    /// Which card it presents itself as.
+    /// The applets' flags, as the card was made.
     #[zeroize(skip)]
-    pub profile: Profile,
+    pub applet: AppletFlags,
     /// The serial the card takes when it initialises itself.
     pub serial: u32,
     /// Store pages.
@@ -128,7 +120,7 @@ impl core::fmt::Debug for Header {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Header")
             .field("is_virtual", &self.is_virtual)
-            .field("profile", &self.profile)
+            .field("applet", &self.applet)
             .field("serial", &self.serial)
             .field("pages", &self.pages)
             .field("seed", &self.seed.map(|_| ".."))
@@ -149,8 +141,8 @@ pub enum HeaderError {
     PageSize,
     /// A page count outside [`PAGES`].
     PageCount,
-    /// Flags that name no card (PIN complexity without the YubiKey
-    /// profile).
+    /// Flags that contradict the record: keys apart in a version 1
+    /// record, or a record that keeps its keys read as one that does not.
     Flags,
     /// The device key and seed are in the key store, which was not read.
     KeysApart,
@@ -168,7 +160,7 @@ impl core::fmt::Display for HeaderError {
             }
             HeaderError::PageSize => f.write_str("unsupported page size"),
             HeaderError::PageCount => f.write_str("unsupported page count"),
-            HeaderError::Flags => f.write_str("contradictory profile flags"),
+            HeaderError::Flags => f.write_str("contradictory flags"),
             HeaderError::KeysApart => {
                 f.write_str("the device key is in the card's key store, not in this flash")
             }
@@ -244,7 +236,7 @@ impl Header {
         let version: u16 = if self.seed.is_some() { 2 } else { 1 };
         put(&mut b, 16, &version.to_le_bytes());
         let virtual_flag = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
-        let flags = virtual_flag | self.profile.flags();
+        let flags = virtual_flag | self.applet.bits();
         put(&mut b, 18, &flags.to_le_bytes());
         put(&mut b, 20, &self.serial.to_le_bytes());
         put(&mut b, 24, &(PAGE as u32).to_le_bytes());
@@ -271,7 +263,7 @@ impl Header {
         put(&mut record, 0, MAGIC);
         put(&mut record, 16, &2u16.to_le_bytes());
         let virtual_flag = if self.is_virtual { FLAG_VIRTUAL } else { 0 };
-        let flags = virtual_flag | self.profile.flags() | FLAG_KEYS_APART;
+        let flags = virtual_flag | self.applet.bits() | FLAG_KEYS_APART;
         put(&mut record, 18, &flags.to_le_bytes());
         put(&mut record, 20, &self.serial.to_le_bytes());
         put(&mut record, 24, &(PAGE as u32).to_le_bytes());
@@ -364,7 +356,7 @@ impl Header {
         Ok(Decoded {
             fields: Header {
                 is_virtual: flags & FLAG_VIRTUAL != 0,
-                profile: Profile::from_flags(flags)?,
+                applet: AppletFlags::masked(flags),
                 serial: word(b, 20),
                 pages,
                 device_key,
@@ -388,7 +380,7 @@ mod tests {
     fn header(seed: Option<[u8; 32]>) -> Header {
         Header {
             is_virtual: true,
-            profile: Profile::Series9,
+            applet: AppletFlags::default(),
             serial: 912_345_678,
             pages: 32,
             device_key: [3; 32],
@@ -413,28 +405,23 @@ mod tests {
     }
 
     #[test]
-    fn profiles_round_trip_and_contradictions_are_refused() {
-        for profile in [
-            Profile::Series9,
-            Profile::YubiKey {
-                pin_complexity: false,
-            },
-            Profile::YubiKey {
-                pin_complexity: true,
-            },
-        ] {
+    fn the_applets_flags_round_trip_and_never_touch_the_oss() {
+        for bits in [0, 0b10, 0b110, 0b100, 0xFFF0, AppletFlags::MASK] {
             let h = Header {
-                profile,
+                applet: AppletFlags::new(bits).unwrap(),
                 ..header(Some([5; 32]))
             };
-            assert_eq!(Header::decode(&h.encode()).map(|h| h.profile), Ok(profile));
+            let read = Header::decode(&h.encode()).unwrap();
+            assert_eq!(read.applet.bits(), bits);
+            assert!(read.is_virtual);
+            let (record, keys) = h.split().unwrap();
+            assert_eq!(
+                Header::decode_apart(&record, &keys).unwrap().applet.bits(),
+                bits
+            );
         }
-        // PIN complexity alone, with a valid checksum, names no card.
-        let mut b = header(Some([5; 32])).encode();
-        b[18] |= 1 << 2;
-        let crc = CRC.checksum(&b[..96]);
-        b[96..100].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Header::decode(&b), Err(HeaderError::Flags));
+        assert_eq!(AppletFlags::new(FLAG_VIRTUAL), None);
+        assert_eq!(AppletFlags::new(FLAG_KEYS_APART), None);
     }
 
     #[test]

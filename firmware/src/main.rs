@@ -46,6 +46,8 @@ enum BootError {
     Record(HeaderError),
     /// A factory record from before the randomness seed (version 1).
     NoSeed,
+    /// Factory flags that name no card.
+    Profile(applet::profile::ContradictoryFlags),
     /// The store cannot be mounted.
     Store,
     /// The randomness ratchet failed or was tampered with.
@@ -59,6 +61,7 @@ impl BootError {
             BootError::Record(HeaderError::KeyStore) => "no key store (the device key is missing)",
             BootError::Record(_) => "damaged factory record",
             BootError::NoSeed => "factory record without a randomness seed",
+            BootError::Profile(_) => "contradictory profile flags in the factory record",
             BootError::Store => "the store cannot be mounted",
             BootError::Ratchet(RatchetError::Tampered) => "the randomness ratchet was altered",
             BootError::Ratchet(RatchetError::Store(_)) => "the randomness ratchet cannot advance",
@@ -75,6 +78,7 @@ fn boot(
     slot: &'static mut MaybeUninit<FirmwareCard>,
 ) -> Result<&'static mut FirmwareCard, BootError> {
     let header = flash::factory_record().map_err(BootError::Record)?;
+    let profile = applet::Profile::of(&header).map_err(BootError::Profile)?;
     let seed = header.ratchet_seed().ok_or(BootError::NoSeed)?;
     let mut store = Store::mount(Flash::store(&header)).map_err(|_| BootError::Store)?;
     let boot_seed =
@@ -83,8 +87,8 @@ fn boot(
     Ok(slot.write(Card::with_store(
         store,
         rng,
-        applet::applets(&header),
-        applet::atr(header.profile, header.is_virtual),
+        applet::applets(&header, profile),
+        applet::atr(profile, header.is_virtual),
     )))
 }
 

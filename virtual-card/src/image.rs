@@ -254,7 +254,7 @@ mod tests {
 
     fn header() -> Header {
         Header {
-            profile: applet::Profile::Series9,
+            applet: applet::Profile::Series9.flags(),
             is_virtual: true,
             serial: 912_345_678,
             pages: 8,

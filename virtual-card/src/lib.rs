@@ -53,11 +53,12 @@ impl Entropy {
 /// cut). The card is not yet powered.
 pub fn boot(path: &Path, entropy: Entropy, durable: bool) -> Result<(Header, SimCard), ImageError> {
     let (header, flash) = image::open(path, durable)?;
+    let profile = Profile::of(&header).map_err(|e| ImageError::NotAnImage(e.to_string()))?;
     let card = Card::boot(
         flash,
         entropy.rng()?,
-        applet::applets(&header),
-        applet::atr(header.profile, header.is_virtual),
+        applet::applets(&header, profile),
+        applet::atr(profile, header.is_virtual),
     )
     .map_err(|e| ImageError::NotAnImage(format!("flash store cannot be mounted: {e:?}")))?;
     Ok((header, card))
@@ -105,7 +106,7 @@ pub fn init(path: &Path, make: Make, entropy: Entropy) -> Result<(), ImageError>
     // the simulator draws from the OS.
     let header = Header {
         is_virtual,
-        profile,
+        applet: profile.flags(),
         serial,
         pages: image::DEFAULT_PAGES,
         device_key,
