@@ -15,6 +15,17 @@ fn s9(args: &[&str]) -> std::process::Output {
         .expect("run s9card")
 }
 
+/// `s9card down` for a state directory when dropped, if anything is still up.
+struct DownOnDrop(std::path::PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if self.0.join("up.json").exists() {
+            let _ = s9(&["down", "--state", self.0.to_str().unwrap_or_default()]);
+        }
+    }
+}
+
 #[test]
 fn up_serves_cards_pcsc_sees_and_down_stops_exactly_them() {
     let _held = Readers::all();
@@ -31,6 +42,8 @@ fn up_serves_cards_pcsc_sees_and_down_stops_exactly_them() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Whatever fails below, nothing up started outlives the test.
+    let _down = DownOnDrop(dir.clone());
     let up: virtual_reader::up::UpState = serde_json::from_slice(&out.stdout).unwrap();
     let serials: Vec<&str> = up.cards.iter().map(|c| c.serial.as_str()).collect();
     assert_eq!(serials, ["0900000001", "0900000002", "0900000003"]);

@@ -8,31 +8,6 @@ use std::collections::BTreeSet;
 
 use harness::*;
 
-/// The slots `pkcs11-tool --list-token-slots` shows: (slot id, reader,
-/// token serial).
-fn token_slots(h: &Harness) -> Vec<(String, String, String)> {
-    let listing = pkcs11_tool(h, &["--module", PKCS11, "--list-token-slots"]);
-    let mut slots = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in listing.lines() {
-        if let Some(rest) = line.strip_prefix("Slot ") {
-            // `Slot 3 (0x3): Virtual PCD 1 00 01`
-            let id = rest
-                .split_once("(")
-                .and_then(|(_, r)| r.split_once(")"))
-                .map(|(id, _)| id.to_string());
-            let reader = rest.split_once("): ").map(|(_, r)| r.trim().to_string());
-            current = id.zip(reader);
-        } else if let Some(serial) = line.trim().strip_prefix("serial num") {
-            let serial = serial.trim_start_matches([' ', ':']).trim().to_string();
-            if let Some((id, reader)) = current.take() {
-                slots.push((id, reader, serial));
-            }
-        }
-    }
-    slots
-}
-
 #[test]
 fn eight_cards_sign_side_by_side_by_token_serial_without_crosstalk() {
     const CARDS: usize = 8;

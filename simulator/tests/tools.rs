@@ -248,11 +248,16 @@ fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
 /// with real YubiKeys), so it cannot be tested here.
 #[test]
 fn openssl_signs_requests_and_certificates_through_pkcs11() {
-    // Alone: the engine takes the first token with a key of that label.
+    // Alone: the engine sees every token; the URI names ours by serial (a
+    // card scripts/setup serves has a key of the same label).
     let h = Harness::start_alone(1);
     // OpenSC lists a key once its certificate exists: give it a first one.
     key_with_certificate(&h, "9a", "first");
-    let key = "pkcs11:object=PIV%20AUTH%20key;type=private;pin-value=123456";
+    let key = format!(
+        "pkcs11:serial={};object=PIV%20AUTH%20key;type=private;pin-value=123456",
+        token_serial(&h, &h.reader(0))
+    );
+    let key = key.as_str();
     let csr = h.path("req.csr");
     let env_free = |args: &[&str]| {
         let out = std::process::Command::new("openssl")

@@ -165,21 +165,22 @@ impl CardBuilder {
     pub fn pcsc(self) -> Result<ServedCard, FixtureError> {
         let latency = self.latency_profile()?;
         let listed = readers::listed();
-        // A YubiKey-compatible card goes in a reader named like a YubiKey.
+        // A YubiKey-compatible card goes in a reader named like a YubiKey,
+        // an empty one: a card another server serves keeps its reader.
         let lock = self
             .profile
             .readers(self.profile.max_cards())
             .filter(|&n| {
                 listed
                     .iter()
-                    .any(|(name, _)| *name == readers::reader_name(n))
+                    .any(|(name, present)| *name == readers::reader_name(n) && !*present)
             })
             .find_map(|n| ReaderLock::try_take(n).map(|lock| (n, lock)));
         let Some((n, lock)) = lock else {
             return Err(FixtureError(if listed.is_empty() {
                 "no vpcd reader: start pcscd with them (s9card pcscd --readers 8)".into()
             } else {
-                "every vpcd reader for this profile is taken by another test".into()
+                "every vpcd reader for this profile holds a card or is taken by another test".into()
             }));
         };
         let (dir, image, serial) = self.image()?;

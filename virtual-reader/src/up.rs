@@ -11,6 +11,7 @@
 //! cards; the server's log and its trace (secrets redacted) stay for the
 //! CI job to keep.
 
+use std::ops::Range;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,9 +35,9 @@ pub enum CardProfile {
 }
 
 impl CardProfile {
-    /// The readers `cards` cards of this profile go in: Series 9 cards in
-    /// the `Virtual PCD` readers from 0, YubiKey-compatible ones in the
-    /// readers named like a YubiKey.
+    /// The first `cards` readers of this profile: Series 9 cards go in the
+    /// `Virtual PCD` readers from 0, YubiKey-compatible ones in the readers
+    /// named like a YubiKey (each in the first empty ones).
     pub fn readers(self, cards: usize) -> std::ops::Range<usize> {
         let first = match self {
             CardProfile::Series9 => 0,
@@ -236,10 +237,14 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
         let _ = std::fs::remove_file(options.state.join(STATE_FILE));
     }
     private_files::dir_all(&options.state).map_err(err)?;
-    let needed = options.profile.readers(options.cards);
+    // Cards another server already serves (the one `scripts/setup` serves,
+    // say) keep their readers: ours go in the first empty readers after
+    // them, so there must be readers enough for both.
+    let past_occupied = occupied(options.profile).map_or(0, |last| last + 1);
+    let needed = options.profile.readers(past_occupied + options.cards);
     let pcscd = match options.profile {
         // Both readers of the first entry, as stock vpcd shows them.
-        CardProfile::Series9 => readers::ensure(options.cards.max(2)),
+        CardProfile::Series9 => readers::ensure(needed.end.max(2)),
         CardProfile::Yubikey => readers::ensure_readers(needed),
     }
     .map_err(err)?;
@@ -247,7 +252,14 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
         Pcscd::Started(pid) => Some(pid),
         Pcscd::Running => None,
     };
-    let started = start_server(options, exe);
+    let started = empty_readers(options.profile, options.cards)
+        .ok_or_else(|| {
+            err(format!(
+                "no {} empty readers in a row for the cards",
+                options.cards
+            ))
+        })
+        .and_then(|numbers| start_server(options, numbers, exe));
     let state = match started.and_then(|s| describe(options, s, pcscd_pid)) {
         Ok(state) => state,
         Err(e) => {
@@ -263,16 +275,46 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
     Ok(state)
 }
 
-/// A started server: its pid and what it serves.
+/// The last of this profile's readers that holds a card now, if any does.
+fn occupied(profile: CardProfile) -> Option<usize> {
+    let listed = readers::listed();
+    profile.readers(profile.max_cards()).rev().find(|&n| {
+        listed
+            .iter()
+            .any(|(r, present)| *r == readers::reader_name(n) && *present)
+    })
+}
+
+/// The first `cards` readers in a row of this profile that PC/SC shows
+/// empty.
+fn empty_readers(profile: CardProfile, cards: usize) -> Option<Range<usize>> {
+    let listed = readers::listed();
+    let empty = |n: usize| {
+        listed
+            .iter()
+            .any(|(r, present)| *r == readers::reader_name(n) && !*present)
+    };
+    let all = profile.readers(profile.max_cards());
+    (all.start..=all.end.checked_sub(cards)?)
+        .map(|first| first..first + cards)
+        .find(|run| run.clone().all(empty))
+}
+
+/// A started server: its pid, the readers and what it serves.
 struct Started {
     pid: u32,
+    readers: Range<usize>,
     images: Vec<PathBuf>,
     control: PathBuf,
     log: PathBuf,
     trace: PathBuf,
 }
 
-fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
+fn start_server(
+    options: &UpOptions,
+    numbers: Range<usize>,
+    exe: &Path,
+) -> Result<Started, UpError> {
     let dir = &options.state;
     let mut images = Vec::new();
     for n in 0..options.cards {
@@ -306,10 +348,9 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
     for image in &images {
         command.arg("--image").arg(image);
     }
-    let first = options.profile.readers(1).start;
     command
         .arg("--vpcd")
-        .arg(format!("127.0.0.1:{}", readers::reader_port(first)))
+        .arg(format!("127.0.0.1:{}", readers::reader_port(numbers.start)))
         .arg("--control")
         .arg(&control)
         .arg("--trace")
@@ -337,6 +378,7 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
     let pid = child.id();
     let started = Started {
         pid,
+        readers: numbers,
         images,
         control,
         log,
@@ -352,7 +394,7 @@ fn start_server(options: &UpOptions, exe: &Path) -> Result<Started, UpError> {
             )));
         }
         let listed = readers::listed();
-        let all = options.profile.readers(options.cards).all(|n| {
+        let all = started.readers.clone().all(|n| {
             listed
                 .iter()
                 .any(|(r, present)| *r == readers::reader_name(n) && *present)
@@ -380,8 +422,7 @@ fn describe(
     let opensc_conf = options.state.join("opensc.conf");
     private_files::write(&opensc_conf, readers::opensc_conf().as_bytes()).map_err(err)?;
     let mut cards = Vec::new();
-    let numbers = options.profile.readers(options.cards);
-    for (n, image) in numbers.zip(&started.images) {
+    for (n, image) in started.readers.clone().zip(&started.images) {
         let reader = readers::reader_name(n);
         let mut client = PivClient::new(Pcsc::connect_exact(&reader).map_err(err)?);
         client.select().map_err(err)?;

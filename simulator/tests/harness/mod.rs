@@ -254,6 +254,42 @@ pub fn pkcs11_sign(h: &Harness, name: &str, select: &[&str], pin: &str, msg: &[u
     PathBuf::from(sig)
 }
 
+/// The slots `pkcs11-tool --list-token-slots` shows: (slot id, reader,
+/// token serial).
+pub fn token_slots(h: &Harness) -> Vec<(String, String, String)> {
+    let listing = pkcs11_tool(h, &["--module", PKCS11, "--list-token-slots"]);
+    let mut slots = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in listing.lines() {
+        if let Some(rest) = line.strip_prefix("Slot ") {
+            // `Slot 3 (0x3): Virtual PCD 1 00 01`
+            let id = rest
+                .split_once("(")
+                .and_then(|(_, r)| r.split_once(")"))
+                .map(|(id, _)| id.to_string());
+            let reader = rest.split_once("): ").map(|(_, r)| r.trim().to_string());
+            current = id.zip(reader);
+        } else if let Some(serial) = line.trim().strip_prefix("serial num") {
+            let serial = serial.trim_start_matches([' ', ':']).trim().to_string();
+            if let Some((id, reader)) = current.take() {
+                slots.push((id, reader, serial));
+            }
+        }
+    }
+    slots
+}
+
+/// The PKCS#11 token serial of the card in `reader`: what picks that card
+/// alone in a PKCS#11 URI (`serial=`), whatever other cards PC/SC shows.
+pub fn token_serial(h: &Harness, reader: &str) -> String {
+    let slots = token_slots(h);
+    slots
+        .iter()
+        .find(|(_, r, _)| r == reader)
+        .map(|(_, _, serial)| serial.clone())
+        .unwrap_or_else(|| panic!("no PKCS#11 token in {reader}: {slots:?}"))
+}
+
 /// pkcs11-tool, with OpenSC configured for as many cards as the harness
 /// serves (its stock configuration shows four: 16 virtual slots, four per
 /// card); stdout and stderr, or a panic with them.
