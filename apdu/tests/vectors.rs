@@ -8,11 +8,7 @@ fn hex(text: &str) -> Vec<u8> {
     if digits == "-" {
         return Vec::new();
     }
-    assert!(digits.len().is_multiple_of(2), "odd hex: {text}");
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
-        .collect()
+    hex::decode(&digits).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 fn error_name(e: Error) -> String {

@@ -34,13 +34,6 @@ fn rsa2048() -> HashMap<String, String> {
         .unwrap()
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     client::tlv(tag, value)
 }
@@ -70,11 +63,14 @@ fn import_apdu(alg: u8, slot: u8, data: &[u8]) -> Vec<u8> {
 fn rsa_sign(c: &mut Criterion) {
     let v = rsa2048();
     let names = ["p", "q", "dp", "dq", "qinv"];
-    let parts: Vec<u8> = names.iter().flat_map(|k| hex(&v[*k])).collect();
+    let parts: Vec<u8> = names
+        .iter()
+        .flat_map(|k| hex::decode(&v[*k]).unwrap())
+        .collect();
     let import: Vec<u8> = names
         .iter()
         .zip(1u8..)
-        .flat_map(|(k, t)| tlv(t, &hex(&v[*k])))
+        .flat_map(|(k, t)| tlv(t, &hex::decode(&v[*k]).unwrap()))
         .collect();
     let mut card = boot(Flash::new());
     admin(&mut card);
@@ -91,8 +87,8 @@ fn rsa_sign(c: &mut Criterion) {
     assert_eq!(first.len() + rest.len(), 4 + 4 + 256 + 4);
 
     let key = rsa::PrivateKey::from_p_q(
-        BoxedUint::from_be_slice_vartime(&hex(&v["p"])),
-        BoxedUint::from_be_slice_vartime(&hex(&v["q"])),
+        BoxedUint::from_be_slice_vartime(&hex::decode(&v["p"]).unwrap()),
+        BoxedUint::from_be_slice_vartime(&hex::decode(&v["q"]).unwrap()),
         BoxedUint::from(65_537u32),
     )
     .unwrap();

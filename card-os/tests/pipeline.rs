@@ -23,12 +23,9 @@ fn card() -> TestCard {
     card
 }
 
+/// A vector file's hex, spaces allowed between bytes.
 fn hex(text: &str) -> Vec<u8> {
-    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(text.split_whitespace().collect::<String>()).unwrap()
 }
 
 fn send(card: &mut TestCard, apdu: &[u8]) -> Vec<u8> {

@@ -13,6 +13,8 @@ use super::flows::{self, Cms, Request};
 use client::PivClient;
 use virtual_card::Entropy;
 
+use crate::{CmsError, Result};
+
 /// The most rows one batch takes (the Apply for Care ID bulk limit).
 pub const MAX_ROWS: usize = 300;
 /// The columns a bulk file must have.
@@ -35,48 +37,50 @@ pub struct Summary {
 
 /// Reads a bulk file, refusing it whole if it cannot be read, lacks the
 /// columns, or has more than [`MAX_ROWS`] rows.
-pub fn read(path: &Path) -> Result<Vec<csv::StringRecord>, String> {
+pub fn read(path: &Path) -> Result<Vec<csv::StringRecord>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
         .from_path(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(csv_error(path))?;
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| e.to_string())?
+        .map_err(csv_error(path))?
         .iter()
         .map(str::to_lowercase)
         .collect();
     if headers != COLUMNS {
-        return Err(format!(
-            "{}: the columns must be {}",
-            path.display(),
-            COLUMNS.join(",")
-        ));
+        return Err(CmsError::BulkColumns {
+            path: path.to_path_buf(),
+            columns: COLUMNS.join(","),
+        });
     }
     let rows = reader
         .records()
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(csv_error(path))?;
     if rows.len() > MAX_ROWS {
-        return Err(format!(
-            "{}: {} rows; a batch takes at most {MAX_ROWS}",
-            path.display(),
-            rows.len()
-        ));
+        return Err(CmsError::BulkTooLong {
+            path: path.to_path_buf(),
+            rows: rows.len(),
+            max: MAX_ROWS,
+        });
     }
     Ok(rows)
 }
 
-fn request(row: &csv::StringRecord, algorithm: Algorithm) -> Result<Request, String> {
+fn request(row: &csv::StringRecord, algorithm: Algorithm) -> Result<Request> {
     if row.len() != COLUMNS.len() {
-        return Err(format!("{} fields, expected {}", row.len(), COLUMNS.len()));
+        return Err(CmsError::BulkFields {
+            found: row.len(),
+            expected: COLUMNS.len(),
+        });
     }
     let opt = |i: usize| Some(row[i].to_string()).filter(|s| !s.is_empty());
     let role = match &row[4] {
         "" | "holder" => Role::Holder,
         "sponsor" => Role::Sponsor,
-        other => return Err(format!("role {other:?}: holder or sponsor")),
+        other => return Err(CmsError::BadRole(other.into())),
     };
     Ok(Request {
         uuid: row[0].to_string(),
@@ -100,34 +104,34 @@ pub fn personalize(
     algorithm: Algorithm,
     now: u64,
     mut progress: impl FnMut(usize),
-) -> Result<Summary, String> {
+) -> Result<Summary> {
     let started = Instant::now();
-    private_files::dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    private_files::dir_all(out).map_err(CmsError::file(out))?;
     let results_path = out.join("results.csv");
-    let mut results = csv::Writer::from_path(&results_path).map_err(|e| e.to_string())?;
+    let written = csv_error(&results_path);
+    let mut results = csv::Writer::from_path(&results_path).map_err(written)?;
     results
         .write_record(["row", "uuid", "serial", "outcome"])
-        .map_err(|e| e.to_string())?;
+        .map_err(written)?;
     let mut next_serial = cms
         .db
         .conn()
         .query_row("SELECT COALESCE(MAX(serial), 0) FROM cards", [], |r| {
             r.get::<_, u32>(0)
-        })
-        .map_err(|e| e.to_string())?
+        })?
         .max(SERIAL_BASE)
         + 1;
     let mut seen = HashSet::new();
     let (mut ok, mut failed) = (0, 0);
     for (i, row) in rows.iter().enumerate() {
-        let outcome = (|| -> Result<u32, String> {
+        let outcome = (|| -> Result<u32> {
             let r = request(row, algorithm)?;
             flows::validate(&r)?;
             if !seen.insert(r.uuid.clone()) {
-                return Err("duplicate UUID in this file".into());
+                return Err(CmsError::BulkDuplicate);
             }
             if cms.db.holder(&r.uuid)?.is_some() {
-                return Err("duplicate: holder registered already".into());
+                return Err(CmsError::BulkRegistered);
             }
             let image = out.join(format!("{}.s9img", r.uuid));
             let serial = next_serial;
@@ -135,11 +139,9 @@ pub fn personalize(
                 &image,
                 virtual_card::Make::virtual_card(serial, applet::Profile::Series9),
                 Entropy::Os,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             next_serial += 1;
-            let (_, mut sim) =
-                virtual_card::boot(&image, Entropy::Os, true).map_err(|e| e.to_string())?;
+            let (_, mut sim) = virtual_card::boot(&image, Entropy::Os, true)?;
             sim.power_on();
             let done = flows::personalize(cms, &mut PivClient::new(&mut sim), &r, now);
             if done.is_err() {
@@ -168,14 +170,22 @@ pub fn personalize(
                 ]
             }
         };
-        results.write_record(&record).map_err(|e| e.to_string())?;
+        results.write_record(&record).map_err(written)?;
         progress(i + 1);
     }
-    results.flush().map_err(|e| e.to_string())?;
+    results.flush().map_err(|e| written(csv::Error::from(e)))?;
     Ok(Summary {
         ok,
         failed,
         took: started.elapsed(),
         results: results_path,
     })
+}
+
+/// A CSV error at `path`.
+fn csv_error(path: &Path) -> impl Fn(csv::Error) -> CmsError + Copy + '_ {
+    move |source| CmsError::Csv {
+        path: path.to_path_buf(),
+        source,
+    }
 }

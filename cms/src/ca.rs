@@ -21,6 +21,7 @@ use x509_cert::time::{Time, Validity};
 
 use super::keys::CardKey;
 use super::time::DAY;
+use crate::{CmsError, Result};
 
 /// How long holders' certificates are valid: two years, as on NHS cards.
 pub const CERT_DAYS: u64 = 730;
@@ -99,8 +100,8 @@ impl BuilderProfile for Profile {
     }
 }
 
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+fn err(e: impl std::fmt::Display) -> CmsError {
+    CmsError::encoding(e)
 }
 
 /// Escapes a value for an RFC 4514 name string.
@@ -117,8 +118,8 @@ fn escape(value: &str) -> String {
     out
 }
 
-fn validity(now: u64, days: u64) -> Result<Validity, String> {
-    let at = |t: u64| -> Result<Time, String> {
+fn validity(now: u64, days: u64) -> Result<Validity> {
+    let at = |t: u64| -> Result<Time> {
         Ok(Time::GeneralTime(
             der::asn1::GeneralizedTime::from_unix_duration(Duration::from_secs(t)).map_err(err)?,
         ))
@@ -126,23 +127,23 @@ fn validity(now: u64, days: u64) -> Result<Validity, String> {
     Ok(Validity::new(at(now)?, at(now + days * DAY)?))
 }
 
-fn serial() -> Result<SerialNumber, String> {
+fn serial() -> Result<SerialNumber> {
     let mut s = [0u8; 16];
-    getrandom::fill(&mut s).map_err(err)?;
+    getrandom::fill(&mut s).map_err(CmsError::Random)?;
     s[0] = (s[0] & 0x7F) | 0x40;
     SerialNumber::new(&s).map_err(err)
 }
 
 impl TestCa {
     /// Creates a CA in `dir` (`ca.key`, `ca.pem`); refuses to replace one.
-    pub fn init(dir: &Path, now: u64) -> Result<TestCa, String> {
-        private_files::dir_all(dir).map_err(err)?;
+    pub fn init(dir: &Path, now: u64) -> Result<TestCa> {
+        private_files::dir_all(dir).map_err(CmsError::file(dir))?;
         let key_path = dir.join("ca.key");
         if key_path.exists() {
-            return Err(format!("{}: a CA exists already", dir.display()));
+            return Err(CmsError::CaExists(dir.to_path_buf()));
         }
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(err)?;
+        getrandom::fill(&mut seed).map_err(CmsError::Random)?;
         let key = SigningKey::from_slice(&seed).map_err(err)?;
         let subject = Name::from_str("CN=s9card test CA,O=s9card").map_err(err)?;
         let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
@@ -155,12 +156,10 @@ impl TestCa {
             .map_err(err)?;
         let root = builder.build::<_, DerSignature>(&key).map_err(err)?;
         let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
-        private_files::write_new(&key_path, pem.as_bytes()).map_err(err)?;
-        std::fs::write(
-            dir.join("ca.pem"),
-            root.to_pem(LineEnding::LF).map_err(err)?,
-        )
-        .map_err(err)?;
+        private_files::write_new(&key_path, pem.as_bytes()).map_err(CmsError::file(&key_path))?;
+        let cert_path = dir.join("ca.pem");
+        std::fs::write(&cert_path, root.to_pem(LineEnding::LF).map_err(err)?)
+            .map_err(CmsError::file(&cert_path))?;
         Ok(TestCa {
             key,
             root,
@@ -169,15 +168,14 @@ impl TestCa {
     }
 
     /// Loads the CA in `dir`.
-    pub fn load(dir: &Path) -> Result<TestCa, String> {
-        let pem = std::fs::read_to_string(dir.join("ca.key")).map_err(|e| {
-            format!(
-                "no test CA in {} ({e}): run `s9card ca init`",
-                dir.display()
-            )
+    pub fn load(dir: &Path) -> Result<TestCa> {
+        let pem = std::fs::read_to_string(dir.join("ca.key")).map_err(|source| CmsError::NoCa {
+            dir: dir.to_path_buf(),
+            source,
         })?;
         let key = SigningKey::from_pkcs8_pem(&pem).map_err(err)?;
-        let cert_pem = std::fs::read_to_string(dir.join("ca.pem")).map_err(err)?;
+        let cert_path = dir.join("ca.pem");
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(CmsError::file(&cert_path))?;
         let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
         let root = Certificate::from_der(&der).map_err(err)?;
         Ok(TestCa {
@@ -202,7 +200,7 @@ impl TestCa {
         role: Role,
         key: &CardKey,
         now: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>> {
         let spki = key.spki()?;
         let subject = Name::from_str(&format!(
             "UID={},CN={},OU={},O=s9card",
@@ -237,12 +235,12 @@ pub struct CertInfo {
 }
 
 /// Parses and checks a certificate: issued by `ca`'s root, signature valid.
-pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo, String> {
+pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
     use p256::ecdsa::signature::Verifier;
     let cert = Certificate::from_der(der).map_err(err)?;
     let tbs = cert.tbs_certificate();
     if tbs.issuer() != ca.root.tbs_certificate().subject() {
-        return Err("certificate not issued by the test CA".into());
+        return Err(CmsError::ForeignCertificate);
     }
     let root_key = VerifyingKey::from_sec1_bytes(
         ca.root
@@ -255,7 +253,7 @@ pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo, String> {
     let sig = p256::ecdsa::Signature::from_der(cert.signature().raw_bytes()).map_err(err)?;
     root_key
         .verify(&tbs.to_der().map_err(err)?, &sig)
-        .map_err(|_| "certificate signature invalid".to_string())?;
+        .map_err(|_| CmsError::BadCertificateSignature)?;
     let mut uuid = String::new();
     let mut role = None;
     {

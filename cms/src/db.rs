@@ -7,6 +7,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::{CmsError, Result};
+
 /// The migrations, in order. Never edit one that has shipped: add another.
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -163,25 +165,26 @@ pub struct Db {
     conn: Connection,
 }
 
-fn err(e: rusqlite::Error) -> String {
-    e.to_string()
-}
-
 impl Db {
     /// Opens (creating and migrating) the database at `path`.
-    pub fn open(path: &Path) -> Result<Db, String> {
+    pub fn open(path: &Path) -> Result<Db> {
         if let Some(dir) = path.parent() {
-            private_files::dir_all(dir).map_err(|e| e.to_string())?;
+            private_files::dir_all(dir).map_err(CmsError::file(dir))?;
         }
         // SQLite gives its journal and WAL files the database's mode.
-        private_files::touch(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
+        private_files::touch(path).map_err(CmsError::file(path))?;
+        let unusable = |what| {
+            move |source| CmsError::DatabaseFile {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let conn = Connection::open(path).map_err(unusable("cannot open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| format!("{}: not a usable database ({e})", path.display()))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
+            .map_err(unusable("not a usable database"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut db = Db { conn };
         db.migrate()?;
         Ok(db)
@@ -189,31 +192,31 @@ impl Db {
 
     /// A transaction that takes SQLite's write lock at once, so concurrent
     /// invocations serialise instead of failing half-way.
-    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>, String> {
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)
+            .map_err(CmsError::from)
     }
 
-    fn migrate(&mut self) -> Result<(), String> {
+    fn migrate(&mut self) -> Result<()> {
         let tx = self.write_tx()?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
-                .map_err(|e| format!("migration {}: {e}", n + 1))?;
-            tx.pragma_update(None, "user_version", (n + 1) as i64)
-                .map_err(err)?;
+                .map_err(|source| CmsError::Migration {
+                    number: n + 1,
+                    source,
+                })?;
+            tx.pragma_update(None, "user_version", (n + 1) as i64)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(CmsError::from)
     }
 
     /// The schema version.
-    pub fn version(&self) -> Result<i64, String> {
+    pub fn version(&self) -> Result<i64> {
         self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)
+            .map_err(CmsError::from)
     }
 
     /// Registers a holder and their new card, with an audit record, in one
@@ -224,18 +227,26 @@ impl Db {
         card: &CardRow,
         actor: &str,
         now: u64,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO holders (uuid, name, email, mobile, role, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![holder.uuid, holder.name, holder.email, holder.mobile, holder.role.as_str(), now as i64],
         )
-        .map_err(|e| format!("holder {}: {e}", holder.uuid))?;
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                CmsError::HolderRegistered(holder.uuid.clone())
+            }
+            _ => e.into(),
+        })?;
         tx.execute(
             "INSERT INTO cards (serial, holder, expiry, virtual, status, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![card.serial, card.holder, card.expiry as i64, card.is_virtual, card.status, now as i64],
         )
-        .map_err(|e| format!("card {:010}: {e}", card.serial))?;
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => CmsError::CardRegistered(card.serial),
+            _ => e.into(),
+        })?;
         audit(
             &tx,
             now,
@@ -245,11 +256,11 @@ impl Db {
             "ok",
             &holder.uuid,
         )?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(CmsError::from)
     }
 
     /// Whether a holder exists.
-    pub fn holder(&self, uuid: &str) -> Result<Option<Holder>, String> {
+    pub fn holder(&self, uuid: &str) -> Result<Option<Holder>> {
         self.conn
             .query_row(
                 "SELECT uuid, name, email, mobile, role FROM holders WHERE uuid = ?1",
@@ -266,42 +277,36 @@ impl Db {
                 },
             )
             .optional()
-            .map_err(err)
+            .map_err(CmsError::from)
     }
 
     /// A card by serial.
-    pub fn card(&self, serial: u32) -> Result<Option<CardRow>, String> {
+    pub fn card(&self, serial: u32) -> Result<Option<CardRow>> {
         card_row(&self.conn, serial)
     }
 
     /// Revokes a card (`reason`: `revoked` or `replaced`), with an audit
     /// record, in one transaction. A revoked card stays revoked.
-    pub fn revoke(
-        &mut self,
-        serial: u32,
-        reason: &str,
-        actor: &str,
-        now: u64,
-    ) -> Result<(), String> {
+    pub fn revoke(&mut self, serial: u32, reason: &str, actor: &str, now: u64) -> Result<()> {
         let tx = self.write_tx()?;
         let changed = tx
             .execute(
                 "UPDATE cards SET status = 'revoked', reason = ?2, updated = ?3 WHERE serial = ?1 AND status != 'revoked'",
                 params![serial, reason, now as i64],
             )
-            .map_err(err)?;
+            ?;
         if changed == 0 {
             return Err(match card_row(&tx, serial)? {
-                None => format!("card {serial:010} is not registered"),
-                Some(_) => format!("card {serial:010} is revoked already"),
+                None => CmsError::CardNotRegistered(serial),
+                Some(_) => CmsError::RevokedAlready(serial),
             });
         }
         audit(&tx, now, actor, "revoke", Some(serial), "ok", reason)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(CmsError::from)
     }
 
     /// The security code last requested for a card.
-    pub fn code(&self, serial: u32) -> Result<Option<CodeRow>, String> {
+    pub fn code(&self, serial: u32) -> Result<Option<CodeRow>> {
         code_row(&self.conn, serial)
     }
 
@@ -316,30 +321,27 @@ impl Db {
         expires: u64,
         tries: u32,
         now: u64,
-    ) -> Result<Result<(), RequestRefused>, String> {
+    ) -> Result<Result<(), RequestRefused>> {
         if self_service_locked(tx, serial)? {
             return Ok(Err(RequestRefused::Locked));
         }
-        let recent: u32 = tx
-            .query_row(
-                "SELECT count(*) FROM code_requests WHERE serial = ?1 AND at > ?2",
-                params![serial, now as i64 - 3600],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
+        let recent: u32 = tx.query_row(
+            "SELECT count(*) FROM code_requests WHERE serial = ?1 AND at > ?2",
+            params![serial, now as i64 - 3600],
+            |r| r.get(0),
+        )?;
         if recent >= REQUESTS_PER_HOUR {
             return Ok(Err(RequestRefused::TooMany));
         }
         tx.execute(
             "INSERT INTO code_requests (serial, at) VALUES (?1, ?2)",
             params![serial, now as i64],
-        )
-        .map_err(err)?;
+        )?;
         tx.execute(
             "INSERT OR REPLACE INTO codes (serial, digest, expires, tries_left, used) VALUES (?1, ?2, ?3, ?4, 0)",
             params![serial, digest, expires as i64, tries],
         )
-        .map_err(err)?;
+        ?;
         Ok(Ok(()))
     }
 
@@ -349,7 +351,7 @@ impl Db {
     /// from any number of processes, never get more tries than the code
     /// has. A right code is spent with it; a wrong one counts towards the
     /// card's lock, and is audited.
-    pub fn attempt_code(&mut self, serial: u32, given: &[u8], now: u64) -> Result<Attempt, String> {
+    pub fn attempt_code(&mut self, serial: u32, given: &[u8], now: u64) -> Result<Attempt> {
         let tx = self.write_tx()?;
         if self_service_locked(&tx, serial)? {
             return Ok(Attempt::Locked);
@@ -362,8 +364,7 @@ impl Db {
                 params![serial, now as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
-            .map_err(err)?;
+            .optional()?;
         let Some((digest, tries_left)) = spent else {
             // Nothing spent: say why, and change nothing.
             return Ok(match code_row(&tx, serial)? {
@@ -374,32 +375,26 @@ impl Db {
         };
         let right = bool::from(subtle::ConstantTimeEq::ct_eq(given, &digest[..]));
         let attempt = if right {
-            tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
-                .map_err(err)?;
+            tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])?;
             // The holder has the code: earlier slips are forgiven.
-            tx.execute("DELETE FROM self_service WHERE serial = ?1", [serial])
-                .map_err(err)?;
+            tx.execute("DELETE FROM self_service WHERE serial = ?1", [serial])?;
             Attempt::Right
         } else {
-            let failures: u32 = tx
-                .query_row(
-                    "INSERT INTO self_service (serial, failures) VALUES (?1, 1)
+            let failures: u32 = tx.query_row(
+                "INSERT INTO self_service (serial, failures) VALUES (?1, 1)
                      ON CONFLICT (serial) DO UPDATE SET failures = failures + 1
                      RETURNING failures",
-                    [serial],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
+                [serial],
+                |r| r.get(0),
+            )?;
             let locked = failures >= FAILURES_BEFORE_LOCK;
             if locked {
                 tx.execute(
                     "UPDATE self_service SET locked = 1 WHERE serial = ?1",
                     [serial],
-                )
-                .map_err(err)?;
+                )?;
                 // The code dies with the lock.
-                tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])
-                    .map_err(err)?;
+                tx.execute("UPDATE codes SET used = 1 WHERE serial = ?1", [serial])?;
             }
             audit(
                 &tx,
@@ -412,16 +407,16 @@ impl Db {
             )?;
             Attempt::Wrong { tries_left, locked }
         };
-        tx.commit().map_err(err)?;
+        tx.commit()?;
         Ok(attempt)
     }
 
     /// A sponsor unlocked the card: its self-service unlock starts afresh.
-    pub fn self_service_reset(&mut self, serial: u32) -> Result<(), String> {
+    pub fn self_service_reset(&mut self, serial: u32) -> Result<()> {
         self.conn
             .execute("DELETE FROM self_service WHERE serial = ?1", [serial])
             .map(drop)
-            .map_err(err)
+            .map_err(CmsError::from)
     }
 
     /// Appends to the audit log on its own.
@@ -433,29 +428,26 @@ impl Db {
         serial: Option<u32>,
         outcome: &str,
         detail: &str,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let tx = self.write_tx()?;
         audit(&tx, now, actor, action, serial, outcome, detail)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(CmsError::from)
     }
 
     /// The audit log, oldest first.
-    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, String> {
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT action, serial, outcome, detail FROM audit ORDER BY id")
-            .map_err(err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(AuditEntry {
-                    action: r.get(0)?,
-                    serial: r.get(1)?,
-                    outcome: r.get(2)?,
-                    detail: r.get(3)?,
-                })
+            .prepare("SELECT action, serial, outcome, detail FROM audit ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AuditEntry {
+                action: r.get(0)?,
+                serial: r.get(1)?,
+                outcome: r.get(2)?,
+                detail: r.get(3)?,
             })
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+        })?;
+        rows.collect::<Result<_, _>>().map_err(CmsError::from)
     }
 
     /// The connection, for the flows' own transactions.
@@ -466,7 +458,7 @@ impl Db {
 
 /// A card by serial, on a connection or inside a transaction. A revoked
 /// card's status is why it was revoked (`revoked` or `replaced`).
-fn card_row(conn: &Connection, serial: u32) -> Result<Option<CardRow>, String> {
+fn card_row(conn: &Connection, serial: u32) -> Result<Option<CardRow>> {
     conn.query_row(
         "SELECT serial, holder, expiry, virtual, status, reason FROM cards WHERE serial = ?1",
         [serial],
@@ -484,7 +476,7 @@ fn card_row(conn: &Connection, serial: u32) -> Result<Option<CardRow>, String> {
         },
     )
     .optional()
-    .map_err(err)
+    .map_err(CmsError::from)
 }
 
 /// Appends to the audit log inside the caller's transaction, so that the
@@ -497,16 +489,16 @@ pub fn audit(
     serial: Option<u32>,
     outcome: &str,
     detail: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     tx.execute(
         "INSERT INTO audit (at, actor, action, serial, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![now as i64, actor, action, serial, outcome, detail],
     )
     .map(drop)
-    .map_err(err)
+        .map_err(CmsError::from)
 }
 
-fn code_row(conn: &Connection, serial: u32) -> Result<Option<CodeRow>, String> {
+fn code_row(conn: &Connection, serial: u32) -> Result<Option<CodeRow>> {
     conn.query_row(
         "SELECT digest, expires, tries_left, used FROM codes WHERE serial = ?1",
         [serial],
@@ -520,10 +512,10 @@ fn code_row(conn: &Connection, serial: u32) -> Result<Option<CodeRow>, String> {
         },
     )
     .optional()
-    .map_err(err)
+    .map_err(CmsError::from)
 }
 
-fn self_service_locked(conn: &Connection, serial: u32) -> Result<bool, String> {
+fn self_service_locked(conn: &Connection, serial: u32) -> Result<bool> {
     conn.query_row(
         "SELECT locked FROM self_service WHERE serial = ?1",
         [serial],
@@ -531,7 +523,7 @@ fn self_service_locked(conn: &Connection, serial: u32) -> Result<bool, String> {
     )
     .optional()
     .map(|locked| locked.unwrap_or(false))
-    .map_err(err)
+    .map_err(CmsError::from)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
+
+use crate::{CmsError, Result};
 use sha2::Sha256;
 
 /// The master secret. Wiped on drop (volatile writes, which the optimiser
@@ -25,22 +27,24 @@ impl MasterSecret {
 
     /// Reads the master secret file, creating it (mode 0600, 32 random
     /// bytes) if there is none.
-    pub fn load_or_create(path: &Path) -> Result<MasterSecret, String> {
+    pub fn load_or_create(path: &Path) -> Result<MasterSecret> {
         match std::fs::read(path) {
             Ok(bytes) => {
+                // The file's bytes are the secret: wiped once copied.
+                let bytes = zeroize::Zeroizing::new(bytes);
                 let bytes: [u8; 32] = bytes
+                    .as_slice()
                     .try_into()
-                    .map_err(|_| format!("{}: not a master secret", path.display()))?;
+                    .map_err(|_| CmsError::NotAMasterSecret(path.to_path_buf()))?;
                 Ok(MasterSecret(bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                getrandom::fill(&mut bytes).map_err(|e| format!("no OS randomness: {e}"))?;
-                private_files::write_new(path, &bytes)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                getrandom::fill(&mut bytes).map_err(CmsError::Random)?;
+                private_files::write_new(path, &bytes).map_err(CmsError::file(path))?;
                 Ok(MasterSecret(bytes))
             }
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(CmsError::file(path)(e)),
         }
     }
 

@@ -9,6 +9,7 @@ use super::db::{
 use super::derive::MasterSecret;
 use super::keys::CardKey;
 use super::time::{self, DAY};
+use crate::{CmsError, Result, Step};
 use client::{
     AdminAlgorithm, Algorithm, ClientError, DEFAULT_MGM, PivClient, Status as Sw, Transport, tlv,
     unwrap_tlv,
@@ -34,7 +35,7 @@ pub fn paths(db: &Path) -> (PathBuf, PathBuf) {
 
 impl Cms {
     /// Opens the CMS whose database is at `db` (the CA must exist).
-    pub fn open(db: &Path) -> Result<Cms, String> {
+    pub fn open(db: &Path) -> Result<Cms> {
         let (ca_dir, master) = paths(db);
         let ca = TestCa::load(&ca_dir)?;
         Ok(Cms {
@@ -45,7 +46,7 @@ impl Cms {
     }
 
     /// Creates the test CA (and the master secret) beside `db`.
-    pub fn init_ca(db: &Path, now: u64) -> Result<TestCa, String> {
+    pub fn init_ca(db: &Path, now: u64) -> Result<TestCa> {
         let (ca_dir, master) = paths(db);
         let ca = TestCa::init(&ca_dir, now)?;
         MasterSecret::load_or_create(&master)?;
@@ -83,40 +84,41 @@ pub struct Request {
 }
 
 /// Checks a request before any card is touched.
-pub fn validate(r: &Request) -> Result<(), String> {
+pub fn validate(r: &Request) -> Result<()> {
     if r.uuid.len() != 12 || !r.uuid.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("UUID {:?}: twelve digits expected", r.uuid));
+        return Err(CmsError::BadUuid(r.uuid.clone()));
     }
     if r.name.trim().is_empty() {
-        return Err("a name is required".into());
+        return Err(CmsError::NoName);
     }
     if let Some(e) = &r.email {
         let ok = matches!(e.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
             && !e.contains(char::is_whitespace);
         if !ok {
-            return Err(format!("email {e:?} is not an email address"));
+            return Err(CmsError::BadEmail(e.clone()));
         }
     }
     if let Some(m) = &r.mobile {
         let digits = m.trim_start_matches('+');
         if !(10..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("mobile {m:?}: 10 to 15 digits expected"));
+            return Err(CmsError::BadMobile(m.clone()));
         }
     }
     acceptable(&r.passcode)
 }
 
 /// Checks a passcode a holder chose, as the card will.
-fn acceptable(passcode: &str) -> Result<(), String> {
+fn acceptable(passcode: &str) -> Result<()> {
     if applet::passcode::acceptable_new(passcode.as_bytes()) {
         Ok(())
     } else {
-        Err("the passcode must be 6 to 8 digits and not easy to guess (no repeated digits, runs or dates)".into())
+        Err(CmsError::WeakPasscode)
     }
 }
 
-fn card_err(e: ClientError) -> String {
-    e.to_string()
+/// A card step's failure, named.
+fn step(step: Step) -> impl FnOnce(ClientError) -> CmsError {
+    move |source| CmsError::CardStep { step, source }
 }
 
 /// The CHUID the CMS writes: FASC-N (no agency), a GUID naming the holder
@@ -166,19 +168,18 @@ pub fn personalize<T: Transport>(
     card: &mut PivClient<T>,
     r: &Request,
     now: u64,
-) -> Result<Personalised, String> {
+) -> Result<Personalised> {
     validate(r)?;
     if cms.db.holder(&r.uuid)?.is_some() {
-        return Err(format!("holder {} is registered already", r.uuid));
+        return Err(CmsError::HolderRegistered(r.uuid.clone()));
     }
-    card.select().map_err(card_err)?;
-    let mut info = card.card_info().map_err(card_err)?;
+    card.select()?;
+    let mut info = card.card_info()?;
     if cms.db.card(info.serial)?.is_some() {
-        return Err(format!("card {:010} is registered already", info.serial));
+        return Err(CmsError::CardRegistered(info.serial));
     }
-    if card.is_default(0x9B).map_err(card_err)? {
-        card.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
-            .map_err(card_err)?;
+    if card.is_default(0x9B)? {
+        card.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)?;
         info = personalize_card(cms, card, r, info, now)?;
     } else {
         // Either an earlier attempt finished every card step, or this is
@@ -187,24 +188,19 @@ pub fn personalize<T: Transport>(
             AdminAlgorithm::Aes256,
             &cms.master.management_key(info.serial),
         )
-        .map_err(|e| {
-            format!(
-                "card {:010} is not factory-fresh (its management key is neither the default nor this CMS's): {e}",
-                info.serial
-            )
+        .map_err(|source| CmsError::NotFactoryFresh {
+            serial: info.serial,
+            source,
         })?;
         if r.serial.is_some_and(|s| s != info.serial) {
-            return Err(format!(
-                "card {:010} was personalised under its own serial already",
-                info.serial
-            ));
+            return Err(CmsError::SerialFixed(info.serial));
         }
         let holder = slot_certificate(cms, card, SLOTS[0].1)?;
         if holder.uuid != r.uuid {
-            return Err(format!(
-                "card {:010} was personalised for {} already",
-                info.serial, holder.uuid
-            ));
+            return Err(CmsError::PersonalisedFor {
+                serial: info.serial,
+                holder: holder.uuid,
+            });
         }
     }
     let expiry = card_expiry(cms, card)?;
@@ -240,33 +236,31 @@ fn personalize_card<T: Transport>(
     r: &Request,
     info: client::CardInfo,
     now: u64,
-) -> Result<client::CardInfo, String> {
+) -> Result<client::CardInfo> {
     let info = match r.serial {
         Some(serial) if serial != info.serial => {
             if cms.db.card(serial)?.is_some() {
-                return Err(format!("serial {serial:010} is registered already"));
+                return Err(CmsError::SerialTaken(serial));
             }
-            card.set_serial(serial)
-                .map_err(|e| format!("setting the serial: {e}"))?;
-            card.card_info().map_err(card_err)?
+            card.set_serial(serial).map_err(step(Step::SetSerial))?;
+            card.card_info()?
         }
         _ => info,
     };
-    if card.is_default(0x81).map_err(card_err)? {
+    if card.is_default(0x81)? {
         let puk = cms.puk(info.serial);
         card.change(0x81, b"12345678", puk.as_bytes())
-            .map_err(|e| format!("setting the PUK: {e}"))?;
+            .map_err(step(Step::SetPuk))?;
     }
-    if card.is_default(0x80).map_err(card_err)? {
+    if card.is_default(0x80)? {
         card.change(0x80, b"123456", r.passcode.as_bytes())
-            .map_err(|e| format!("setting the passcode: {e}"))?;
+            .map_err(step(Step::SetPasscode))?;
     } else {
-        card.verify_pin(r.passcode.as_bytes()).map_err(|e| {
-            format!(
-                "card {:010} is half-personalised and an earlier attempt set another passcode ({e}): retry with the same passcode, or re-issue the card",
-                info.serial
-            )
-        })?;
+        card.verify_pin(r.passcode.as_bytes())
+            .map_err(|source| CmsError::HalfPersonalised {
+                serial: info.serial,
+                source,
+            })?;
     }
     let expiry = now + ca::CERT_DAYS * DAY;
     // Keys and certificates are made again on a resumed attempt: a key
@@ -274,27 +268,22 @@ fn personalize_card<T: Transport>(
     for (slot, object) in SLOTS {
         let key = CardKey {
             algorithm: r.algorithm,
-            public: card
-                .generate_key(slot, r.algorithm, false)
-                .map_err(card_err)?,
+            public: card.generate_key(slot, r.algorithm, false)?,
         };
         let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &key, now)?;
-        card.put_object(object, &PivClient::<T>::certificate_object(&cert))
-            .map_err(card_err)?;
+        card.put_object(object, &PivClient::<T>::certificate_object(&cert))?;
     }
-    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))
-        .map_err(card_err)?;
+    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))?;
     card.set_management_key(
         AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),
-    )
-    .map_err(card_err)?;
+    )?;
     Ok(info)
 }
 
 /// When a card's certificates expire: the earliest `notAfter` of its
 /// slots, read from the card (the one source that is never out of date).
-fn card_expiry<T: Transport>(cms: &Cms, card: &mut PivClient<T>) -> Result<u64, String> {
+fn card_expiry<T: Transport>(cms: &Cms, card: &mut PivClient<T>) -> Result<u64> {
     let mut earliest = u64::MAX;
     for (_, object) in SLOTS {
         earliest = earliest.min(slot_certificate(cms, card, object)?.not_after);
@@ -318,25 +307,19 @@ pub struct Status {
 }
 
 /// Reads a card's status; `ca` checks the certificate if given.
-pub fn status<T: Transport>(
-    card: &mut PivClient<T>,
-    ca: Option<&TestCa>,
-) -> Result<Status, String> {
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
-    let certificate = match (card.get_object(0x5FC105).map_err(card_err)?, ca) {
-        (Some(object), Some(ca)) => Some(ca::inspect(
-            ca,
-            unwrap_tlv(&object, 0x70).map_err(card_err)?,
-        )?),
+pub fn status<T: Transport>(card: &mut PivClient<T>, ca: Option<&TestCa>) -> Result<Status> {
+    card.select()?;
+    let info = card.card_info()?;
+    let certificate = match (card.get_object(0x5FC105)?, ca) {
+        (Some(object), Some(ca)) => Some(ca::inspect(ca, unwrap_tlv(&object, 0x70)?)?),
         _ => None,
     };
     Ok(Status {
         serial: info.serial,
         is_virtual: info.is_virtual,
         certificate,
-        pin: card.tries(0x80).map_err(card_err)?,
-        puk: card.tries(0x81).map_err(card_err)?,
+        pin: card.tries(0x80)?,
+        puk: card.tries(0x81)?,
     })
 }
 
@@ -392,14 +375,14 @@ impl Status {
 fn registered<T: Transport>(
     cms: &Cms,
     card: &mut PivClient<T>,
-) -> Result<(client::CardInfo, CardRow, Holder), String> {
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
+) -> Result<(client::CardInfo, CardRow, Holder)> {
+    card.select()?;
+    let info = card.card_info()?;
     let row = usable_card(cms, info.serial)?;
     let holder = cms
         .db
         .holder(&row.holder)?
-        .ok_or("the card's holder is not registered")?;
+        .ok_or(CmsError::HolderNotRegistered)?;
     Ok((info, row, holder))
 }
 
@@ -415,10 +398,10 @@ fn issued_card<T: Transport>(
     serial: u32,
     flow: &str,
     now: u64,
-) -> Result<(), String> {
+) -> Result<()> {
     match card.authenticate(AdminAlgorithm::Aes256, &cms.master.management_key(serial)) {
         Ok(()) => Ok(()),
-        Err(e) => {
+        Err(source) => {
             let _ = cms.db.audit(
                 now,
                 "card",
@@ -427,10 +410,7 @@ fn issued_card<T: Transport>(
                 "refused",
                 "the card does not hold the management key issued for its serial",
             );
-            Err(format!(
-                "card {serial:010} is not the card issued under that serial: it does not prove the \
-                 management key the CMS gave it ({e}); nothing was sent to it"
-            ))
+            Err(CmsError::NotIssuedCard { serial, source })
         }
     }
 }
@@ -438,16 +418,16 @@ fn issued_card<T: Transport>(
 /// The card's record, if the card is registered and may still be used: a
 /// revoked or replaced card is refused by unlock, self-service unlock and
 /// renewal alike.
-fn usable_card(cms: &Cms, serial: u32) -> Result<CardRow, String> {
+fn usable_card(cms: &Cms, serial: u32) -> Result<CardRow> {
     let row = cms
         .db
         .card(serial)?
-        .ok_or_else(|| format!("card {serial:010} is not registered"))?;
+        .ok_or(CmsError::CardNotRegistered(serial))?;
     if row.status != "active" {
-        return Err(format!(
-            "card {serial:010} is {}: it may not be used (issue a new card)",
-            row.status
-        ));
+        return Err(CmsError::CardUnusable {
+            serial,
+            status: row.status,
+        });
     }
     Ok(row)
 }
@@ -455,7 +435,7 @@ fn usable_card(cms: &Cms, serial: u32) -> Result<CardRow, String> {
 /// Revokes a card: it was lost or stolen (`replaced: false`) or a new card
 /// replaces it. From then on it is refused by every flow, and so is its
 /// holder as a sponsor when presenting it.
-pub fn revoke(cms: &mut Cms, serial: u32, replaced: bool, now: u64) -> Result<(), String> {
+pub fn revoke(cms: &mut Cms, serial: u32, replaced: bool, now: u64) -> Result<()> {
     let reason = if replaced { "replaced" } else { "revoked" };
     cms.db.revoke(serial, reason, "registration authority", now)
 }
@@ -507,12 +487,9 @@ fn slot_certificate<T: Transport>(
     cms: &Cms,
     card: &mut PivClient<T>,
     object: u32,
-) -> Result<CertInfo, String> {
-    let content = card
-        .get_object(object)
-        .map_err(card_err)?
-        .ok_or("the card has no certificate: personalise it first")?;
-    ca::inspect(&cms.ca, unwrap_tlv(&content, 0x70).map_err(card_err)?)
+) -> Result<CertInfo> {
+    let content = card.get_object(object)?.ok_or(CmsError::NoCertificate)?;
+    ca::inspect(&cms.ca, unwrap_tlv(&content, 0x70)?)
 }
 
 /// Renews a card's keys and certificates, all or nothing per slot: a key is
@@ -525,11 +502,11 @@ pub fn renew<T: Transport>(
     card: &mut PivClient<T>,
     passcode: &[u8],
     now: u64,
-) -> Result<Renewed, String> {
+) -> Result<Renewed> {
     let (info, row, holder) = registered(cms, card)?;
     let current = slot_certificate(cms, card, SLOTS[0].1)?;
     if current.uuid != holder.uuid {
-        return Err("the card's certificate names another holder".into());
+        return Err(CmsError::OtherHolder);
     }
     // The card was renewed but the database was not told: catch up.
     let lagging = SLOTS
@@ -547,26 +524,25 @@ pub fn renew<T: Transport>(
         });
     }
     match window(row.expiry, now) {
-        Window::TooEarly { from } => return Err(format!("renew from {}", time::date(from))),
-        Window::Expired => return Err("expired: re-issue in person".into()),
+        Window::TooEarly { from } => return Err(CmsError::TooEarly { from }),
+        Window::Expired => return Err(CmsError::Expired),
         Window::Open => {}
     }
     card.verify_pin(passcode).map_err(|e| match e {
         ClientError::Refused {
             status: Sw::VerificationFailed(left),
             ..
-        } => format!("passcode refused: {} tries left", left.get()),
+        } => CmsError::PasscodeRefused(left.get()),
         ClientError::Refused {
             status: Sw::AuthenticationMethodBlocked,
             ..
-        } => "the card is locked: unlock it first".into(),
-        other => other.to_string(),
+        } => CmsError::CardLocked,
+        other => other.into(),
     })?;
     card.authenticate(
         AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),
-    )
-    .map_err(card_err)?;
+    )?;
     for ((slot, _), old) in SLOTS.iter().zip(&lagging) {
         if old.not_after > row.expiry {
             continue; // renewed by an interrupted earlier run
@@ -580,23 +556,21 @@ pub fn renew<T: Transport>(
                     status: Sw::ReferenceNotFound,
                     ..
                 }) => {}
-                Err(e) => return Err(card_err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         // STAGE needs the PIN; a "PIN always" policy would need it again.
-        card.verify_pin(passcode).map_err(card_err)?;
+        card.verify_pin(passcode)?;
         // The new key is of the algorithm the card was issued with.
         let algorithm = old.key.algorithm;
         let key = CardKey {
             algorithm,
-            public: card
-                .generate_key(*slot, algorithm, true)
-                .map_err(card_err)?,
+            public: card.generate_key(*slot, algorithm, true)?,
         };
         let cert = cms
             .ca
             .issue(&holder.uuid, &holder.name, holder.role, &key, now)?;
-        card.commit_renewal(*slot, &cert).map_err(card_err)?;
+        card.commit_renewal(*slot, &cert)?;
     }
     // A slot renewed by an interrupted earlier run expires before the ones
     // renewed now: the card's expiry is the earliest.
@@ -609,19 +583,12 @@ pub fn renew<T: Transport>(
     })
 }
 
-fn update_expiry(
-    cms: &mut Cms,
-    serial: u32,
-    expiry: u64,
-    now: u64,
-    outcome: &str,
-) -> Result<(), String> {
-    let tx = cms.db.conn().transaction().map_err(|e| e.to_string())?;
+fn update_expiry(cms: &mut Cms, serial: u32, expiry: u64, now: u64, outcome: &str) -> Result<()> {
+    let tx = cms.db.conn().transaction()?;
     tx.execute(
         "UPDATE cards SET expiry = ?1, updated = ?2 WHERE serial = ?3",
         rusqlite::params![expiry as i64, now as i64, serial],
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     db::audit(
         &tx,
         now,
@@ -631,7 +598,7 @@ fn update_expiry(
         outcome,
         &format!("expires {}", time::date(expiry)),
     )?;
-    tx.commit().map_err(|e| e.to_string())
+    Ok(tx.commit()?)
 }
 
 /// Unlocks a locked card with a sponsor's card in another reader. The
@@ -646,19 +613,16 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     card: &mut PivClient<T>,
     new_passcode: &str,
     now: u64,
-) -> Result<u32, String> {
+) -> Result<u32> {
     acceptable(new_passcode)?;
     // The sponsor.
-    sponsor.select().map_err(card_err)?;
-    let sponsor_info = sponsor.card_info().map_err(card_err)?;
-    let sponsor_row =
-        usable_card(cms, sponsor_info.serial).map_err(|e| format!("sponsor card: {e}"))?;
-    let sponsor_cert =
-        slot_certificate(cms, sponsor, SLOTS[0].1).map_err(|e| format!("sponsor card: {e}"))?;
+    sponsor.select()?;
+    let sponsor_info = sponsor.card_info()?;
+    let sponsor_card = |e| CmsError::SponsorCard(Box::new(e));
+    let sponsor_row = usable_card(cms, sponsor_info.serial).map_err(sponsor_card)?;
+    let sponsor_cert = slot_certificate(cms, sponsor, SLOTS[0].1).map_err(sponsor_card)?;
     if sponsor_cert.uuid != sponsor_row.holder {
-        return Err(
-            "sponsor card: its certificate names another holder than the card's record".into(),
-        );
+        return Err(CmsError::SponsorRecord);
     }
     if sponsor_cert.role != Some(Role::Sponsor) {
         let _ = cms.db.audit(
@@ -669,34 +633,29 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
             "refused",
             "no sponsor role",
         );
-        return Err(format!(
-            "{} is not a sponsor: the certificate lacks the sponsor role",
-            sponsor_cert.uuid
-        ));
+        return Err(CmsError::NotSponsor(sponsor_cert.uuid));
     }
     if window(sponsor_cert.not_after, now) == Window::Expired {
-        return Err("the sponsor's certificate has expired".into());
+        return Err(CmsError::SponsorExpired);
     }
     sponsor
         .verify_pin(sponsor_passcode)
-        .map_err(|e| format!("sponsor passcode refused: {e}"))?;
+        .map_err(CmsError::SponsorPasscode)?;
     let mut challenge = [0u8; 32];
-    getrandom::fill(&mut challenge).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut challenge).map_err(CmsError::Random)?;
     let key = &sponsor_cert.key;
-    let sig = sponsor
-        .private_operation(0x9A, key.algorithm, 0x81, &key.to_sign(&challenge)?)
-        .map_err(card_err)?;
+    let sig = sponsor.private_operation(0x9A, key.algorithm, 0x81, &key.to_sign(&challenge)?)?;
     key.verify(&challenge, &sig)
-        .map_err(|_| "the sponsor card's signature does not match its certificate")?;
+        .map_err(|_| CmsError::SponsorSignature)?;
 
     // The locked card.
-    card.select().map_err(card_err)?;
-    let info = card.card_info().map_err(card_err)?;
+    card.select()?;
+    let info = card.card_info()?;
     usable_card(cms, info.serial)?;
     issued_card(cms, card, info.serial, "sponsor unlock", now)?;
-    let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
+    let (puk_left, _) = card.tries(0x81)?;
     if puk_left == 0 {
-        return Err("the card's PUK is blocked: it must be re-issued".into());
+        return Err(CmsError::PukBlocked);
     }
     let puk = cms.puk(info.serial);
     card.unblock(puk.as_bytes(), new_passcode.as_bytes())
@@ -704,8 +663,8 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
             ClientError::Refused {
                 status: Sw::AuthenticationMethodBlocked,
                 ..
-            } => "the card's PUK is blocked: it must be re-issued".to_string(),
-            other => format!("unblock failed: {other}"),
+            } => CmsError::PukBlocked,
+            other => step(Step::Unblock)(other),
         })?;
     cms.db.self_service_reset(info.serial)?;
     cms.db.audit(
@@ -742,25 +701,26 @@ pub fn self_unlock_request<T: Transport>(
     card: &mut PivClient<T>,
     outbox: &Path,
     now: u64,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf> {
     let (info, _, holder) = registered(cms, card)?;
-    let address = holder.email.clone().or(holder.mobile.clone()).ok_or(
-        "self-service unlock needs a registered email address or mobile number: ask a sponsor",
-    )?;
+    let address = holder
+        .email
+        .clone()
+        .or(holder.mobile.clone())
+        .ok_or(CmsError::NoAddress)?;
     issued_card(cms, card, info.serial, "self-unlock request", now)?;
     let cert = slot_certificate(cms, card, SLOTS[0].1)?;
     if now >= cert.not_after {
-        return Err("the card's certificates have expired: self-service unlock is not possible, re-issue in person".into());
+        return Err(CmsError::CertificatesExpired);
     }
     let mut raw = [0u8; 8];
-    getrandom::fill(&mut raw).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut raw).map_err(CmsError::Random)?;
     let code = format!("{:06}", u64::from_be_bytes(raw) % 1_000_000);
     let digest = cms.code_digest(info.serial, &code);
     let tx = cms
         .db
         .conn()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let issued = db::Db::new_code(
         &tx,
         info.serial,
@@ -785,19 +745,19 @@ pub fn self_unlock_request<T: Transport>(
     )?;
     if let Err(refused) = issued {
         // The refusal is recorded; no code was made.
-        tx.commit().map_err(|e| e.to_string())?;
+        tx.commit()?;
         return Err(match refused {
-            RequestRefused::Locked => format!(
-                "self-service unlock of card {:010} is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor",
-                info.serial
-            ),
-            RequestRefused::TooMany => format!(
-                "card {:010} asked for {REQUESTS_PER_HOUR} codes in the last hour: try again later",
-                info.serial
-            ),
+            RequestRefused::Locked => CmsError::SelfServiceLocked {
+                serial: Some(info.serial),
+                failures: FAILURES_BEFORE_LOCK,
+            },
+            RequestRefused::TooMany => CmsError::TooManyRequests {
+                serial: info.serial,
+                requests: REQUESTS_PER_HOUR,
+            },
         });
     }
-    private_files::dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
+    private_files::dir_all(outbox).map_err(CmsError::file(outbox))?;
     let path = outbox.join(format!("{:010}-{now}.eml", info.serial));
     let message = format!(
         "To: {address}\r\nFrom: s9card CMS <cms@s9card.invalid>\r\nSubject: Your smartcard security code\r\n\r\n\
@@ -806,9 +766,8 @@ pub fn self_unlock_request<T: Transport>(
     );
     // The code is written down only once its row is committed: a message
     // must never announce a code the database does not hold.
-    tx.commit().map_err(|e| e.to_string())?;
-    private_files::write(&path, message.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    tx.commit()?;
+    private_files::write(&path, message.as_bytes()).map_err(CmsError::file(&path))?;
     Ok(path)
 }
 
@@ -819,7 +778,7 @@ pub fn self_unlock_complete<T: Transport>(
     code: &str,
     new_passcode: &str,
     now: u64,
-) -> Result<u32, String> {
+) -> Result<u32> {
     acceptable(new_passcode)?;
     let (info, _, _) = registered(cms, card)?;
     issued_card(cms, card, info.serial, "self-unlock", now)?;
@@ -836,26 +795,23 @@ pub fn self_unlock_complete<T: Transport>(
     match cms.db.attempt_code(info.serial, &given, now)? {
         Attempt::Right => {}
         Attempt::Wrong { locked: true, .. } | Attempt::Locked => {
-            return Err(format!(
-                "self-service unlock of this card is locked after {FAILURES_BEFORE_LOCK} wrong codes: ask a sponsor"
-            ));
+            return Err(CmsError::SelfServiceLocked {
+                serial: None,
+                failures: FAILURES_BEFORE_LOCK,
+            });
         }
-        Attempt::Wrong { tries_left, .. } => {
-            return Err(format!("wrong security code ({tries_left} tries left)"));
-        }
-        Attempt::NoCode => return Err("no security code was requested for this card".into()),
-        Attempt::Void => return Err("this security code is void: request a new one".into()),
-        Attempt::Expired => {
-            return Err("this security code has expired: request a new one".into());
-        }
+        Attempt::Wrong { tries_left, .. } => return Err(CmsError::WrongCode(tries_left)),
+        Attempt::NoCode => return Err(CmsError::NoCode),
+        Attempt::Void => return Err(CmsError::CodeVoid),
+        Attempt::Expired => return Err(CmsError::CodeExpired),
     }
-    let (puk_left, _) = card.tries(0x81).map_err(card_err)?;
+    let (puk_left, _) = card.tries(0x81)?;
     if puk_left == 0 {
-        return Err("the card's PUK is blocked: it must be re-issued".into());
+        return Err(CmsError::PukBlocked);
     }
     let puk = cms.puk(info.serial);
     card.unblock(puk.as_bytes(), new_passcode.as_bytes())
-        .map_err(|e| format!("unblock failed: {e}"))?;
+        .map_err(step(Step::Unblock))?;
     cms.db
         .audit(now, "holder", "self-unlock", Some(info.serial), "ok", "")?;
     Ok(info.serial)

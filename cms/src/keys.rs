@@ -3,6 +3,8 @@
 //! signs (the sponsor-unlock challenge).
 
 use applet::algorithm::Algorithm;
+
+use crate::{CmsError, Result};
 use der::asn1::{BitString, ObjectIdentifier, UintRef};
 use der::{Any, Encode};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -23,15 +25,18 @@ pub const PERSONALISABLE: [(&str, Algorithm); 3] = [
 ];
 
 /// The algorithm a `--algorithm` name stands for.
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+pub fn parse_algorithm(name: &str) -> Result<Algorithm> {
     PERSONALISABLE
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, a)| *a)
-        .ok_or_else(|| {
-            let names: Vec<&str> = PERSONALISABLE.iter().map(|(n, _)| *n).collect();
-            format!("algorithm {name:?}: one of {}", names.join(", "))
-        })
+        .ok_or_else(|| CmsError::BadAlgorithm(name.into()))
+}
+
+/// The `--algorithm` names, comma-separated.
+pub fn algorithm_names() -> String {
+    let names: Vec<&str> = PERSONALISABLE.iter().map(|(n, _)| *n).collect();
+    names.join(", ")
 }
 
 /// A card key's public half: what GENERATE answered, or what a
@@ -45,13 +50,13 @@ pub struct CardKey {
     pub public: Vec<u8>,
 }
 
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+fn err(e: impl std::fmt::Display) -> CmsError {
+    CmsError::encoding(e)
 }
 
 impl CardKey {
     /// The key as an X.509 SubjectPublicKeyInfo (RFC 3279, RFC 8410).
-    pub fn spki(&self) -> Result<SubjectPublicKeyInfoOwned, String> {
+    pub fn spki(&self) -> Result<SubjectPublicKeyInfoOwned> {
         let (oid, parameters, key) = match self.algorithm {
             Algorithm::P256 => (
                 EC_PUBLIC_KEY,
@@ -74,7 +79,7 @@ impl CardKey {
     }
 
     /// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }.
-    fn rsa_public_key(&self) -> Result<Vec<u8>, String> {
+    fn rsa_public_key(&self) -> Result<Vec<u8>> {
         let n = UintRef::new(&self.public).map_err(err)?;
         let e = UintRef::new(&[0x01, 0x00, 0x01]).map_err(err)?;
         let body = [n.to_der().map_err(err)?, e.to_der().map_err(err)?].concat();
@@ -89,7 +94,7 @@ impl CardKey {
     }
 
     /// The key a certificate certifies.
-    pub fn from_spki(spki: &SubjectPublicKeyInfoOwned) -> Result<CardKey, String> {
+    pub fn from_spki(spki: &SubjectPublicKeyInfoOwned) -> Result<CardKey> {
         let bits = spki.subject_public_key.raw_bytes();
         let curve = || {
             spki.algorithm
@@ -109,13 +114,13 @@ impl CardKey {
                 let algorithm = Algorithm::ALL
                     .into_iter()
                     .find(|a| a.public_len() == n.len() && a.rsa_bits().is_some())
-                    .ok_or("an RSA key of a size the card does not have")?;
+                    .ok_or(CmsError::RsaSize)?;
                 (algorithm, n.to_vec())
             }
-            other => return Err(format!("a key of algorithm {other} the card does not have")),
+            other => return Err(CmsError::KeyAlgorithm(other.to_string())),
         };
         if public.len() != algorithm.public_len() {
-            return Err("a public key of the wrong length".into());
+            return Err(CmsError::KeyLength);
         }
         Ok(CardKey { algorithm, public })
     }
@@ -123,7 +128,7 @@ impl CardKey {
     /// What to send the card so that it signs `challenge` (a SHA-256 value)
     /// with this key: the digest itself for ECDSA, the PKCS#1 v1.5 block
     /// for RSA.
-    pub fn to_sign(&self, challenge: &[u8; 32]) -> Result<Vec<u8>, String> {
+    pub fn to_sign(&self, challenge: &[u8; 32]) -> Result<Vec<u8>> {
         match self.algorithm {
             Algorithm::P256 | Algorithm::P384 => Ok(challenge.to_vec()),
             a if a.rsa_bits().is_some() => {
@@ -138,24 +143,24 @@ impl CardKey {
                 block.extend(info);
                 Ok(block)
             }
-            other => Err(format!("{other:?} keys do not sign challenges here")),
+            other => Err(CmsError::NoChallenge(other)),
         }
     }
 
     /// Checks the card's answer to [`CardKey::to_sign`].
-    pub fn verify(&self, challenge: &[u8; 32], signature: &[u8]) -> Result<(), String> {
-        fn bad<E>(_: E) -> String {
-            "the signature does not match the key".to_string()
+    pub fn verify(&self, challenge: &[u8; 32], signature: &[u8]) -> Result<()> {
+        fn bad<E>(_: E) -> CmsError {
+            CmsError::BadSignature
         }
         match self.algorithm {
             Algorithm::P256 => {
                 let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.public).map_err(err)?;
-                let sig = p256::ecdsa::DerSignature::from_bytes(signature).map_err(err)?;
+                let sig = p256::ecdsa::DerSignature::from_bytes(signature).map_err(bad)?;
                 key.verify_prehash(challenge, &sig).map_err(bad)
             }
             Algorithm::P384 => {
                 let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&self.public).map_err(err)?;
-                let sig = p384::ecdsa::DerSignature::from_bytes(signature).map_err(err)?;
+                let sig = p384::ecdsa::DerSignature::from_bytes(signature).map_err(bad)?;
                 key.verify_prehash(challenge, &sig).map_err(bad)
             }
             a if a.rsa_bits().is_some() => {
@@ -171,7 +176,7 @@ impl CardKey {
                 )
                 .map_err(bad)
             }
-            other => Err(format!("{other:?} keys do not sign challenges here")),
+            other => Err(CmsError::NoChallenge(other)),
         }
     }
 }

@@ -8,6 +8,9 @@ pub mod bulk;
 pub mod ca;
 pub mod db;
 pub mod derive;
+pub mod error;
 pub mod flows;
 pub mod keys;
 pub mod time;
+
+pub use error::{CmsError, Result, Step};

@@ -2,9 +2,9 @@
 //! the batch carries on.
 
 use client::PivClient;
-use cms::bulk;
 use cms::flows::{self, Cms};
 use cms::time;
+use cms::{CmsError, bulk};
 use virtual_card::Entropy;
 
 #[test]
@@ -93,8 +93,18 @@ fn files_over_300_rows_or_without_the_columns_are_refused_whole() {
         );
     }
     std::fs::write(&big, text).unwrap();
-    assert!(bulk::read(&big).unwrap_err().contains("at most 300"));
+    assert!(matches!(
+        bulk::read(&big),
+        Err(CmsError::BulkTooLong {
+            rows: 301,
+            max: 300,
+            ..
+        })
+    ));
     let wrong = dir.path().join("wrong.csv");
     std::fs::write(&wrong, "id,name\n1,x\n").unwrap();
-    assert!(bulk::read(&wrong).unwrap_err().contains("columns"));
+    assert!(matches!(
+        bulk::read(&wrong),
+        Err(CmsError::BulkColumns { .. })
+    ));
 }

@@ -77,11 +77,7 @@ fn recorded() -> &'static [Vec<u8>] {
     ALL.get_or_init(|| {
         include_str!("../traces/commands.hex")
             .lines()
-            .map(|line| {
-                (0..line.len() / 2)
-                    .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap())
-                    .collect()
-            })
+            .map(|line| hex::decode(line).unwrap())
             .collect()
     })
 }
@@ -211,9 +207,7 @@ fn rsa_pool(bits: usize) -> Option<Vec<u8>> {
             _ => continue,
         };
         if current == Some(bits) {
-            let bytes: Vec<u8> = (0..value.len() / 2)
-                .map(|i| u8::from_str_radix(&value[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
+            let bytes = hex::decode(value).unwrap();
             data.extend(client::tlv(tag, &bytes));
         }
     }

@@ -199,7 +199,7 @@ impl CmsArgs {
             .unwrap_or_else(|| paths::data_dir().join("cms.db"))
     }
 
-    fn now(&self) -> Result<u64, String> {
+    fn now(&self) -> Result<u64, cms::CmsError> {
         #[cfg(debug_assertions)]
         if let Some(now) = self.now.as_deref() {
             return time::parse(now);

@@ -42,7 +42,7 @@ impl Secrets {
                 bytes.windows(8).collect()
             };
             for w in windows {
-                let upper: String = w.iter().map(|b| format!("{b:02X}")).collect();
+                let upper = hex::encode_upper(w);
                 out.push((name.as_str(), w.to_vec()));
                 out.push((name.as_str(), upper.to_lowercase().into_bytes()));
                 out.push((name.as_str(), upper.into_bytes()));
@@ -54,13 +54,6 @@ impl Secrets {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn p(path: &Path) -> &str {
@@ -91,14 +84,14 @@ fn no_secret_reaches_the_trace() {
     let reader = h.reader(0);
     let mut card = PivClient::new(Pcsc::connect_exact(&reader).unwrap());
     for line in recorded.lines().filter(|l| !l.is_empty()) {
-        card.raw(&unhex(line)).unwrap();
+        card.raw(&hex::decode(line).unwrap()).unwrap();
     }
     // Whatever state the replay left, back to the factory: block the PIN
     // and the PUK with wrong values, then RESET.
     let sw = |rsp: Vec<u8>| u16::from_be_bytes([rsp[rsp.len() - 2], rsp[rsp.len() - 1]]);
-    let wrong_pin = unhex("00200080083030303030303030");
+    let wrong_pin = hex::decode("00200080083030303030303030").unwrap();
     while sw(card.raw(&wrong_pin).unwrap()) != 0x6983 {}
-    let wrong_puk = unhex("002400811030303030303030303030303030303030");
+    let wrong_puk = hex::decode("002400811030303030303030303030303030303030").unwrap();
     while sw(card.raw(&wrong_puk).unwrap()) != 0x6983 {}
     assert_eq!(sw(card.raw(&[0x00, 0xFB, 0x00, 0x00]).unwrap()), 0x9000);
     drop(card);
@@ -106,7 +99,7 @@ fn no_secret_reaches_the_trace() {
     secrets.passcode("factory PUK", "12345678");
     secrets.add(
         "factory management key",
-        &unhex(&"0102030405060708".repeat(3)),
+        &hex::decode("0102030405060708".repeat(3)).unwrap(),
     );
 
     // Passcodes: VERIFY, CHANGE REFERENCE DATA for PIN and PUK, RESET
@@ -120,11 +113,11 @@ fn no_secret_reaches_the_trace() {
     secrets.passcode("PUK", PUK);
 
     // IMPORT of a known scalar.
-    let key = p256::SecretKey::from_slice(&unhex(SCALAR)).unwrap();
+    let key = p256::SecretKey::from_slice(&hex::decode(SCALAR).unwrap()).unwrap();
     let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
     let key_file = h.write("import.pem", pem.as_bytes());
     yubico(&h, &["-a", "import-key", "-s", "9c", "-i", p(&key_file)]);
-    secrets.add("imported scalar", &unhex(SCALAR));
+    secrets.add("imported scalar", &hex::decode(SCALAR).unwrap());
 
     // RSA decryption with 9D through PKCS#11: the unwrapped session key
     // comes out of the card inside its PKCS#1 block.
@@ -147,7 +140,7 @@ fn no_secret_reaches_the_trace() {
         &h,
         &["-a", "import-certificate", "-s", "9d", "-i", p(&rsa_cert)],
     );
-    let session_key = h.write("session.key", &unhex(SESSION_KEY));
+    let session_key = h.write("session.key", &hex::decode(SESSION_KEY).unwrap());
     let wrapped = h.path("session.wrapped");
     ok(
         "openssl",
@@ -185,8 +178,14 @@ fn no_secret_reaches_the_trace() {
             p(&unwrapped),
         ],
     );
-    assert_eq!(std::fs::read(&unwrapped).unwrap(), unhex(SESSION_KEY));
-    secrets.add("RSA-unwrapped session key", &unhex(SESSION_KEY));
+    assert_eq!(
+        std::fs::read(&unwrapped).unwrap(),
+        hex::decode(SESSION_KEY).unwrap()
+    );
+    secrets.add(
+        "RSA-unwrapped session key",
+        &hex::decode(SESSION_KEY).unwrap(),
+    );
 
     // ECDH with 9D through PKCS#11: the shared secret comes out of the card.
     let cert = key_with_certificate(&h, "9d", "key management");
@@ -257,7 +256,7 @@ fn no_secret_reaches_the_trace() {
 
     // A PIN-protected management key in the printed information object,
     // written by PUT DATA and read back after VERIFY.
-    let printed = unhex(&format!("881A8918{PROTECTED_MGM}"));
+    let printed = hex::decode(format!("881A8918{PROTECTED_MGM}")).unwrap();
     let printed_file = h.write("printed.bin", &printed);
     yubico(
         &h,
@@ -288,7 +287,10 @@ fn no_secret_reaches_the_trace() {
         ],
     );
     assert!(read.to_uppercase().contains(PROTECTED_MGM), "{read}");
-    secrets.add("PIN-protected management key", &unhex(PROTECTED_MGM));
+    secrets.add(
+        "PIN-protected management key",
+        &hex::decode(PROTECTED_MGM).unwrap(),
+    );
 
     // SET MANAGEMENT KEY, then the new key authenticating (its cryptograms
     // are redacted too) for SET PIN RETRIES, which needs the PIN as well.
@@ -310,7 +312,7 @@ fn no_secret_reaches_the_trace() {
             "4",
         ],
     );
-    secrets.add("management key", &unhex(MGM));
+    secrets.add("management key", &hex::decode(MGM).unwrap());
     // After SET PIN RETRIES the codes are the factory ones again: one more
     // change to a chosen PIN.
     yubico(&h, &["-a", "change-pin", "-P", "123456", "-N", PIN_3]);

@@ -354,7 +354,7 @@ impl FirmwareCard {
             return Ok(());
         }
         let (qemu, atr) = Qemu::start(&self.firmware, self.sender.clone())?;
-        tracing::info!(pid = qemu.child.id(), atr = %hex(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
+        tracing::info!(pid = qemu.child.id(), atr = %hex::encode_upper(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
         self.pid.store(qemu.child.id(), Ordering::SeqCst);
         self.qemu = Some(qemu);
         Ok(())
@@ -427,10 +427,6 @@ impl Respond for FirmwareCard {
             }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// The firmware card driven directly, without pcscd (benchmarks, tests):

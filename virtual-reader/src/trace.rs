@@ -35,7 +35,7 @@ impl Data {
     fn encode(&self) -> String {
         match self {
             Data::Clear(b) if b.is_empty() => "-".into(),
-            Data::Clear(b) => hex(b),
+            Data::Clear(b) => hex::encode_upper(b),
             Data::Redacted(n) => format!("R{n}"),
         }
     }
@@ -47,7 +47,7 @@ impl Data {
         if let Some(n) = s.strip_prefix('R') {
             return n.parse().ok().map(Data::Redacted);
         }
-        unhex(s).map(Data::Clear)
+        hex::decode(s).ok().map(Data::Clear)
     }
 
     /// `bytes` as a trace keeps them: redacted if secret and not empty.
@@ -126,7 +126,7 @@ impl Record {
             "{} {} {} {} {} {:04X}",
             self.at_ms,
             self.micros,
-            hex(&self.header),
+            hex::encode_upper(self.header),
             self.command.encode(),
             self.response.encode(),
             self.sw
@@ -139,7 +139,7 @@ impl Record {
         let [at, us, header, command, response, sw] = f[..] else {
             return None;
         };
-        let header: [u8; 4] = unhex(header)?.try_into().ok()?;
+        let header: [u8; 4] = hex::decode(header).ok()?.try_into().ok()?;
         Some(Record {
             at_ms: at.parse().ok()?,
             micros: us.parse().ok()?,
@@ -213,7 +213,7 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
         Instruction::Select if clear.starts_with(&[0xA0, 0x00, 0x00, 0x03, 0x08]) => {
             format!("{name} PIV")
         }
-        Instruction::Select => format!("{name} {}", hex(clear)),
+        Instruction::Select => format!("{name} {}", hex::encode_upper(clear)),
         Instruction::Verify => match (p1, data.len()) {
             (0xFF, _) => format!("{name} LOGOUT"),
             (_, 0) => format!("{name} PIN (status)"),
@@ -231,7 +231,7 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
         },
         Instruction::GetData | Instruction::PutData => {
             match Reader::new(clear).flatten().find(|t| t.tag.value() == 0x5C) {
-                Some(t) => format!("{name} {}", hex(t.value)),
+                Some(t) => format!("{name} {}", hex::encode_upper(t.value)),
                 None => name.into(),
             }
         }
@@ -303,20 +303,6 @@ fn operation(p1: u8, data: &[u8]) -> Option<&'static str> {
 }
 
 pub use client::meaning;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {

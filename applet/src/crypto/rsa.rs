@@ -506,11 +506,7 @@ mod tests {
                 .lines()
                 .find(|l| l.starts_with(&format!("{name} ")))
                 .unwrap();
-            let hex = &line[name.len() + 1..];
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
+            hex::decode(&line[name.len() + 1..]).unwrap()
         };
         let mut parts = [0u8; 320];
         for (i, name) in ["p", "q", "dp", "dq", "qinv"].iter().enumerate() {

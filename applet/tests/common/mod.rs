@@ -17,16 +17,13 @@ pub const DEFAULT_MGM: [u8; 24] = [
     1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
 ];
 
+/// Hex as the tests and vector files write it, spaces allowed.
 pub fn hex(text: &str) -> Vec<u8> {
-    let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(text.split_whitespace().collect::<String>()).unwrap()
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    hex::encode_upper(bytes)
 }
 
 pub fn device_key() -> DeviceKey {
