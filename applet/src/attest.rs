@@ -21,19 +21,14 @@ use crate::algorithm::{Algorithm, MAX_PUBLIC, RSA_EXPONENT};
 use crate::crypto::{MAX_OUTPUT, Private};
 use crate::error::{Error, Result};
 
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-/// RFC 8410.
-const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
-const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
-/// The attestation root is a CA that signs certificates, so that `openssl
-/// verify` accepts it as an issuer.
-const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+// The attestation root is a CA that signs certificates (basic constraints,
+// key usage), so that `openssl verify` accepts it as an issuer.
+use const_oid::db::rfc4519::CN;
+use const_oid::db::rfc5912::{
+    ECDSA_WITH_SHA_256, ID_CE_BASIC_CONSTRAINTS, ID_CE_KEY_USAGE, ID_EC_PUBLIC_KEY, RSA_ENCRYPTION,
+    SECP_256_R_1, SECP_384_R_1,
+};
+use const_oid::db::rfc8410::{ID_ED_25519, ID_X_25519};
 /// Yubico's attestation extensions, 1.3.6.1.4.1.41482.3.{3,7,8}: firmware
 /// version, serial, PIN and touch policy. Tools read these to tell what kind
 /// of key they are looking at.
@@ -112,7 +107,7 @@ struct RsaPublicKey<'a> {
 fn name(cn: &[u8]) -> der::Result<Name<'_>> {
     let mut rdn = SetOf::new();
     rdn.insert(AttributeTypeAndValue {
-        oid: COMMON_NAME,
+        oid: CN,
         value: Utf8StringRef::new(
             core::str::from_utf8(cn).map_err(|_| der::Tag::Utf8String.value_error())?,
         )?,
@@ -124,7 +119,7 @@ fn name(cn: &[u8]) -> der::Result<Name<'_>> {
 
 fn ecdsa_with_sha256() -> AlgorithmIdentifierRef<'static> {
     AlgorithmIdentifierRef {
-        oid: ECDSA_WITH_SHA256,
+        oid: ECDSA_WITH_SHA_256,
         parameters: None,
     }
 }
@@ -180,15 +175,15 @@ fn tbs_certificate<'o>(
     let (oid, parameters, key_bits): (_, _, &[u8]) = match subject.algorithm {
         Algorithm::P256 | Algorithm::P384 => {
             curve_oid = if subject.algorithm == Algorithm::P256 {
-                PRIME256V1
+                SECP_256_R_1
             } else {
-                SECP384R1
+                SECP_384_R_1
             };
             let curve = AnyRef::new(der::Tag::ObjectIdentifier, curve_oid.as_bytes())?;
-            (EC_PUBLIC_KEY, Some(curve), subject.public)
+            (ID_EC_PUBLIC_KEY, Some(curve), subject.public)
         }
-        Algorithm::Ed25519 => (ED25519, None, subject.public),
-        Algorithm::X25519 => (X25519, None, subject.public),
+        Algorithm::Ed25519 => (ID_ED_25519, None, subject.public),
+        Algorithm::X25519 => (ID_X_25519, None, subject.public),
         _ => {
             let key = RsaPublicKey {
                 modulus: UintRef::new(subject.public)?,
@@ -222,8 +217,8 @@ fn tbs_certificate<'o>(
         None => {
             // basicConstraints { cA TRUE }; keyUsage keyCertSign, cRLSign.
             for (extn_id, value) in [
-                (BASIC_CONSTRAINTS, &[0x30, 0x03, 0x01, 0x01, 0xFF][..]),
-                (KEY_USAGE, &[0x03, 0x02, 0x01, 0x06][..]),
+                (ID_CE_BASIC_CONSTRAINTS, &[0x30, 0x03, 0x01, 0x01, 0xFF][..]),
+                (ID_CE_KEY_USAGE, &[0x03, 0x02, 0x01, 0x06][..]),
             ] {
                 extensions.add(Extension {
                     extn_id,
@@ -273,10 +268,10 @@ pub fn certifies(object: &[u8], algorithm: Algorithm, public: &[u8]) -> Result<b
         .parameters
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     Ok(match algorithm {
-        Algorithm::P256 => oid == EC_PUBLIC_KEY && curve == Some(PRIME256V1) && key == public,
-        Algorithm::P384 => oid == EC_PUBLIC_KEY && curve == Some(SECP384R1) && key == public,
-        Algorithm::Ed25519 => oid == ED25519 && key == public,
-        Algorithm::X25519 => oid == X25519 && key == public,
+        Algorithm::P256 => oid == ID_EC_PUBLIC_KEY && curve == Some(SECP_256_R_1) && key == public,
+        Algorithm::P384 => oid == ID_EC_PUBLIC_KEY && curve == Some(SECP_384_R_1) && key == public,
+        Algorithm::Ed25519 => oid == ID_ED_25519 && key == public,
+        Algorithm::X25519 => oid == ID_X_25519 && key == public,
         _ => {
             let rsa = RsaPublicKey::from_der(key).map_err(|_| Error::BadData)?;
             let exponent = RSA_EXPONENT.to_be_bytes();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use const_oid::db::rfc4519::{OU, UID};
 use der::{Decode, Encode, EncodePem};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
@@ -268,9 +269,9 @@ pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
                         .map(|s| s.as_str().to_string())
                 })
                 .unwrap_or_default();
-            match atv.oid.to_string().as_str() {
-                "0.9.2342.19200300.100.1.1" => uuid = value,
-                "2.5.4.11" => role = Role::parse(&value),
+            match atv.oid {
+                UID => uuid = value,
+                OU => role = Role::parse(&value),
                 _ => {}
             }
         }

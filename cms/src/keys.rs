@@ -10,12 +10,8 @@ use der::{Any, Encode};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1};
+use const_oid::db::rfc8410::{ID_ED_25519, ID_X_25519};
 
 /// The algorithms the CMS personalises cards with (`--algorithm`).
 pub const PERSONALISABLE: [(&str, Algorithm); 3] = [
@@ -59,17 +55,17 @@ impl CardKey {
     pub fn spki(&self) -> Result<SubjectPublicKeyInfoOwned> {
         let (oid, parameters, key) = match self.algorithm {
             Algorithm::P256 => (
-                EC_PUBLIC_KEY,
-                Some(Any::encode_from(&PRIME256V1).map_err(err)?),
+                ID_EC_PUBLIC_KEY,
+                Some(Any::encode_from(&SECP_256_R_1).map_err(err)?),
                 self.public.clone(),
             ),
             Algorithm::P384 => (
-                EC_PUBLIC_KEY,
-                Some(Any::encode_from(&SECP384R1).map_err(err)?),
+                ID_EC_PUBLIC_KEY,
+                Some(Any::encode_from(&SECP_384_R_1).map_err(err)?),
                 self.public.clone(),
             ),
-            Algorithm::Ed25519 => (ED25519, None, self.public.clone()),
-            Algorithm::X25519 => (X25519, None, self.public.clone()),
+            Algorithm::Ed25519 => (ID_ED_25519, None, self.public.clone()),
+            Algorithm::X25519 => (ID_X_25519, None, self.public.clone()),
             _ => (RSA_ENCRYPTION, Some(Any::null()), self.rsa_public_key()?),
         };
         Ok(SubjectPublicKeyInfoOwned {
@@ -103,10 +99,10 @@ impl CardKey {
                 .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
         };
         let (algorithm, public) = match spki.algorithm.oid {
-            EC_PUBLIC_KEY if curve() == Some(PRIME256V1) => (Algorithm::P256, bits.to_vec()),
-            EC_PUBLIC_KEY if curve() == Some(SECP384R1) => (Algorithm::P384, bits.to_vec()),
-            ED25519 => (Algorithm::Ed25519, bits.to_vec()),
-            X25519 => (Algorithm::X25519, bits.to_vec()),
+            ID_EC_PUBLIC_KEY if curve() == Some(SECP_256_R_1) => (Algorithm::P256, bits.to_vec()),
+            ID_EC_PUBLIC_KEY if curve() == Some(SECP_384_R_1) => (Algorithm::P384, bits.to_vec()),
+            ID_ED_25519 => (Algorithm::Ed25519, bits.to_vec()),
+            ID_X_25519 => (Algorithm::X25519, bits.to_vec()),
             RSA_ENCRYPTION => {
                 let key = <rsa::PublicKey as rsa::pkcs1::DecodeRsaPublicKey>::from_pkcs1_der(bits)
                     .map_err(err)?;
