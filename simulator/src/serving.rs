@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use virtual_reader::control::Request;
 use virtual_reader::server::{self, TraceTo};
 
 use crate::images::{entropy, random_serial};
@@ -170,40 +171,43 @@ fn default_card(firmware: bool, seed: Option<u64>) -> Result<PathBuf, Box<dyn st
 }
 
 pub fn scenario(args: Scenario) -> Done {
-    // Read here, with this user's rights, and sent as text.
+    // Read here, with this user's rights, and sent as text: the server
+    // never opens a file a client names.
     let text = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    finish(server::send_scenario(&paths::control(args.control), &text)?)
+    let text =
+        String::from_utf8(text).map_err(|_| virtual_reader::scenario::ScenarioError::In {
+            path: args.file.clone(),
+            source: Box::new(virtual_reader::scenario::ScenarioError::NotText),
+        })?;
+    finish(args.control, Request::Scenario { text })
 }
 
 pub fn eject(args: Eject) -> Done {
-    let control = paths::control(args.control);
-    finish(server::control_send(
-        &control,
-        &format!("eject {}", args.reader),
-    )?)
+    finish(
+        args.control,
+        Request::Eject {
+            reader: args.reader,
+        },
+    )
 }
 
 pub fn insert(args: Insert) -> Done {
-    let control = paths::control(args.control);
-    finish(server::control_send(
-        &control,
-        &format!("insert {}", args.reader),
-    )?)
+    finish(
+        args.control,
+        Request::Insert {
+            reader: args.reader,
+        },
+    )
 }
 
 pub fn readers(args: Readers) -> Done {
-    println!(
-        "{}",
-        server::control_send(&paths::control(args.control), "status")?
-    );
-    Ok(())
+    finish(args.control, Request::Status {})
 }
 
-/// The server's answer: printed, or the command's error.
-fn finish(answer: String) -> Done {
-    if answer.starts_with("error") {
-        return Err(answer.into());
-    }
+/// Sends `request` to the server at `control` and prints its answer; its
+/// refusal is the command's error.
+fn finish(control: Option<PathBuf>, request: Request) -> Done {
+    let answer = server::control_send(&paths::control(control), &request)?;
     println!("{answer}");
     Ok(())
 }

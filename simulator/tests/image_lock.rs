@@ -53,7 +53,8 @@ fn a_second_server_of_one_image_is_refused() {
     let mut first = serve("first.sock");
     // Serving: its control socket answers.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while virtual_reader::server::control_send(&dir.path().join("first.sock"), "status").is_err() {
+    let status = virtual_reader::control::Request::Status {};
+    while virtual_reader::server::control_send(&dir.path().join("first.sock"), &status).is_err() {
         assert!(Instant::now() < deadline, "the first server never served");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -18,6 +18,7 @@ use cryptoki::types::AuthPin;
 use harness::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::DecodePublicKey;
+use virtual_reader::control::{self, Answer, Refusal, Request};
 
 const DIGEST: [u8; 32] = [0x3C; 32];
 
@@ -204,11 +205,33 @@ fn a_chosen_status_word_and_a_response_that_never_completes() {
     );
     assert!(answer.contains("ok: 2 events"), "{answer}");
     // A path is not a scenario: the server opens no file a client names,
-    // so another user's client cannot have it read /etc/shadow.
-    for request in ["scenario /etc/passwd", "scenario 5000000"] {
-        let said = virtual_reader::server::control_send(&h.control, request).unwrap();
-        assert!(said.starts_with("error: a scenario is 0 to"), "{said}");
+    // so another user's client cannot have it read /etc/shadow. The text
+    // protocol of earlier versions is refused by name, and so is a
+    // scenario longer than the server takes.
+    let protocol = Refusal::Protocol {
+        expected: control::PROTOCOL.into(),
+    };
+    for line in ["scenario /etc/passwd", "scenario 5000000"] {
+        assert_eq!(raw_control(&h.control, line), refused(protocol.clone()));
     }
+    let long = control::encode_request(&Request::Scenario {
+        text: " ".repeat(control::MAX_SCENARIO + 1),
+    });
+    assert_eq!(
+        raw_control(&h.control, &long),
+        refused(Refusal::TooLong {
+            max: control::MAX_SCENARIO
+        })
+    );
+    let passwd = control::encode_request(&Request::Scenario {
+        text: "/etc/passwd".into(),
+    });
+    assert!(matches!(
+        raw_control(&h.control, &passwd),
+        Answer::Refused {
+            refusal: Refusal::Scenario { .. }
+        }
+    ));
 
     assert_eq!(
         card.raw(&GET_CHUID).unwrap(),
@@ -223,6 +246,23 @@ fn a_chosen_status_word_and_a_response_that_never_completes() {
     // Any other command ends it, and the card answers for itself again.
     card.select().unwrap();
     assert_eq!(card.raw(&GET_CHUID).unwrap(), chuid);
+}
+
+fn refused(refusal: Refusal) -> Answer {
+    Answer::Refused { refusal }
+}
+
+/// One line to a server's control socket as any client could write it,
+/// and its answer.
+fn raw_control(socket: &std::path::Path, line: &str) -> Answer {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    writeln!(stream, "{line}").unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(&stream)
+        .read_line(&mut answer)
+        .unwrap();
+    control::decode_answer(answer.trim()).unwrap()
 }
 
 #[test]

@@ -30,28 +30,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::control::Request;
 use crate::latency::{self, Latency, Profile};
 use crate::readers;
 use crate::server;
 use crate::up::CardProfile;
+use crate::{Error, Result};
 use client::{self, Pcsc, PivClient, Transport};
 use virtual_card::{Entropy, SimCard};
-
-/// Why a fixture card could not be made.
-#[derive(Debug)]
-pub struct FixtureError(String);
-
-impl std::fmt::Display for FixtureError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s9card fixture: {}", self.0)
-    }
-}
-
-impl std::error::Error for FixtureError {}
-
-fn err(e: impl std::fmt::Display) -> FixtureError {
-    FixtureError(e.to_string())
-}
 
 /// What card the fixture makes.
 #[derive(Clone, Debug)]
@@ -113,44 +99,45 @@ impl CardBuilder {
         self.seed.map_or(Entropy::Os, Entropy::Seed)
     }
 
-    fn latency_profile(&self) -> Result<Option<Profile>, FixtureError> {
+    fn latency_profile(&self) -> Result<Option<Profile>> {
         self.latency
             .as_deref()
             .map(Profile::load)
             .transpose()
-            .map_err(err)
+            .map_err(Error::from)
     }
 
-    fn serial_or_draw(&self) -> Result<u32, FixtureError> {
+    fn serial_or_draw(&self) -> Result<u32> {
         if let Some(s) = self.serial {
             return Ok(s);
         }
         let mut b = [0u8; 4];
-        getrandom::fill(&mut b).map_err(err)?;
+        getrandom::fill(&mut b).map_err(Error::Random)?;
         Ok(900_000_000 + u32::from_le_bytes(b) % 100_000_000)
     }
 
     /// Makes a fresh image in a private temporary directory.
-    fn image(&self) -> Result<(TempDir, PathBuf, u32), FixtureError> {
+    fn image(&self) -> Result<(TempDir, PathBuf, u32)> {
         let dir = TempDir::new()?;
         let image = dir.path().join("card.s9img");
         let serial = self.serial_or_draw()?;
         let profile = self
             .profile
             .profile(self.pin_complexity)
-            .ok_or_else(|| err(crate::up::COMPLEXITY_NEEDS_YUBIKEY))?;
+            .ok_or(Error::ComplexityNeedsYubiKey)?;
         let make = virtual_card::Make::virtual_card(serial, profile);
-        virtual_card::init(&image, make, self.entropy()).map_err(err)?;
+        virtual_card::init(&image, make, self.entropy()).map_err(Error::image(&image))?;
         Ok((dir, image, serial))
     }
 
     /// The card in this process, spoken to through the host PIV client.
-    pub fn in_process(self) -> Result<InProcessCard, FixtureError> {
+    pub fn in_process(self) -> Result<InProcessCard> {
         let latency = self
             .latency_profile()?
             .map(|p| Latency::new(p, self.seed.unwrap_or(0)));
         let (dir, image, serial) = self.image()?;
-        let (_, mut card) = virtual_card::boot(&image, self.entropy(), false).map_err(err)?;
+        let (_, mut card) =
+            virtual_card::boot(&image, self.entropy(), false).map_err(Error::image(&image))?;
         card.power_on();
         Ok(InProcessCard {
             card: Box::new(card),
@@ -162,7 +149,7 @@ impl CardBuilder {
 
     /// The card in a vpcd reader, for software that uses PC/SC. pcscd with
     /// the vpcd readers must run (`s9card pcscd` or `s9card up` starts it).
-    pub fn pcsc(self) -> Result<ServedCard, FixtureError> {
+    pub fn pcsc(self) -> Result<ServedCard> {
         let latency = self.latency_profile()?;
         let listed = readers::listed();
         // A YubiKey-compatible card goes in a reader named like a YubiKey,
@@ -177,11 +164,11 @@ impl CardBuilder {
             })
             .find_map(|n| ReaderLock::try_take(n).map(|lock| (n, lock)));
         let Some((n, lock)) = lock else {
-            return Err(FixtureError(if listed.is_empty() {
-                "no vpcd reader: start pcscd with them (s9card pcscd --readers 8)".into()
+            return Err(if listed.is_empty() {
+                Error::NoReaders
             } else {
-                "every vpcd reader for this profile holds a card or is taken by another test".into()
-            }));
+                Error::ReadersTaken
+            });
         };
         let (dir, image, serial) = self.image()?;
         let control = dir.path().join("control.sock");
@@ -291,29 +278,28 @@ impl ServedCard {
     }
 
     /// Takes the card out of its reader, and waits until PC/SC sees it gone.
-    pub fn eject(&self) -> Result<(), FixtureError> {
-        server::control_send(&self.control, "eject 0").map_err(err)?;
+    pub fn eject(&self) -> Result<()> {
+        server::control_send(&self.control, &Request::Eject { reader: 0 })?;
         self.wait(false)
     }
 
     /// Puts it back, and waits until PC/SC sees it.
-    pub fn insert(&self) -> Result<(), FixtureError> {
-        server::control_send(&self.control, "insert 0").map_err(err)?;
+    pub fn insert(&self) -> Result<()> {
+        server::control_send(&self.control, &Request::Insert { reader: 0 })?;
         self.wait(true)
     }
 
-    fn wait(&self, present: bool) -> Result<(), FixtureError> {
+    fn wait(&self, present: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !readers::listed()
             .iter()
             .any(|(r, p)| *r == self.reader && *p == present)
         {
             if Instant::now() > deadline {
-                return Err(FixtureError(format!(
-                    "{} never showed {}",
-                    self.reader,
-                    if present { "the card" } else { "no card" }
-                )));
+                return Err(Error::NeverShowed {
+                    reader: self.reader.clone(),
+                    present,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -364,9 +350,9 @@ pub fn lock_file(name: &str) -> std::io::Result<File> {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, FixtureError> {
-        let path = private_files::temp_path("s9card-fixture-").map_err(err)?;
-        private_files::dir_all(&path).map_err(err)?;
+    fn new() -> Result<TempDir> {
+        let path = private_files::temp_path("s9card-fixture-")?;
+        private_files::dir_all(&path).map_err(Error::file(&path))?;
         Ok(TempDir(path))
     }
 

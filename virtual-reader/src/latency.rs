@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use crate::trace::{self, Data};
+use crate::trace::{self, Data, UnknownCommand};
 
 /// The profiles built in, by name, as TOML files in `virtual-reader/profiles/`.
 pub const BUILT_IN: [(&str, &str); 4] = [
@@ -108,21 +108,67 @@ const ALGORITHMS: [(&str, Algorithm); 8] = [
     ("X25519", Algorithm::X25519),
 ];
 
-fn check(what: &str, d: Delay) -> Result<Delay, String> {
+fn check(what: &str, d: Delay) -> Result<Delay, LatencyError> {
     let ok = |x: f64| x.is_finite() && x >= 0.0;
     if ok(d.mean_ms) && ok(d.spread_ms) && d.mean_ms <= 600_000.0 {
         Ok(d)
     } else {
-        Err(format!(
-            "{what}: mean_ms and spread_ms must be numbers from 0 (mean at most 600000)"
-        ))
+        Err(LatencyError::Delay(what.to_string()))
     }
+}
+
+/// Why a latency profile is not one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LatencyError {
+    /// Not TOML, or not a profile's fields.
+    #[error("{0}")]
+    Syntax(Box<toml::de::Error>),
+    /// A delay that is not a number of milliseconds.
+    #[error("{0}: mean_ms and spread_ms must be numbers from 0 (mean at most 600000)")]
+    Delay(String),
+    /// A rule for a command no trace names.
+    #[error(transparent)]
+    Name(#[from] UnknownCommand),
+    /// An algorithm the card has not.
+    #[error("algorithm {:?}: one of {}", .0, algorithm_names())]
+    Algorithm(String),
+    /// Neither a file nor a built-in profile.
+    #[error("latency profile {:?}: neither a file nor one of {}", .0, built_in_names())]
+    NotFound(String),
+    /// The file could not be read.
+    #[error("{name}: {source}")]
+    Read {
+        /// The file as named.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// What is wrong with the profile of this name or file.
+    #[error("{name}: {source}")]
+    In {
+        /// `profile NAME` for a built-in one, or the file as named.
+        name: String,
+        /// What.
+        source: Box<LatencyError>,
+    },
+}
+
+fn algorithm_names() -> String {
+    let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
+    names.join(", ")
+}
+
+fn built_in_names() -> String {
+    let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+    names.join(", ")
 }
 
 impl Profile {
     /// Parses a profile file's text.
-    pub fn parse(text: &str) -> Result<Profile, String> {
-        let file: ProfileFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Profile, LatencyError> {
+        let file: ProfileFile =
+            toml::from_str(text).map_err(|e| LatencyError::Syntax(Box::new(e)))?;
         let default = file.default.map(|d| check("default", d)).transpose()?;
         let rules = file
             .commands
@@ -136,10 +182,7 @@ impl Profile {
                             .iter()
                             .find(|(n, _)| n.eq_ignore_ascii_case(&a))
                             .map(|(_, alg)| *alg)
-                            .ok_or_else(|| {
-                                let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
-                                format!("algorithm {a:?}: one of {}", names.join(", "))
-                            })
+                            .ok_or(LatencyError::Algorithm(a))
                     })
                     .transpose()?;
                 let delay = check(
@@ -155,7 +198,7 @@ impl Profile {
                     delay,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, LatencyError>>()?;
         Ok(Profile {
             name: file.name,
             about: file.about,
@@ -165,20 +208,25 @@ impl Profile {
     }
 
     /// A built-in profile by name, or a profile file.
-    pub fn load(name_or_path: &str) -> Result<Profile, String> {
+    pub fn load(name_or_path: &str) -> Result<Profile, LatencyError> {
+        let within = |name: String| {
+            move |e| LatencyError::In {
+                name,
+                source: Box::new(e),
+            }
+        };
         if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
-            return Profile::parse(text).map_err(|e| format!("profile {name_or_path}: {e}"));
+            return Profile::parse(text).map_err(within(format!("profile {name_or_path}")));
         }
         let path = Path::new(name_or_path);
         if !path.exists() {
-            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
-            return Err(format!(
-                "latency profile {name_or_path:?}: neither a file nor one of {}",
-                names.join(", ")
-            ));
+            return Err(LatencyError::NotFound(name_or_path.into()));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{name_or_path}: {e}"))?;
-        Profile::parse(&text).map_err(|e| format!("{name_or_path}: {e}"))
+        let text = std::fs::read_to_string(path).map_err(|source| LatencyError::Read {
+            name: name_or_path.into(),
+            source,
+        })?;
+        Profile::parse(&text).map_err(within(name_or_path.into()))
     }
 
     /// The delay for a command: its rule's, or the default.
@@ -364,14 +412,30 @@ mod tests {
     fn bad_files_say_what_is_wrong() {
         let e = Profile::parse("name = \"x\"\n[[command]]\nname = \"VERIFY\"\nmean_ms = -1\n")
             .unwrap_err();
-        assert!(e.contains("VERIFY"), "{e}");
+        assert!(
+            matches!(&e, LatencyError::Delay(what) if what == "VERIFY"),
+            "{e}"
+        );
         let e = Profile::parse(
             "name = \"x\"\n[[command]]\nname = \"GENERATE\"\nalgorithm = \"RSA-9\"\nmean_ms = 1\n",
         )
         .unwrap_err();
-        assert!(e.contains("RSA-9"), "{e}");
-        assert!(Profile::parse("name = \"x\"\nmean = 3\n").is_err());
-        assert!(Profile::load("no-such-profile").is_err());
+        assert!(
+            matches!(&e, LatencyError::Algorithm(a) if a == "RSA-9"),
+            "{e}"
+        );
+        assert!(matches!(
+            Profile::parse("name = \"x\"\nmean = 3\n"),
+            Err(LatencyError::Syntax(_))
+        ));
+        assert!(matches!(
+            Profile::parse("name = \"x\"\n[[command]]\nname = \"SIGN\"\nmean_ms = 1\n"),
+            Err(LatencyError::Name(_))
+        ));
+        assert!(matches!(
+            Profile::load("no-such-profile"),
+            Err(LatencyError::NotFound(_))
+        ));
     }
 
     #[test]

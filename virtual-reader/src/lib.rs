@@ -6,6 +6,8 @@
 //! ([`trace`]), and the two ways integrators start cards: in a Rust test
 //! ([`fixture`]) or for a CI job (`s9card up`, [`up`]).
 
+pub mod control;
+pub mod error;
 pub mod fixture;
 pub mod latency;
 pub mod readers;
@@ -15,3 +17,5 @@ pub mod trace;
 pub mod up;
 pub mod vpcd;
 pub mod vpcd_driver;
+
+pub use error::{Error, Result};

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use card_os::link::LinkError;
 use card_os::{ResponseApdu, Secrecy};
 
+use crate::control::{self, Answer, MAX_SCENARIO, ReaderStatus, Refusal, Request};
 use crate::latency::{self, Latency, Profile};
 use crate::scenario::{self, Event, Now, Script, Then};
 use crate::trace::Record;
 use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond, TcpLink};
+use crate::{Error, Result};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, SimCard};
 
@@ -172,7 +174,7 @@ impl Slot {
 type Tracer = Arc<Mutex<Option<(Box<dyn Write + Send>, bool)>>>;
 
 /// Serves until SIGINT or SIGTERM.
-pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+pub fn serve(config: Config) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
@@ -181,14 +183,14 @@ pub fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Serves until `stop` is set (the test fixture's way; the command's is a
 /// signal).
-pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
     let stop = Arc::clone(stop);
 
     let tracer: Tracer = Arc::new(Mutex::new(match &config.trace {
         None => None,
         Some(TraceTo::Stdout) => Some((Box::new(std::io::stdout()), false)),
         Some(TraceTo::File(p)) => {
-            let file = private_files::append(p)?;
+            let file = private_files::append(p).map_err(Error::file(p))?;
             Some((Box::new(file), true))
         }
     }));
@@ -202,23 +204,19 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::er
         let card = match &config.firmware {
             None => {
                 let (header, card) = virtual_card::boot(path, config.entropy, config.durable)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(Error::image(path))?;
                 tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "card booted");
                 ReaderCard::Simulated(Box::new(card))
             }
             Some(options) => {
-                let flash =
-                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                virtual_card::image::lock(&flash)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let flash = std::fs::File::open(path).map_err(Error::file(path))?;
+                virtual_card::image::lock(&flash).map_err(Error::image(path))?;
                 held.push(flash);
-                let header =
-                    firmware::flash_header(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let header = firmware::flash_header(path).map_err(Error::image(path))?;
                 let mut fw = Firmware::new(options.elf.clone(), path.clone());
                 fw.icount = options.icount;
                 let mut card = FirmwareCard::new(fw);
-                card.boot()
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                card.boot().map_err(Error::file(path))?;
                 tracing::info!(flash = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "firmware card booted");
                 ReaderCard::Firmware(Box::new(card))
             }
@@ -246,15 +244,13 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<(), Box<dyn std::er
         })
         .collect();
     if let Some(e) = config.scenario.iter().find(|e| e.reader >= slots.len()) {
-        return Err(format!(
-            "scenario: an event for reader {} of {} readers",
-            e.reader,
-            slots.len()
-        )
-        .into());
+        return Err(Error::NoSuchReader {
+            reader: e.reader,
+            readers: slots.len(),
+        });
     }
 
-    let control = control_listener(&config.control)?;
+    let control = control_listener(&config.control).map_err(Error::file(&config.control))?;
     let mut threads = Vec::new();
     for (n, card) in cards.into_iter().enumerate() {
         let addr = SocketAddr::new(config.vpcd.ip(), config.vpcd.port() + n as u16);
@@ -316,16 +312,8 @@ fn control_listener(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The longest request line the control socket reads.
-const MAX_REQUEST_LINE: u64 = 256;
-/// The longest scenario the control socket takes.
-pub const MAX_SCENARIO: usize = 64 * 1024;
-
-/// The control protocol: one line per request (`eject N`, `insert N`,
-/// `scenario LENGTH` followed by that many bytes of the scenario's text,
-/// `status`), one line per answer. A scenario comes as its text, read by
-/// the client with the client's rights: the server, which may run as
-/// another user, never opens a file a client names.
+/// Serves the control protocol ([`control`]) until `stop`: one request
+/// line per connection, one answer line.
 fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -336,15 +324,18 @@ fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) 
                 let mut reader = BufReader::new(&stream);
                 if reader
                     .by_ref()
-                    .take(MAX_REQUEST_LINE)
+                    .take(control::MAX_REQUEST_LINE as u64)
                     .read_line(&mut line)
                     .is_err()
                 {
                     continue;
                 }
-                let answer = control_request(line.trim(), &mut reader, slots);
+                let answer = match control::decode_request(line.trim()) {
+                    Ok(request) => control_request(request, slots),
+                    Err(refusal) => Answer::Refused { refusal },
+                };
                 let mut stream = &stream;
-                let _ = writeln!(stream, "{answer}");
+                let _ = writeln!(stream, "{}", control::encode_answer(&answer));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 thread::sleep(Duration::from_millis(20))
@@ -357,105 +348,95 @@ fn control_loop(listener: UnixListener, slots: &[Arc<Slot>], stop: &AtomicBool) 
     }
 }
 
-fn control_request(line: &str, body: &mut impl std::io::Read, slots: &[Arc<Slot>]) -> String {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let slot = |n: &str| {
-        n.parse::<usize>()
-            .ok()
-            .and_then(|n| slots.get(n).map(|s| (n, s)))
+fn control_request(request: Request, slots: &[Arc<Slot>]) -> Answer {
+    let refused = |refusal| Answer::Refused { refusal };
+    let slot = |reader: usize| {
+        slots.get(reader).ok_or(Refusal::NoReader {
+            reader,
+            readers: slots.len(),
+        })
     };
-    match words[..] {
-        ["eject", n] => match slot(n) {
-            Some((_, s)) => {
+    match request {
+        Request::Eject { reader } => match slot(reader) {
+            Ok(s) => {
                 s.eject();
-                "ok".into()
+                Answer::Done
             }
-            None => format!("error: no reader {n}"),
+            Err(e) => refused(e),
         },
-        ["insert", n] => match slot(n) {
-            Some((_, s)) => {
+        Request::Insert { reader } => match slot(reader) {
+            Ok(s) => {
                 s.insert();
-                "ok".into()
+                Answer::Done
             }
-            None => format!("error: no reader {n}"),
+            Err(e) => refused(e),
         },
-        ["scenario", length] => {
-            let Some(length) = length.parse::<usize>().ok().filter(|&l| l <= MAX_SCENARIO) else {
-                return format!("error: a scenario is 0 to {MAX_SCENARIO} bytes");
-            };
-            let mut text = vec![0u8; length];
-            if body.read_exact(&mut text).is_err() {
-                return "error: the scenario's text ended early".into();
+        Request::Scenario { text } => {
+            if text.len() > MAX_SCENARIO {
+                return refused(Refusal::TooLong { max: MAX_SCENARIO });
             }
-            let parsed = String::from_utf8(text)
-                .map_err(|_| "not UTF-8 text".to_string())
-                .and_then(|t| scenario::parse(&t));
-            match parsed {
-                Err(e) => format!("error: scenario: {e}"),
-                Ok(events) => match events.iter().find(|e| e.reader >= slots.len()) {
-                    Some(e) => {
-                        format!("error: an event for reader {} of {}", e.reader, slots.len())
-                    }
-                    None => {
-                        let now = Instant::now();
-                        for s in slots {
-                            if let Ok(mut script) = s.script.lock() {
-                                *script = Script::new(&events, s.n, now);
-                            }
-                        }
-                        tracing::info!(events = events.len(), "scenario loaded");
-                        format!("ok: {} events", events.len())
-                    }
-                },
+            let events = match scenario::parse(&text) {
+                Ok(events) => events,
+                Err(e) => {
+                    return refused(Refusal::Scenario {
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            if let Some(e) = events.iter().find(|e| e.reader >= slots.len()) {
+                return refused(Refusal::EventReader {
+                    reader: e.reader,
+                    readers: slots.len(),
+                });
+            }
+            let now = Instant::now();
+            for s in slots {
+                if let Ok(mut script) = s.script.lock() {
+                    *script = Script::new(&events, s.n, now);
+                }
+            }
+            tracing::info!(events = events.len(), "scenario loaded");
+            Answer::Staged {
+                events: events.len(),
             }
         }
-        ["status"] => slots
-            .iter()
-            .enumerate()
-            .map(|(n, s)| {
-                let inserted = s.inserted.load(Ordering::SeqCst);
-                let connected = s.stream.lock().map(|g| g.is_some()).unwrap_or(false);
-                let qemu = s.qemu.as_ref().map_or(String::new(), |pid| {
-                    format!(" qemu {}", pid.load(Ordering::SeqCst))
-                });
-                format!(
-                    "reader {n}: {} {}{qemu}",
-                    if inserted { "inserted" } else { "ejected" },
-                    if connected { "connected" } else { "waiting" }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => "error: unknown request (eject N, insert N, scenario LENGTH, status)".into(),
+        Request::Status {} => Answer::Status {
+            readers: slots
+                .iter()
+                .enumerate()
+                .map(|(reader, s)| ReaderStatus {
+                    reader,
+                    inserted: s.inserted.load(Ordering::SeqCst),
+                    connected: s.stream.lock().map(|g| g.is_some()).unwrap_or(false),
+                    qemu: s.qemu.as_ref().map(|pid| pid.load(Ordering::SeqCst)),
+                })
+                .collect(),
+        },
     }
 }
 
-/// Sends a control request to a running server.
-pub fn control_send(path: &Path, request: &str) -> Result<String, Box<dyn std::error::Error>> {
-    control_send_with(path, request, &[])
-}
-
-/// Sends a scenario's text to a running server, which stages it.
-pub fn send_scenario(path: &Path, text: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
-    if text.len() > MAX_SCENARIO {
-        return Err(format!("a scenario is at most {MAX_SCENARIO} bytes").into());
+/// Sends a control request to a running server: its answer, or its
+/// refusal as [`Error::Refused`].
+pub fn control_send(path: &Path, request: &Request) -> Result<Answer> {
+    if let Request::Scenario { text } = request
+        && text.len() > MAX_SCENARIO
+    {
+        return Err(Refusal::TooLong { max: MAX_SCENARIO }.into());
     }
-    control_send_with(path, &format!("scenario {}", text.len()), text)
-}
-
-fn control_send_with(
-    path: &Path,
-    request: &str,
-    body: &[u8],
-) -> Result<String, Box<dyn std::error::Error>> {
-    let mut stream = UnixStream::connect(path)
-        .map_err(|e| format!("no s9card server at {}: {e}", path.display()))?;
+    let mut stream = UnixStream::connect(path).map_err(|source| Error::NoServer {
+        path: path.to_path_buf(),
+        source,
+    })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(stream, "{request}")?;
-    stream.write_all(body)?;
-    let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer)?;
-    Ok(answer.trim().to_string())
+    writeln!(stream, "{}", control::encode_request(request))?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .take(control::MAX_REQUEST_LINE as u64)
+        .read_line(&mut line)?;
+    match control::decode_answer(line.trim()).map_err(Error::BadAnswer)? {
+        Answer::Refused { refusal } => Err(refusal.into()),
+        answer => Ok(answer),
+    }
 }
 
 /// How a connection is served.
@@ -780,17 +761,21 @@ fn trace(
 
 /// Resolves `HOST:PORT` to the loopback address the cards listen on: a
 /// card reachable from the network could be driven by anyone there.
-pub fn loopback(addr: &str) -> Result<SocketAddr, String> {
+pub fn loopback(addr: &str) -> Result<SocketAddr> {
+    let problem = |problem| Error::Address {
+        addr: addr.into(),
+        problem,
+    };
     let resolved = addr
         .to_socket_addrs()
-        .map_err(|e| format!("{addr}: {e}"))?
+        .map_err(|_| problem("not HOST:PORT, or HOST does not resolve"))?
         .next()
-        .ok_or_else(|| format!("{addr}: no address"))?;
+        .ok_or_else(|| problem("no address"))?;
     if resolved.ip().is_loopback() {
         Ok(resolved)
     } else {
-        Err(format!(
-            "{addr}: the cards listen for vpcd on loopback only (127.0.0.1 or ::1)"
+        Err(problem(
+            "the cards listen for vpcd on loopback only (127.0.0.1 or ::1)",
         ))
     }
 }

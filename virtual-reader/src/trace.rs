@@ -262,7 +262,7 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
 /// applet's table, `DELETE KEY`, or `INS XX` for a byte the card lacks),
 /// or it would silently match nothing. What follows the instruction (a
 /// slot, an object, `PIN`) is not checked.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), UnknownCommand> {
     let name = name.trim();
     let known = Instruction::ALL
         .iter()
@@ -275,11 +275,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if known || unknown_byte {
         return Ok(());
     }
+    Err(UnknownCommand(name.to_string()))
+}
+
+/// A command name no trace gives (a profile's or a scenario's own word,
+/// repeated because it is only ever meant as a command's name).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("command {:?}: names begin with one of {}", .0, instruction_names())]
+pub struct UnknownCommand(pub String);
+
+fn instruction_names() -> String {
     let names: Vec<&str> = Instruction::ALL.iter().map(|i| i.name()).collect();
-    Err(format!(
-        "command {name:?}: names begin with one of {}",
-        names.join(", ")
-    ))
+    names.join(", ")
 }
 
 /// What a GENERAL AUTHENTICATE with a slot's key does, from its algorithm
@@ -388,7 +395,8 @@ mod tests {
         }
         for bad in ["VERIFI PIN", "GENERAL AUTH", "SIGN", "INS XY", ""] {
             let e = check_name(bad).unwrap_err();
-            assert!(e.contains("GENERAL AUTHENTICATE"), "{e}");
+            assert_eq!(e, UnknownCommand(bad.into()));
+            assert!(e.to_string().contains("GENERAL AUTHENTICATE"), "{e}");
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::readers::{self, Pcscd, alive};
+use crate::{Error, Result};
 use client::{Pcsc, PivClient};
 use virtual_card::Entropy;
 
@@ -126,23 +127,8 @@ pub struct UpState {
     pub cards: Vec<CardState>,
 }
 
-const STATE_FILE: &str = "up.json";
-
-/// Why `up` or `down` failed.
-#[derive(Debug)]
-pub struct UpError(pub String);
-
-impl std::fmt::Display for UpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UpError {}
-
-fn err(e: impl std::fmt::Display) -> UpError {
-    UpError(e.to_string())
-}
+/// The state file `up` writes in its state directory.
+pub const STATE_FILE: &str = "up.json";
 
 /// Whether `program` is on the PATH (or in the sbin directories pcscd
 /// lives in, which a user's PATH may lack).
@@ -205,38 +191,34 @@ fn is_our_server(pid: u32, control: &Path) -> bool {
 }
 
 /// Reads a state file.
-pub fn read_state(dir: &Path) -> Result<Option<UpState>, UpError> {
+pub fn read_state(dir: &Path) -> Result<Option<UpState>> {
     let path = dir.join(STATE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| UpError(format!("{}: {e}", path.display()))),
+            .map_err(|source| Error::State { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(UpError(format!("{}: {e}", path.display()))),
+        Err(e) => Err(Error::file(&path)(e)),
     }
 }
 
 /// Brings the cards up; `exe` is the `s9card` binary to serve them with.
-pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
+pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState> {
     let missing = missing(options);
     if !missing.is_empty() {
-        return Err(UpError(format!(
-            "cannot bring the cards up:\n  - {}",
-            missing.join("\n  - ")
-        )));
+        return Err(Error::Missing(missing));
     }
     if let Some(old) = read_state(&options.state)? {
         if alive(old.server_pid) && is_our_server(old.server_pid, &old.control) {
-            return Err(UpError(format!(
-                "already up (server pid {}, state in {}): s9card down first",
-                old.server_pid,
-                options.state.display()
-            )));
+            return Err(Error::AlreadyUp {
+                pid: old.server_pid,
+                state: options.state.clone(),
+            });
         }
         // A server that died, or a machine that rebooted: start afresh.
         let _ = std::fs::remove_file(options.state.join(STATE_FILE));
     }
-    private_files::dir_all(&options.state).map_err(err)?;
+    private_files::dir_all(&options.state).map_err(Error::file(&options.state))?;
     // Cards another server already serves (the one `scripts/setup` serves,
     // say) keep their readers: ours go in the first empty readers after
     // them, so there must be readers enough for both.
@@ -246,19 +228,13 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
         // Both readers of the first entry, as stock vpcd shows them.
         CardProfile::Series9 => readers::ensure(needed.end.max(2)),
         CardProfile::Yubikey => readers::ensure_readers(needed),
-    }
-    .map_err(err)?;
+    }?;
     let pcscd_pid = match pcscd {
         Pcscd::Started(pid) => Some(pid),
         Pcscd::Running => None,
     };
     let started = empty_readers(options.profile, options.cards)
-        .ok_or_else(|| {
-            err(format!(
-                "no {} empty readers in a row for the cards",
-                options.cards
-            ))
-        })
+        .ok_or(Error::NoEmptyReaders(options.cards))
         .and_then(|numbers| start_server(options, numbers, exe));
     let state = match started.and_then(|s| describe(options, s, pcscd_pid)) {
         Ok(state) => state,
@@ -270,8 +246,12 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState, UpError> {
             return Err(e);
         }
     };
-    let json = serde_json::to_string_pretty(&state).map_err(err)?;
-    private_files::write(&options.state.join(STATE_FILE), json.as_bytes()).map_err(err)?;
+    let path = options.state.join(STATE_FILE);
+    let json = serde_json::to_string_pretty(&state).map_err(|source| Error::State {
+        path: path.clone(),
+        source,
+    })?;
+    private_files::write(&path, json.as_bytes()).map_err(Error::file(&path))?;
     Ok(state)
 }
 
@@ -310,11 +290,7 @@ struct Started {
     trace: PathBuf,
 }
 
-fn start_server(
-    options: &UpOptions,
-    numbers: Range<usize>,
-    exe: &Path,
-) -> Result<Started, UpError> {
+fn start_server(options: &UpOptions, numbers: Range<usize>, exe: &Path) -> Result<Started> {
     let dir = &options.state;
     let mut images = Vec::new();
     for n in 0..options.cards {
@@ -327,16 +303,16 @@ fn start_server(
         let profile = options
             .profile
             .profile(options.pin_complexity)
-            .ok_or_else(|| err(COMPLEXITY_NEEDS_YUBIKEY))?;
+            .ok_or(Error::ComplexityNeedsYubiKey)?;
         let make = virtual_card::Make::virtual_card(serial, profile);
         if options.firmware.is_some() {
             let flash = image.with_extension("flash");
             let _ = std::fs::remove_file(&flash);
             let _ = std::fs::remove_file(virtual_card::image::key_store_path(&flash));
-            virtual_card::firmware::init(&flash, make, entropy).map_err(err)?;
+            virtual_card::firmware::init(&flash, make, entropy).map_err(Error::image(&flash))?;
             images.push(flash);
         } else {
-            virtual_card::init(&image, make, entropy).map_err(err)?;
+            virtual_card::init(&image, make, entropy).map_err(Error::image(&image))?;
             images.push(image);
         }
     }
@@ -364,8 +340,8 @@ fn start_server(
     if let Some(elf) = &options.firmware {
         command.arg("--firmware").arg(elf);
     }
-    let log_file = private_files::append(&log).map_err(err)?;
-    let log_err = log_file.try_clone().map_err(err)?;
+    let log_file = private_files::append(&log).map_err(Error::file(&log))?;
+    let log_err = log_file.try_clone()?;
     let child = command
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -374,7 +350,7 @@ fn start_server(
         // the CI step ending, does not take the cards with it.
         .process_group(0)
         .spawn()
-        .map_err(|e| UpError(format!("{}: {e}", exe.display())))?;
+        .map_err(Error::file(exe))?;
     let pid = child.id();
     let started = Started {
         pid,
@@ -389,9 +365,7 @@ fn start_server(
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&started.log).unwrap_or_default();
-            return Err(UpError(format!(
-                "s9card serve exited ({status}) before the cards came up:\n{log}"
-            )));
+            return Err(Error::ServerExited { status, log });
         }
         let listed = readers::listed();
         let all = started.readers.clone().all(|n| {
@@ -404,29 +378,25 @@ fn start_server(
         }
         if Instant::now() > deadline {
             let _ = Command::new("kill").arg(pid.to_string()).status();
-            return Err(UpError(format!(
-                "PC/SC did not show the {} cards within 60 s (log: {})",
-                options.cards,
-                started.log.display()
-            )));
+            return Err(Error::NotShown {
+                cards: options.cards,
+                log: started.log,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn describe(
-    options: &UpOptions,
-    started: Started,
-    pcscd_pid: Option<u32>,
-) -> Result<UpState, UpError> {
+fn describe(options: &UpOptions, started: Started, pcscd_pid: Option<u32>) -> Result<UpState> {
     let opensc_conf = options.state.join("opensc.conf");
-    private_files::write(&opensc_conf, readers::opensc_conf().as_bytes()).map_err(err)?;
+    private_files::write(&opensc_conf, readers::opensc_conf().as_bytes())
+        .map_err(Error::file(&opensc_conf))?;
     let mut cards = Vec::new();
     for (n, image) in started.readers.clone().zip(&started.images) {
         let reader = readers::reader_name(n);
-        let mut client = PivClient::new(Pcsc::connect_exact(&reader).map_err(err)?);
-        client.select().map_err(err)?;
-        let serial = client.card_info().map_err(err)?.serial;
+        let mut client = PivClient::new(Pcsc::connect_exact(&reader)?);
+        client.select()?;
+        let serial = client.card_info()?.serial;
         cards.push(CardState {
             reader,
             serial: format!("{serial:010}"),
@@ -456,12 +426,9 @@ pub struct Down {
 }
 
 /// Stops what `up` started in `dir`, and only that.
-pub fn down(dir: &Path) -> Result<Down, UpError> {
+pub fn down(dir: &Path) -> Result<Down> {
     let Some(state) = read_state(dir)? else {
-        return Err(UpError(format!(
-            "nothing is up from {} (no {STATE_FILE})",
-            dir.display()
-        )));
+        return Err(Error::NothingUp(dir.to_path_buf()));
     };
     let server = (alive(state.server_pid) && is_our_server(state.server_pid, &state.control))
         .then_some(state.server_pid);
@@ -480,7 +447,7 @@ pub fn down(dir: &Path) -> Result<Down, UpError> {
         }
     }
     let pcscd = match state.pcscd_pid {
-        Some(pid) if alive(pid) => readers::stop_pcscd(pid).map_err(err)?.then_some(pid),
+        Some(pid) if alive(pid) => readers::stop_pcscd(pid)?.then_some(pid),
         _ => None,
     };
     for card in &state.cards {
@@ -490,7 +457,8 @@ pub fn down(dir: &Path) -> Result<Down, UpError> {
     }
     let _ = std::fs::remove_file(&state.control);
     let _ = std::fs::remove_file(&state.opensc_conf);
-    std::fs::remove_file(dir.join(STATE_FILE)).map_err(err)?;
+    let state_file = dir.join(STATE_FILE);
+    std::fs::remove_file(&state_file).map_err(Error::file(&state_file))?;
     // Return once PC/SC has seen the cards leave, so that whatever runs
     // next finds empty readers.
     let deadline = Instant::now() + Duration::from_secs(5);
