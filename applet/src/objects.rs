@@ -106,25 +106,35 @@ fn discovery(reply: &mut Writer<'_>) -> Result<()> {
 
 /// The FASC-N of a card with no federal agency code (all 9999 fields), as
 /// PIV middleware expects to find.
-const FASC_N: [u8; 25] = [
+pub const FASC_N: [u8; 25] = [
     0xD4, 0xE7, 0x39, 0xDA, 0x73, 0x9C, 0xED, 0x39, 0xCE, 0x73, 0x9D, 0x83, 0x68, 0x58, 0x21, 0x08,
     0x42, 0x10, 0x84, 0x21, 0xC8, 0x42, 0x10, 0xC3, 0xEB,
 ];
 
-/// The factory CHUID: FASC-N, a GUID naming the card (`S9` and its
-/// serial), an expiry, an empty signature and LRC.
+/// The largest CHUID [`chuid`] writes.
+pub const CHUID_LEN: usize = 2 + 25 + 2 + 16 + 2 + 8 + 2 + 2;
+
+/// A CHUID as the factory and the CMS write it (SP 800-73-4 Part 1
+/// §3.1.2): the FASC-N, `guid`, the expiry `YYYYMMDD`, an empty issuer
+/// signature and an empty LRC.
+pub fn chuid(guid: &[u8; 16], expiry: &[u8; 8], out: &mut [u8]) -> Result<usize> {
+    let mut w = Writer::new(out);
+    w.tlv(Tag::constant(0x30), &FASC_N)?;
+    w.tlv(Tag::constant(0x34), guid)?;
+    w.tlv(Tag::constant(0x35), expiry)?;
+    w.tlv(Tag::constant(0x3E), &[])?;
+    w.tlv(Tag::constant(0xFE), &[])?;
+    Ok(w.len())
+}
+
+/// The factory CHUID: a GUID naming the card (`S9CARD` and its serial),
+/// no expiry before 2099.
 pub fn default_chuid(id: &Identity, out: &mut [u8]) -> Result<usize> {
     let mut guid = [0u8; 16];
     let (prefix, rest) = guid.split_at_mut(6);
     prefix.copy_from_slice(b"S9CARD");
     rest.copy_from_slice(&id.serial_digits());
-    let mut w = Writer::new(out);
-    w.tlv(Tag::constant(0x30), &FASC_N)?;
-    w.tlv(Tag::constant(0x34), &guid)?;
-    w.tlv(Tag::constant(0x35), b"20991231")?;
-    w.tlv(Tag::constant(0x3E), &[])?;
-    w.tlv(Tag::constant(0xFE), &[])?;
-    Ok(w.len())
+    chuid(&guid, b"20991231", out)
 }
 
 /// The factory CCC, its card identifier carrying the serial.

@@ -60,6 +60,36 @@ impl<'a> Frame<'a> {
             _ => Frame::Apdu(body),
         }
     }
+
+    /// The body that carries this frame, for the reader's side of a link
+    /// (the simulator's bridge to the firmware): the inverse of
+    /// [`Frame::from_body`]. None for a frame no reader sends.
+    pub fn body(&self) -> Option<&'a [u8]> {
+        match *self {
+            Frame::PowerOff => Some(&[0x00]),
+            Frame::PowerOn => Some(&[0x01]),
+            Frame::Reset => Some(&[0x02]),
+            Frame::GetAtr => Some(&[0x04]),
+            Frame::Apdu(apdu) => Some(apdu),
+            Frame::UnknownControl(_) | Frame::Empty | Frame::Oversized(_) => None,
+        }
+    }
+
+    /// Whether the card answers this frame (the ATR, an APDU's response);
+    /// power and reset frames get no answer.
+    pub fn is_answered(&self) -> bool {
+        matches!(self, Frame::GetAtr | Frame::Apdu(_) | Frame::Oversized(_))
+    }
+}
+
+/// One frame's body as it came off a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'b> {
+    /// The body, within the buffer.
+    Fits(&'b [u8]),
+    /// A body longer than the buffer, this long; its bytes were read and
+    /// dropped.
+    Oversized(usize),
 }
 
 /// What became of a frame.
@@ -213,6 +243,19 @@ pub fn read_frame<'b, L: Read>(
     link: &mut L,
     buf: &'b mut [u8],
 ) -> Result<Option<Frame<'b>>, LinkError<L::Error>> {
+    Ok(read_body(link, buf)?.map(|body| match body {
+        Body::Fits(body) => Frame::from_body(body),
+        Body::Oversized(len) => Frame::Oversized(len),
+    }))
+}
+
+/// Reads the next frame's body into `buf`, whoever sent it: the card
+/// reads the reader's frames with it ([`read_frame`]), the reader's side
+/// the card's annotated answers. `Ok(None)`: the stream ended cleanly.
+pub fn read_body<'b, L: Read>(
+    link: &mut L,
+    buf: &'b mut [u8],
+) -> Result<Option<Body<'b>>, LinkError<L::Error>> {
     let mut len = [0u8; 2];
     // The first byte decides between a clean end and a cut frame.
     let first = len.get_mut(..1).unwrap_or_default();
@@ -230,11 +273,11 @@ pub fn read_frame<'b, L: Read>(
             link.read_exact(sink.get_mut(..step).unwrap_or_default())?;
             left -= step;
         }
-        return Ok(Some(Frame::Oversized(len)));
+        return Ok(Some(Body::Oversized(len)));
     }
     let body = buf.get_mut(..len).unwrap_or_default();
     link.read_exact(body)?;
-    Ok(Some(Frame::from_body(body)))
+    Ok(Some(Body::Fits(body)))
 }
 
 /// Writes one frame: an optional meta byte, then `body`. The whole frame

@@ -11,7 +11,7 @@ use super::keys::CardKey;
 use super::time::{self, DAY};
 use crate::{CmsError, Result, Step};
 use client::{
-    AdminAlgorithm, Algorithm, ClientError, DEFAULT_MGM, PivClient, Status as Sw, Transport, tlv,
+    AdminAlgorithm, Algorithm, ClientError, DEFAULT_MGM, PivClient, Status as Sw, Transport,
     unwrap_tlv,
 };
 
@@ -121,22 +121,22 @@ fn step(step: Step) -> impl FnOnce(ClientError) -> CmsError {
     move |source| CmsError::CardStep { step, source }
 }
 
-/// The CHUID the CMS writes: FASC-N (no agency), a GUID naming the holder
-/// (`S9` and the UUID), the certificates' expiry, empty signature and LRC.
-pub fn chuid(uuid: &str, expiry: u64) -> Vec<u8> {
-    let fasc_n = [
-        0xD4, 0xE7, 0x39, 0xDA, 0x73, 0x9C, 0xED, 0x39, 0xCE, 0x73, 0x9D, 0x83, 0x68, 0x58, 0x21,
-        0x08, 0x42, 0x10, 0x84, 0x21, 0xC8, 0x42, 0x10, 0xC3, 0xEB,
-    ];
-    let mut guid = b"S9".to_vec();
-    guid.extend(uuid.as_bytes());
-    guid.resize(16, 0);
-    let mut out = tlv(0x30, &fasc_n);
-    out.extend(tlv(0x34, &guid));
-    out.extend(tlv(0x35, time::compact_date(expiry).as_bytes()));
-    out.extend(tlv(0x3E, &[]));
-    out.extend(tlv(0xFE, &[]));
-    out
+/// The CHUID the CMS writes: the applet's layout (FASC-N with no agency,
+/// empty signature and LRC) with a GUID naming the holder (`S9` and the
+/// UUID) and the certificates' expiry.
+pub fn chuid(uuid: &str, expiry: u64) -> Result<Vec<u8>> {
+    let mut guid = [0u8; 16];
+    for (g, b) in guid.iter_mut().zip(b"S9".iter().chain(uuid.as_bytes())) {
+        *g = *b;
+    }
+    let mut date = [0u8; 8];
+    for (d, b) in date.iter_mut().zip(time::compact_date(expiry).bytes()) {
+        *d = b;
+    }
+    let mut out = [0u8; applet::objects::CHUID_LEN];
+    let len = applet::objects::chuid(&guid, &date, &mut out)
+        .map_err(|e| CmsError::Encoding(format!("CHUID: {e:?}")))?;
+    Ok(out[..len].to_vec())
 }
 
 /// What personalisation produced.
@@ -273,7 +273,7 @@ fn personalize_card<T: Transport>(
         let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &key, now)?;
         card.put_object(object, &PivClient::<T>::certificate_object(&cert))?;
     }
-    card.put_object(0x5FC102, &chuid(&r.uuid, expiry))?;
+    card.put_object(0x5FC102, &chuid(&r.uuid, expiry)?)?;
     card.set_management_key(
         AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),

@@ -17,7 +17,7 @@
 //! cut: the proxy reports the card gone, and the next frame boots it again.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use card_os::ResponseApdu;
 use card_os::image::{HEADER_LEN, Header, RECORD_LEN};
-use card_os::link::{Frame, Meta, Outcome, Respond};
+use card_os::link::{self, Body, Frame, Meta, Outcome, Respond};
+
+use crate::link::StreamLink;
 
 use crate::Entropy;
 use crate::image::{self, FIRMWARE_FLASH_LEN, ImageError};
@@ -154,7 +156,7 @@ impl Firmware {
 /// A running QEMU with the card's two UARTs connected.
 struct Qemu {
     child: Child,
-    link: UnixStream,
+    link: UartLink,
 }
 
 impl Drop for Qemu {
@@ -220,11 +222,17 @@ impl Drop for SocketDir {
 }
 
 /// Reads one frame from the firmware: its meta byte and its body.
-fn read_annotated(link: &mut UnixStream) -> io::Result<(Meta, Vec<u8>)> {
-    let mut len = [0u8; 2];
-    link.read_exact(&mut len)?;
-    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    link.read_exact(&mut body)?;
+fn read_annotated(link: &mut UartLink) -> io::Result<(Meta, Vec<u8>)> {
+    let mut buf = [0u8; FROM_FIRMWARE];
+    let body = match link::read_body(link, &mut buf).map_err(crate::link::io_error)? {
+        Some(Body::Fits(body)) => body,
+        Some(Body::Oversized(len)) => {
+            return Err(io::Error::other(format!(
+                "a {len}-byte frame from the firmware"
+            )));
+        }
+        None => return Err(io::ErrorKind::UnexpectedEof.into()),
+    };
     let (&meta, rest) = body
         .split_first()
         .ok_or_else(|| io::Error::other("empty frame from the firmware"))?;
@@ -233,12 +241,12 @@ fn read_annotated(link: &mut UnixStream) -> io::Result<(Meta, Vec<u8>)> {
     Ok((meta, rest.to_vec()))
 }
 
-fn write_vpcd(link: &mut UnixStream, body: &[u8]) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(2 + body.len());
-    frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    frame.extend_from_slice(body);
-    link.write_all(&frame)
-}
+/// The largest frame the firmware sends: a meta byte and a response APDU
+/// (256 bytes and the status word) or an ATR.
+const FROM_FIRMWARE: usize = 1 + 258;
+
+/// The UART's Unix socket as a card-os link.
+type UartLink = StreamLink<UnixStream>;
 
 impl Qemu {
     fn start(fw: &Firmware, reports: mpsc::Sender<String>) -> io::Result<(Qemu, Vec<u8>)> {
@@ -300,7 +308,8 @@ impl Qemu {
                 }
             });
         }
-        let mut link = accept(&link, &mut child)?;
+        let link = accept(&link, &mut child)?;
+        let mut link = StreamLink::new(link.try_clone()?, link);
         let debug = accept(&debug, &mut child)?;
         // Both connected: nothing else may come in.
         drop(sockets);
@@ -310,7 +319,7 @@ impl Qemu {
                 let _ = reports.send(line);
             }
         });
-        link.set_read_timeout(Some(BOOT_TIMEOUT))?;
+        link.stream().set_read_timeout(Some(BOOT_TIMEOUT))?;
         let (meta, atr) = read_annotated(&mut link)?;
         if !meta.is_boot() {
             return Err(io::Error::other("the firmware did not announce itself"));
@@ -321,7 +330,7 @@ impl Qemu {
                 String::from_utf8_lossy(reason)
             )));
         }
-        link.set_read_timeout(Some(fw.timeout))?;
+        link.stream().set_read_timeout(Some(fw.timeout))?;
         Ok((Qemu { child, link }, atr))
     }
 }
@@ -377,7 +386,10 @@ impl FirmwareCard {
         self.pid.store(0, Ordering::SeqCst);
     }
 
-    fn exchange(&mut self, body: &[u8], answered: bool) -> io::Result<Option<ResponseApdu>> {
+    fn exchange(&mut self, frame: Frame<'_>) -> io::Result<Option<ResponseApdu>> {
+        let Some(body) = frame.body() else {
+            return Ok(None);
+        };
         // A QEMU that died since the last frame took the card with it: the
         // reader must see it leave, not a card that forgot its session.
         if let Some(q) = self.qemu.as_mut()
@@ -389,8 +401,8 @@ impl FirmwareCard {
         let Some(q) = self.qemu.as_mut() else {
             return Err(io::Error::other("not running"));
         };
-        write_vpcd(&mut q.link, body)?;
-        if !answered {
+        link::write_frame(&mut q.link, None, body)?;
+        if !frame.is_answered() {
             return Ok(None);
         }
         let (meta, bytes) = read_annotated(&mut q.link)?;
@@ -405,19 +417,15 @@ impl FirmwareCard {
 
 impl Respond for FirmwareCard {
     fn respond(&mut self, frame: Frame<'_>) -> Outcome {
-        let (body, answered): (&[u8], bool) = match frame {
-            Frame::PowerOff => (&[0x00], false),
-            Frame::PowerOn => (&[0x01], false),
-            Frame::Reset => (&[0x02], false),
-            Frame::GetAtr => (&[0x04], true),
-            Frame::Apdu(apdu) => (apdu, true),
+        match frame {
             // The firmware would answer the same; the bytes are gone.
             Frame::Oversized(_) => {
                 return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
             }
             Frame::UnknownControl(_) | Frame::Empty => return Outcome::Silent,
-        };
-        match self.exchange(body, answered) {
+            _ => {}
+        }
+        match self.exchange(frame) {
             Ok(Some(rsp)) => Outcome::Answer(rsp),
             Ok(None) => Outcome::Silent,
             Err(e) => {

@@ -7,6 +7,7 @@
 
 pub mod firmware;
 pub mod image;
+pub mod link;
 
 use std::path::Path;
 

@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use card_os::link::LinkError;
 use card_os::{ResponseApdu, Secrecy};
 
 use crate::control::{self, Answer, MAX_SCENARIO, ReaderStatus, Refusal, Request};
 use crate::latency::{self, Latency, Profile};
 use crate::scenario::{self, Event, Now, Script, Then};
 use crate::trace::Record;
-use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond, TcpLink};
+use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond};
 use crate::{Error, Result};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, SimCard};
@@ -567,7 +566,7 @@ fn serve_connection(
     tracer: &Tracer,
     mode: Mode,
 ) -> std::io::Result<()> {
-    let mut link = TcpLink::new(stream)?;
+    let mut link = vpcd::tcp_link(stream)?;
     let mut watch = Watch {
         slot,
         answered_apdu: false,
@@ -602,8 +601,7 @@ fn serve_connection(
             ))
         }
         Ok(()) => Ok(()),
-        Err(LinkError::Truncated) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-        Err(LinkError::Io(e)) => Err(e),
+        Err(e) => Err(virtual_card::link::io_error(e)),
     }
 }
 

@@ -1,56 +1,23 @@
 //! The vsmartcard vpcd transport: a TCP stream as the card's link.
 //!
 //! The framing and the frame loop are card-os's ([`card_os::link`]), the
-//! same code the firmware runs over its UART; this module only adapts a
-//! `TcpStream` to `embedded-io` so that each frame leaves in one `write`
-//! (a frame split over two segments waits on vpcd's delayed ACK).
+//! same code the firmware runs over its UART; a `TcpStream` becomes a link
+//! through [`virtual_card::link::StreamLink`], as the firmware's UART
+//! socket does on the simulator's side.
 
-use std::io::{self, BufWriter, Read as _, Write as _};
+use std::io;
 use std::net::TcpStream;
+
+use virtual_card::link::StreamLink;
 
 pub use card_os::link::{FRAME_CAPACITY, Frame, Framing, Meta, Observer, Outcome, Respond, serve};
 
-/// A TCP stream as a link: reads straight from the socket, writes gathered
-/// until the frame is complete.
-pub struct TcpLink {
-    reader: TcpStream,
-    writer: BufWriter<TcpStream>,
-}
+/// A TCP stream as a link.
+pub type TcpLink = StreamLink<TcpStream>;
 
-impl TcpLink {
-    /// Wraps a connected stream.
-    pub fn new(stream: TcpStream) -> io::Result<TcpLink> {
-        let writer = BufWriter::new(stream.try_clone()?);
-        Ok(TcpLink {
-            reader: stream,
-            writer,
-        })
-    }
-
-    /// The stream (for socket options).
-    pub fn stream(&self) -> &TcpStream {
-        &self.reader
-    }
-}
-
-impl embedded_io::ErrorType for TcpLink {
-    type Error = io::Error;
-}
-
-impl embedded_io::Read for TcpLink {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
-    }
-}
-
-impl embedded_io::Write for TcpLink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
+/// Wraps a connected stream.
+pub fn tcp_link(stream: TcpStream) -> io::Result<TcpLink> {
+    Ok(StreamLink::new(stream.try_clone()?, stream))
 }
 
 /// A card whose APDUs are answered `90 00` at once, without the card: the
