@@ -1,0 +1,161 @@
+//! Renewal: new keys and certificates in the 90 days before expiry, all or
+//! nothing per slot.
+
+use crate::db;
+use crate::keys::CardKey;
+use crate::time::{self, DAY};
+use crate::{CmsError, Result};
+use client::{AdminAlgorithm, ClientError, PivClient, Status as Sw, Transport};
+
+use super::{Cms, SLOTS, card_expiry, registered, slot_certificate};
+
+/// Days before expiry from which a holder may renew.
+pub const RENEWAL_DAYS: u64 = 90;
+
+/// Where `now` falls for a certificate expiring at `expiry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// More than 90 days left: renew from this time.
+    TooEarly {
+        /// When the window opens.
+        from: u64,
+    },
+    /// Within the 90 days before expiry.
+    Open,
+    /// Expired: the card must be re-issued in person.
+    Expired,
+}
+
+/// The renewal window rule: open in the 90 days before expiry, closed at
+/// expiry.
+pub fn window(expiry: u64, now: u64) -> Window {
+    let from = expiry.saturating_sub(RENEWAL_DAYS * DAY);
+    if now >= expiry {
+        Window::Expired
+    } else if now < from {
+        Window::TooEarly { from }
+    } else {
+        Window::Open
+    }
+}
+
+/// What a renewal did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The card.
+    pub serial: u32,
+    /// The new expiry.
+    pub expiry: u64,
+    /// The card had been renewed already (an earlier run was interrupted
+    /// after the card's commit): the database was brought up to date.
+    pub reconciled: bool,
+}
+
+/// Renews a card's keys and certificates, all or nothing per slot: a key is
+/// generated into the slot's staging area (the old one keeps working), the
+/// CA issues its certificate, and one card command installs key and
+/// certificate together. The database follows the card, and a run that
+/// finds the card already renewed (an interrupted earlier run) reconciles.
+pub fn renew<T: Transport>(
+    cms: &mut Cms,
+    card: &mut PivClient<T>,
+    passcode: &[u8],
+    now: u64,
+) -> Result<Renewed> {
+    let (info, row, holder) = registered(cms, card)?;
+    let current = slot_certificate(cms, card, SLOTS[0].1)?;
+    if current.uuid != holder.uuid {
+        return Err(CmsError::OtherHolder);
+    }
+    // The card was renewed but the database was not told: catch up.
+    let lagging = SLOTS
+        .iter()
+        .map(|&(_, o)| slot_certificate(cms, card, o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let all_new = lagging.iter().all(|c| c.not_after > row.expiry);
+    if all_new {
+        let expiry = card_expiry(cms, card)?;
+        update_expiry(cms, info.serial, expiry, now, "reconciled")?;
+        return Ok(Renewed {
+            serial: info.serial,
+            expiry,
+            reconciled: true,
+        });
+    }
+    match window(row.expiry, now) {
+        Window::TooEarly { from } => return Err(CmsError::TooEarly { from }),
+        Window::Expired => return Err(CmsError::Expired),
+        Window::Open => {}
+    }
+    card.verify_pin(passcode).map_err(|e| match e {
+        ClientError::Refused {
+            status: Sw::VerificationFailed(left),
+            ..
+        } => CmsError::PasscodeRefused(left.get()),
+        ClientError::Refused {
+            status: Sw::AuthenticationMethodBlocked,
+            ..
+        } => CmsError::CardLocked,
+        other => other.into(),
+    })?;
+    card.authenticate(
+        AdminAlgorithm::Aes256,
+        &cms.master.management_key(info.serial),
+    )?;
+    for ((slot, _), old) in SLOTS.iter().zip(&lagging) {
+        if old.not_after > row.expiry {
+            continue; // renewed by an interrupted earlier run
+        }
+        if info.staged.contains(slot) {
+            // Staging an earlier slot may have dropped it already: a card
+            // keeps only the newest renewal's staged keys.
+            match card.abort_renewal(*slot) {
+                Ok(())
+                | Err(ClientError::Refused {
+                    status: Sw::ReferenceNotFound,
+                    ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // STAGE needs the PIN; a "PIN always" policy would need it again.
+        card.verify_pin(passcode)?;
+        // The new key is of the algorithm the card was issued with.
+        let algorithm = old.key.algorithm;
+        let key = CardKey {
+            algorithm,
+            public: card.generate_key(*slot, algorithm, true)?,
+        };
+        let cert = cms
+            .ca
+            .issue(&holder.uuid, &holder.name, holder.role, &key, now)?;
+        card.commit_renewal(*slot, &cert)?;
+    }
+    // A slot renewed by an interrupted earlier run expires before the ones
+    // renewed now: the card's expiry is the earliest.
+    let expiry = card_expiry(cms, card)?;
+    update_expiry(cms, info.serial, expiry, now, "ok")?;
+    Ok(Renewed {
+        serial: info.serial,
+        expiry,
+        reconciled: false,
+    })
+}
+
+fn update_expiry(cms: &mut Cms, serial: u32, expiry: u64, now: u64, outcome: &str) -> Result<()> {
+    let tx = cms.db.conn().transaction()?;
+    tx.execute(
+        "UPDATE cards SET expiry = ?1, updated = ?2 WHERE serial = ?3",
+        rusqlite::params![expiry as i64, now as i64, serial],
+    )?;
+    db::audit(
+        &tx,
+        now,
+        "holder",
+        "renew",
+        Some(serial),
+        outcome,
+        &format!("expires {}", time::date(expiry)),
+    )?;
+    Ok(tx.commit()?)
+}
