@@ -116,15 +116,15 @@ impl<T: Transport> PivClient<T> {
                     "an answer longer than any PIV answer (64 KiB)",
                 ));
             }
-            if s >> 8 != 0x61 {
+            let Some(Status::MoreData(left)) = Status::from_sw(s) else {
                 return Ok((out, s));
-            }
+            };
             rsp = self.transport.transmit(&[
                 0x00,
                 Instruction::GetResponse.byte(),
                 0x00,
                 0x00,
-                s as u8,
+                left,
             ])?;
         }
         Err(ClientError::Malformed(
