@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::{Algorithm, DEFAULT_MGM, AdminAlgorithm, PivClient};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
