@@ -25,6 +25,7 @@ mod error;
 pub mod image;
 pub mod link;
 pub mod store;
+pub mod t1;
 
 pub use applet::{Applet, Applets, Context, Persistent, Reply, Secrecy};
 pub use card::{CHAIN_CAPACITY, Card, Mute, RESPONSE_CAPACITY, ResponseApdu};

@@ -285,7 +285,7 @@ const ALGORITHMS: [Algorithm; 32] = {
     let mut i = 0;
     while i < 32 {
         table[i] = match i % 8 {
-            0 | 1 | 2 => Algorithm::P256,
+            0..=2 => Algorithm::P256,
             3 | 4 => Algorithm::P384,
             5 => Algorithm::Ed25519,
             _ => Algorithm::X25519,
