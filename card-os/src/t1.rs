@@ -30,11 +30,6 @@ pub const MAX_BLOCK: usize = 3 + MAX_INF + 1;
 /// S(IFS request) (ISO 7816-3 §11.4.2).
 pub const DEFAULT_IFSD: u8 = 32;
 
-/// Bad blocks in a row after which the card stops asking for them again and
-/// waits for the reader to resynchronise (§11.6.3.2: a sender tries a block
-/// three times).
-const MAX_RETRIES: u8 = 3;
-
 /// What an R-block says about the block it answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RCode {
@@ -244,9 +239,6 @@ pub enum Step<'s> {
     /// The reader granted the waiting time asked for: go on with the
     /// command, then [`T1::respond`].
     Resume,
-    /// Send nothing: too many bad blocks in a row; the reader must
-    /// resynchronise (or reset the card).
-    Silent,
 }
 
 /// The response being sent, block by block.
@@ -288,11 +280,14 @@ pub struct T1 {
     /// answered `67 00` by the caller.
     overflow: bool,
     phase: Phase,
-    errors: u8,
     last: [u8; MAX_BLOCK],
     last_len: usize,
+    /// N(S) of the last block sent, if it was an I-block.
+    last_i_ns: Option<bool>,
     /// An R-block reporting an error (`NAD PCB 00 LRC`).
     error_block: [u8; 4],
+    /// An S-block response.
+    s_block: [u8; 5],
 }
 
 impl Default for T1 {
@@ -311,10 +306,11 @@ impl T1 {
             received: 0,
             overflow: false,
             phase: Phase::Receiving,
-            errors: 0,
             last: [0; MAX_BLOCK],
             last_len: 0,
+            last_i_ns: None,
             error_block: [0; 4],
+            s_block: [0; 5],
         }
     }
 
@@ -330,6 +326,10 @@ impl T1 {
     }
 
     fn send(&mut self, pcb: Pcb, inf: &[u8]) -> Step<'_> {
+        self.last_i_ns = match pcb {
+            Pcb::I { ns, .. } => Some(ns),
+            _ => None,
+        };
         self.last_len = write(pcb, inf, &mut self.last);
         Step::Send(self.last.get(..self.last_len).unwrap_or_default())
     }
@@ -341,15 +341,33 @@ impl T1 {
         Step::Send(self.last.get(..self.last_len).unwrap_or_default())
     }
 
-    /// An R-block asking for the I-block the card expects, after a bad or
-    /// unexpected block; silence once the reader has had its tries. It is
-    /// not kept as the last block: what the reader may ask for again is the
-    /// card's last real answer.
-    fn reject(&mut self, code: RCode) -> Step<'_> {
-        self.errors = self.errors.saturating_add(1);
-        if self.errors > MAX_RETRIES {
-            return Step::Silent;
+    /// An S-block response. It is not kept as the last block: a reader that
+    /// loses it sends its request again (§11.6.3.2).
+    fn answer_s(&mut self, kind: SKind, inf: Option<u8>) -> Step<'_> {
+        let pcb = Pcb::S {
+            kind,
+            response: true,
         }
+        .byte();
+        let len = match inf {
+            Some(value) => {
+                self.s_block = [NAD, pcb, 1, value, NAD ^ pcb ^ 1 ^ value];
+                5
+            }
+            None => {
+                self.s_block = [NAD, pcb, 0, NAD ^ pcb, 0];
+                4
+            }
+        };
+        Step::Send(self.s_block.get(..len).unwrap_or_default())
+    }
+
+    /// An R-block asking for the I-block the card expects, after a bad or
+    /// unexpected block. It is not kept as the last block: what the reader
+    /// may ask for again is the card's last real answer. The card answers
+    /// every block: the reader bounds its retries (and resynchronises or
+    /// resets the card), as ISO 7816-3 §11.6.3.2 has it.
+    fn reject(&mut self, code: RCode) -> Step<'_> {
         let pcb = Pcb::R {
             nr: self.reader_ns,
             code,
@@ -359,13 +377,8 @@ impl T1 {
         Step::Send(&self.error_block)
     }
 
-    /// The last block again, for a reader that lost it; counted like a bad
-    /// block, so that a reader asking for ever meets silence.
+    /// The last block again, for a reader that lost it.
     fn again(&mut self) -> Step<'_> {
-        self.errors = self.errors.saturating_add(1);
-        if self.errors > MAX_RETRIES {
-            return Step::Silent;
-        }
         self.resend()
     }
 
@@ -392,7 +405,6 @@ impl T1 {
                 kind: SKind::Wtx,
                 response: true,
             } if self.phase == Phase::Waiting => {
-                self.errors = 0;
                 self.phase = Phase::Executing;
                 Step::Resume
             }
@@ -407,27 +419,14 @@ impl T1 {
             SKind::Ifs => match inf {
                 [size @ 1..=0xFE] => {
                     self.ifsd = *size;
-                    self.errors = 0;
                     let size = *size;
-                    self.send(
-                        Pcb::S {
-                            kind: SKind::Ifs,
-                            response: true,
-                        },
-                        &[size],
-                    )
+                    self.answer_s(SKind::Ifs, Some(size))
                 }
                 _ => self.reject(RCode::Other),
             },
             SKind::Resynch => {
                 *self = T1::new();
-                self.send(
-                    Pcb::S {
-                        kind: SKind::Resynch,
-                        response: true,
-                    },
-                    &[],
-                )
+                self.answer_s(SKind::Resynch, None)
             }
             SKind::Abort => {
                 // The chain either way is dropped; the command, if it was
@@ -435,38 +434,45 @@ impl T1 {
                 self.received = 0;
                 self.overflow = false;
                 self.phase = Phase::Receiving;
-                self.errors = 0;
-                self.send(
-                    Pcb::S {
-                        kind: SKind::Abort,
-                        response: true,
-                    },
-                    &[],
-                )
+                self.answer_s(SKind::Abort, None)
             }
             // Only the card asks for waiting time.
             SKind::Wtx => self.reject(RCode::Other),
         }
     }
 
+    /// An R-block names the I-block its sender expects (§11.6.3.2): the
+    /// card's next block of a chain (an acknowledgement), the card's last
+    /// I-block again (the reader lost it), or, if neither, the reader's
+    /// own block was lost on the way and the card asks for it.
     fn on_r(&mut self, nr: bool, response: &[u8]) -> Step<'_> {
         match self.phase {
-            // N(R) names the I-block the reader wants: the one after the
-            // card's (an acknowledgement), or the card's again.
+            // A command runs: nothing to send until its response.
+            Phase::Executing => return self.reject(RCode::Other),
             Phase::Sending(s) if s.sent + s.in_flight < s.len && nr == self.card_ns => {
-                self.errors = 0;
                 let sending = Sending {
                     sent: s.sent + s.in_flight,
                     in_flight: 0,
                     len: s.len,
                 };
-                self.next_block(sending, response)
+                return self.next_block(sending, response);
             }
-            // The reader lost the card's last block: the same again.
-            Phase::Sending(_) | Phase::Receiving | Phase::Waiting => self.again(),
-            // A command runs: nothing to send until its response.
-            Phase::Executing => self.reject(RCode::Other),
+            // The WTX request again.
+            Phase::Waiting => return self.again(),
+            Phase::Sending(_) | Phase::Receiving => {}
         }
+        // The last block is the card's I-block, or its acknowledgement of a
+        // chained block (which asks for the reader's next block anyway).
+        if self.last_i_ns == Some(nr) || self.last_i_ns.is_none() && self.last_len > 0 {
+            return self.again();
+        }
+        let pcb = Pcb::R {
+            nr: self.reader_ns,
+            code: RCode::Ok,
+        }
+        .byte();
+        self.error_block = [NAD, pcb, 0, NAD ^ pcb];
+        Step::Send(&self.error_block)
     }
 
     fn on_i(&mut self, ns: bool, more: bool, inf: &[u8], command: &mut [u8]) -> Step<'_> {
@@ -479,7 +485,6 @@ impl T1 {
                 return self.reject(RCode::Other);
             }
         }
-        self.errors = 0;
         self.reader_ns = !self.reader_ns;
         let start = self.received;
         match command.get_mut(start..start + inf.len()) {
@@ -510,6 +515,7 @@ impl T1 {
     /// [`T1::receive`] as [`Step::Resume`].
     pub fn wtx(&mut self, multiplier: u8) -> &[u8] {
         self.phase = Phase::Waiting;
+        self.last_i_ns = None;
         self.last_len = write(
             Pcb::S {
                 kind: SKind::Wtx,
@@ -747,12 +753,12 @@ mod tests {
     }
 
     #[test]
-    fn damaged_blocks_are_asked_for_again_then_the_card_waits() {
+    fn damaged_and_lost_blocks_are_asked_for_again() {
         let mut t1 = T1::new();
         let mut command = [0u8; 16];
         let (mut b, len) = i(false, false, &[0x00, 0xCB, 0x3F, 0xFF]);
         b[3] ^= 0x80;
-        for _ in 0..MAX_RETRIES {
+        for _ in 0..5 {
             assert_eq!(
                 sent(t1.receive(&b[..len], &mut command, &[])).pcb,
                 Pcb::R {
@@ -761,7 +767,20 @@ mod tests {
                 }
             );
         }
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Silent);
+        b[3] ^= 0x80;
+        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
+        t1.respond(&[0x90, 0x00]);
+        // The reader's next command is lost: it says it expects the card's
+        // I-block 1, and the card asks for the command (N(S) 1) instead of
+        // sending its last answer again.
+        let (lost, llen) = r(true);
+        assert_eq!(
+            sent(t1.receive(&lost[..llen], &mut command, &[0x90, 0x00])).pcb,
+            Pcb::R {
+                nr: true,
+                code: RCode::Ok
+            }
+        );
         // RESYNCH starts afresh.
         let (rs, rlen) = s(SKind::Resynch, false, &[]);
         assert_eq!(
@@ -771,7 +790,6 @@ mod tests {
                 response: true
             }
         );
-        b[3] ^= 0x80;
         assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
     }
 

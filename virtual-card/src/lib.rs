@@ -8,6 +8,7 @@
 pub mod firmware;
 pub mod image;
 pub mod link;
+pub mod t1_reader;
 
 use std::path::Path;
 

@@ -1,0 +1,450 @@
+//! The reader's side of ISO 7816-3 T=1: what a contact reader's firmware
+//! does with a card's I/O line, so that the simulator can be that reader
+//! for the firmware card and hand whole APDUs to pcscd. It cuts a command
+//! into I-blocks, takes the card's answer block by block, grants waiting
+//! time, and recovers what the line loses or damages with R-blocks,
+//! retransmission and, when that fails, RESYNCH — ISO 7816-3 §11.6.3.
+//! The card's side is [`card_os::t1`]; both use its block codec.
+
+use std::io;
+
+use card_os::t1::{self, Block, MAX_BLOCK, MAX_INF, Pcb, RCode, SKind};
+
+/// The line to the card: one block out, the card's next block back, or
+/// `None` when the card stays silent past the block waiting time.
+pub trait Line {
+    /// Sends `block` and waits for the card's answer.
+    fn exchange(&mut self, block: &[u8]) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum T1Error {
+    /// The line failed.
+    #[error("the card's line: {0}")]
+    Io(#[from] io::Error),
+    /// The card's answers stayed bad through every retry; the link was
+    /// resynchronised and the command's fate is unknown.
+    #[error("T=1: no valid answer after {0} tries; the link was resynchronised")]
+    Lost(u32),
+    /// An answer longer than any response APDU.
+    #[error("T=1: an answer longer than any response APDU")]
+    TooLong,
+}
+
+/// What the link did, for the fault figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Blocks sent.
+    pub blocks: u64,
+    /// Blocks that came back damaged, or not at all.
+    pub bad: u64,
+    /// Blocks sent again, by either side's request.
+    pub retransmitted: u64,
+    /// Waiting time extensions granted.
+    pub wtx: u64,
+    /// Resynchronisations.
+    pub resynchs: u64,
+}
+
+/// The reader's T=1 state for one card session (from its ATR).
+#[derive(Clone, Debug)]
+pub struct Reader {
+    /// The largest information field the reader sends (at most the
+    /// card's IFSC).
+    chunk: usize,
+    /// N(S) of the reader's next I-block.
+    ns: bool,
+    /// N(S) the reader expects of the card's next I-block.
+    card_ns: bool,
+    /// Bad or missing answers in a row before RESYNCH.
+    retries: u32,
+    /// What happened so far.
+    pub counts: Counts,
+}
+
+/// The longest response APDU with its status word.
+const MAX_RESPONSE: usize = 65_536 + 2;
+
+impl Reader {
+    /// A reader for a card whose IFSC is `ifsc`, sending at most `chunk`
+    /// bytes a block (a reader on a noisy line sends short blocks), trying
+    /// a block `retries` times before it resynchronises.
+    pub fn new(ifsc: usize, chunk: usize, retries: u32) -> Reader {
+        Reader {
+            chunk: chunk.clamp(1, ifsc.clamp(1, MAX_INF)),
+            ns: false,
+            card_ns: false,
+            retries: retries.max(1),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Tells the card the reader takes blocks of `ifsd` bytes (S(IFS)).
+    pub fn set_ifsd(&mut self, line: &mut impl Line, ifsd: u8) -> Result<(), T1Error> {
+        let request = encode(
+            Pcb::S {
+                kind: SKind::Ifs,
+                response: false,
+            },
+            &[ifsd],
+        );
+        for _ in 0..self.retries {
+            self.counts.blocks += 1;
+            match line.exchange(&request)?.as_deref().map(t1::parse) {
+                Some(Ok(Block {
+                    pcb:
+                        Pcb::S {
+                            kind: SKind::Ifs,
+                            response: true,
+                        },
+                    inf,
+                })) if inf == [ifsd] => return Ok(()),
+                _ => {
+                    self.counts.bad += 1;
+                    self.counts.retransmitted += 1;
+                }
+            }
+        }
+        self.resynch(line)?;
+        Err(T1Error::Lost(self.retries))
+    }
+
+    /// One command APDU, its response back.
+    pub fn transmit(&mut self, line: &mut impl Line, apdu: &[u8]) -> Result<Vec<u8>, T1Error> {
+        let chunks: Vec<&[u8]> = if apdu.is_empty() {
+            vec![&[][..]]
+        } else {
+            apdu.chunks(self.chunk).collect()
+        };
+        let mut sent_chunk = 0;
+        let mut out = Vec::new();
+        let mut next = self.i_block(&chunks, sent_chunk);
+        let mut failures = 0;
+        loop {
+            self.counts.blocks += 1;
+            let answer = line.exchange(&next)?;
+            let parsed = answer.as_deref().map(t1::parse);
+            let answer = match parsed {
+                Some(Ok(answer)) => answer,
+                bad => {
+                    // Damaged or missing: ask for the block expected, which
+                    // the card answers by sending it again or by asking for
+                    // the reader's.
+                    self.counts.bad += 1;
+                    failures += 1;
+                    if failures >= self.retries {
+                        self.resynch(line)?;
+                        return Err(T1Error::Lost(failures));
+                    }
+                    let code = match bad {
+                        Some(Err(t1::BlockError::Edc)) => RCode::Edc,
+                        _ => RCode::Other,
+                    };
+                    next = encode(
+                        Pcb::R {
+                            nr: self.card_ns,
+                            code,
+                        },
+                        &[],
+                    );
+                    continue;
+                }
+            };
+            let last_chunk = sent_chunk + 1 == chunks.len();
+            match answer.pcb {
+                // The card acknowledges a chained block, or asks for it again.
+                Pcb::R { nr, .. }
+                    if sent_chunk < chunks.len() && (nr == self.ns || !last_chunk) =>
+                {
+                    if nr == self.ns {
+                        self.counts.retransmitted += 1;
+                        failures += 1;
+                        if failures >= self.retries {
+                            self.resynch(line)?;
+                            return Err(T1Error::Lost(failures));
+                        }
+                    } else {
+                        failures = 0;
+                        self.ns = !self.ns;
+                        sent_chunk += 1;
+                    }
+                    next = self.i_block(&chunks, sent_chunk);
+                }
+                Pcb::I { ns, more } if last_chunk => {
+                    if ns == self.card_ns {
+                        // The card's first answer block acknowledges the
+                        // command's last.
+                        self.ns = !self.ns;
+                        sent_chunk += 1;
+                        failures = 0;
+                        self.card_ns = !self.card_ns;
+                        out.extend_from_slice(answer.inf);
+                        if !more {
+                            return Ok(out);
+                        }
+                    } else {
+                        self.counts.retransmitted += 1;
+                    }
+                    // Acknowledge, or ask again for the block expected.
+                    next = encode(
+                        Pcb::R {
+                            nr: self.card_ns,
+                            code: RCode::Ok,
+                        },
+                        &[],
+                    );
+                }
+                Pcb::I { ns, more } if sent_chunk == chunks.len() => {
+                    // Later blocks of the card's chained answer.
+                    if ns == self.card_ns {
+                        failures = 0;
+                        self.card_ns = !self.card_ns;
+                        out.extend_from_slice(answer.inf);
+                        if out.len() > MAX_RESPONSE {
+                            return Err(T1Error::TooLong);
+                        }
+                        if !more {
+                            return Ok(out);
+                        }
+                    } else {
+                        self.counts.retransmitted += 1;
+                    }
+                    next = encode(
+                        Pcb::R {
+                            nr: self.card_ns,
+                            code: RCode::Ok,
+                        },
+                        &[],
+                    );
+                }
+                Pcb::S {
+                    kind: SKind::Wtx,
+                    response: false,
+                } => {
+                    self.counts.wtx += 1;
+                    next = encode(
+                        Pcb::S {
+                            kind: SKind::Wtx,
+                            response: true,
+                        },
+                        answer.inf,
+                    );
+                }
+                // Anything else is out of turn: ask for what is expected.
+                _ => {
+                    failures += 1;
+                    if failures >= self.retries {
+                        self.resynch(line)?;
+                        return Err(T1Error::Lost(failures));
+                    }
+                    next = encode(
+                        Pcb::R {
+                            nr: self.card_ns,
+                            code: RCode::Other,
+                        },
+                        &[],
+                    );
+                }
+            }
+        }
+    }
+
+    fn i_block(&self, chunks: &[&[u8]], n: usize) -> Vec<u8> {
+        let chunk = chunks.get(n).copied().unwrap_or_default();
+        encode(
+            Pcb::I {
+                ns: self.ns,
+                more: n + 1 < chunks.len(),
+            },
+            chunk,
+        )
+    }
+
+    /// S(RESYNCH): both sides' sequence numbers back to 0.
+    fn resynch(&mut self, line: &mut impl Line) -> Result<(), T1Error> {
+        self.counts.resynchs += 1;
+        let request = encode(
+            Pcb::S {
+                kind: SKind::Resynch,
+                response: false,
+            },
+            &[],
+        );
+        for _ in 0..self.retries {
+            self.counts.blocks += 1;
+            if let Some(Ok(Block {
+                pcb:
+                    Pcb::S {
+                        kind: SKind::Resynch,
+                        response: true,
+                    },
+                ..
+            })) = line.exchange(&request)?.as_deref().map(t1::parse)
+            {
+                self.ns = false;
+                self.card_ns = false;
+                return Ok(());
+            }
+        }
+        Err(T1Error::Lost(self.retries))
+    }
+}
+
+fn encode(pcb: Pcb, inf: &[u8]) -> Vec<u8> {
+    let mut out = [0u8; MAX_BLOCK];
+    let len = t1::write(pcb, inf, &mut out);
+    out.get(..len).unwrap_or_default().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use card_os::t1::{Step, T1};
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{Rng, SeedableRng};
+
+    /// A card behind a line: its T=1 layer and a command that answers
+    /// its own bytes (three times over, to chain) and `90 00`, counting
+    /// each time it runs; the line damages or drops bytes at `rate`.
+    struct NoisyCard {
+        t1: T1,
+        command: Vec<u8>,
+        response: Vec<u8>,
+        runs: Vec<Vec<u8>>,
+        rng: ChaCha8Rng,
+        rate: f64,
+        damaged: u64,
+        /// Commands whose first byte is `0x47` ask for waiting time.
+        waiting: bool,
+    }
+
+    impl NoisyCard {
+        fn new(seed: u64, rate: f64) -> NoisyCard {
+            NoisyCard {
+                t1: T1::new(),
+                command: vec![0; 4096],
+                response: Vec::new(),
+                runs: Vec::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                rate,
+                damaged: 0,
+                waiting: false,
+            }
+        }
+
+        /// The line: each byte damaged with probability `rate` (one bit
+        /// flipped); a block with a damaged first byte is lost whole. A
+        /// damaged character fails the UART's parity check, which the
+        /// receiver reports as an EDC error even where two flips cancel in
+        /// the LRC: that is modelled by making the LRC fail too.
+        fn noise(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+            let mut out = bytes.to_vec();
+            let mut damaged = false;
+            for (n, b) in out.iter_mut().enumerate() {
+                if (self.rng.next_u32() as f64) < self.rate * f64::from(u32::MAX) {
+                    self.damaged += 1;
+                    if n == 0 {
+                        return None;
+                    }
+                    *b ^= 1 << (self.rng.next_u32() % 8);
+                    damaged = true;
+                }
+            }
+            if let Some((check, body)) = out.split_last_mut()
+                && damaged
+                && body.iter().fold(0u8, |x, b| x ^ b) == *check
+            {
+                *check ^= 0xFF;
+            }
+            Some(out)
+        }
+    }
+
+    impl Line for NoisyCard {
+        fn exchange(&mut self, block: &[u8]) -> io::Result<Option<Vec<u8>>> {
+            let Some(arrived) = self.noise(block) else {
+                return Ok(None);
+            };
+            let response = std::mem::take(&mut self.response);
+            let answer = match self.t1.receive(&arrived, &mut self.command, &response) {
+                Step::Send(out) => out.to_vec(),
+                Step::Execute(len) => {
+                    let command = self.command[..len].to_vec();
+                    self.runs.push(command.clone());
+                    let mut answer: Vec<u8> =
+                        command.iter().cycle().take(len * 3).copied().collect();
+                    answer.extend_from_slice(&[0x90, 0x00]);
+                    self.response = answer;
+                    if command.first() == Some(&0x47) {
+                        self.waiting = true;
+                        self.t1.wtx(4).to_vec()
+                    } else {
+                        self.t1.respond(&self.response).to_vec()
+                    }
+                }
+                Step::Resume => {
+                    self.waiting = false;
+                    self.t1.respond(&response).to_vec()
+                }
+            };
+            if self.response.is_empty() {
+                self.response = response;
+            }
+            Ok(self.noise(&answer))
+        }
+    }
+
+    fn command(n: u32, len: usize) -> Vec<u8> {
+        let mut c = n.to_be_bytes().to_vec();
+        c.resize(len, n as u8);
+        c
+    }
+
+    #[test]
+    fn a_clean_line_carries_short_long_and_slow_commands() {
+        let mut card = NoisyCard::new(1, 0.0);
+        let mut reader = Reader::new(254, 254, 3);
+        reader.set_ifsd(&mut card, 254).unwrap();
+        for (n, len) in [(1u32, 5usize), (2, 300), (0x4700_0003, 20), (4, 1000)] {
+            let c = command(n, len);
+            let answer = reader.transmit(&mut card, &c).unwrap();
+            assert_eq!(answer.len(), len * 3 + 2);
+            assert_eq!(&answer[..len], &c[..]);
+        }
+        assert_eq!(card.runs.len(), 4);
+        assert_eq!(reader.counts.wtx, 1);
+        assert_eq!(reader.counts.retransmitted, 0);
+    }
+
+    /// One byte in a hundred damaged: every command runs exactly once and
+    /// every answer arrives whole; the figures say how much was recovered.
+    #[test]
+    fn at_one_percent_byte_errors_every_command_runs_once() {
+        let mut card = NoisyCard::new(7, 0.01);
+        let mut reader = Reader::new(254, 32, 12);
+        let mut sent = 0;
+        for n in 0..300u32 {
+            let len = 5 + (n as usize * 37) % 400;
+            let c = command(n, len);
+            let answer = reader.transmit(&mut card, &c).unwrap();
+            assert_eq!(&answer[..len], &c[..], "command {n}");
+            assert_eq!(answer[answer.len() - 2..], [0x90, 0x00]);
+            sent += 1;
+        }
+        assert_eq!(card.runs.len(), sent, "commands run = commands sent");
+        for (n, run) in card.runs.iter().enumerate() {
+            assert_eq!(run[..4], (n as u32).to_be_bytes(), "in order, each once");
+        }
+        println!(
+            "1 % byte errors: {} commands, {} run, {} bytes damaged, {:?}",
+            sent,
+            card.runs.len(),
+            card.damaged,
+            reader.counts
+        );
+        assert!(card.damaged > 100, "{}", card.damaged);
+        assert!(reader.counts.retransmitted + reader.counts.bad > 0);
+        assert_eq!(reader.counts.resynchs, 0);
+    }
+}
