@@ -20,6 +20,19 @@ pub enum Slot {
     Attestation,
 }
 
+/// A slot prints as its key reference (`9A`), as tools and traces name it.
+impl core::fmt::UpperHex for Slot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::UpperHex::fmt(&self.byte(), f)
+    }
+}
+
+impl core::fmt::LowerHex for Slot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.byte(), f)
+    }
+}
+
 /// A retired-key number, 1 to 20.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Retired(u8);

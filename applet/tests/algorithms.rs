@@ -8,7 +8,7 @@
 mod common;
 
 use applet::algorithm::Algorithm;
-use client::PivClient;
+use client::{PivClient, Slot};
 use common::*;
 use der::{Decode, Encode};
 use rsa::BoxedUint;
@@ -76,7 +76,7 @@ fn rsa_known_answers_from_openssl() {
             "{bits}"
         );
         let (a, public) = PivClient::new(&mut card)
-            .key_metadata(0x9A)
+            .key_metadata(Slot::Authentication)
             .unwrap()
             .unwrap();
         assert_eq!((a, to_hex(&public)), (alg, v["n"].clone()), "{bits}");
@@ -144,7 +144,7 @@ fn rsa_generated_keys_match_the_rsa_crate() {
         let mut card = fresh();
         admin_default(&mut card);
         let n = PivClient::new(&mut card)
-            .generate_key(0x9D, alg, false)
+            .generate_key(Slot::KeyManagement, alg, false)
             .unwrap();
         assert_eq!(n.len(), bits / 8);
         assert!(n[0] & 0x80 != 0, "a full-length modulus");
@@ -198,7 +198,10 @@ fn p384_known_answer_and_ecdh() {
         ),
         0x9000
     );
-    let public = PivClient::new(&mut card).public_key(0x9A).unwrap().unwrap();
+    let public = PivClient::new(&mut card)
+        .public_key(Slot::Authentication)
+        .unwrap()
+        .unwrap();
     assert_eq!(to_hex(&public), v["public"]);
     assert_eq!(verify(&mut card, b"123456"), 0x9000);
     let digest = sha2::Sha384::digest(hex(&v["message"]));
@@ -236,7 +239,10 @@ fn ed25519_rfc8032_through_import_and_sign() {
             ),
             0x9000
         );
-        let public = PivClient::new(&mut card).public_key(0x9A).unwrap().unwrap();
+        let public = PivClient::new(&mut card)
+            .public_key(Slot::Authentication)
+            .unwrap()
+            .unwrap();
         assert_eq!(to_hex(&public), v["public"]);
         assert_eq!(verify(&mut card, b"123456"), 0x9000);
         let (sig, s) = operate(&mut card, 0xE0, 0x9A, 0x81, &hex(&v["message"]));
@@ -247,7 +253,7 @@ fn ed25519_rfc8032_through_import_and_sign() {
     let mut card = fresh();
     admin_default(&mut card);
     let public = PivClient::new(&mut card)
-        .generate_key(0x9A, Algorithm::Ed25519, false)
+        .generate_key(Slot::Authentication, Algorithm::Ed25519, false)
         .unwrap();
     assert_eq!(verify(&mut card, b"123456"), 0x9000);
     let message: Vec<u8> = (0..1500u32).map(|i| (i * 7) as u8).collect();
@@ -275,7 +281,10 @@ fn x25519_rfc7748_through_import_and_agree() {
             ),
             0x9000
         );
-        let public = PivClient::new(&mut card).public_key(0x9D).unwrap().unwrap();
+        let public = PivClient::new(&mut card)
+            .public_key(Slot::KeyManagement)
+            .unwrap()
+            .unwrap();
         assert_eq!(to_hex(&public), v["public"]);
         assert_eq!(verify(&mut card, b"123456"), 0x9000);
         let (shared, s) = operate(&mut card, 0xE1, 0x9D, 0x85, &hex(&v["peer"]));
@@ -334,7 +343,7 @@ fn attestation_certifies_every_algorithm_under_a_ca_root() {
         Algorithm::X25519,
     ] {
         let public = PivClient::new(&mut card)
-            .generate_key(0x9E, alg, false)
+            .generate_key(Slot::CardAuthentication, alg, false)
             .unwrap();
         let (der, s) = exchange(&mut card, [0x00, 0xF9, 0x9E, 0x00], &[]);
         assert_eq!(s, 0x9000, "{alg:?}");
@@ -381,11 +390,12 @@ fn every_algorithm_is_listed_at_select_and_in_metadata() {
         .into_iter()
         .filter(|a| a.rsa_bits() < Some(3072))
     {
+        let retired = Slot::from_byte(0x82).unwrap();
         let public = PivClient::new(&mut card)
-            .generate_key(0x82, alg, false)
+            .generate_key(retired, alg, false)
             .unwrap();
         let meta = PivClient::new(&mut card)
-            .key_metadata(0x82)
+            .key_metadata(retired)
             .unwrap()
             .unwrap();
         assert_eq!(meta, (alg, public), "{alg:?}");

@@ -18,7 +18,7 @@ mod common;
 
 use applet::algorithm::Algorithm;
 use card_os::store::{Key, Op, Store};
-use client::{AdminAlgorithm, DEFAULT_MGM, PivClient};
+use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Slot};
 use common::{Flash, PivCard, boot_on, hex, to_hex};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 
@@ -47,11 +47,14 @@ fn history() -> PivCard {
     piv.set_management_key(AdminAlgorithm::Aes256, &AES_KEY)
         .unwrap();
     piv.authenticate(AdminAlgorithm::Aes256, &AES_KEY).unwrap();
-    piv.generate_key(0x9A, Algorithm::P256, false).unwrap();
-    piv.generate_key(0x9C, Algorithm::Ed25519, false).unwrap();
+    piv.generate_key(Slot::Authentication, Algorithm::P256, false)
+        .unwrap();
+    piv.generate_key(Slot::Signature, Algorithm::Ed25519, false)
+        .unwrap();
     piv.put_object(0x5FC102, &hex(CHUID)).unwrap();
     piv.verify_pin(PIN).unwrap();
-    piv.generate_key(0x9A, Algorithm::P256, true).unwrap();
+    piv.generate_key(Slot::Authentication, Algorithm::P256, true)
+        .unwrap();
     card
 }
 
@@ -127,14 +130,14 @@ fn every_record_set_still_opens() {
         piv.authenticate(AdminAlgorithm::Aes256, &AES_KEY).unwrap();
         // The objects and keys.
         assert_eq!(piv.get_object(0x5FC102).unwrap(), Some(hex(CHUID)));
-        let (algorithm, point) = piv.key_metadata(0x9A).unwrap().unwrap();
+        let (algorithm, point) = piv.key_metadata(Slot::Authentication).unwrap().unwrap();
         assert_eq!(algorithm, Algorithm::P256);
-        let signature = piv.sign(0x9A, &DIGEST).unwrap();
+        let signature = piv.sign(Slot::Authentication, &DIGEST).unwrap();
         let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
         let signature = p256::ecdsa::DerSignature::from_bytes(&signature).unwrap();
         key.verify_prehash(&DIGEST, &signature).unwrap();
         assert_eq!(
-            piv.key_metadata(0x9C).unwrap().unwrap().0,
+            piv.key_metadata(Slot::Signature).unwrap().unwrap().0,
             Algorithm::Ed25519
         );
         // The staged renewal key, and the PUK.

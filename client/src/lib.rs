@@ -18,7 +18,7 @@ mod transport;
 pub use ::applet::admin::DEFAULT_KEY as DEFAULT_MGM;
 pub use ::applet::algorithm::Algorithm;
 pub use ::applet::ins::Instruction;
-pub use ::applet::slot::AdminAlgorithm;
+pub use ::applet::slot::{AdminAlgorithm, Slot};
 pub use apdu::Status;
 
 pub use error::{ClientError, Result, meaning};

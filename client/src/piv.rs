@@ -4,7 +4,7 @@
 use apdu::Status;
 use applet::admin::ManagementKey;
 use applet::ins::{Instruction, KEY_REF_ADMIN};
-use applet::slot::{AdminAlgorithm, TouchPolicy};
+use applet::slot::{AdminAlgorithm, Slot, TouchPolicy};
 
 use crate::tlv::{tlv, tlvs, unwrap_tlv};
 use crate::{Algorithm, ClientError, Result, Transport};
@@ -207,7 +207,7 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// GENERATE (or, `staged`, STAGE KEY) a P-256 key; returns the point.
-    pub fn generate(&mut self, slot: u8, staged: bool) -> Result<Vec<u8>> {
+    pub fn generate(&mut self, slot: Slot, staged: bool) -> Result<Vec<u8>> {
         self.generate_key(slot, Algorithm::P256, staged)
     }
 
@@ -216,7 +216,7 @@ impl<T: Transport> PivClient<T> {
     /// 65537), an uncompressed EC point, or a 25519 public key.
     pub fn generate_key(
         &mut self,
-        slot: u8,
+        slot: Slot,
         algorithm: Algorithm,
         staged: bool,
     ) -> Result<Vec<u8>> {
@@ -225,7 +225,12 @@ impl<T: Transport> PivClient<T> {
         } else {
             Instruction::Generate
         };
-        let rsp = self.call(ins, 0x00, slot, &[0xAC, 0x03, 0x80, 0x01, algorithm.byte()])?;
+        let rsp = self.call(
+            ins,
+            0x00,
+            slot.byte(),
+            &[0xAC, 0x03, 0x80, 0x01, algorithm.byte()],
+        )?;
         let template = match tlvs(&rsp)?.as_slice() {
             [(0x7F49, template)] => *template,
             _ => return Err(ClientError::Malformed("public key template")),
@@ -234,16 +239,16 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// The public point of the key in `slot`, if any.
-    pub fn public_key(&mut self, slot: u8) -> Result<Option<Vec<u8>>> {
+    pub fn public_key(&mut self, slot: Slot) -> Result<Option<Vec<u8>>> {
         Ok(self.key_metadata(slot)?.map(|(_, public)| public))
     }
 
     /// The algorithm and public key (as [`PivClient::generate_key`] gives
     /// it) of the key in `slot`, from GET METADATA; `None` if the slot is
     /// empty.
-    pub fn key_metadata(&mut self, slot: u8) -> Result<Option<(Algorithm, Vec<u8>)>> {
+    pub fn key_metadata(&mut self, slot: Slot) -> Result<Option<(Algorithm, Vec<u8>)>> {
         let ins = Instruction::GetMetadata;
-        let meta = match self.exchange([0x00, ins.byte(), 0x00, slot], &[])? {
+        let meta = match self.exchange([0x00, ins.byte(), 0x00, slot.byte()], &[])? {
             (meta, SW_OK) => meta,
             (_, sw) if sw == Status::ReferenceNotFound.sw() => return Ok(None),
             (_, sw) => return Err(ClientError::refused(ins, sw)),
@@ -263,7 +268,7 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// An ECDSA signature (DER) over a 32-byte digest.
-    pub fn sign(&mut self, slot: u8, digest: &[u8; 32]) -> Result<Vec<u8>> {
+    pub fn sign(&mut self, slot: Slot, digest: &[u8; 32]) -> Result<Vec<u8>> {
         self.private_operation(slot, Algorithm::P256, 0x81, digest)
     }
 
@@ -272,7 +277,7 @@ impl<T: Transport> PivClient<T> {
     /// to agree with). Returns what comes back in `82`.
     pub fn private_operation(
         &mut self,
-        slot: u8,
+        slot: Slot,
         algorithm: Algorithm,
         tag: u8,
         input: &[u8],
@@ -283,7 +288,7 @@ impl<T: Transport> PivClient<T> {
         let rsp = self.call(
             Instruction::GeneralAuthenticate,
             algorithm.byte(),
-            slot,
+            slot.byte(),
             &data,
         )?;
         let template = unwrap_tlv(&rsp, 0x7C)?;
@@ -373,9 +378,9 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// COMMIT RENEWAL (vendor): the staged key and its certificate, at once.
-    pub fn commit_renewal(&mut self, slot: u8, certificate_der: &[u8]) -> Result<()> {
+    pub fn commit_renewal(&mut self, slot: Slot, certificate_der: &[u8]) -> Result<()> {
         let data = tlv(0x53, &Self::certificate_object(certificate_der));
-        self.call(Instruction::CommitRenewal, 0x00, slot, &data)
+        self.call(Instruction::CommitRenewal, 0x00, slot.byte(), &data)
             .map(drop)
     }
 
@@ -386,8 +391,8 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// ABORT RENEWAL (vendor).
-    pub fn abort_renewal(&mut self, slot: u8) -> Result<()> {
-        self.call(Instruction::AbortRenewal, 0x00, slot, &[])
+    pub fn abort_renewal(&mut self, slot: Slot) -> Result<()> {
+        self.call(Instruction::AbortRenewal, 0x00, slot.byte(), &[])
             .map(drop)
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, PivClient, Status, unwrap_tlv};
+use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, PivClient, Slot, Status, unwrap_tlv};
 use cms::CmsError;
 use cms::ca::Role;
 use cms::flows::{self, Cms, Request};
@@ -75,7 +75,7 @@ fn personalise_then_status() {
     // The passcode works, and 9A signs under the certified key.
     client.verify_pin(b"482915").unwrap();
     let digest = [7u8; 32];
-    let sig = client.sign(0x9A, &digest).unwrap();
+    let sig = client.sign(Slot::Authentication, &digest).unwrap();
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&cert.key.public).unwrap();
     key.verify_prehash(
         &digest,

@@ -6,7 +6,7 @@ mod common;
 use applet::{DeviceKey, Piv};
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
-use client::{ClientError, PivClient, Status};
+use client::{ClientError, PivClient, Slot, Status};
 use cms::CmsError;
 use cms::ca::{self, Role};
 use cms::flows::{self, Cms, Request, Window};
@@ -128,11 +128,14 @@ fn renewal_window_flow() {
     let wrong = flows::renew(&mut cms, &mut client, b"000000", expiry - 10 * DAY).unwrap_err();
     assert!(matches!(wrong, CmsError::PasscodeRefused(2)), "{wrong}");
     let now = expiry - 30 * DAY;
-    let old_key = client.public_key(0x9A).unwrap().unwrap();
+    let old_key = client.public_key(Slot::Authentication).unwrap().unwrap();
     let done = flows::renew(&mut cms, &mut client, b"482915", now).unwrap();
     assert_eq!(done.expiry, now + 730 * DAY);
     assert!(!done.reconciled);
-    assert_ne!(client.public_key(0x9A).unwrap().unwrap(), old_key);
+    assert_ne!(
+        client.public_key(Slot::Authentication).unwrap().unwrap(),
+        old_key
+    );
     assert_eq!(
         cms.db.card(900_000_010).unwrap().unwrap().expiry,
         done.expiry
@@ -283,10 +286,10 @@ fn other_algorithms_flow() {
     .unwrap();
     assert_eq!(serial, 900_000_031);
     // Renewal keeps P-384, with new keys matching new certificates.
-    let old = h.public_key(0x9A).unwrap().unwrap();
+    let old = h.public_key(Slot::Authentication).unwrap().unwrap();
     let now = t0() + 700 * DAY;
     flows::renew(&mut cms, &mut h, b"731026", now).unwrap();
-    assert_ne!(h.public_key(0x9A).unwrap().unwrap(), old);
+    assert_ne!(h.public_key(Slot::Authentication).unwrap().unwrap(), old);
     for (slot, object) in flows::SLOTS {
         assert_eq!(h.key_metadata(slot).unwrap().unwrap().0, Algorithm::P384);
         let content = h.get_object(object).unwrap().unwrap();
@@ -311,13 +314,13 @@ fn other_algorithms_flow() {
 fn key_matches_certificate(
     cms: &Cms,
     card: &mut PivClient<&mut Card<Torn, ChaCha20Rng, (Piv,)>>,
-    slot: u8,
+    slot: Slot,
     object: u32,
 ) -> u64 {
     let content = card.get_object(object).unwrap().unwrap();
     let info = ca::inspect(&cms.ca, client::unwrap_tlv(&content, 0x70).unwrap()).unwrap();
     card.verify_pin(b"482915").unwrap();
-    let digest = [slot; 32];
+    let digest = [slot.byte(); 32];
     let key = &info.key;
     let sig = card
         .private_operation(slot, key.algorithm, 0x81, &key.to_sign(&digest).unwrap())

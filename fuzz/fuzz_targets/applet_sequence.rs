@@ -20,7 +20,7 @@ use applet::{DeviceKey, Piv, Profile};
 use arbitrary::{Arbitrary, Unstructured};
 use card_os::testing::{RamFlash, TearingFlash};
 use card_os::{Card, atr};
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Slot};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -361,7 +361,9 @@ fn run(profile: Profile, ops: &[Op]) {
             None => (
                 tries(&mut card, 0x80),
                 tries(&mut card, 0x81),
-                PivClient::new(&mut card).public_key(0x9A).unwrap(),
+                PivClient::new(&mut card)
+                    .public_key(Slot::Authentication)
+                    .unwrap(),
             ),
         };
         if let Some(n) = cut.take() {
@@ -435,7 +437,8 @@ fn run(profile: Profile, ops: &[Op]) {
                             if let Ok((answer, _)) = c.exchange(header, rsa_import(bits)) {
                                 responses.push(answer);
                             }
-                        } else if let Ok(p) = c.generate_key(0x9A, algorithm, false) {
+                        } else if let Ok(p) = c.generate_key(Slot::Authentication, algorithm, false)
+                        {
                             responses.push(p);
                         }
                     }
@@ -443,12 +446,14 @@ fn run(profile: Profile, ops: &[Op]) {
                 }
                 Op::Sign => {
                     let algorithm = c
-                        .key_metadata(0x9A)
+                        .key_metadata(Slot::Authentication)
                         .ok()
                         .flatten()
                         .map_or(Algorithm::P256, |(a, _)| a);
                     let (tag, input) = operation(algorithm);
-                    if let Ok(sig) = c.private_operation(0x9A, algorithm, tag, &input) {
+                    if let Ok(sig) =
+                        c.private_operation(Slot::Authentication, algorithm, tag, &input)
+                    {
                         assert!(verified, "signed without the PIN");
                         responses.push(sig);
                     }
@@ -544,7 +549,9 @@ fn run(profile: Profile, ops: &[Op]) {
                 puk.change(Some(v), landed);
             }
         }
-        let key_after = PivClient::new(&mut card).public_key(0x9A).unwrap();
+        let key_after = PivClient::new(&mut card)
+            .public_key(Slot::Authentication)
+            .unwrap();
         after = Some((pin_after, puk_after, key_after.clone()));
         if !matches!(op, Op::Generate(_)) && op.raw().is_none() {
             assert_eq!(key_after, key_before, "the key changed: {op:?}");

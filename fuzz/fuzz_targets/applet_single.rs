@@ -12,7 +12,7 @@ use applet::{DeviceKey, Management, Piv, Profile};
 use card_os::store::Store;
 use card_os::testing::{RamFlash, for_each_record};
 use card_os::{Card, atr};
-use client::{AdminAlgorithm, DEFAULT_MGM, PivClient};
+use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Slot};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -67,8 +67,8 @@ fn base(n: usize) -> &'static Flash {
         let mut c = PivClient::new(&mut card);
         c.select().unwrap();
         c.authenticate(factory_mgm(profile), &DEFAULT_MGM).unwrap();
-        c.generate(0x9A, false).unwrap();
-        c.generate(0x9E, false).unwrap();
+        c.generate(Slot::Authentication, false).unwrap();
+        c.generate(Slot::CardAuthentication, false).unwrap();
         c.put_object(0x5FC105, &[0x70, 0x01, 0xAA]).unwrap();
         card.into_parts().0
     })

@@ -6,7 +6,7 @@
 //! without a bound hangs and libFuzzer reports a timeout.
 #![no_main]
 
-use client::{AdminAlgorithm, Algorithm, ClientError, PivClient, Transport};
+use client::{AdminAlgorithm, Algorithm, ClientError, PivClient, Slot, Transport};
 use libfuzzer_sys::fuzz_target;
 
 /// Answers cut from the input: a length byte, then that many bytes.
@@ -54,17 +54,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = card.authenticate(AdminAlgorithm::Aes256, &[7; 32]);
     let _ = card.authenticate(AdminAlgorithm::Tdes, &[7; 24]);
     let _ = card.get_object(0x5FC105);
-    let _ = card.key_metadata(0x9A);
-    let _ = card.public_key(0x9C);
+    let _ = card.key_metadata(Slot::Authentication);
+    let _ = card.public_key(Slot::Signature);
     for algorithm in [
         Algorithm::P256,
         Algorithm::P384,
         Algorithm::Rsa2048,
         Algorithm::Ed25519,
     ] {
-        let _ = card.generate_key(0x9A, algorithm, true);
+        let _ = card.generate_key(Slot::Authentication, algorithm, true);
     }
-    let _ = card.sign(0x9A, &[1; 32]);
+    let _ = card.sign(Slot::Authentication, &[1; 32]);
     let _ = card.verify_pin(b"123456");
     let _ = card.unblock(b"12345678", b"654321");
     // Every command is a few exchanges; a bounded client sends a bounded

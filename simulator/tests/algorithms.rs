@@ -5,6 +5,7 @@
 
 mod harness;
 
+use client::Slot;
 use std::path::{Path, PathBuf};
 
 use harness::yubico as y;
@@ -356,11 +357,13 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
     let msg = h.write("ed.msg", message);
 
     // Ed25519: the card signs the message, OpenSSL verifies it.
-    let ed = c.generate_key(0x9A, Algorithm::Ed25519, false).unwrap();
+    let ed = c
+        .generate_key(Slot::Authentication, Algorithm::Ed25519, false)
+        .unwrap();
     let ed = spki("ed.der", Algorithm::Ed25519, ed);
     c.verify_pin(b"123456").unwrap();
     let sig = c
-        .private_operation(0x9A, Algorithm::Ed25519, 0x81, message)
+        .private_operation(Slot::Authentication, Algorithm::Ed25519, 0x81, message)
         .unwrap();
     let sig = h.write("ed.sig", &sig);
     let out = ok(
@@ -383,7 +386,9 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
     assert!(out.contains("Signature Verified Successfully"), "{out}");
 
     // X25519: the card and OpenSSL derive the same secret.
-    let x = c.generate_key(0x9D, Algorithm::X25519, false).unwrap();
+    let x = c
+        .generate_key(Slot::KeyManagement, Algorithm::X25519, false)
+        .unwrap();
     let x = spki("x.der", Algorithm::X25519, x);
     let peer = h.path("peer.pem");
     let peer_der = h.path("peer.der");
@@ -414,7 +419,7 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
     let peer_public = &peer_public[peer_public.len() - 32..];
     c.verify_pin(b"123456").unwrap();
     let card_secret = c
-        .private_operation(0x9D, Algorithm::X25519, 0x85, peer_public)
+        .private_operation(Slot::KeyManagement, Algorithm::X25519, 0x85, peer_public)
         .unwrap();
     let shared = h.path("shared.bin");
     ok(
@@ -436,6 +441,7 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
 
     // RSA-3072 and RSA-4096: PKCS#1 v1.5 signatures OpenSSL verifies.
     for (slot, algorithm) in [(0x82, Algorithm::Rsa3072), (0x83, Algorithm::Rsa4096)] {
+        let slot = Slot::from_byte(slot).unwrap();
         let n = c.generate_key(slot, algorithm, false).unwrap();
         let key = spki(&format!("{slot:02x}.der"), algorithm, n.clone());
         let text = ok(

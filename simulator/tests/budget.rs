@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Transport};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Transport};
 use harness::{Harness, Kind, firmware_elf, root};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
@@ -178,22 +178,28 @@ fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
             "generate_p256",
             Box::new(|c| {
                 c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
-                c.generate_key(0x9A, Algorithm::P256, false).unwrap();
+                c.generate_key(Slot::Authentication, Algorithm::P256, false)
+                    .unwrap();
             }),
         ),
         (
             "sign_p256",
-            Box::new(move |c| drop(c.sign(0x9A, &digest).unwrap())),
+            Box::new(move |c| drop(c.sign(Slot::Authentication, &digest).unwrap())),
         ),
         (
             "generate_rsa2048",
-            Box::new(|c| drop(c.generate_key(0x9C, Algorithm::Rsa2048, false).unwrap())),
+            Box::new(|c| {
+                drop(
+                    c.generate_key(Slot::Signature, Algorithm::Rsa2048, false)
+                        .unwrap(),
+                )
+            }),
         ),
         (
             "sign_rsa2048",
             Box::new(move |c| {
                 c.verify_pin(b"123456").unwrap();
-                c.private_operation(0x9C, Algorithm::Rsa2048, 0x81, &block)
+                c.private_operation(Slot::Signature, Algorithm::Rsa2048, 0x81, &block)
                     .unwrap();
             }),
         ),

@@ -297,7 +297,10 @@ fn kill_the_card_during_renewals() {
                     &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
                 )
                 .unwrap_or_else(|_| {
-                    panic!("run {run}: slot {slot:02X} has a key without its certificate")
+                    panic!(
+                        "run {run}: slot {:02X} has a key without its certificate",
+                        slot.byte()
+                    )
                 });
             expiries.push(info.not_after);
         }

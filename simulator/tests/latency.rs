@@ -15,7 +15,7 @@ mod harness;
 
 use std::time::Instant;
 
-use client::{AdminAlgorithm, DEFAULT_MGM, Pcsc, PivClient, Transport};
+use client::{AdminAlgorithm, DEFAULT_MGM, Pcsc, PivClient, Slot, Transport};
 use harness::{Harness, Readers};
 use virtual_reader::latency::{Delay, Profile};
 
@@ -108,7 +108,8 @@ impl Probe {
         if let Some(algorithm) = needs_key {
             piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
                 .unwrap();
-            piv.generate_key(0x9A, algorithm, false).unwrap();
+            piv.generate_key(Slot::Authentication, algorithm, false)
+                .unwrap();
         }
         if let Probe::GenerateRsa2048 = self {
             piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)

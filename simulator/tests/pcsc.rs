@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, Pcsc, PivClient, Status};
+use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, Pcsc, PivClient, Slot, Status};
 use harness::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use pcsc::{Context, ReaderState, Scope, State};
@@ -213,11 +213,11 @@ fn kill_during_generate_and_verify() {
             pin = b"482915";
         }
         c.verify_pin(pin).unwrap();
-        let Some(point) = c.public_key(0x9A).unwrap() else {
+        let Some(point) = c.public_key(Slot::Authentication).unwrap() else {
             continue;
         };
         let digest = [0x24u8; 32];
-        let sig = c.sign(0x9A, &digest).unwrap();
+        let sig = c.sign(Slot::Authentication, &digest).unwrap();
         let sig = p256::ecdsa::DerSignature::from_bytes(&sig).unwrap();
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .unwrap()

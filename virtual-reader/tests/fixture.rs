@@ -1,7 +1,7 @@
 //! The in-process fixture: a card in one call, through the host PIV
 //! client, with no pcscd.
 
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, Slot};
 use virtual_reader::fixture;
 
 #[test]
@@ -17,7 +17,8 @@ fn a_seeded_card_makes_the_same_key_every_run() {
         assert_eq!(piv.card_info().unwrap().serial, 900_000_042);
         piv.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
             .unwrap();
-        piv.generate_key(0x9A, Algorithm::P256, false).unwrap()
+        piv.generate_key(Slot::Authentication, Algorithm::P256, false)
+            .unwrap()
     };
     let first = key(11);
     assert_eq!(first.len(), 65);

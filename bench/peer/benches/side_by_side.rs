@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Slot};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -118,7 +118,9 @@ fn set_up(card: &mut impl BenchCard, alg: Algorithm) -> Vec<u8> {
     client
         .authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)
         .expect("factory management key");
-    let public = client.generate_key(0x9A, alg, false).expect("GENERATE");
+    let public = client
+        .generate_key(Slot::Authentication, alg, false)
+        .expect("GENERATE");
     ok(card, &[VERIFY.to_vec()]);
     public
 }

@@ -19,10 +19,13 @@ use super::ca::{self, CertInfo, TestCa};
 use super::db::{CardRow, Db, Holder};
 use super::derive::MasterSecret;
 use crate::{CmsError, Result, Step};
-use client::{AdminAlgorithm, ClientError, PivClient, Transport, unwrap_tlv};
+use client::{AdminAlgorithm, ClientError, PivClient, Slot, Transport, unwrap_tlv};
 
 /// Certificate objects of the two slots a staff card uses.
-pub const SLOTS: [(u8, u32); 2] = [(0x9A, 0x5FC105), (0x9C, 0x5FC10A)];
+pub const SLOTS: [(Slot, u32); 2] = [
+    (Slot::Authentication, 0x5FC105),
+    (Slot::Signature, 0x5FC10A),
+];
 
 /// The CMS state: database, test CA and master secret, kept side by side.
 pub struct Cms {

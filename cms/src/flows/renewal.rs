@@ -106,7 +106,7 @@ pub fn renew<T: Transport>(
         if old.not_after > row.expiry {
             continue; // renewed by an interrupted earlier run
         }
-        if info.staged.contains(slot) {
+        if info.staged.contains(&slot.byte()) {
             // Staging an earlier slot may have dropped it already: a card
             // keeps only the newest renewal's staged keys.
             match card.abort_renewal(*slot) {

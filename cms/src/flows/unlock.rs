@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::ca::Role;
 use crate::db::{self, Attempt, FAILURES_BEFORE_LOCK, REQUESTS_PER_HOUR, RequestRefused};
 use crate::{CmsError, Result, Step};
-use client::{ClientError, PivClient, Status as Sw, Transport};
+use client::{ClientError, PivClient, Slot, Status as Sw, Transport};
 
 use super::{
     Cms, SLOTS, Window, acceptable, issued_card, registered, slot_certificate, step, usable_card,
@@ -56,7 +56,12 @@ pub fn sponsor_unlock<S: Transport, T: Transport>(
     let mut challenge = [0u8; 32];
     getrandom::fill(&mut challenge).map_err(CmsError::Random)?;
     let key = &sponsor_cert.key;
-    let sig = sponsor.private_operation(0x9A, key.algorithm, 0x81, &key.to_sign(&challenge)?)?;
+    let sig = sponsor.private_operation(
+        Slot::Authentication,
+        key.algorithm,
+        0x81,
+        &key.to_sign(&challenge)?,
+    )?;
     key.verify(&challenge, &sig)
         .map_err(|_| CmsError::SponsorSignature)?;
 
