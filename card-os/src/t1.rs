@@ -334,6 +334,7 @@ impl T1 {
         Step::Send(self.last.get(..self.last_len).unwrap_or_default())
     }
 
+    /// The last block again, for a reader that lost it.
     fn resend(&mut self) -> Step<'_> {
         if self.last_len == 0 {
             return self.reject(RCode::Other);
@@ -375,11 +376,6 @@ impl T1 {
         .byte();
         self.error_block = [NAD, pcb, 0, NAD ^ pcb];
         Step::Send(&self.error_block)
-    }
-
-    /// The last block again, for a reader that lost it.
-    fn again(&mut self) -> Step<'_> {
-        self.resend()
     }
 
     /// Takes one block from the reader. `command` gathers the command's
@@ -458,13 +454,13 @@ impl T1 {
                 return self.next_block(sending, response);
             }
             // The WTX request again.
-            Phase::Waiting => return self.again(),
+            Phase::Waiting => return self.resend(),
             Phase::Sending(_) | Phase::Receiving => {}
         }
         // The last block is the card's I-block, or its acknowledgement of a
         // chained block (which asks for the reader's next block anyway).
         if self.last_i_ns == Some(nr) || self.last_i_ns.is_none() && self.last_len > 0 {
-            return self.again();
+            return self.resend();
         }
         let pcb = Pcb::R {
             nr: self.reader_ns,

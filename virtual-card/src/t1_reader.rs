@@ -66,6 +66,22 @@ pub struct Reader {
 /// The longest response APDU with its status word.
 const MAX_RESPONSE: usize = 65_536 + 2;
 
+/// Waiting time extensions a command may ask for: a card that asks for
+/// ever is as lost as one that never answers.
+const MAX_WAITS: u32 = 64;
+
+/// What the reader does next in an exchange.
+enum Turn {
+    /// The answer is complete.
+    Done,
+    /// Send this block: the exchange moved on.
+    Progress(Vec<u8>),
+    /// Send this block: the card asked for time.
+    Wait(Vec<u8>),
+    /// Send this block: something was lost or out of turn.
+    Retry(Vec<u8>),
+}
+
 impl Reader {
     /// A reader for a card whose IFSC is `ifsc`, sending at most `chunk`
     /// bytes a block (a reader on a noisy line sends short blocks), trying
@@ -117,137 +133,122 @@ impl Reader {
         } else {
             apdu.chunks(self.chunk).collect()
         };
-        let mut sent_chunk = 0;
+        // Chunks the card has taken (the last one, once it answers).
+        let mut sent = 0;
         let mut out = Vec::new();
-        let mut next = self.i_block(&chunks, sent_chunk);
-        let mut failures = 0;
+        let mut next = self.i_block(&chunks, sent);
+        let (mut failures, mut waits) = (0, 0);
         loop {
             self.counts.blocks += 1;
-            let answer = line.exchange(&next)?;
-            let parsed = answer.as_deref().map(t1::parse);
-            let answer = match parsed {
-                Some(Ok(answer)) => answer,
+            let turn = match line.exchange(&next)?.as_deref().map(t1::parse) {
+                Some(Ok(block)) => self.turn(block, &chunks, &mut sent, &mut out)?,
+                // Damaged or missing: ask for the block expected, which the
+                // card answers by sending it again or by asking for the
+                // reader's.
                 bad => {
-                    // Damaged or missing: ask for the block expected, which
-                    // the card answers by sending it again or by asking for
-                    // the reader's.
                     self.counts.bad += 1;
-                    failures += 1;
-                    if failures >= self.retries {
-                        self.resynch(line)?;
-                        return Err(T1Error::Lost(failures));
-                    }
                     let code = match bad {
                         Some(Err(t1::BlockError::Edc)) => RCode::Edc,
                         _ => RCode::Other,
                     };
-                    next = encode(
-                        Pcb::R {
-                            nr: self.card_ns,
-                            code,
-                        },
-                        &[],
-                    );
-                    continue;
+                    Turn::Retry(self.ask(code))
                 }
             };
-            let last_chunk = sent_chunk + 1 == chunks.len();
-            match answer.pcb {
-                // The card acknowledges a chained block, or asks for it again.
-                Pcb::R { nr, .. }
-                    if sent_chunk < chunks.len() && (nr == self.ns || !last_chunk) =>
-                {
-                    if nr == self.ns {
-                        self.counts.retransmitted += 1;
-                        failures += 1;
-                        if failures >= self.retries {
-                            self.resynch(line)?;
-                            return Err(T1Error::Lost(failures));
-                        }
-                    } else {
-                        failures = 0;
-                        self.ns = !self.ns;
-                        sent_chunk += 1;
-                    }
-                    next = self.i_block(&chunks, sent_chunk);
+            next = match turn {
+                Turn::Done => return Ok(out),
+                Turn::Progress(block) => {
+                    failures = 0;
+                    block
                 }
-                Pcb::I { ns, more } if last_chunk => {
-                    if ns == self.card_ns {
-                        // The card's first answer block acknowledges the
-                        // command's last.
-                        self.ns = !self.ns;
-                        sent_chunk += 1;
-                        failures = 0;
-                        self.card_ns = !self.card_ns;
-                        out.extend_from_slice(answer.inf);
-                        if !more {
-                            return Ok(out);
-                        }
-                    } else {
-                        self.counts.retransmitted += 1;
-                    }
-                    // Acknowledge, or ask again for the block expected.
-                    next = encode(
-                        Pcb::R {
-                            nr: self.card_ns,
-                            code: RCode::Ok,
-                        },
-                        &[],
-                    );
+                Turn::Wait(block) if waits < MAX_WAITS => {
+                    waits += 1;
+                    block
                 }
-                Pcb::I { ns, more } if sent_chunk == chunks.len() => {
-                    // Later blocks of the card's chained answer.
-                    if ns == self.card_ns {
-                        failures = 0;
-                        self.card_ns = !self.card_ns;
-                        out.extend_from_slice(answer.inf);
-                        if out.len() > MAX_RESPONSE {
-                            return Err(T1Error::TooLong);
-                        }
-                        if !more {
-                            return Ok(out);
-                        }
-                    } else {
-                        self.counts.retransmitted += 1;
-                    }
-                    next = encode(
-                        Pcb::R {
-                            nr: self.card_ns,
-                            code: RCode::Ok,
-                        },
-                        &[],
-                    );
-                }
-                Pcb::S {
-                    kind: SKind::Wtx,
-                    response: false,
-                } => {
-                    self.counts.wtx += 1;
-                    next = encode(
-                        Pcb::S {
-                            kind: SKind::Wtx,
-                            response: true,
-                        },
-                        answer.inf,
-                    );
-                }
-                // Anything else is out of turn: ask for what is expected.
-                _ => {
+                Turn::Retry(block) if failures + 1 < self.retries => {
                     failures += 1;
-                    if failures >= self.retries {
-                        self.resynch(line)?;
-                        return Err(T1Error::Lost(failures));
-                    }
-                    next = encode(
-                        Pcb::R {
-                            nr: self.card_ns,
-                            code: RCode::Other,
-                        },
-                        &[],
-                    );
+                    block
+                }
+                Turn::Wait(_) | Turn::Retry(_) => {
+                    self.resynch(line)?;
+                    return Err(T1Error::Lost(failures + 1));
+                }
+            };
+        }
+    }
+
+    /// What the card's `block` means for an exchange in which the card has
+    /// taken `sent` of the command's `chunks`, and `out` holds the answer
+    /// so far.
+    fn turn(
+        &mut self,
+        block: Block<'_>,
+        chunks: &[&[u8]],
+        sent: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Turn, T1Error> {
+        let answering = *sent + 1 >= chunks.len();
+        Ok(match block.pcb {
+            // The card asks for the block in flight again.
+            Pcb::R { nr, .. } if *sent < chunks.len() && nr == self.ns => {
+                self.counts.retransmitted += 1;
+                Turn::Retry(self.i_block(chunks, *sent))
+            }
+            // It acknowledges a chained block: the next one.
+            Pcb::R { .. } if !answering => {
+                self.ns = !self.ns;
+                *sent += 1;
+                Turn::Progress(self.i_block(chunks, *sent))
+            }
+            // A block of the answer other than the one expected: ask again.
+            Pcb::I { ns, .. } if answering && ns != self.card_ns => {
+                self.counts.retransmitted += 1;
+                Turn::Retry(self.ask(RCode::Ok))
+            }
+            Pcb::I { more, .. } if answering => {
+                if *sent < chunks.len() {
+                    // The answer's first block acknowledges the command's
+                    // last.
+                    self.ns = !self.ns;
+                    *sent += 1;
+                }
+                self.card_ns = !self.card_ns;
+                out.extend_from_slice(block.inf);
+                if out.len() > MAX_RESPONSE {
+                    return Err(T1Error::TooLong);
+                }
+                if more {
+                    Turn::Progress(self.ask(RCode::Ok))
+                } else {
+                    Turn::Done
                 }
             }
-        }
+            Pcb::S {
+                kind: SKind::Wtx,
+                response: false,
+            } => {
+                self.counts.wtx += 1;
+                Turn::Wait(encode(
+                    Pcb::S {
+                        kind: SKind::Wtx,
+                        response: true,
+                    },
+                    block.inf,
+                ))
+            }
+            // Anything else is out of turn: ask for what is expected.
+            _ => Turn::Retry(self.ask(RCode::Other)),
+        })
+    }
+
+    /// An R-block naming the card's I-block the reader expects.
+    fn ask(&self, code: RCode) -> Vec<u8> {
+        encode(
+            Pcb::R {
+                nr: self.card_ns,
+                code,
+            },
+            &[],
+        )
     }
 
     fn i_block(&self, chunks: &[&[u8]], n: usize) -> Vec<u8> {

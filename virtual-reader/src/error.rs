@@ -24,9 +24,6 @@ pub enum Error {
     /// pcscd or its vpcd readers.
     #[error(transparent)]
     Readers(#[from] ReadersError),
-    /// A scenario that is not one.
-    #[error("scenario: {0}")]
-    Scenario(#[from] ScenarioError),
     /// A latency profile that is not one.
     #[error(transparent)]
     Latency(#[from] LatencyError),

@@ -157,11 +157,7 @@ impl CardBuilder {
         let lock = self
             .profile
             .readers(self.profile.max_cards())
-            .filter(|&n| {
-                listed
-                    .iter()
-                    .any(|(name, present)| *name == readers::reader_name(n) && !*present)
-            })
+            .filter(|&n| readers::shows(&listed, n, false))
             .find_map(|n| ReaderLock::try_take(n).map(|lock| (n, lock)));
         let Some((n, lock)) = lock else {
             return Err(if listed.is_empty() {

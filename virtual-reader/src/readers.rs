@@ -465,6 +465,15 @@ pub fn listed() -> Vec<(String, bool)> {
         .collect()
 }
 
+/// Whether `listed` (what [`listed`] gave) shows reader `n` with a card in
+/// it (`card`), or empty (`!card`).
+pub fn shows(listed: &[(String, bool)], n: usize, card: bool) -> bool {
+    let name = reader_name(n);
+    listed
+        .iter()
+        .any(|(r, present)| *r == name && *present == card)
+}
+
 /// How many of readers `0..readers` PC/SC lists.
 pub fn shown(readers: usize) -> usize {
     shown_of(0..readers)

@@ -258,22 +258,17 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState> {
 /// The last of this profile's readers that holds a card now, if any does.
 fn occupied(profile: CardProfile) -> Option<usize> {
     let listed = readers::listed();
-    profile.readers(profile.max_cards()).rev().find(|&n| {
-        listed
-            .iter()
-            .any(|(r, present)| *r == readers::reader_name(n) && *present)
-    })
+    profile
+        .readers(profile.max_cards())
+        .rev()
+        .find(|&n| readers::shows(&listed, n, true))
 }
 
 /// The first `cards` readers in a row of this profile that PC/SC shows
 /// empty.
 fn empty_readers(profile: CardProfile, cards: usize) -> Option<Range<usize>> {
     let listed = readers::listed();
-    let empty = |n: usize| {
-        listed
-            .iter()
-            .any(|(r, present)| *r == readers::reader_name(n) && !*present)
-    };
+    let empty = |n: usize| readers::shows(&listed, n, false);
     let all = profile.readers(profile.max_cards());
     (all.start..=all.end.checked_sub(cards)?)
         .map(|first| first..first + cards)
@@ -368,11 +363,10 @@ fn start_server(options: &UpOptions, numbers: Range<usize>, exe: &Path) -> Resul
             return Err(Error::ServerExited { status, log });
         }
         let listed = readers::listed();
-        let all = started.readers.clone().all(|n| {
-            listed
-                .iter()
-                .any(|(r, present)| *r == readers::reader_name(n) && *present)
-        });
+        let all = started
+            .readers
+            .clone()
+            .all(|n| readers::shows(&listed, n, true));
         if all {
             return Ok(started);
         }

@@ -417,10 +417,7 @@ impl Readers {
         let deadline = Instant::now() + POOL_WAIT;
         loop {
             let listed = virtual_reader::readers::listed();
-            let free = |r: usize| {
-                let name = reader_name(r);
-                listed.iter().any(|(l, present)| *l == name && !present)
-            };
+            let free = |r: usize| virtual_reader::readers::shows(&listed, r, false);
             for first in 0..=READERS.saturating_sub(n) {
                 if !(first..first + n).all(free) {
                     continue;
