@@ -36,6 +36,7 @@ pub mod secrecy;
 pub mod secrets;
 pub mod session;
 pub mod slot;
+pub mod waiting;
 
 use apdu::{Command, Header, Status};
 use card_os::{Applet, Context, Reply, Secrecy};
@@ -164,6 +165,10 @@ impl Applet for Piv {
 
     fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy {
         secrecy::of(header, data)
+    }
+
+    fn waiting_time(&self, header: &Header, data: &[u8]) -> u8 {
+        waiting::of(header, data)
     }
 
     fn process(

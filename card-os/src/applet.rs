@@ -117,6 +117,17 @@ pub trait Applet {
     /// error path cannot forget it.
     fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy;
 
+    /// How many block waiting times of the contact interface (about 1.5 s
+    /// each at the ATR's BWI on a 3.57 MHz clock) this command may take on
+    /// a card chip, 0 if it answers within one. The card asks the reader
+    /// for the time before it runs the command (T=1's S(WTX)); a command
+    /// that outlasts what it asked for is taken for a mute card. `data` is
+    /// this APDU's data (the last part, for a chain).
+    fn waiting_time(&self, header: &Header, data: &[u8]) -> u8 {
+        let _ = (header, data);
+        0
+    }
+
     /// The card was reset or powered off: drop every volatile state.
     fn reset(&mut self) {
         self.deselect();
@@ -159,6 +170,11 @@ impl<A: Applet> Applet for Option<A> {
     fn secrecy(&self, header: &Header, data: &[u8]) -> Secrecy {
         self.as_ref()
             .map_or(Secrecy::SECRET, |applet| applet.secrecy(header, data))
+    }
+
+    fn waiting_time(&self, header: &Header, data: &[u8]) -> u8 {
+        self.as_ref()
+            .map_or(0, |applet| applet.waiting_time(header, data))
     }
 
     fn reset(&mut self) {

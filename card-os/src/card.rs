@@ -335,6 +335,23 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
             .map_or(Secrecy::SECRET, |applet| applet.secrecy(header, data))
     }
 
+    /// How many block waiting times the selected applet may take to
+    /// answer `apdu` (see [`crate::applet::Applet::waiting_time`]); 0 for
+    /// what the OS answers itself and for bytes that are no command.
+    pub fn waiting_time(&self, apdu: &[u8]) -> u8 {
+        let Ok(command) = Command::parse(apdu) else {
+            return 0;
+        };
+        let header = command.header();
+        if is_select(&header) || header.ins == INS_GET_RESPONSE {
+            return 0;
+        }
+        self.volatile
+            .selected
+            .and_then(|i| self.applets.applet(i))
+            .map_or(0, |applet| applet.waiting_time(&header, command.data()))
+    }
+
     /// Runs one APDU; on success `out` holds the response data to send.
     fn handle(&mut self, bytes: &[u8], out: &mut ResponseApdu) -> Result<Status, Error> {
         let command = Command::parse(bytes).map_err(Error::Malformed)?;

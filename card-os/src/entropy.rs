@@ -98,6 +98,13 @@ pub fn ratchet<F: NorFlash, const KEYS: usize>(
     Ok(boot)
 }
 
+/// This boot's seed with a TRNG's output mixed in: as unpredictable as
+/// the better of the two, and still never another boot's (the ratchet's
+/// half alone sees to that).
+pub fn mix(boot: &Seed, trng: &[u8; 32]) -> Seed {
+    Seed(derive(&boot.0, b"s9card ratchet trng", trng))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! The s9card card runtime: the reader link's frame loop, power and reset,
+//! The s9card card runtime: the contact interface (ATR and T=1) and the
+//! virtual reader's frame loop, power and reset,
 //! APDU framing and chaining, GET RESPONSE, applet selection, a
 //! transactional store on NOR flash, the flash layout around it, and a
 //! randomness ratchet for boards without a TRNG.
@@ -19,7 +20,9 @@
 
 pub mod applet;
 pub mod atr;
+pub mod board;
 mod card;
+pub mod contact;
 pub mod entropy;
 mod error;
 pub mod image;

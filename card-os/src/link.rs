@@ -1,23 +1,15 @@
-//! The card's side of its reader link: the frame loop that turns a byte
-//! stream into power events and APDUs and the card's answers back into
-//! bytes.
+//! The card's side of the virtual reader's link: the frame loop that turns
+//! a byte stream into power events and APDUs and the card's answers back
+//! into bytes, and [`Respond`], whatever answers them (the card, or a proxy
+//! to one: the firmware card behind its contacts, [`crate::contact`]).
 //!
-//! The framing is vsmartcard vpcd's, so the same code serves the virtual
-//! reader (over TCP) and the firmware's UART. Both directions carry frames:
-//! a 2-byte big-endian length, then that many bytes. From the reader, a
+//! The framing is vsmartcard vpcd's. Both directions carry frames: a
+//! 2-byte big-endian length, then that many bytes. From the reader, a
 //! 1-byte frame is a control command (`00` power off, `01` power on, `02`
 //! reset, `04` get ATR); anything longer is a command APDU.
-//!
-//! In [`Framing::Annotated`] every frame the card sends starts with one
-//! [`Meta`] byte: the card's [`Secrecy`] verdict on the exchange, and
-//! whether the frame is the ATR the card announces when it boots. The
-//! firmware's host bridge strips it before vpcd sees the frame, and its
-//! traces redact what it marks: only the card can judge what its commands
-//! carry.
 
 use embedded_io::{ErrorType, Read, ReadExactError, Write};
 
-use crate::applet::Secrecy;
 use crate::card::{CHAIN_CAPACITY, Card, Mute, ResponseApdu};
 
 /// The longest frame the card takes in whole: an extended-length APDU
@@ -60,26 +52,6 @@ impl<'a> Frame<'a> {
             _ => Frame::Apdu(body),
         }
     }
-
-    /// The body that carries this frame, for the reader's side of a link
-    /// (the simulator's bridge to the firmware): the inverse of
-    /// [`Frame::from_body`]. None for a frame no reader sends.
-    pub fn body(&self) -> Option<&'a [u8]> {
-        match *self {
-            Frame::PowerOff => Some(&[0x00]),
-            Frame::PowerOn => Some(&[0x01]),
-            Frame::Reset => Some(&[0x02]),
-            Frame::GetAtr => Some(&[0x04]),
-            Frame::Apdu(apdu) => Some(apdu),
-            Frame::UnknownControl(_) | Frame::Empty | Frame::Oversized(_) => None,
-        }
-    }
-
-    /// Whether the card answers this frame (the ATR, an APDU's response);
-    /// power and reset frames get no answer.
-    pub fn is_answered(&self) -> bool {
-        matches!(self, Frame::GetAtr | Frame::Apdu(_) | Frame::Oversized(_))
-    }
 }
 
 /// One frame's body as it came off a link.
@@ -114,6 +86,15 @@ pub enum Outcome {
 pub trait Respond {
     /// What `frame` gets.
     fn respond(&mut self, frame: Frame<'_>) -> Outcome;
+
+    /// How many block waiting times `apdu` may take to answer, 0 if it
+    /// answers within one: a T=1 card asks the reader for them (S(WTX))
+    /// before it runs such a command rather than fall silent
+    /// ([`crate::contact`]).
+    fn waiting_time(&self, apdu: &[u8]) -> u8 {
+        let _ = apdu;
+        0
+    }
 }
 
 impl<F, R, A, const K: usize> Respond for Card<F, R, A, K>
@@ -154,68 +135,10 @@ where
         }
         Outcome::Silent
     }
-}
 
-/// The byte that starts every frame the card sends in
-/// [`Framing::Annotated`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta(u8);
-
-impl Meta {
-    const COMMAND_SECRET: u8 = 0x01;
-    const RESPONSE_SECRET: u8 = 0x02;
-    const BOOT: u8 = 0x80;
-
-    /// The meta byte of an answer.
-    pub const fn answer(secrecy: Secrecy) -> Meta {
-        let mut b = 0;
-        if secrecy.command {
-            b |= Meta::COMMAND_SECRET;
-        }
-        if secrecy.response {
-            b |= Meta::RESPONSE_SECRET;
-        }
-        Meta(b)
+    fn waiting_time(&self, apdu: &[u8]) -> u8 {
+        Card::waiting_time(self, apdu)
     }
-
-    /// The meta byte of the ATR a card announces when it boots.
-    pub const BOOT_ANNOUNCEMENT: Meta = Meta(Meta::BOOT);
-
-    /// The byte on the wire.
-    pub const fn byte(self) -> u8 {
-        self.0
-    }
-
-    /// Reads a meta byte; `None` for bits this version does not define.
-    pub const fn from_byte(b: u8) -> Option<Meta> {
-        if b & !(Meta::COMMAND_SECRET | Meta::RESPONSE_SECRET | Meta::BOOT) != 0 {
-            None
-        } else {
-            Some(Meta(b))
-        }
-    }
-
-    /// Whether this frame is the boot announcement rather than an answer.
-    pub const fn is_boot(self) -> bool {
-        self.0 & Meta::BOOT != 0
-    }
-
-    /// The card's verdict on the exchange.
-    pub const fn secrecy(self) -> Secrecy {
-        Secrecy {
-            command: self.0 & Meta::COMMAND_SECRET != 0,
-            response: self.0 & Meta::RESPONSE_SECRET != 0,
-        }
-    }
-}
-
-/// How the card's frames are laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// vpcd's own: the answer and nothing else.
-    Vpcd,
-    /// A [`Meta`] byte, then the answer.
-    Annotated,
 }
 
 /// Why the link stopped.
@@ -249,10 +172,9 @@ pub fn read_frame<'b, L: Read>(
     }))
 }
 
-/// Reads the next frame's body into `buf`, whoever sent it: the card
-/// reads the reader's frames with it ([`read_frame`]), the reader's side
-/// the card's annotated answers. `Ok(None)`: the stream ended cleanly.
-pub fn read_body<'b, L: Read>(
+/// Reads the next frame's body into `buf`. `Ok(None)`: the stream ended
+/// cleanly.
+fn read_body<'b, L: Read>(
     link: &mut L,
     buf: &'b mut [u8],
 ) -> Result<Option<Body<'b>>, LinkError<L::Error>> {
@@ -280,21 +202,13 @@ pub fn read_body<'b, L: Read>(
     Ok(Some(Body::Fits(body)))
 }
 
-/// Writes one frame: an optional meta byte, then `body`. The whole frame
-/// is handed over before `flush`, which transports that send a frame in
-/// one piece (TCP, where a split frame waits on a delayed ACK) rely on.
-pub fn write_frame<L: Write>(
-    link: &mut L,
-    meta: Option<Meta>,
-    body: &[u8],
-) -> Result<(), L::Error> {
-    let extra = usize::from(meta.is_some());
+/// Writes one frame. The whole frame is handed over before `flush`, which
+/// transports that send a frame in one piece (TCP, where a split frame
+/// waits on a delayed ACK) rely on.
+pub fn write_frame<L: Write>(link: &mut L, body: &[u8]) -> Result<(), L::Error> {
     // Bodies come from the card: an ATR or a response of at most 258 bytes.
-    let len = (body.len() + extra).min(usize::from(u16::MAX)) as u16;
+    let len = body.len().min(usize::from(u16::MAX)) as u16;
     link.write_all(&len.to_be_bytes())?;
-    if let Some(meta) = meta {
-        link.write_all(&[meta.byte()])?;
-    }
     link.write_all(body)?;
     link.flush()
 }
@@ -326,7 +240,6 @@ impl Observer for () {}
 pub fn serve<L, C, O>(
     link: &mut L,
     card: &mut C,
-    framing: Framing,
     buf: &mut [u8],
     observer: &mut O,
 ) -> Result<(), LinkError<<L as ErrorType>::Error>>
@@ -351,11 +264,7 @@ where
         if let Frame::Apdu(command) = frame {
             observer.answered(command, &answer);
         }
-        let meta = match framing {
-            Framing::Vpcd => None,
-            Framing::Annotated => Some(Meta::answer(answer.secrecy())),
-        };
-        write_frame(link, meta, answer.as_slice()).map_err(LinkError::Io)?;
+        write_frame(link, answer.as_slice()).map_err(LinkError::Io)?;
         observer.sent();
     }
 }
@@ -424,26 +333,5 @@ mod tests {
                 Err(LinkError::Truncated)
             );
         }
-    }
-
-    #[test]
-    fn annotated_frames_carry_the_meta_byte() {
-        let mut pipe = Pipe {
-            input: &[],
-            output: heapless::Vec::new(),
-        };
-        write_frame(
-            &mut pipe,
-            Some(Meta::answer(Secrecy::COMMAND)),
-            &[0x90, 0x00],
-        )
-        .unwrap();
-        assert_eq!(pipe.output.as_slice(), &[0, 3, 0x01, 0x90, 0x00]);
-        assert_eq!(
-            Meta::from_byte(0x03).map(Meta::secrecy),
-            Some(Secrecy::SECRET)
-        );
-        assert_eq!(Meta::from_byte(0x04), None);
-        assert!(Meta::BOOT_ANNOUNCEMENT.is_boot());
     }
 }

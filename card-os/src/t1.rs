@@ -378,6 +378,13 @@ impl T1 {
         Step::Send(&self.error_block)
     }
 
+    /// A block the line delivered damaged (a parity error: [`RCode::Edc`])
+    /// or cut short (a character waiting time passed mid-block:
+    /// [`RCode::Other`]): the card asks for it again.
+    pub fn bad_block(&mut self, code: RCode) -> Step<'_> {
+        self.reject(code)
+    }
+
     /// Takes one block from the reader. `command` gathers the command's
     /// bytes; `response` is the response being sent (the one given to
     /// [`T1::respond`]), read again for each block of a chain.

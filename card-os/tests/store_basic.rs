@@ -199,3 +199,24 @@ fn a_full_index_survives_collections_and_remounts() {
     run::<4>();
     run::<16>();
 }
+
+/// `commits` counts the transactions committed since mount: not the empty
+/// ones, not the refused ones, not the collections the store runs itself.
+#[test]
+fn commits_count_transactions_since_mount() {
+    let mut s: Store<Small> = Store::mount(Small::new()).unwrap();
+    assert_eq!(s.commits(), 0);
+    s.commit(&[Op::Put(k(1), b"one"), Op::Put(k(2), b"two")])
+        .unwrap();
+    s.commit(&[]).unwrap();
+    assert_eq!(s.commits(), 1);
+    // Enough rewrites of one counter to force collections.
+    for n in 0..200u8 {
+        s.commit(&[Op::Put(k(3), &[n; 40])]).unwrap();
+    }
+    assert_eq!(s.commits(), 201);
+    assert!(s.commit(&[Op::Put(k(4), &[0; 4096])]).is_err());
+    assert_eq!(s.commits(), 201);
+    let s: Store<Small> = Store::mount(s.into_flash()).unwrap();
+    assert_eq!(s.commits(), 0);
+}

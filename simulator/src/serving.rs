@@ -54,6 +54,12 @@ pub struct Serve {
     /// slower, for the firmware benchmarks.
     #[arg(long, hide = true, requires = "firmware")]
     icount: bool,
+    /// Damage, drop and delay this share of the characters on the
+    /// firmware card's I/O line (0.01: one in a hundred), on a schedule
+    /// from `--seed` (random, and logged, without it): T=1 must recover
+    /// every fault and run every command exactly once.
+    #[arg(long, value_name = "RATE", requires = "firmware", value_parser = parse_rate)]
+    line_noise: Option<f64>,
     /// Answer as slowly as a real card: a built-in profile (yubikey5,
     /// nitrokey3, javacard, none) or a profile file (TOML; see the
     /// simulator README).
@@ -139,6 +145,11 @@ pub fn serve(args: Serve) -> Done {
         firmware: args.firmware.map(|elf| server::FirmwareOptions {
             elf,
             icount: args.icount,
+            line_noise: args.line_noise.map(|rate| {
+                let seed = args.seed.unwrap_or_else(rand_seed);
+                tracing::info!(rate, seed, "line noise on the firmware cards' I/O");
+                (rate, seed)
+            }),
         }),
         latency,
         latency_seed: args.latency_seed,
@@ -210,4 +221,19 @@ fn finish(control: Option<PathBuf>, request: Request) -> Done {
     let answer = server::control_send(&paths::control(control), &request)?;
     println!("{answer}");
     Ok(())
+}
+
+/// A `--line-noise` rate: a share of characters, from 0 to 1.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{text:?}: a share of characters from 0 to 1")),
+    }
+}
+
+/// A seed for a schedule nobody fixed.
+fn rand_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    u64::from_le_bytes(seed)
 }

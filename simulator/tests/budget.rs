@@ -1,6 +1,8 @@
 //! The firmware's figures, all in one run:
-//! - flash (`.vector_table` + `.text` + `.rodata`) and RAM (`.data` +
-//!   `.bss` + the stack's measured peak) of the release image;
+//! - flash (`.vector_table` + `.text` + `.rodata` + `.data`) and RAM
+//!   (`.data` + `.bss` + the stack's measured peak) of the release image,
+//!   and the flash and static RAM of the same card built for the
+//!   STM32F429 board (built, never run here);
 //! - instructions under `qemu-system-arm -icount shift=0` (deterministic:
 //!   the same image, flash and commands give the same count every run) for
 //!   boot to ATR, SELECT, VERIFY, GENERATE and sign with P-256 and
@@ -96,7 +98,7 @@ fn client_inner(client: &mut PivClient<Counted>) -> &mut Counted {
 }
 
 /// Waits for a line of the debug port starting with `prefix`.
-fn report_line(card: &FirmwareCard, prefix: &str) -> String {
+fn report_line(card: &mut FirmwareCard, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(l) = card.reports().into_iter().find(|l| l.starts_with(prefix)) {
@@ -138,6 +140,33 @@ fn baseline_elf() -> PathBuf {
     target.join("thumbv7em-none-eabihf/release/s9card-firmware")
 }
 
+/// Builds the image for the STM32F429 board, in its own target dir: it
+/// runs on no machine here, but its size is budgeted like QEMU's.
+fn stm32f429_elf() -> PathBuf {
+    let dir = root().join("firmware");
+    let target = dir.join("target/stm32f429");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "--no-default-features"])
+        .args(["--features", "board-stm32f429"])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the STM32F429 firmware failed");
+    target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+}
+
+/// An image's flash (vectors, code, constants) and static RAM.
+fn footprint(elf: &Path) -> (u64, u64) {
+    let s = sections(elf);
+    let size = |n: &str| s.get(n).copied().unwrap_or(0);
+    (
+        size(".vector_table") + size(".text") + size(".rodata") + size(".data"),
+        size(".data") + size(".bss") + size(".uninit"),
+    )
+}
+
 /// Section sizes of an ELF, by name.
 fn sections(elf: &Path) -> BTreeMap<String, u64> {
     use object::{Object, ObjectSection};
@@ -156,7 +185,7 @@ fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
     fw.icount = true;
     let mut card = FirmwareCard::new(fw);
     card.boot().unwrap();
-    let boot = report_line(&card, "boot ");
+    let boot = report_line(&mut card, "boot ");
     let mut figures = BTreeMap::new();
     figures.insert(
         "boot",
@@ -217,7 +246,7 @@ fn baseline_sign(dir: &Path) -> u64 {
     fw.icount = true;
     let mut card = FirmwareCard::new(fw);
     card.boot().unwrap();
-    let line = report_line(&card, "baseline ");
+    let line = report_line(&mut card, "baseline ");
     assert!(line.contains("ok=true"), "{line}");
     field(&line, "ns").unwrap()
 }
@@ -292,10 +321,8 @@ fn firmware_figures_are_within_their_budgets() {
     let dir = tempfile::tempdir().unwrap();
     let elf = firmware_elf();
 
-    let s = sections(&elf);
-    let size = |n: &str| s.get(n).copied().unwrap_or(0);
-    let flash = size(".vector_table") + size(".text") + size(".rodata");
-    let statics = size(".data") + size(".bss") + size(".uninit");
+    let (flash, statics) = footprint(&elf);
+    let (stm32_flash, stm32_statics) = footprint(&stm32f429_elf());
 
     let figures = instructions(&elf, dir.path());
     let peak = figures.values().map(|e| e.stack).max().unwrap_or(0);
@@ -305,6 +332,8 @@ fn firmware_figures_are_within_their_budgets() {
     measured.insert("flash_bytes".into(), flash);
     measured.insert("ram_static_bytes".into(), statics);
     measured.insert("ram_bytes".into(), statics + peak);
+    measured.insert("stm32f429_flash_bytes".into(), stm32_flash);
+    measured.insert("stm32f429_ram_static_bytes".into(), stm32_statics);
     for (name, e) in &figures {
         measured.insert(format!("insn_{name}"), e.ns);
         measured.insert(format!("stack_{name}"), e.stack);
@@ -316,6 +345,9 @@ fn firmware_figures_are_within_their_budgets() {
         flash as f64 / 131072.0,
         statics + peak,
         (statics + peak) as f64 / 24576.0
+    );
+    println!(
+        "STM32F429 board: flash {stm32_flash} B, RAM {stm32_statics} B static (its stack is the same card's)"
     );
     println!("{:<18} {:>14} {:>10}", "step", "instructions", "stack B");
     for (name, e) in &figures {

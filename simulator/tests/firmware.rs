@@ -256,3 +256,88 @@ fn the_flash_holds_no_device_key_and_converts_only_with_its_key_store() {
     let (back_header, _) = virtual_card::boot(&back, Entropy::Seed(12), false).unwrap();
     assert_eq!(back_header, header);
 }
+
+/// What the noisy-line test asks of a card: management-key authentication,
+/// objects of 10 to 2,900 bytes written (chained commands) and read back
+/// (long responses), two wrong PINs and the retry counter. The answers,
+/// which depend on nothing random, in order.
+fn writes_and_wrong_pins<T: Transport>(c: &mut PivClient<T>) -> Vec<String> {
+    let mut answers = Vec::new();
+    c.select().unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    for (n, tag) in [0x5F_C105u32, 0x5F_C10A, 0x5F_C10B, 0x5F_C101, 0x5F_C10D]
+        .into_iter()
+        .cycle()
+        .take(15)
+        .enumerate()
+    {
+        let len = 10 + n * 206;
+        let content: Vec<u8> = (0..len).map(|i| (i * 7 + n) as u8).collect();
+        c.put_object(tag, &content).unwrap();
+        answers.push(format!("{:02X?}", c.get_object(tag).unwrap()));
+    }
+    for _ in 0..2 {
+        answers.push(format!(
+            "{:?}",
+            c.verify_pin(b"999999").map_err(|e| e.status())
+        ));
+    }
+    answers.push(format!("{:?}", c.tries(0x80).unwrap()));
+    answers
+}
+
+/// At 1 % of the I/O line's characters damaged, dropped or delayed, T=1
+/// recovers every fault: the card answers exactly as the host card does,
+/// runs each command exactly once (its reports are numbered, and the
+/// reader checks each number), and writes exactly what the host card
+/// writes: the same number of store transactions, and the PIN's retry
+/// counter down by one per wrong PIN, never by two.
+#[test]
+fn on_a_noisy_line_every_command_runs_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("card.s9img");
+    virtual_card::init(
+        &image,
+        Make::virtual_card(900_000_128, virtual_card::Profile::Series9),
+        Entropy::Seed(13),
+    )
+    .unwrap();
+    let flash = dir.path().join("card.flash");
+    firmware::to_firmware(&image, &flash).unwrap();
+
+    let (_, mut host) = virtual_card::boot(&image, Entropy::Seed(13), false).unwrap();
+    host.power_on();
+    let mut host = PivClient::new(host);
+    let expected = writes_and_wrong_pins(&mut host);
+    let host_commits = host.into_inner().store().commits();
+
+    let mut fw = Firmware::new(firmware_elf(), flash);
+    fw.line_noise = Some((0.01, 26));
+    let mut card = PivClient::new(FirmwareCard::new(fw));
+    assert_eq!(writes_and_wrong_pins(&mut card), expected);
+    let mut card = card.into_inner();
+    let figures = card.figures();
+    // The store's commits after each command; the first command (SELECT)
+    // writes nothing, and what the card wrote before it (its randomness
+    // ratchet, at boot) is not the script's.
+    let commits: Vec<u32> = card
+        .reports()
+        .iter()
+        .filter_map(|l| l.strip_prefix("apdu "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("commits=")?.parse().ok())
+        })
+        .collect();
+    let commits = commits.last().unwrap() - commits.first().unwrap();
+    println!(
+        "{figures:?}; the card committed {commits} transactions, the host card {host_commits}"
+    );
+    assert_eq!(figures.ran, figures.sent, "commands run = commands sent");
+    assert_eq!(commits, host_commits);
+    assert!(figures.faults.corrupted() > 30, "{figures:?}");
+    assert!(
+        figures.t1.retransmitted + figures.t1.bad > 30,
+        "{figures:?}"
+    );
+}

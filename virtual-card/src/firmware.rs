@@ -11,31 +11,39 @@
 //! two convert into each other, the store unchanged, so a card personalised
 //! on the host boots as firmware and back.
 //!
-//! The proxy speaks card-os's annotated framing to the firmware's UART:
-//! each frame the firmware sends carries the card's secrecy verdict, which
-//! the trace obeys, and which never reaches vpcd. Killing QEMU is a power
-//! cut: the proxy reports the card gone, and the next frame boots it again.
+//! The proxy is the card's reader: it drives the firmware's contacts
+//! (VCC and RST on one UART, I/O on another; `firmware/src/board/contacts.rs`)
+//! and speaks ISO 7816-3 T=1 on I/O ([`crate::t1_reader`]), handing whole
+//! APDUs to and from vpcd. On request its line damages, drops and delays
+//! characters on a seeded schedule ([`crate::line_noise`]), which T=1 must
+//! recover. The firmware's debug port reports each command the card runs,
+//! numbered, with the card's secrecy verdict, before its answer leaves: the
+//! trace obeys the verdict, and a number out of step (a command run twice
+//! by a retransmission, or not at all) fails the exchange. Killing QEMU is
+//! a power cut: the proxy reports the card gone, and the next frame boots
+//! it again.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use card_os::ResponseApdu;
+use card_os::contact::Contact;
 use card_os::image::{HEADER_LEN, Header, RECORD_LEN};
-use card_os::link::{self, Body, Frame, Meta, Outcome, Respond};
-
-use crate::link::StreamLink;
+use card_os::link::{Frame, Outcome, Respond};
+use card_os::{ResponseApdu, Secrecy};
 
 use crate::Entropy;
 use crate::image::{self, FIRMWARE_FLASH_LEN, ImageError};
+use crate::line_noise::{Faults, Hit, LineNoise};
+use crate::t1_reader::{Counts, Line, Reader};
 
 /// Reads a firmware flash file's factory record.
 pub fn flash_header(flash: &Path) -> Result<Header, ImageError> {
@@ -134,29 +142,38 @@ pub struct Firmware {
     /// Run with `-icount shift=0`: one instruction per nanosecond of
     /// virtual time, so the firmware's figures repeat exactly. Slower.
     pub icount: bool,
-    /// How long a command may take before the card counts as dead (an
-    /// RSA-4096 key generation takes the longest).
-    pub timeout: Duration,
+    /// The block waiting time the reader allows the card, in host time
+    /// (QEMU runs the card at the host's pace, not a chip's): a card that
+    /// needs longer asks for multiples of it (S(WTX)).
+    pub bwt: Duration,
+    /// Faults the reader's line injects: a rate per character and a seed.
+    pub line_noise: Option<(f64, u64)>,
 }
 
 impl Firmware {
     /// The firmware at `elf` on the flash file `flash`, with `qemu-system-arm`
-    /// from the `PATH`.
+    /// from the `PATH`, on a clean line.
     pub fn new(elf: PathBuf, flash: PathBuf) -> Firmware {
         Firmware {
             elf,
             flash,
             qemu: PathBuf::from("qemu-system-arm"),
             icount: false,
-            timeout: Duration::from_secs(300),
+            bwt: Duration::from_secs(5),
+            line_noise: None,
         }
     }
 }
 
-/// A running QEMU with the card's two UARTs connected.
+/// A running QEMU with the card's contacts and debug port connected.
 struct Qemu {
     child: Child,
-    link: UartLink,
+    /// The I/O contact (the firmware's UART0).
+    io: UnixStream,
+    /// VCC and RST (UART2).
+    contacts: UnixStream,
+    /// What the debug port said, line by line.
+    debug: Debug,
 }
 
 impl Drop for Qemu {
@@ -172,6 +189,9 @@ const KEY_STORE_ADDRESS: u32 = 0x203F_F000;
 
 /// How long QEMU may take to boot the card and connect.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a character of a block may take once the block has begun.
+const CHARACTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn accept(listener: &UnixListener, child: &mut Child) -> io::Result<UnixStream> {
     let deadline = Instant::now() + BOOT_TIMEOUT;
@@ -221,41 +241,103 @@ impl Drop for SocketDir {
     }
 }
 
-/// Reads one frame from the firmware: its meta byte and its body.
-fn read_annotated(link: &mut UartLink) -> io::Result<(Meta, Vec<u8>)> {
-    let mut buf = [0u8; FROM_FIRMWARE];
-    let body = match link::read_body(link, &mut buf).map_err(crate::link::io_error)? {
-        Some(Body::Fits(body)) => body,
-        Some(Body::Oversized(len)) => {
-            return Err(io::Error::other(format!(
-                "a {len}-byte frame from the firmware"
-            )));
-        }
-        None => return Err(io::ErrorKind::UnexpectedEof.into()),
-    };
-    let (&meta, rest) = body
-        .split_first()
-        .ok_or_else(|| io::Error::other("empty frame from the firmware"))?;
-    let meta = Meta::from_byte(meta)
-        .ok_or_else(|| io::Error::other(format!("unknown meta byte {meta:02X}")))?;
-    Ok((meta, rest.to_vec()))
+/// The firmware's debug port: its lines as they come, and whether it
+/// reported a panic (the reader then gives up on the card at once).
+struct Debug {
+    lines: mpsc::Receiver<String>,
+    panicked: Arc<AtomicBool>,
 }
 
-/// The largest frame the firmware sends: a meta byte and a response APDU
-/// (256 bytes and the status word) or an ATR.
-const FROM_FIRMWARE: usize = 1 + 258;
+impl Debug {
+    fn listen(stream: UnixStream) -> Debug {
+        let (sender, lines) = mpsc::channel();
+        let panicked = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&panicked);
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                tracing::debug!(target: "firmware", "{line}");
+                if line.starts_with("panic") {
+                    tracing::warn!(target: "firmware", "{line}");
+                    flag.store(true, Ordering::SeqCst);
+                }
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Debug { lines, panicked }
+    }
 
-/// The UART's Unix socket as a card-os link.
-type UartLink = StreamLink<UnixStream>;
+    /// The next line starting with `prefix`, keeping every line read on
+    /// the way in `log`.
+    fn wait_for(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        log: &mut Vec<String>,
+    ) -> io::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no {prefix:?} line from the firmware's debug port"),
+                )
+            })?;
+            let found = line.starts_with(prefix) || line.starts_with("panic");
+            log.push(line);
+            if found {
+                return Ok(log.last().cloned().unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// Reads an ATR off the I/O line by its structure (ISO 7816-3 §8.2): TS,
+/// T0, the interface bytes each TDi announces, the historical bytes T0
+/// counts, and TCK when a protocol other than T=0 is offered.
+fn read_atr(io: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut atr = vec![0u8; 2];
+    io.read_exact(&mut atr)?;
+    if atr[0] != 0x3B && atr[0] != 0x3F {
+        return Err(io::Error::other(format!("no ATR: TS {:02X}", atr[0])));
+    }
+    let historical = usize::from(atr[1] & 0x0F);
+    let mut indicator = atr[1];
+    let mut tck = false;
+    // At most four sets of interface bytes fit a 33-byte ATR.
+    for _ in 0..8 {
+        let present = (indicator >> 4).count_ones() as usize;
+        let mut bytes = vec![0u8; present];
+        io.read_exact(&mut bytes)?;
+        atr.extend_from_slice(&bytes);
+        if indicator & 0x80 == 0 {
+            break;
+        }
+        let Some(&td) = bytes.last() else { break };
+        tck |= td & 0x0F != 0;
+        indicator = td;
+    }
+    let rest = historical + usize::from(tck);
+    let mut bytes = vec![0u8; rest];
+    io.read_exact(&mut bytes)?;
+    atr.extend_from_slice(&bytes);
+    if atr.len() > 33 {
+        return Err(io::Error::other("an ATR longer than 33 bytes"));
+    }
+    Ok(atr)
+}
 
 impl Qemu {
-    fn start(fw: &Firmware, reports: mpsc::Sender<String>) -> io::Result<(Qemu, Vec<u8>)> {
+    fn start(fw: &Firmware, log: &mut Vec<String>) -> io::Result<(Qemu, Vec<u8>)> {
         // The UARTs are Unix sockets in a directory only this user can
         // enter: QEMU connects to the first listener it finds, and so
         // could anyone on the machine to a TCP port, and be the card.
         let sockets = SocketDir::new()?;
-        let link = UnixListener::bind(sockets.path("link"))?;
+        let io_listener = UnixListener::bind(sockets.path("io"))?;
         let debug = UnixListener::bind(sockets.path("debug"))?;
+        let contacts = UnixListener::bind(sockets.path("contacts"))?;
         let chardev = |id: &str| -> String {
             format!(
                 "socket,id={id},path={},server=off",
@@ -269,10 +351,17 @@ impl Qemu {
             .arg(&fw.qemu)
             .args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
             .arg("-kernel")
-            .arg(&fw.elf)
-            .args(["-chardev", &chardev("link"), "-serial", "chardev:link"])
-            .args(["-chardev", &chardev("debug"), "-serial", "chardev:debug"])
-            .arg("-object")
+            .arg(&fw.elf);
+        // UART0, UART1, UART2 in order.
+        for id in ["io", "debug", "contacts"] {
+            cmd.args([
+                "-chardev",
+                &chardev(id),
+                "-serial",
+                &format!("chardev:{id}"),
+            ]);
+        }
+        cmd.arg("-object")
             .arg(format!(
                 "memory-backend-file,id=flash,size=16M,share=on,mem-path={}",
                 fw.flash.display()
@@ -295,9 +384,9 @@ impl Qemu {
         }
         // What the guest did that the board does not allow (a bad register,
         // an unimplemented device) goes to a log beside the flash file.
-        let mut log = fw.flash.clone().into_os_string();
-        log.push(".qemu.log");
-        cmd.args(["-d", "guest_errors,unimp", "-D"]).arg(log);
+        let mut qemu_log = fw.flash.clone().into_os_string();
+        qemu_log.push(".qemu.log");
+        cmd.args(["-d", "guest_errors,unimp", "-D"]).arg(qemu_log);
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", fw.qemu.display())))?;
@@ -308,65 +397,269 @@ impl Qemu {
                 }
             });
         }
-        let link = accept(&link, &mut child)?;
-        let mut link = StreamLink::new(link.try_clone()?, link);
-        let debug = accept(&debug, &mut child)?;
-        // Both connected: nothing else may come in.
+        let mut child = KillOnDrop(Some(child));
+        let io = accept(&io_listener, child.get())?;
+        let debug = accept(&debug, child.get())?;
+        let contacts = accept(&contacts, child.get())?;
+        // All connected: nothing else may come in.
         drop(sockets);
-        thread::spawn(move || {
-            for line in BufReader::new(debug).lines().map_while(Result::ok) {
-                tracing::debug!(target: "firmware", "{line}");
-                let _ = reports.send(line);
-            }
-        });
-        link.stream().set_read_timeout(Some(BOOT_TIMEOUT))?;
-        let (meta, atr) = read_annotated(&mut link)?;
-        if !meta.is_boot() {
-            return Err(io::Error::other("the firmware did not announce itself"));
-        }
-        if let [0x6F, 0x00, reason @ ..] = atr.as_slice() {
+        let debug = Debug::listen(debug);
+        let boot = debug.wait_for("boot", BOOT_TIMEOUT, log)?;
+        if let Some(reason) = boot.strip_prefix("boot failed: ") {
             return Err(io::Error::other(format!(
-                "the firmware card cannot start: {}",
-                String::from_utf8_lossy(reason)
+                "the firmware card cannot start: {reason}"
             )));
         }
-        link.stream().set_read_timeout(Some(fw.timeout))?;
-        Ok((Qemu { child, link }, atr))
+        let mut qemu = Qemu {
+            child: child.take(),
+            io,
+            contacts,
+            debug,
+        };
+        // Powered by QEMU's start, the card answers reset at once.
+        qemu.io.set_read_timeout(Some(BOOT_TIMEOUT))?;
+        let atr = read_atr(&mut qemu.io)?;
+        Ok((qemu, atr))
     }
+
+    /// Drives VCC and RST; after a reset, the card's new ATR.
+    fn contact(&mut self, contact: Contact) -> io::Result<Option<Vec<u8>>> {
+        let byte = match contact {
+            Contact::PowerOff => 0x00,
+            Contact::ColdReset => 0x01,
+            Contact::WarmReset => 0x02,
+        };
+        self.contacts.write_all(&[byte])?;
+        if contact == Contact::PowerOff {
+            return Ok(None);
+        }
+        self.io.set_read_timeout(Some(BOOT_TIMEOUT))?;
+        read_atr(&mut self.io).map(Some)
+    }
+}
+
+/// A child process killed if it is dropped before it is taken.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn get(&mut self) -> &mut Child {
+        self.0.as_mut().expect("taken only once, at the end")
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("taken only once")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The firmware's I/O line as the T=1 reader's [`Line`], with the faults
+/// the reader model injects.
+struct IoLine<'q> {
+    io: &'q mut UnixStream,
+    panicked: &'q AtomicBool,
+    bwt: Duration,
+    noise: Option<&'q mut LineNoise>,
+}
+
+/// Marks the next character as received with a parity error; doubled, a
+/// real `FF` (see `firmware/src/board/contacts.rs`).
+const ESCAPE: u8 = 0xFF;
+
+impl IoLine<'_> {
+    /// The characters of `block` as the card's UART receives them: `None`
+    /// if the line lost its first one (no block reached the card).
+    fn for_card(&mut self, block: &[u8]) -> Option<Vec<(Vec<u8>, bool)>> {
+        // Runs of wire bytes, each after a pause if its flag says so.
+        let mut runs: Vec<(Vec<u8>, bool)> = vec![(Vec::new(), false)];
+        for (n, &b) in block.iter().enumerate() {
+            let hit = self.noise.as_mut().map_or(Hit::Clean, |noise| noise.hit());
+            let wire: &[u8] = match hit {
+                Hit::Damaged(_) | Hit::Dropped if n == 0 => {
+                    if let Some(noise) = self.noise.as_mut() {
+                        for _ in 1..block.len() {
+                            noise.hit();
+                        }
+                    }
+                    return None;
+                }
+                Hit::Dropped => &[],
+                Hit::Damaged(bit) => &[ESCAPE, b ^ (1 << bit)],
+                Hit::Clean | Hit::Delayed if b == ESCAPE => &[ESCAPE, ESCAPE],
+                Hit::Clean | Hit::Delayed => std::slice::from_ref(&b),
+            };
+            if hit == Hit::Delayed {
+                runs.push((Vec::new(), true));
+            }
+            if let Some((run, _)) = runs.last_mut() {
+                run.extend_from_slice(wire);
+            }
+        }
+        Some(runs)
+    }
+
+    /// Reads exactly `buf.len()` bytes, giving up at `deadline` or when the
+    /// card panics.
+    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<bool> {
+        let mut got = 0;
+        while got < buf.len() {
+            if self.panicked.load(Ordering::SeqCst) {
+                return Err(io::Error::other("the firmware panicked"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // Short slices, to notice a panic soon.
+            self.io
+                .set_read_timeout(Some(left.min(Duration::from_millis(50))))?;
+            match self.io.read(&mut buf[got..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops whatever the card sent that no block of the reader's asked
+    /// for (an answer that came after its block waiting time).
+    fn drain_stale(&mut self) -> io::Result<()> {
+        self.io.set_nonblocking(true)?;
+        let mut buf = [0u8; 512];
+        let drained = loop {
+            match self.io.read(&mut buf) {
+                Ok(0) => break Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => tracing::debug!(bytes = n, "a late answer from the firmware dropped"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.io.set_nonblocking(false)?;
+        drained
+    }
+}
+
+impl Line for IoLine<'_> {
+    fn exchange(&mut self, block: &[u8], waits: u8) -> io::Result<Option<Vec<u8>>> {
+        self.drain_stale()?;
+        let Some(runs) = self.for_card(block) else {
+            // Nothing reached the card: its silence is the block waiting
+            // time passing, which the reader need not sit through.
+            return Ok(None);
+        };
+        for (run, pause) in runs {
+            if pause {
+                thread::sleep(Duration::from_millis(2));
+            }
+            self.io.write_all(&run)?;
+        }
+        let deadline = Instant::now() + self.bwt * u32::from(waits.max(1));
+        let mut prologue = [0u8; 3];
+        if !self.read_by(&mut prologue, deadline)? {
+            return Ok(None);
+        }
+        let mut answer = vec![0u8; 3 + usize::from(prologue[2]) + 1];
+        answer[..3].copy_from_slice(&prologue);
+        if !self.read_by(&mut answer[3..], Instant::now() + CHARACTER_TIMEOUT)? {
+            return Ok(None);
+        }
+        Ok(match self.noise.as_mut() {
+            Some(noise) => noise.receive(&answer),
+            None => Some(answer),
+        })
+    }
+}
+
+/// The reader's state for the card in it.
+struct Session {
+    qemu: Qemu,
+    atr: Vec<u8>,
+    /// T=1 from the last ATR on.
+    reader: Reader,
+    /// Commands the card reported running since it booted.
+    commands: u64,
 }
 
 /// A firmware card, booted on first use and again after QEMU dies.
 pub struct FirmwareCard {
     firmware: Firmware,
-    qemu: Option<Qemu>,
+    session: Option<Session>,
     pid: Arc<AtomicU32>,
-    reports: mpsc::Receiver<String>,
-    sender: mpsc::Sender<String>,
+    noise: Option<LineNoise>,
+    /// Debug port lines read and not yet asked for.
+    log: Vec<String>,
+    /// T=1's figures over every session.
+    counts: Counts,
+    /// Commands sent, and commands the card ran, over every session.
+    sent: u64,
+    ran: u64,
 }
 
 impl FirmwareCard {
     /// A card that will run `firmware`; it boots at the first frame.
     pub fn new(firmware: Firmware) -> FirmwareCard {
-        let (sender, reports) = mpsc::channel();
+        let noise = firmware
+            .line_noise
+            .map(|(rate, seed)| LineNoise::new(rate, seed));
         FirmwareCard {
             firmware,
-            qemu: None,
+            session: None,
             pid: Arc::new(AtomicU32::new(0)),
-            reports,
-            sender,
+            noise,
+            log: Vec::new(),
+            counts: Counts::default(),
+            sent: 0,
+            ran: 0,
         }
     }
 
     /// Boots the card now if it is not running.
     pub fn boot(&mut self) -> io::Result<()> {
-        if self.qemu.is_some() {
+        if self.session.is_some() {
             return Ok(());
         }
-        let (qemu, atr) = Qemu::start(&self.firmware, self.sender.clone())?;
+        let (qemu, atr) = Qemu::start(&self.firmware, &mut self.log)?;
         tracing::info!(pid = qemu.child.id(), atr = %hex::encode_upper(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
         self.pid.store(qemu.child.id(), Ordering::SeqCst);
-        self.qemu = Some(qemu);
+        let mut session = Session {
+            reader: reader_for(&atr, false).0,
+            qemu,
+            atr,
+            commands: 0,
+        };
+        self.negotiate(&mut session)?;
+        self.session = Some(session);
         Ok(())
+    }
+
+    /// After an ATR: a new T=1 session, and the reader's IFSD.
+    fn negotiate(&mut self, session: &mut Session) -> io::Result<()> {
+        let (reader, ifsd) = reader_for(&session.atr, self.noise.is_some());
+        session.reader = reader;
+        let Session { qemu, reader, .. } = session;
+        let mut line = IoLine {
+            io: &mut qemu.io,
+            panicked: &qemu.debug.panicked,
+            bwt: self.firmware.bwt,
+            noise: self.noise.as_mut(),
+        };
+        let set = reader.set_ifsd(&mut line, ifsd);
+        add(&mut self.counts, &reader.counts);
+        reader.counts = Counts::default();
+        set.map_err(|e| io::Error::other(e.to_string()))
     }
 
     /// QEMU's process id, 0 while it is not running (for power-cut tests,
@@ -376,42 +669,181 @@ impl FirmwareCard {
     }
 
     /// Lines the firmware's debug port has written since the last call.
-    pub fn reports(&self) -> Vec<String> {
-        self.reports.try_iter().collect()
+    pub fn reports(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.log);
+        if let Some(session) = &self.session {
+            lines.extend(session.qemu.debug.lines.try_iter());
+        }
+        lines
+    }
+
+    /// What the line did and what T=1 recovered, over every session: the
+    /// faults injected (if the line is noisy), T=1's counts, and the
+    /// commands sent beside the commands the card reports running.
+    pub fn figures(&self) -> LineFigures {
+        LineFigures {
+            faults: self.noise.as_ref().map(|n| n.faults).unwrap_or_default(),
+            t1: self.counts,
+            sent: self.sent,
+            ran: self.ran,
+        }
     }
 
     /// Stops QEMU: a power cut.
     pub fn halt(&mut self) {
-        self.qemu = None;
+        self.session = None;
         self.pid.store(0, Ordering::SeqCst);
     }
 
     fn exchange(&mut self, frame: Frame<'_>) -> io::Result<Option<ResponseApdu>> {
-        let Some(body) = frame.body() else {
-            return Ok(None);
-        };
         // A QEMU that died since the last frame took the card with it: the
         // reader must see it leave, not a card that forgot its session.
-        if let Some(q) = self.qemu.as_mut()
-            && let Some(status) = q.child.try_wait()?
+        if let Some(session) = self.session.as_mut()
+            && let Some(status) = session.qemu.child.try_wait()?
         {
             return Err(io::Error::other(format!("qemu exited ({status})")));
         }
         self.boot()?;
-        let Some(q) = self.qemu.as_mut() else {
-            return Err(io::Error::other("not running"));
+        let mut session = self
+            .session
+            .take()
+            .ok_or_else(|| io::Error::other("not running"))?;
+        let answer = self.exchange_in(&mut session, frame);
+        if answer.is_ok() {
+            self.session = Some(session);
+        }
+        answer
+    }
+
+    fn exchange_in(
+        &mut self,
+        session: &mut Session,
+        frame: Frame<'_>,
+    ) -> io::Result<Option<ResponseApdu>> {
+        let contact = match frame {
+            Frame::GetAtr => {
+                return Ok(ResponseApdu::relayed(&session.atr, Secrecy::PUBLIC));
+            }
+            Frame::PowerOff => Contact::PowerOff,
+            Frame::PowerOn => Contact::ColdReset,
+            Frame::Reset => Contact::WarmReset,
+            Frame::Apdu(apdu) => return self.command(session, apdu).map(Some),
+            Frame::UnknownControl(_) | Frame::Empty | Frame::Oversized(_) => return Ok(None),
         };
-        link::write_frame(&mut q.link, None, body)?;
-        if !frame.is_answered() {
-            return Ok(None);
+        if let Some(atr) = session.qemu.contact(contact)? {
+            session.atr = atr;
+            self.negotiate(session)?;
         }
-        let (meta, bytes) = read_annotated(&mut q.link)?;
-        if meta.is_boot() {
-            return Err(io::Error::other("the firmware rebooted"));
+        Ok(None)
+    }
+
+    /// One command over T=1, and the card's report of running it: its
+    /// secrecy verdict, and its number, which must be the next.
+    fn command(&mut self, session: &mut Session, apdu: &[u8]) -> io::Result<ResponseApdu> {
+        self.sent += 1;
+        let Session {
+            qemu,
+            reader,
+            commands,
+            ..
+        } = session;
+        let mut line = IoLine {
+            io: &mut qemu.io,
+            panicked: &qemu.debug.panicked,
+            bwt: self.firmware.bwt,
+            noise: self.noise.as_mut(),
+        };
+        let answer = reader.transmit(&mut line, apdu);
+        add(&mut self.counts, &reader.counts);
+        reader.counts = Counts::default();
+        let answer = answer.map_err(|e| io::Error::other(e.to_string()))?;
+        // The report went out before the answer's first block.
+        let report = qemu
+            .debug
+            .wait_for("apdu ", Duration::from_secs(10), &mut self.log)?;
+        let n = field(&report, "n").unwrap_or(0);
+        self.ran += 1;
+        *commands += 1;
+        if n != *commands {
+            return Err(io::Error::other(format!(
+                "the card ran command {n} where the reader sent command {commands}: a command ran twice or never"
+            )));
         }
-        ResponseApdu::relayed(&bytes, meta.secrecy())
-            .map(Some)
+        let secret = report
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("secret="))
+            .unwrap_or("cr");
+        let secrecy = Secrecy {
+            command: secret.contains('c'),
+            response: secret.contains('r'),
+        };
+        ResponseApdu::relayed(&answer, secrecy)
             .ok_or_else(|| io::Error::other("the firmware sent no response APDU"))
+    }
+}
+
+/// What a firmware card's line did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineFigures {
+    /// Faults injected.
+    pub faults: Faults,
+    /// T=1's recoveries.
+    pub t1: Counts,
+    /// Commands the reader sent.
+    pub sent: u64,
+    /// Commands the card reported running.
+    pub ran: u64,
+}
+
+fn add(total: &mut Counts, more: &Counts) {
+    total.blocks += more.blocks;
+    total.bad += more.bad;
+    total.retransmitted += more.retransmitted;
+    total.wtx += more.wtx;
+    total.resynchs += more.resynchs;
+}
+
+/// A number in a debug line's `name=value`.
+fn field(line: &str, name: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The card's IFSC from its ATR (ISO 7816-3 §11.4.2): the first TA after
+/// a TD that names T=1, from TA3 on; 32 where the ATR does not say.
+fn ifsc(atr: &[u8]) -> usize {
+    let mut at = 1;
+    let mut indicator = atr.get(1).copied().unwrap_or(0);
+    for i in 1..=8 {
+        let ta = atr.get(at + 1).copied();
+        if i >= 3 && indicator & 0x10 != 0 {
+            return ta.map_or(32, usize::from).clamp(1, 254);
+        }
+        at += (indicator >> 4).count_ones() as usize;
+        if indicator & 0x80 == 0 {
+            break;
+        }
+        let Some(&td) = atr.get(at) else { break };
+        indicator = td;
+        // TA3 is T=1's only when TD2 names T=1.
+        if i >= 2 && td & 0x0F != 1 {
+            break;
+        }
+    }
+    32
+}
+
+/// A reader for the card behind `atr`. On a clean line it sends and takes
+/// the largest blocks the card allows and tries each three times before it
+/// resynchronises; on a noisy one (`noisy`), blocks of 32 bytes (a long
+/// block is rarely whole at 1 % of characters hit) and twelve tries.
+fn reader_for(atr: &[u8], noisy: bool) -> (Reader, u8) {
+    let ifsc = ifsc(atr);
+    if noisy {
+        (Reader::new(ifsc, 32, 12), 32)
+    } else {
+        (Reader::new(ifsc, ifsc, 3), 254)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod firmware;
 pub mod image;
+pub mod line_noise;
 pub mod link;
 pub mod t1_reader;
 

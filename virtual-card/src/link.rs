@@ -1,6 +1,5 @@
-//! A std stream (a TCP connection to vpcd, a Unix socket to QEMU's UART)
-//! as a card-os link, so that both ends of s9card's links run card-os's
-//! framing ([`card_os::link`]) and none writes its own. Reads go straight
+//! A std stream (the TCP connection to vpcd) as a card-os link, so that
+//! the vpcd link runs card-os's framing ([`card_os::link`]). Reads go straight
 //! to the socket; writes are gathered until `flush`, so that a frame
 //! leaves in one piece (a frame split over two TCP segments waits on the
 //! peer's delayed ACK).

@@ -13,8 +13,9 @@ use card_os::t1::{self, Block, MAX_BLOCK, MAX_INF, Pcb, RCode, SKind};
 /// The line to the card: one block out, the card's next block back, or
 /// `None` when the card stays silent past the block waiting time.
 pub trait Line {
-    /// Sends `block` and waits for the card's answer.
-    fn exchange(&mut self, block: &[u8]) -> io::Result<Option<Vec<u8>>>;
+    /// Sends `block` and waits for the card's answer, for `waits` block
+    /// waiting times (more than one once the card was granted more).
+    fn exchange(&mut self, block: &[u8], waits: u8) -> io::Result<Option<Vec<u8>>>;
 }
 
 /// Why an exchange failed.
@@ -107,7 +108,7 @@ impl Reader {
         );
         for _ in 0..self.retries {
             self.counts.blocks += 1;
-            match line.exchange(&request)?.as_deref().map(t1::parse) {
+            match line.exchange(&request, 1)?.as_deref().map(t1::parse) {
                 Some(Ok(Block {
                     pcb:
                         Pcb::S {
@@ -138,9 +139,13 @@ impl Reader {
         let mut out = Vec::new();
         let mut next = self.i_block(&chunks, sent);
         let (mut failures, mut waits) = (0, 0);
+        // Block waiting times the card may take: more once it asked.
+        let mut granted = 1;
         loop {
             self.counts.blocks += 1;
-            let turn = match line.exchange(&next)?.as_deref().map(t1::parse) {
+            let answer = line.exchange(&next, granted)?;
+            granted = 1;
+            let turn = match answer.as_deref().map(t1::parse) {
                 Some(Ok(block)) => self.turn(block, &chunks, &mut sent, &mut out)?,
                 // Damaged or missing: ask for the block expected, which the
                 // card answers by sending it again or by asking for the
@@ -162,6 +167,10 @@ impl Reader {
                 }
                 Turn::Wait(block) if waits < MAX_WAITS => {
                     waits += 1;
+                    granted = t1::parse(&block)
+                        .ok()
+                        .and_then(|b| b.inf.first().copied())
+                        .unwrap_or(1);
                     block
                 }
                 Turn::Retry(block) if failures + 1 < self.retries => {
@@ -281,7 +290,7 @@ impl Reader {
                         response: true,
                     },
                 ..
-            })) = line.exchange(&request)?.as_deref().map(t1::parse)
+            })) = line.exchange(&request, 1)?.as_deref().map(t1::parse)
             {
                 self.ns = false;
                 self.card_ns = false;
@@ -301,23 +310,19 @@ fn encode(pcb: Pcb, inf: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::line_noise::LineNoise;
     use card_os::t1::{Step, T1};
-    use rand_chacha::ChaCha8Rng;
-    use rand_core::{Rng, SeedableRng};
 
     /// A card behind a line: its T=1 layer and a command that answers
     /// its own bytes (three times over, to chain) and `90 00`, counting
-    /// each time it runs; the line damages or drops bytes at `rate`.
+    /// each time it runs; the line damages, drops or delays characters
+    /// (`LineNoise`) both ways.
     struct NoisyCard {
         t1: T1,
         command: Vec<u8>,
         response: Vec<u8>,
         runs: Vec<Vec<u8>>,
-        rng: ChaCha8Rng,
-        rate: f64,
-        damaged: u64,
-        /// Commands whose first byte is `0x47` ask for waiting time.
-        waiting: bool,
+        noise: LineNoise,
     }
 
     impl NoisyCard {
@@ -327,48 +332,26 @@ mod tests {
                 command: vec![0; 4096],
                 response: Vec::new(),
                 runs: Vec::new(),
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                rate,
-                damaged: 0,
-                waiting: false,
+                noise: LineNoise::new(rate, seed),
             }
-        }
-
-        /// The line: each byte damaged with probability `rate` (one bit
-        /// flipped); a block with a damaged first byte is lost whole. A
-        /// damaged character fails the UART's parity check, which the
-        /// receiver reports as an EDC error even where two flips cancel in
-        /// the LRC: that is modelled by making the LRC fail too.
-        fn noise(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
-            let mut out = bytes.to_vec();
-            let mut damaged = false;
-            for (n, b) in out.iter_mut().enumerate() {
-                if (self.rng.next_u32() as f64) < self.rate * f64::from(u32::MAX) {
-                    self.damaged += 1;
-                    if n == 0 {
-                        return None;
-                    }
-                    *b ^= 1 << (self.rng.next_u32() % 8);
-                    damaged = true;
-                }
-            }
-            if let Some((check, body)) = out.split_last_mut()
-                && damaged
-                && body.iter().fold(0u8, |x, b| x ^ b) == *check
-            {
-                *check ^= 0xFF;
-            }
-            Some(out)
         }
     }
 
     impl Line for NoisyCard {
-        fn exchange(&mut self, block: &[u8]) -> io::Result<Option<Vec<u8>>> {
-            let Some(arrived) = self.noise(block) else {
+        fn exchange(&mut self, block: &[u8], _waits: u8) -> io::Result<Option<Vec<u8>>> {
+            let Some(arrived) = self.noise.receive(block) else {
                 return Ok(None);
             };
             let response = std::mem::take(&mut self.response);
-            let answer = match self.t1.receive(&arrived, &mut self.command, &response) {
+            // A block short of its LEN is one the card's character waiting
+            // time cut short (card_os::contact): asked for again.
+            let step = match t1::parse(&arrived) {
+                Err(t1::BlockError::Malformed) if arrived.len() < block.len() => {
+                    self.t1.bad_block(RCode::Other)
+                }
+                _ => self.t1.receive(&arrived, &mut self.command, &response),
+            };
+            let answer = match step {
                 Step::Send(out) => out.to_vec(),
                 Step::Execute(len) => {
                     let command = self.command[..len].to_vec();
@@ -377,22 +360,19 @@ mod tests {
                         command.iter().cycle().take(len * 3).copied().collect();
                     answer.extend_from_slice(&[0x90, 0x00]);
                     self.response = answer;
+                    // Commands whose first byte is `47` ask for time.
                     if command.first() == Some(&0x47) {
-                        self.waiting = true;
                         self.t1.wtx(4).to_vec()
                     } else {
                         self.t1.respond(&self.response).to_vec()
                     }
                 }
-                Step::Resume => {
-                    self.waiting = false;
-                    self.t1.respond(&response).to_vec()
-                }
+                Step::Resume => self.t1.respond(&response).to_vec(),
             };
             if self.response.is_empty() {
                 self.response = response;
             }
-            Ok(self.noise(&answer))
+            Ok(self.noise.receive(&answer))
         }
     }
 
@@ -437,14 +417,14 @@ mod tests {
         for (n, run) in card.runs.iter().enumerate() {
             assert_eq!(run[..4], (n as u32).to_be_bytes(), "in order, each once");
         }
+        let faults = card.noise.faults;
         println!(
-            "1 % byte errors: {} commands, {} run, {} bytes damaged, {:?}",
+            "1 % of characters hit: {} commands, {} run, {faults:?}, {:?}",
             sent,
             card.runs.len(),
-            card.damaged,
             reader.counts
         );
-        assert!(card.damaged > 100, "{}", card.damaged);
+        assert!(faults.corrupted() > 100, "{faults:?}");
         assert!(reader.counts.retransmitted + reader.counts.bad > 0);
         assert_eq!(reader.counts.resynchs, 0);
     }

@@ -16,7 +16,7 @@ use crate::control::{self, Answer, MAX_SCENARIO, ReaderStatus, Refusal, Request}
 use crate::latency::{self, Latency, Profile};
 use crate::scenario::{self, Event, Now, Script, Then};
 use crate::trace::Record;
-use crate::vpcd::{self, Frame, Framing, NullCard, Observer, Outcome, Respond};
+use crate::vpcd::{self, Frame, NullCard, Observer, Outcome, Respond};
 use crate::{Error, Result};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, SimCard};
@@ -69,6 +69,9 @@ pub struct FirmwareOptions {
     pub elf: PathBuf,
     /// Deterministic instruction counting (`-icount shift=0`).
     pub icount: bool,
+    /// Faults on the cards' I/O lines: a rate per character and a seed
+    /// (each reader's line draws its own schedule from seed + reader).
+    pub line_noise: Option<(f64, u64)>,
 }
 
 /// A card in a reader: simulated in this process, or firmware under QEMU.
@@ -214,6 +217,9 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
                 let header = firmware::flash_header(path).map_err(Error::image(path))?;
                 let mut fw = Firmware::new(options.elf.clone(), path.clone());
                 fw.icount = options.icount;
+                fw.line_noise = options
+                    .line_noise
+                    .map(|(rate, seed)| (rate, seed.wrapping_add(cards.len() as u64)));
                 let mut card = FirmwareCard::new(fw);
                 card.boot().map_err(Error::file(path))?;
                 tracing::info!(flash = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "firmware card booted");
@@ -580,15 +586,9 @@ fn serve_connection(
     };
     let mut buf = vec![0u8; vpcd::FRAME_CAPACITY];
     let result = if mode.null_card {
-        vpcd::serve(
-            &mut link,
-            &mut NullCard(card.card),
-            Framing::Vpcd,
-            &mut buf,
-            &mut watch,
-        )
+        vpcd::serve(&mut link, &mut NullCard(card.card), &mut buf, &mut watch)
     } else {
-        vpcd::serve(&mut link, card, Framing::Vpcd, &mut buf, &mut watch)
+        vpcd::serve(&mut link, card, &mut buf, &mut watch)
     };
     match result {
         Ok(())

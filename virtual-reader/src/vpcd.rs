@@ -1,16 +1,14 @@
 //! The vsmartcard vpcd transport: a TCP stream as the card's link.
 //!
-//! The framing and the frame loop are card-os's ([`card_os::link`]), the
-//! same code the firmware runs over its UART; a `TcpStream` becomes a link
-//! through [`virtual_card::link::StreamLink`], as the firmware's UART
-//! socket does on the simulator's side.
+//! The framing and the frame loop are card-os's ([`card_os::link`]); a
+//! `TcpStream` becomes a link through [`virtual_card::link::StreamLink`].
 
 use std::io;
 use std::net::TcpStream;
 
 use virtual_card::link::StreamLink;
 
-pub use card_os::link::{FRAME_CAPACITY, Frame, Framing, Meta, Observer, Outcome, Respond, serve};
+pub use card_os::link::{FRAME_CAPACITY, Frame, Observer, Outcome, Respond, serve};
 
 /// A TCP stream as a link.
 pub type TcpLink = StreamLink<TcpStream>;

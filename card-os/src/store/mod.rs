@@ -280,6 +280,8 @@ pub struct Store<F, const KEYS: usize = 128> {
     resume: Option<(u32, u32)>,
     next_seq: u32,
     next_tx: u32,
+    /// Transactions committed since mount.
+    commits: u32,
 }
 
 impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
@@ -326,6 +328,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             resume: None,
             next_seq: 1,
             next_tx: 1,
+            commits: 0,
         };
         store.load()?;
         Ok(store)
@@ -457,7 +460,15 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                 len,
             })?;
         }
+        self.commits = self.commits.wrapping_add(1);
         Ok(())
+    }
+
+    /// Transactions committed since the store was mounted (collections
+    /// not counted): a test counts with it what a run of commands wrote,
+    /// and so that none was written twice.
+    pub fn commits(&self) -> u32 {
+        self.commits
     }
 
     /// Figures about the store.

@@ -1,18 +1,15 @@
-//! The mps2-an386 board as the card needs it: a UART to the reader, the
-//! card's flash, a timer, and a debug UART for measurements. Register
-//! addresses and behaviour are from QEMU's model (see
-//! `shared/spec/firmware.md` in the project notes and QEMU's
-//! `hw/char/cmsdk-apb-uart.c`, `hw/timer/cmsdk-apb-dualtimer.c`).
+//! The boards the card runs on, one per build (a cargo feature), each an
+//! implementation of `card_os::board::Board` with a debug port beside it.
 
-// Memory-mapped registers are raw pointers: these three modules are the
-// only code in the workspace allowed `unsafe`, each use a volatile access
-// to an address of QEMU's board model.
+// A board is memory-mapped registers: `unsafe` is allowed in these
+// modules (and the stack painter) only, each use a volatile access to an
+// address of the board's reference manual or model.
+#[cfg(feature = "board-mps2")]
 #[allow(unsafe_code)]
-pub mod flash;
+pub mod mps2;
+#[cfg(feature = "board-stm32f429")]
 #[allow(unsafe_code)]
-pub mod timer;
-#[allow(unsafe_code)]
-pub mod uart;
+pub mod stm32f429;
 
 /// Sleeps until an interrupt is pending. Interrupts stay masked (PRIMASK),
 /// so no handler runs: the pending bit alone wakes the core, and the

@@ -11,7 +11,9 @@
 //!
 //! The card is the host simulator's, or with `S9CARD_CARD=firmware` the
 //! same card as Cortex-M4 firmware under QEMU (`serve --firmware`, built
-//! here on first use): `scripts/test` runs the suite once for each kind.
+//! here on first use), and with `S9CARD_LINE_NOISE=RATE` too that card on
+//! a noisy I/O line (`serve --line-noise RATE`, a fixed schedule):
+//! `scripts/test` runs the suite in each of the three passes.
 //!
 //! A module of each test binary rather than a crate: `s9card` is this
 //! package's own binary, which cargo builds before the tests and names in
@@ -659,6 +661,10 @@ impl Harness {
         args.push("--no-fsync".into());
         if self.kind == Kind::Firmware {
             args.extend(["--firmware".into(), firmware_elf().display().to_string()]);
+            // The noisy pass: T=1 must recover every fault on the line.
+            if let Ok(rate) = std::env::var("S9CARD_LINE_NOISE") {
+                args.extend(["--line-noise".into(), rate, "--seed".into(), "26".into()]);
+            }
         }
         args.extend(self.server_args.iter().cloned());
         let log = File::create(self.dir.path().join("server.log")).unwrap();

@@ -11,11 +11,8 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use card_os::image::{
-    FlashError, HEADER_LEN, Header, HeaderError, KEY_STORE_LEN, PAGE, RECORD_LEN, WORD, check_range,
-};
+use card_os::image::{FlashError, HEADER_LEN, KEY_STORE_LEN, PAGE, RECORD_LEN, WORD, check_range};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use zeroize::Zeroizing;
 
 const BASE: usize = 0x2100_0000;
 /// QEMU insists on exactly this much behind the region.
@@ -26,21 +23,18 @@ pub const REGION_LEN: usize = 16 * 1024 * 1024;
 /// (`-device loader`) before the core starts. It stands for an MCU's OTP.
 const KEY_STORE: usize = 0x203F_F000;
 
-/// Reads the factory record at the start of the region and, if its device
-/// key and seed are in the key store, the key store, which is wiped once
-/// read: nothing after boot can read the secrets from it again.
-pub fn factory_record() -> Result<Header, HeaderError> {
-    let mut record = [0u8; RECORD_LEN];
+/// Reads the factory record at the start of the region.
+pub fn read_record(record: &mut [u8; RECORD_LEN]) {
     for (i, b) in record.iter_mut().enumerate() {
         // SAFETY: the first page of the flash region, read volatile because
         // the host file behind it is the card's persistent memory.
         *b = unsafe { read_volatile((BASE + i) as *const u8) };
     }
-    match Header::decode(&record) {
-        Err(HeaderError::KeysApart) => {}
-        other => return other,
-    }
-    let mut keys = Zeroizing::new([0u8; KEY_STORE_LEN]);
+}
+
+/// Reads the key store and wipes it: nothing after boot can read the
+/// secrets from it again.
+pub fn read_key_store(keys: &mut [u8; KEY_STORE_LEN]) {
     for (i, b) in keys.iter_mut().enumerate() {
         // SAFETY: the key store page, which no linker section uses; read
         // and written volatile so that the wipe is not optimised away.
@@ -49,7 +43,6 @@ pub fn factory_record() -> Result<Header, HeaderError> {
             write_volatile((KEY_STORE + i) as *mut u8, 0);
         }
     }
-    Header::decode_apart(&record, &keys)
 }
 
 /// The store's pages, after the factory record's.
@@ -58,10 +51,10 @@ pub struct Flash {
 }
 
 impl Flash {
-    /// The store the factory record describes.
-    pub fn store(header: &Header) -> Flash {
+    /// The store of `len` bytes the factory record describes.
+    pub fn store(len: usize) -> Flash {
         Flash {
-            len: header.store_len().min(REGION_LEN - HEADER_LEN),
+            len: len.min(REGION_LEN - HEADER_LEN),
         }
     }
 

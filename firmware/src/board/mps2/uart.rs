@@ -1,10 +1,10 @@
-//! The CMSDK APB UART: the card's link to the reader (UART0) and the debug
-//! port (UART1).
+//! The CMSDK APB UART: the card's contacts (UART0 I/O, UART2 VCC and
+//! RST; see `contacts.rs`) and the debug port (UART1).
 //!
 //! QEMU's model has a one-byte buffer each way and applies backpressure to
-//! the host, so no byte is ever lost while the card computes. Receiving
-//! sleeps on the RX interrupt (`wfi`): polling would cost a whole host core
-//! per card.
+//! the host, so no byte is ever lost while the card computes. Receivers
+//! wake the core with their RX interrupt (`wfi`): polling would cost a
+//! whole host core per card.
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -28,12 +28,17 @@ pub struct Uart {
     rx_irq: Option<u8>,
 }
 
-/// The reader's UART (QEMU's first `-serial`).
+/// The card's I/O line (QEMU's first `-serial`).
 pub const UART0: usize = 0x4000_4000;
 /// The debug port (QEMU's second `-serial`).
 pub const UART1: usize = 0x4000_5000;
-/// UART0's RX interrupt (UART0 RX is IRQ 0, TX IRQ 1, UART1 RX IRQ 2...).
-const UART0_RX_IRQ: u8 = 0;
+/// The card's VCC and RST contacts (QEMU's third `-serial`).
+pub const UART2: usize = 0x4000_6000;
+/// UART0's RX interrupt (each UART's RX line is even, its TX line the
+/// next: UART0 0 and 1, UART1 2 and 3, UART2 4 and 5).
+pub const UART0_RX_IRQ: u8 = 0;
+/// UART2's RX interrupt.
+pub const UART2_RX_IRQ: u8 = 4;
 
 impl Uart {
     fn reg(&self, offset: usize) -> *mut u32 {
@@ -51,19 +56,18 @@ impl Uart {
         unsafe { write_volatile(self.reg(offset), value) }
     }
 
-    /// The reader's link: transmit and receive, waking on received bytes.
-    pub fn link() -> Uart {
+    /// A UART that transmits and receives, its received bytes waking
+    /// `wfi` through `irq`.
+    pub fn receiver(base: usize, irq: u8) -> Uart {
         let uart = Uart {
-            base: UART0,
-            rx_irq: Some(UART0_RX_IRQ),
+            base,
+            rx_irq: Some(irq),
         };
         // Baud timing is not modelled, but a divider below 16 makes QEMU
         // log a guest error.
         uart.write_reg(BAUDDIV, 16);
         uart.write_reg(CTRL, CTRL_TXEN | CTRL_RXEN | CTRL_RXINTEN);
-        // SAFETY: unmasking in the NVIC only lets the pending bit wake
-        // `wfi`; PRIMASK stays set, so no handler ever runs.
-        unsafe { cortex_m::peripheral::NVIC::unmask(Irq(UART0_RX_IRQ)) };
+        super::unmask(irq);
         uart
     }
 
@@ -77,16 +81,17 @@ impl Uart {
         uart
     }
 
-    fn read_byte(&mut self) -> u8 {
-        while self.read_reg(STATE) & STATE_RXFULL == 0 {
-            super::sleep();
+    /// The byte received, if one is waiting.
+    pub fn try_read(&mut self) -> Option<u8> {
+        if self.read_reg(STATE) & STATE_RXFULL == 0 {
+            return None;
         }
         let byte = self.read_reg(DATA) as u8;
         self.write_reg(INTCLEAR, INT_RX);
         if let Some(irq) = self.rx_irq {
-            cortex_m::peripheral::NVIC::unpend(Irq(irq));
+            super::unpend(irq);
         }
-        byte
+        Some(byte)
     }
 
     fn write_byte(&mut self, byte: u8) {
@@ -102,47 +107,9 @@ impl Uart {
     }
 }
 
-impl embedded_io::ErrorType for Uart {
-    type Error = core::convert::Infallible;
-}
-
-impl embedded_io::Read for Uart {
-    /// Blocks for the first byte, then takes what has arrived: the model
-    /// holds one byte, so that is one byte per call.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let Some(first) = buf.first_mut() else {
-            return Ok(0);
-        };
-        *first = self.read_byte();
-        Ok(1)
-    }
-}
-
-impl embedded_io::Write for Uart {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.write_bytes(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
 impl core::fmt::Write for Uart {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         self.write_bytes(s.as_bytes());
         Ok(())
-    }
-}
-
-/// An interrupt line, for the NVIC.
-#[derive(Clone, Copy)]
-struct Irq(u8);
-
-// SAFETY: the numbers are the board's interrupt lines (< 32).
-unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
-    fn number(self) -> u16 {
-        u16::from(self.0)
     }
 }

@@ -1,0 +1,679 @@
+//! The contact interface of ISO/IEC 7816-3: what a contact card does with
+//! its contacts.
+//!
+//! The reader drives two of them, VCC and RST, which reach the card as
+//! [`Contact`] events; the third, I/O, is a half-duplex serial line. After
+//! every reset the card sends its ATR on I/O, then answers T=1 blocks
+//! ([`crate::t1`]) for as long as it is powered. A board gives the card its
+//! contacts through [`IoLine`]: the characters it received, with their
+//! parity verdict, the silence after the last one, and the contacts'
+//! changes. [`serve`] is the whole session; the card behind it is any
+//! [`Respond`], the same as behind the vpcd link ([`crate::link`]).
+//!
+//! Timing is the board's: it alone knows its clock. It reports
+//! [`Signal::Quiet`] when a block's next character does not come within the
+//! character waiting time (CWT), which is how a card tells a block cut short
+//! from one still arriving; the block waiting time (BWT) is the reader's to
+//! keep, and the card asks for more of it ([`Respond::waiting_time`]) before
+//! a command that will outlast it.
+
+use embedded_io::Write;
+
+use crate::card::ResponseApdu;
+use crate::link::{FRAME_CAPACITY, Frame, Observer, Outcome, Respond};
+use crate::t1::{MAX_BLOCK, MAX_INF, RCode, Step, T1};
+
+/// What the reader did with VCC and RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// VCC off: the session and everything volatile is gone.
+    PowerOff,
+    /// VCC on and RST released: a cold reset.
+    ColdReset,
+    /// RST pulsed while powered: a warm reset.
+    WarmReset,
+}
+
+/// What the board saw on the contacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A character on I/O.
+    Byte(u8),
+    /// A character on I/O that failed its parity check.
+    ParityError,
+    /// No character within the character waiting time.
+    Quiet,
+    /// VCC or RST changed.
+    Contact(Contact),
+}
+
+/// How long [`IoLine::receive`] waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Until something happens: the card is idle between blocks.
+    Idle,
+    /// At most the character waiting time: a block is arriving.
+    Character,
+    /// At most the block guard time, after a block's last character: the
+    /// reader sends nothing then, so a character that comes means the
+    /// block was not what its LEN said (a character of it lost on the
+    /// line) and must not be acted on.
+    Guard,
+}
+
+/// The card's contacts, as a board wires them: characters are sent with
+/// [`embedded_io::Write`] (a UART, in smartcard mode on a chip that has
+/// one), and everything the reader does arrives through
+/// [`IoLine::receive`].
+pub trait IoLine: Write {
+    /// The next thing the reader did, waiting as `wait` says. With
+    /// [`Wait::Idle`] it never returns [`Signal::Quiet`].
+    ///
+    /// The times are the board's to set from its clock: ISO 7816-3 gives
+    /// the CWT (CWI 5 in the ATR: 43 etu) and the BGT (22 etu).
+    fn receive(&mut self, wait: Wait) -> Signal;
+}
+
+/// Characters a card takes in while it waits for a damaged block's end:
+/// a reader that never stops sending is answered all the same.
+const MAX_DRAIN: usize = 4 * MAX_BLOCK;
+
+/// One block off the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Received {
+    /// A whole block of this many bytes, its parity sound (its LRC is
+    /// [`T1`]'s to check).
+    Block(usize),
+    /// A block the card must ask for again.
+    Bad(RCode),
+    /// The contacts changed; the block, if one was arriving, is void.
+    Contact(Contact),
+}
+
+/// Waits for the line to fall quiet after a block the card cannot read:
+/// its answer must not run into the rest of it.
+fn drain<L: IoLine>(line: &mut L, code: RCode) -> Received {
+    for _ in 0..MAX_DRAIN {
+        match line.receive(Wait::Character) {
+            Signal::Quiet => break,
+            Signal::Contact(contact) => return Received::Contact(contact),
+            Signal::Byte(_) | Signal::ParityError => {}
+        }
+    }
+    Received::Bad(code)
+}
+
+/// Reads one block: `NAD PCB LEN`, then `LEN` bytes and the LRC, each
+/// within the character waiting time of the one before.
+fn receive_block<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK]) -> Received {
+    let mut len = 0;
+    // Until LEN has come, the shortest block: prologue and LRC.
+    let mut expected = 4;
+    let mut damaged = false;
+    while len < expected {
+        let wait = if len == 0 {
+            Wait::Idle
+        } else {
+            Wait::Character
+        };
+        match line.receive(wait) {
+            Signal::Contact(contact) => return Received::Contact(contact),
+            Signal::Quiet if len == 0 => {}
+            // Cut short: what came is not a block.
+            Signal::Quiet => return Received::Bad(RCode::Other),
+            // A damaged LEN leaves the block's end unknown: wait for it
+            // to pass.
+            Signal::ParityError if len <= 2 => return drain(line, RCode::Edc),
+            Signal::ParityError => {
+                damaged = true;
+                len += 1;
+            }
+            Signal::Byte(b) => {
+                if let Some(slot) = buf.get_mut(len) {
+                    *slot = b;
+                }
+                len += 1;
+                if len == 3 {
+                    if usize::from(b) > MAX_INF {
+                        return drain(line, RCode::Other);
+                    }
+                    expected = 4 + usize::from(b);
+                }
+            }
+        }
+    }
+    if damaged {
+        return Received::Bad(RCode::Edc);
+    }
+    // A lost character shifts LEN onto a data byte: the block read may end
+    // early, and one in 256 of those passes its LRC. The rest of it, coming
+    // on within the guard time, gives it away.
+    match line.receive(Wait::Guard) {
+        Signal::Quiet => Received::Block(len),
+        Signal::Contact(contact) => Received::Contact(contact),
+        Signal::Byte(_) | Signal::ParityError => drain(line, RCode::Other),
+    }
+}
+
+/// The response being sent, or none yet.
+struct Answer {
+    response: Option<ResponseApdu>,
+}
+
+impl Answer {
+    fn bytes(&self) -> &[u8] {
+        self.response.as_ref().map_or(&[], ResponseApdu::as_slice)
+    }
+}
+
+/// Serves the reader over the contacts: the ATR now (the board has just
+/// powered the card) and after every reset, T=1 in between. It returns when
+/// the observer ends the session (`Ok`) or the line fails.
+pub fn serve<L, C, O>(
+    line: &mut L,
+    card: &mut C,
+    session: &mut Session,
+    observer: &mut O,
+) -> Result<(), L::Error>
+where
+    L: IoLine,
+    C: Respond,
+    O: Observer,
+{
+    session.power_up(line, card)?;
+    loop {
+        observer.waiting();
+        if !session.step(line, card, observer)? {
+            return Ok(());
+        }
+    }
+}
+
+/// The contact interface's state: T=1's, the block arriving, the command
+/// being gathered and the response being sent. About 4 KiB, which a
+/// firmware keeps in a static rather than on its stack.
+pub struct Session {
+    t1: T1,
+    block: [u8; MAX_BLOCK],
+    /// A chained command, gathered: [`FRAME_CAPACITY`] bytes take every
+    /// command the card can.
+    command: [u8; FRAME_CAPACITY],
+    answer: Answer,
+    /// A command of this many bytes waits for the reader to grant the
+    /// waiting time the card asked for.
+    waiting_for: Option<usize>,
+    powered: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    /// The state before the first reset.
+    pub const fn new() -> Session {
+        Session {
+            t1: T1::new(),
+            block: [0; MAX_BLOCK],
+            command: [0; FRAME_CAPACITY],
+            answer: Answer { response: None },
+            waiting_for: None,
+            powered: false,
+        }
+    }
+
+    /// Takes the next block or contact change off the line and answers
+    /// it; false if the observer ended the session. [`serve`] is a reset
+    /// and then this for ever; a board with other work between blocks
+    /// (or a fuzz target) calls it itself, after [`Session::power_up`].
+    pub fn step<L: IoLine, C: Respond, O: Observer>(
+        &mut self,
+        line: &mut L,
+        card: &mut C,
+        observer: &mut O,
+    ) -> Result<bool, L::Error> {
+        let received = receive_block(line, &mut self.block);
+        self.on(received, line, card, observer)
+    }
+
+    /// The board has just powered the card: it answers with its ATR.
+    pub fn power_up<L: IoLine, C: Respond>(
+        &mut self,
+        line: &mut L,
+        card: &mut C,
+    ) -> Result<(), L::Error> {
+        self.reset(line, card, Contact::ColdReset)
+    }
+
+    /// Handles one block or contact change; false if the observer ended
+    /// the session.
+    fn on<L: IoLine, C: Respond, O: Observer>(
+        &mut self,
+        received: Received,
+        line: &mut L,
+        card: &mut C,
+        observer: &mut O,
+    ) -> Result<bool, L::Error> {
+        let step = match received {
+            Received::Contact(contact) => {
+                self.reset(line, card, contact)?;
+                return Ok(true);
+            }
+            // An unpowered card hears nothing.
+            _ if !self.powered => return Ok(true),
+            Received::Bad(code) => self.t1.bad_block(code),
+            Received::Block(len) => {
+                let bytes = self.block.get(..len).unwrap_or_default();
+                self.t1
+                    .receive(bytes, &mut self.command, self.answer.bytes())
+            }
+        };
+        match step {
+            Step::Send(bytes) => line.write_all(bytes)?,
+            Step::Execute(len) => {
+                let overflowed = self.t1.overflowed();
+                let apdu = self.command.get(..len).unwrap_or_default();
+                let frame = if overflowed {
+                    Frame::Oversized(len)
+                } else {
+                    Frame::Apdu(apdu)
+                };
+                if !observer.received(&frame) {
+                    return Ok(false);
+                }
+                let multiplier = if overflowed {
+                    0
+                } else {
+                    card.waiting_time(apdu)
+                };
+                if multiplier > 0 {
+                    self.waiting_for = Some(len);
+                    line.write_all(self.t1.wtx(multiplier))?;
+                } else {
+                    self.run(line, card, len, overflowed, observer)?;
+                }
+            }
+            Step::Resume => {
+                if let Some(len) = self.waiting_for.take() {
+                    self.run(line, card, len, false, observer)?;
+                }
+            }
+        }
+        line.flush()?;
+        Ok(true)
+    }
+
+    /// Runs the whole command of `len` bytes in the command buffer (or
+    /// one that `overflowed` it) and sends the first block of its
+    /// response.
+    fn run<L: IoLine, C: Respond, O: Observer>(
+        &mut self,
+        line: &mut L,
+        card: &mut C,
+        len: usize,
+        overflowed: bool,
+        observer: &mut O,
+    ) -> Result<(), L::Error> {
+        let apdu = self.command.get(..len).unwrap_or_default();
+        let frame = if overflowed {
+            Frame::Oversized(len)
+        } else {
+            Frame::Apdu(apdu)
+        };
+        // Straight into its place: a response is 260 bytes, and every copy
+        // of it on the way would be stack.
+        let answer = self.answer.response.insert(match card.respond(frame) {
+            Outcome::Answer(response) => response,
+            // Only a proxy answers nothing to a command; the reader still
+            // gets a status word.
+            Outcome::Silent | Outcome::Gone => {
+                ResponseApdu::status(apdu::Status::NoPreciseDiagnosis)
+            }
+        });
+        if let Frame::Apdu(apdu) = frame {
+            observer.answered(apdu, answer);
+        }
+        line.write_all(self.t1.respond(answer.as_slice()))?;
+        observer.sent();
+        Ok(())
+    }
+
+    /// The contacts changed: the session starts afresh, with the ATR if
+    /// the card is powered.
+    fn reset<L: IoLine, C: Respond>(
+        &mut self,
+        line: &mut L,
+        card: &mut C,
+        contact: Contact,
+    ) -> Result<(), L::Error> {
+        self.t1 = T1::new();
+        self.answer.response = None;
+        self.waiting_for = None;
+        let frame = match contact {
+            Contact::PowerOff => {
+                self.powered = false;
+                card.respond(Frame::PowerOff);
+                return Ok(());
+            }
+            Contact::ColdReset => Frame::PowerOn,
+            Contact::WarmReset if self.powered => Frame::Reset,
+            // RST alone does not power a card.
+            Contact::WarmReset => return Ok(()),
+        };
+        self.powered = true;
+        card.respond(frame);
+        if let Outcome::Answer(atr) = card.respond(Frame::GetAtr) {
+            line.write_all(atr.as_slice())?;
+        }
+        line.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Secrecy;
+    use crate::t1::{self, Block, Pcb, SKind};
+    use core::convert::Infallible;
+    use std::collections::VecDeque;
+    use std::vec::Vec;
+
+    extern crate std;
+
+    /// A reader's script of signals, and what the card sent.
+    struct Script {
+        input: VecDeque<Signal>,
+        sent: Vec<u8>,
+    }
+
+    impl embedded_io::ErrorType for Script {
+        type Error = Infallible;
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+            self.sent.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    impl IoLine for Script {
+        fn receive(&mut self, wait: Wait) -> Signal {
+            match self.input.pop_front() {
+                Some(signal) => signal,
+                None if wait != Wait::Idle => Signal::Quiet,
+                None => Signal::Contact(Contact::PowerOff),
+            }
+        }
+    }
+
+    const ATR: [u8; 3] = [0x3B, 0x00, 0x00];
+
+    /// A card that answers `90 00` and its command's length, counting
+    /// every command it runs; INS `47` asks for 5 waiting times.
+    #[derive(Default)]
+    struct Counter {
+        runs: Vec<Vec<u8>>,
+        resets: usize,
+        powered: bool,
+    }
+
+    impl Respond for Counter {
+        fn respond(&mut self, frame: Frame<'_>) -> Outcome {
+            match frame {
+                Frame::PowerOn | Frame::Reset => {
+                    self.resets += 1;
+                    self.powered = true;
+                }
+                Frame::PowerOff => self.powered = false,
+                Frame::GetAtr => {
+                    return Outcome::Answer(ResponseApdu::relayed(&ATR, Secrecy::PUBLIC).unwrap());
+                }
+                Frame::Apdu(apdu) => {
+                    self.runs.push(apdu.to_vec());
+                    let len = apdu.len() as u8;
+                    return Outcome::Answer(
+                        ResponseApdu::relayed(&[len, 0x90, 0x00], Secrecy::PUBLIC).unwrap(),
+                    );
+                }
+                Frame::Oversized(_) => {
+                    return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
+                }
+                _ => {}
+            }
+            Outcome::Silent
+        }
+
+        fn waiting_time(&self, apdu: &[u8]) -> u8 {
+            if apdu.get(1) == Some(&0x47) { 5 } else { 0 }
+        }
+    }
+
+    /// A block's characters, then the guard time passing in silence.
+    fn bytes(pcb: Pcb, inf: &[u8]) -> Vec<Signal> {
+        let mut out = [0; MAX_BLOCK];
+        let len = t1::write(pcb, inf, &mut out);
+        let mut signals: Vec<Signal> = out[..len].iter().map(|&b| Signal::Byte(b)).collect();
+        signals.push(Signal::Quiet);
+        signals
+    }
+
+    fn i_block(ns: bool, inf: &[u8]) -> Vec<Signal> {
+        bytes(Pcb::I { ns, more: false }, inf)
+    }
+
+    /// Runs the card on the script as [`serve`] does, until the script is
+    /// over; the card's output cut into the ATRs and blocks it holds.
+    fn run(script: Vec<Signal>, card: &mut Counter) -> Vec<Vec<u8>> {
+        let mut line = Script {
+            input: script.into(),
+            sent: Vec::new(),
+        };
+        let mut session = Session::new();
+        let Ok(()) = session.power_up(&mut line, card);
+        while !line.input.is_empty() {
+            let Ok(true) = session.step(&mut line, card, &mut ()) else {
+                panic!("the session ended");
+            };
+        }
+        split(&line.sent)
+    }
+
+    /// The card's output as ATRs (starting `3B`) and blocks.
+    fn split(mut sent: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !sent.is_empty() {
+            let len = if sent[0] == 0x3B {
+                ATR.len()
+            } else {
+                4 + usize::from(sent[2])
+            };
+            out.push(sent[..len].to_vec());
+            sent = &sent[len..];
+        }
+        out
+    }
+
+    fn pcb(block: &[u8]) -> Pcb {
+        t1::parse(block).unwrap().pcb
+    }
+
+    #[test]
+    fn the_card_answers_reset_then_runs_each_command_once() {
+        let mut card = Counter::default();
+        let mut script = i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]);
+        script.extend(i_block(true, &[0x00, 0x20, 0x00, 0x80]));
+        let out = run(script, &mut card);
+        assert_eq!(out[0], ATR);
+        assert_eq!(
+            t1::parse(&out[1]).unwrap(),
+            Block {
+                pcb: Pcb::I {
+                    ns: false,
+                    more: false
+                },
+                inf: &[4, 0x90, 0x00]
+            }
+        );
+        assert_eq!(
+            pcb(&out[2]),
+            Pcb::I {
+                ns: true,
+                more: false
+            }
+        );
+        assert_eq!(card.runs.len(), 2);
+    }
+
+    #[test]
+    fn a_parity_error_is_answered_r_edc_and_the_block_sent_again_runs_once() {
+        let mut card = Counter::default();
+        let good = i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]);
+        // A data byte damaged: the block's length is known, no drain.
+        let mut damaged = good.clone();
+        damaged[4] = Signal::ParityError;
+        // LEN damaged: the card waits for the line to fall quiet.
+        let mut no_len = good.clone();
+        no_len[2] = Signal::ParityError;
+        no_len.push(Signal::Quiet);
+        let script: Vec<Signal> = [damaged, no_len, good].concat();
+        let out = run(script, &mut card);
+        let edc = Pcb::R {
+            nr: false,
+            code: RCode::Edc,
+        };
+        assert_eq!(pcb(&out[1]), edc);
+        assert_eq!(pcb(&out[2]), edc);
+        assert_eq!(
+            pcb(&out[3]),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+        assert_eq!(out.len(), 4);
+        assert_eq!(card.runs.len(), 1);
+    }
+
+    #[test]
+    fn a_block_cut_short_is_asked_for_again() {
+        let mut card = Counter::default();
+        let good = i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]);
+        let mut cut = good[..5].to_vec();
+        cut.push(Signal::Quiet);
+        // A LEN over 254 is no block: drained, then refused.
+        let mut long = Vec::from([Signal::Byte(0), Signal::Byte(0), Signal::Byte(0xFF)]);
+        long.extend([Signal::Byte(1), Signal::Byte(2), Signal::Quiet]);
+        let out = run([cut, long, good].concat(), &mut card);
+        let other = Pcb::R {
+            nr: false,
+            code: RCode::Other,
+        };
+        assert_eq!(pcb(&out[1]), other);
+        assert_eq!(pcb(&out[2]), other);
+        assert_eq!(card.runs.len(), 1);
+    }
+
+    /// A lost LEN puts a data byte in its place: a block that ends early,
+    /// even one whose LRC happens to pass, is given away by the characters
+    /// that follow within the guard time, and never run.
+    #[test]
+    fn characters_after_a_block_void_it() {
+        let mut card = Counter::default();
+        let command = [0x00, 0x00, 0xA4, 0x04];
+        let good = i_block(false, &command);
+        // LEN 4 lost: the card reads `00 00 00 00` as an empty I-block
+        // whose LRC passes, then `A4 04 …` keeps coming.
+        let mut shifted: Vec<Signal> = good.clone();
+        shifted.remove(2);
+        let out = run([shifted, good].concat(), &mut card);
+        assert_eq!(
+            pcb(&out[1]),
+            Pcb::R {
+                nr: false,
+                code: RCode::Other
+            }
+        );
+        assert_eq!(
+            pcb(&out[2]),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+        assert_eq!(card.runs, [command.to_vec()]);
+    }
+
+    #[test]
+    fn resets_start_the_session_afresh_and_an_unpowered_card_hears_nothing() {
+        let mut card = Counter::default();
+        let mut script = i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]);
+        script.push(Signal::Contact(Contact::WarmReset));
+        // N(S) 0 again: after a reset the reader starts from 0.
+        script.extend(i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]));
+        script.push(Signal::Contact(Contact::PowerOff));
+        script.extend(i_block(true, &[0x00, 0xCB, 0x3F, 0xFF]));
+        script.push(Signal::Contact(Contact::WarmReset));
+        script.push(Signal::Contact(Contact::ColdReset));
+        let out = run(script, &mut card);
+        assert_eq!(out.len(), 5, "{out:02X?}");
+        assert_eq!(out[0], ATR);
+        assert_eq!(out[2], ATR);
+        assert_eq!(
+            pcb(&out[3]),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+        assert_eq!(out[4], ATR);
+        assert_eq!(card.runs.len(), 2);
+        assert_eq!(card.resets, 3);
+    }
+
+    #[test]
+    fn a_long_command_asks_for_time_and_runs_when_granted() {
+        let mut card = Counter::default();
+        let mut script = i_block(false, &[0x00, 0x47, 0x00, 0x9A]);
+        // The reader lost the request and asks again, then grants it.
+        script.extend(bytes(
+            Pcb::R {
+                nr: false,
+                code: RCode::Ok,
+            },
+            &[],
+        ));
+        script.extend(bytes(
+            Pcb::S {
+                kind: SKind::Wtx,
+                response: true,
+            },
+            &[5],
+        ));
+        let out = run(script, &mut card);
+        let wtx = t1::parse(&out[1]).unwrap();
+        assert_eq!(
+            wtx.pcb,
+            Pcb::S {
+                kind: SKind::Wtx,
+                response: false
+            }
+        );
+        assert_eq!(wtx.inf, &[5]);
+        assert_eq!(out[2], out[1]);
+        assert_eq!(card.runs.len(), 1);
+        assert_eq!(
+            pcb(&out[3]),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+    }
+}
