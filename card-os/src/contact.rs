@@ -88,6 +88,51 @@ enum Received {
     Bad(RCode),
     /// The contacts changed; the block, if one was arriving, is void.
     Contact(Contact),
+    /// A whole PPS request of this many bytes (its check byte is the
+    /// session's to verify).
+    Pps(usize),
+    /// A PPS request that did not arrive whole and sound: the card stays
+    /// silent, and the reader resets it (ISO 7816-3 §9.1).
+    BadPps,
+}
+
+/// The first character of a PPS request (ISO 7816-3 §9.2).
+const PPSS: u8 = 0xFF;
+
+/// Reads the rest of a PPS request whose PPSS is in `buf`: PPS0, the
+/// PPS1-3 its bits 5-7 announce, and PCK.
+fn receive_pps<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK]) -> Received {
+    let mut len = 1;
+    let mut expected = 3;
+    while len < expected {
+        match line.receive(Wait::Character) {
+            Signal::Contact(contact) => return Received::Contact(contact),
+            Signal::Quiet => return Received::BadPps,
+            Signal::ParityError => return drain_pps(line),
+            Signal::Byte(b) => {
+                if let Some(slot) = buf.get_mut(len) {
+                    *slot = b;
+                }
+                if len == 1 {
+                    expected = 3 + (b >> 4 & 0x07).count_ones() as usize;
+                }
+                len += 1;
+            }
+        }
+    }
+    match line.receive(Wait::Guard) {
+        Signal::Quiet => Received::Pps(len),
+        Signal::Contact(contact) => Received::Contact(contact),
+        Signal::Byte(_) | Signal::ParityError => drain_pps(line),
+    }
+}
+
+/// A damaged PPS request: the card lets it pass and says nothing.
+fn drain_pps<L: IoLine>(line: &mut L) -> Received {
+    match drain(line, RCode::Other) {
+        Received::Contact(contact) => Received::Contact(contact),
+        _ => Received::BadPps,
+    }
 }
 
 /// Waits for the line to fall quiet after a block the card cannot read:
@@ -105,7 +150,9 @@ fn drain<L: IoLine>(line: &mut L, code: RCode) -> Received {
 
 /// Reads one block: `NAD PCB LEN`, then `LEN` bytes and the LRC, each
 /// within the character waiting time of the one before.
-fn receive_block<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK]) -> Received {
+/// With `pps` (nothing but the ATR has passed since the reset), a first
+/// character `FF` begins a PPS request instead ([`receive_pps`]).
+fn receive_block<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK], pps: bool) -> Received {
     let mut len = 0;
     // Until LEN has come, the shortest block: prologue and LRC.
     let mut expected = 4;
@@ -127,6 +174,12 @@ fn receive_block<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK]) -> Received
             Signal::ParityError => {
                 damaged = true;
                 len += 1;
+            }
+            Signal::Byte(PPSS) if len == 0 && pps => {
+                if let Some(first) = buf.first_mut() {
+                    *first = PPSS;
+                }
+                return receive_pps(line, buf);
             }
             Signal::Byte(b) => {
                 if let Some(slot) = buf.get_mut(len) {
@@ -153,6 +206,43 @@ fn receive_block<L: IoLine>(line: &mut L, buf: &mut [u8; MAX_BLOCK]) -> Received
         Signal::Contact(contact) => Received::Contact(contact),
         Signal::Byte(_) | Signal::ParityError => drain(line, RCode::Other),
     }
+}
+
+/// Fi 372 and Di 1: the speed every card runs at after reset.
+const DEFAULT_TA1: u8 = 0x11;
+
+/// An ATR's TA1, or the default if T0 announces none.
+fn ta1(atr: &[u8]) -> u8 {
+    match atr {
+        [_, t0, ta1, ..] if t0 & 0x10 != 0 => *ta1,
+        _ => DEFAULT_TA1,
+    }
+}
+
+/// The card's answer to a PPS request (ISO 7816-3 §9.3), `None` for one
+/// it leaves unanswered (a wrong PCK, a protocol other than T=1, or a
+/// malformed request). PPS1 is accepted if it asks for the ATR's TA1 or
+/// the default, and echoed; otherwise, and for PPS2 and PPS3 (which this
+/// card does not use), the answer leaves it out, which keeps the default.
+fn pps(request: &[u8], ta1: u8) -> Option<([u8; 4], usize)> {
+    if request.iter().fold(0u8, |x, b| x ^ b) != 0 {
+        return None;
+    }
+    let [PPSS, pps0, rest @ ..] = request else {
+        return None;
+    };
+    if pps0 & 0x0F != 1 || pps0 & 0x80 != 0 {
+        return None;
+    }
+    let pps1 = if pps0 & 0x10 != 0 {
+        rest.first().copied()
+    } else {
+        None
+    };
+    Some(match pps1.filter(|&p| p == ta1 || p == DEFAULT_TA1) {
+        Some(p) => ([PPSS, 0x11, p, PPSS ^ 0x11 ^ p], 4),
+        None => ([PPSS, 0x01, PPSS ^ 0x01, 0], 3),
+    })
 }
 
 /// The response being sent, or none yet.
@@ -203,6 +293,12 @@ pub struct Session {
     /// waiting time the card asked for.
     waiting_for: Option<usize>,
     powered: bool,
+    /// Nothing but the ATR has passed since the last reset: the reader
+    /// may still send a PPS request.
+    fresh: bool,
+    /// The ATR's TA1 (Fi and Di), `11` (the default) if it has none: the
+    /// one speed other than the default the card accepts in a PPS.
+    ta1: u8,
 }
 
 impl Default for Session {
@@ -221,6 +317,8 @@ impl Session {
             answer: Answer { response: None },
             waiting_for: None,
             powered: false,
+            fresh: false,
+            ta1: DEFAULT_TA1,
         }
     }
 
@@ -234,7 +332,8 @@ impl Session {
         card: &mut C,
         observer: &mut O,
     ) -> Result<bool, L::Error> {
-        let received = receive_block(line, &mut self.block);
+        let received = receive_block(line, &mut self.block, self.fresh && self.powered);
+        self.fresh = false;
         self.on(received, line, card, observer)
     }
 
@@ -263,6 +362,15 @@ impl Session {
             }
             // An unpowered card hears nothing.
             _ if !self.powered => return Ok(true),
+            Received::BadPps => return Ok(true),
+            Received::Pps(len) => {
+                let request = self.block.get(..len).unwrap_or_default();
+                if let Some((answer, len)) = pps(request, self.ta1) {
+                    line.write_all(answer.get(..len).unwrap_or_default())?;
+                    line.flush()?;
+                }
+                return Ok(true);
+            }
             Received::Bad(code) => self.t1.bad_block(code),
             Received::Block(len) => {
                 let bytes = self.block.get(..len).unwrap_or_default();
@@ -363,8 +471,10 @@ impl Session {
             Contact::WarmReset => return Ok(()),
         };
         self.powered = true;
+        self.fresh = true;
         card.respond(frame);
         if let Outcome::Answer(atr) = card.respond(Frame::GetAtr) {
+            self.ta1 = ta1(atr.as_slice());
             line.write_all(atr.as_slice())?;
         }
         line.flush()
@@ -471,6 +581,11 @@ mod tests {
     /// Runs the card on the script as [`serve`] does, until the script is
     /// over; the card's output cut into the ATRs and blocks it holds.
     fn run(script: Vec<Signal>, card: &mut Counter) -> Vec<Vec<u8>> {
+        split(&run_raw(script, card))
+    }
+
+    /// The same, the card's output as it went out.
+    fn run_raw(script: Vec<Signal>, card: &mut Counter) -> Vec<u8> {
         let mut line = Script {
             input: script.into(),
             sent: Vec::new(),
@@ -482,7 +597,7 @@ mod tests {
                 panic!("the session ended");
             };
         }
-        split(&line.sent)
+        line.sent
     }
 
     /// The card's output as ATRs (starting `3B`) and blocks.
@@ -608,6 +723,69 @@ mod tests {
             }
         );
         assert_eq!(card.runs, [command.to_vec()]);
+    }
+
+    fn chars(bytes: &[u8]) -> Vec<Signal> {
+        let mut signals: Vec<Signal> = bytes.iter().map(|&b| Signal::Byte(b)).collect();
+        signals.push(Signal::Quiet);
+        signals
+    }
+
+    /// PPS right after the ATR: the default speed (and, with a TA1 in the
+    /// ATR, that one) is echoed; another is answered without PPS1 (the
+    /// default stays); a wrong PCK or a protocol other than T=1 gets no
+    /// answer; after the first block, `FF` is no PPS.
+    #[test]
+    fn pps_is_answered_only_first_and_only_for_what_the_atr_offers() {
+        let command = i_block(false, &[0x00, 0xCB, 0x3F, 0xFF]);
+        let after = |request: &[u8]| {
+            let mut card = Counter::default();
+            let sent = run_raw([chars(request), command.clone()].concat(), &mut card);
+            (sent[ATR.len()..].to_vec(), card.runs.len())
+        };
+        let (sent, runs) = after(&[0xFF, 0x11, 0x11, 0xFF]);
+        assert_eq!(&sent[..4], &[0xFF, 0x11, 0x11, 0xFF]);
+        assert_eq!(runs, 1, "T=1 goes on after the PPS");
+        let (sent, _) = after(&[0xFF, 0x11, 0x13, 0xFD]);
+        assert_eq!(&sent[..3], &[0xFF, 0x01, 0xFE]);
+        // A wrong PCK, and T=0: nothing.
+        let (sent, runs) = after(&[0xFF, 0x11, 0x11, 0x00]);
+        assert_eq!(
+            pcb(&sent),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+        assert_eq!(runs, 1);
+        let (sent, _) = after(&[0xFF, 0x10, 0x11, 0xFE]);
+        assert_eq!(
+            pcb(&sent),
+            Pcb::I {
+                ns: false,
+                more: false
+            }
+        );
+        // With TA1 = 13 in the ATR, PPS1 = 13 is taken.
+        assert_eq!(
+            pps(&[0xFF, 0x11, 0x13, 0xFD], 0x13),
+            Some(([0xFF, 0x11, 0x13, 0xFD], 4))
+        );
+        assert_eq!(ta1(&[0x3B, 0xFD, 0x13, 0x00]), 0x13);
+        assert_eq!(ta1(&[0x3B, 0x8D, 0x81]), 0x11);
+        // After a block: a block with NAD FF and a PCB that means nothing.
+        let mut card = Counter::default();
+        let out = run(
+            [command.clone(), chars(&[0xFF, 0x11, 0x11, 0xFF])].concat(),
+            &mut card,
+        );
+        assert_eq!(
+            pcb(&out[2]),
+            Pcb::R {
+                nr: true,
+                code: RCode::Other
+            }
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The card's contacts as a hostile or noisy reader drives them: any run of
 //! characters (some with parity errors), silences, power cuts and resets.
 //! The contact session never panics or stalls (every step takes something
-//! off the line); everything it sends is an ATR or a well-formed block; no
-//! command runs on an unpowered card; and a command runs only on a whole,
-//! sound I-block that ends a chain, so never more often than such blocks
-//! arrived.
+//! off the line); everything it sends is an ATR, a PPS answer or a
+//! well-formed block; no command runs on an unpowered card; and a command
+//! runs only on a whole, sound I-block that ends a chain, so never more
+//! often than such blocks arrived.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -175,6 +175,14 @@ fuzz_target!(|data: &[u8]| {
     while !out.is_empty() {
         if out.starts_with(&ATR) {
             out = &out[ATR.len()..];
+            continue;
+        }
+        // A PPS answer: PPSS, PPS0 for T=1 with or without PPS1, PCK.
+        if let Some(rest) = out
+            .strip_prefix(&[0xFF, 0x11, 0x11, 0xFF])
+            .or_else(|| out.strip_prefix(&[0xFF, 0x01, 0xFE]))
+        {
+            out = rest;
             continue;
         }
         assert!(out.len() >= 4, "a cut block: {out:02X?}");

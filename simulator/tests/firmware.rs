@@ -11,6 +11,7 @@ use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Transport};
 use harness::firmware_elf;
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, Make};
+use virtual_reader::vpcd::{Frame, Outcome, Respond};
 
 fn firmware_card(flash: &Path) -> FirmwareCard {
     let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash.to_path_buf()));
@@ -340,4 +341,39 @@ fn on_a_noisy_line_every_command_runs_exactly_once() {
         figures.t1.retransmitted + figures.t1.bad > 30,
         "{figures:?}"
     );
+}
+
+/// A YubiKey-profile card's ATR offers a speed (TA1 = 13, as a YubiKey's
+/// does): the reader asks for it with PPS after every reset, and the card
+/// echoes it; a Series 9 card's ATR offers none, and gets no PPS. T=1
+/// goes on after it either way.
+#[test]
+fn the_reader_asks_for_the_speed_the_atr_offers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (profile, serial, pps) in [
+        (
+            virtual_card::Profile::YubiKey {
+                pin_complexity: false,
+            },
+            900_000_129,
+            2,
+        ),
+        (virtual_card::Profile::Series9, 900_000_130, 0),
+    ] {
+        let flash = dir.path().join(format!("{serial}.flash"));
+        firmware::init(
+            &flash,
+            Make::virtual_card(serial, profile),
+            Entropy::Seed(14),
+        )
+        .unwrap();
+        let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash));
+        // Boot (QEMU's power-up), then a reader's cold reset.
+        card.boot().unwrap();
+        assert!(matches!(card.respond(Frame::PowerOn), Outcome::Silent));
+        let mut c = PivClient::new(card);
+        c.select().unwrap();
+        assert_eq!(c.tries(0x80).unwrap().0, 3);
+        assert_eq!(c.into_inner().figures().pps, pps, "{profile:?}");
+    }
 }

@@ -552,6 +552,57 @@ impl IoLine<'_> {
     }
 }
 
+/// How long a card may take to answer a PPS request: its initial waiting
+/// time (9,600 etu, a second at 9,600 baud).
+const PPS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// PPS exchanges tried, with a reset between them, before the card counts
+/// as lost.
+const PPS_TRIES: usize = 3;
+
+/// A card's answer that keeps the default speed: PPSS, PPS0 for T=1
+/// without PPS1, PCK.
+const PPS_DEFAULT: [u8; 3] = [0xFF, 0x01, 0xFE];
+
+/// The PPS request for the speed an ATR offers in TA1 (T=1, PPS1 = TA1),
+/// `None` if it offers none.
+fn pps_request(atr: &[u8]) -> Option<Vec<u8>> {
+    let ta1 = match atr {
+        [_, t0, ta1, ..] if t0 & 0x10 != 0 => *ta1,
+        _ => return None,
+    };
+    Some(vec![0xFF, 0x11, ta1, 0xFF ^ 0x11 ^ ta1])
+}
+
+impl IoLine<'_> {
+    /// Sends a PPS request and reads the card's answer (PPSS, PPS0, the
+    /// PPS1-3 it announces, PCK) as the line delivers it; `None` if none
+    /// came.
+    fn pps(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.drain_stale()?;
+        let Some(runs) = self.for_card(request) else {
+            return Ok(None);
+        };
+        for (run, _) in runs {
+            self.io.write_all(&run)?;
+        }
+        let mut answer = vec![0u8; 2];
+        if !self.read_by(&mut answer, Instant::now() + PPS_TIMEOUT)? {
+            return Ok(None);
+        }
+        let more = 1 + (answer[1] >> 4 & 0x07).count_ones() as usize;
+        let mut rest = vec![0u8; more];
+        if !self.read_by(&mut rest, Instant::now() + CHARACTER_TIMEOUT)? {
+            return Ok(None);
+        }
+        answer.extend_from_slice(&rest);
+        Ok(match self.noise.as_mut() {
+            Some(noise) => noise.receive(&answer),
+            None => Some(answer),
+        })
+    }
+}
+
 impl Line for IoLine<'_> {
     fn exchange(&mut self, block: &[u8], waits: u8) -> io::Result<Option<Vec<u8>>> {
         self.drain_stale()?;
@@ -606,6 +657,8 @@ pub struct FirmwareCard {
     /// Commands sent, and commands the card ran, over every session.
     sent: u64,
     ran: u64,
+    /// PPS exchanges the card answered.
+    pps: u64,
 }
 
 impl FirmwareCard {
@@ -623,6 +676,7 @@ impl FirmwareCard {
             counts: Counts::default(),
             sent: 0,
             ran: 0,
+            pps: 0,
         }
     }
 
@@ -645,8 +699,10 @@ impl FirmwareCard {
         Ok(())
     }
 
-    /// After an ATR: a new T=1 session, and the reader's IFSD.
+    /// After an ATR: the speed the ATR offers (PPS), a new T=1 session,
+    /// and the reader's IFSD.
     fn negotiate(&mut self, session: &mut Session) -> io::Result<()> {
+        self.select_speed(session)?;
         let (reader, ifsd) = reader_for(&session.atr, self.noise.is_some());
         session.reader = reader;
         let Session { qemu, reader, .. } = session;
@@ -660,6 +716,42 @@ impl FirmwareCard {
         add(&mut self.counts, &reader.counts);
         reader.counts = Counts::default();
         set.map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Asks for the speed an ATR's TA1 offers with a PPS request (ISO
+    /// 7816-3 §9), as a reader does before its first block; after an
+    /// exchange that fails (no answer, a damaged one) it resets the card
+    /// and asks again, three times at most. QEMU's UART has no baud rate,
+    /// so the speed changes nothing but the exchange is the card's to get
+    /// right.
+    fn select_speed(&mut self, session: &mut Session) -> io::Result<()> {
+        for _ in 0..PPS_TRIES {
+            let Some(request) = pps_request(&session.atr) else {
+                return Ok(());
+            };
+            let mut line = IoLine {
+                io: &mut session.qemu.io,
+                panicked: &session.qemu.debug.panicked,
+                bwt: self.firmware.bwt,
+                noise: self.noise.as_mut(),
+            };
+            match line.pps(&request)? {
+                // Echoed: that speed; without PPS1: the default.
+                Some(answer) if answer == request || answer == PPS_DEFAULT => {
+                    self.pps += 1;
+                    return Ok(());
+                }
+                _ => {
+                    tracing::debug!("PPS failed: the card is reset");
+                    if let Some(atr) = session.qemu.contact(Contact::WarmReset)? {
+                        session.atr = atr;
+                    }
+                }
+            }
+        }
+        Err(io::Error::other(format!(
+            "no PPS exchange in {PPS_TRIES} tries"
+        )))
     }
 
     /// QEMU's process id, 0 while it is not running (for power-cut tests,
@@ -686,6 +778,7 @@ impl FirmwareCard {
             t1: self.counts,
             sent: self.sent,
             ran: self.ran,
+            pps: self.pps,
         }
     }
 
@@ -793,6 +886,9 @@ pub struct LineFigures {
     pub sent: u64,
     /// Commands the card reported running.
     pub ran: u64,
+    /// PPS exchanges the card answered (one per reset, on a card whose
+    /// ATR offers a speed).
+    pub pps: u64,
 }
 
 fn add(total: &mut Counts, more: &Counts) {
