@@ -238,6 +238,36 @@ impl<T: Transport> PivClient<T> {
         public_from_template(template, algorithm)
     }
 
+    /// IMPORT ASYMMETRIC KEY (Yubico's `FE`) of an RSA key of `algorithm`
+    /// from its CRT parts, big-endian: p, q, dP, dQ and qInv, each padded
+    /// or trimmed to half the modulus (as the card stores them). The card
+    /// checks the parts and computes the modulus itself.
+    pub fn import_rsa(
+        &mut self,
+        slot: Slot,
+        algorithm: Algorithm,
+        parts: [&[u8]; 5],
+    ) -> Result<()> {
+        let half = algorithm
+            .rsa_bits()
+            .ok_or(ClientError::Malformed("not an RSA algorithm"))?
+            / 16;
+        let mut data = Vec::new();
+        for (tag, part) in (0x01..).zip(parts) {
+            let digits = &part[part.iter().take_while(|&&b| b == 0).count()..];
+            if digits.len() > half {
+                return Err(ClientError::Malformed(
+                    "an RSA part longer than half the modulus",
+                ));
+            }
+            let mut field = vec![0u8; half - digits.len()];
+            field.extend_from_slice(digits);
+            data.extend(tlv(tag, &field));
+        }
+        self.call(Instruction::ImportKey, algorithm.byte(), slot.byte(), &data)
+            .map(drop)
+    }
+
     /// The public point of the key in `slot`, if any.
     pub fn public_key(&mut self, slot: Slot) -> Result<Option<Vec<u8>>> {
         Ok(self.key_metadata(slot)?.map(|(_, public)| public))
