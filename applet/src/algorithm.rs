@@ -79,6 +79,29 @@ impl Algorithm {
         }
     }
 
+    /// Whether this build of the card has the algorithm (the applet's
+    /// cargo features `rsa`, `p384`, `ed25519`, `x25519`; P-256 always).
+    pub const fn is_built(self) -> bool {
+        match self {
+            Algorithm::Rsa1024 | Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => {
+                cfg!(feature = "rsa")
+            }
+            Algorithm::P256 => true,
+            Algorithm::P384 => cfg!(feature = "p384"),
+            Algorithm::Ed25519 => cfg!(feature = "ed25519"),
+            Algorithm::X25519 => cfg!(feature = "x25519"),
+        }
+    }
+
+    /// The algorithm an identifier byte names, if this build has it: what
+    /// the card takes in GENERATE, IMPORT and GENERAL AUTHENTICATE.
+    pub const fn built(b: u8) -> Option<Algorithm> {
+        match Algorithm::from_byte(b) {
+            Some(a) if a.is_built() => Some(a),
+            _ => None,
+        }
+    }
+
     /// The modulus length in bits, for RSA.
     pub const fn rsa_bits(self) -> Option<usize> {
         match self {
@@ -131,10 +154,26 @@ impl Algorithm {
     }
 }
 
-/// The longest public key ([`Algorithm::public_len`]): an RSA-4096 modulus.
-pub const MAX_PUBLIC: usize = 512;
-/// The longest private key ([`Algorithm::secret_len`]): RSA-4096 in CRT form.
-pub const MAX_SECRET: usize = 1_280;
+/// The longest public key ([`Algorithm::public_len`]) this build has: an
+/// RSA-4096 modulus, a P-384 point or a P-256 point. The key buffers on
+/// the card's stack are this long, so a build without RSA saves most of
+/// them.
+pub const MAX_PUBLIC: usize = if cfg!(feature = "rsa") {
+    512
+} else if cfg!(feature = "p384") {
+    97
+} else {
+    65
+};
+/// The longest private key ([`Algorithm::secret_len`]) this build has:
+/// RSA-4096 in CRT form, a P-384 scalar, or 32 bytes.
+pub const MAX_SECRET: usize = if cfg!(feature = "rsa") {
+    1_280
+} else if cfg!(feature = "p384") {
+    48
+} else {
+    32
+};
 
 // Every private key fits what the device key can seal.
 const _: () = assert!(MAX_SECRET <= crate::secrets::MAX_SECRET);
@@ -147,6 +186,9 @@ mod tests {
     fn identifiers_round_trip_and_sizes_fit_the_bounds() {
         for alg in Algorithm::ALL {
             assert_eq!(Algorithm::from_byte(alg.byte()), Some(alg));
+            if alg.is_built() {
+                assert!(alg.public_len() <= MAX_PUBLIC && alg.secret_len() <= MAX_SECRET);
+            }
             assert!(alg.public_len() <= MAX_PUBLIC);
             assert!(alg.secret_len() <= MAX_SECRET);
             assert!(alg.can(Use::Sign) || alg.can(Use::Agree));

@@ -8,7 +8,7 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::algorithm::{Algorithm, MAX_PUBLIC, MAX_SECRET};
-use crate::crypto::{self, MAX_OUTPUT, Private, Shared};
+use crate::crypto::{MAX_OUTPUT, Private, Shared};
 use crate::error::{Error, Result};
 use crate::secrets::{Binding, DeviceKey, Purpose, sealed_len};
 use crate::session::{Admin, Authorized, PinVerified};
@@ -170,6 +170,10 @@ impl KeyRecord {
             return Err(Error::Tampered);
         };
         let algorithm = Algorithm::from_byte(*algorithm).ok_or(Error::Tampered)?;
+        // A key this build cannot use (a card made by a fuller build).
+        if !algorithm.is_built() {
+            return Err(Error::Unsupported);
+        }
         if *version != VERSION || rec.len() != record_len(algorithm) {
             return Err(Error::Tampered);
         }
@@ -392,7 +396,8 @@ pub(crate) fn attestation_key(rng: &mut dyn CryptoRng) -> Result<Private> {
 /// What an IMPORT carries: the private key's parts by Yubico's tags.
 pub enum Imported<'a> {
     /// RSA CRT parts (`01`–`05`).
-    Rsa(crypto::rsa::Parts<'a>),
+    #[cfg(feature = "rsa")]
+    Rsa(crate::crypto::rsa::Parts<'a>),
     /// An EC scalar (`06`), an Ed25519 seed (`07`) or an X25519 secret
     /// (`08`).
     Scalar(&'a [u8]),
@@ -403,6 +408,7 @@ pub enum Imported<'a> {
 /// 25519 secrets, RSA parts that belong together.
 pub fn import(algorithm: Algorithm, key: &Imported<'_>, _admin: &Admin) -> Result<Private> {
     match key {
+        #[cfg(feature = "rsa")]
         Imported::Rsa(parts) => Private::from_rsa_parts(algorithm, parts),
         Imported::Scalar(bytes) if algorithm.rsa_bits().is_none() => {
             Private::from_bytes(algorithm, bytes)

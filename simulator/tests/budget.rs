@@ -3,6 +3,8 @@
 //!   (`.data` + `.bss` + the stack's measured peak) of the release image,
 //!   and the flash and static RAM of the same card built for the
 //!   STM32F429 board (built, never run here);
+//! - the same for the Series 9 build (P-256 and P-384 only, `--features
+//!   series9`), with its instructions and stack on the steps it can run;
 //! - instructions under `qemu-system-arm -icount shift=0` (deterministic:
 //!   the same image, flash and commands give the same count every run) for
 //!   boot to ATR, SELECT, VERIFY, GENERATE and sign with P-256 and
@@ -28,7 +30,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Transport};
-use harness::{Harness, Kind, firmware_elf, root};
+use harness::{Harness, Kind, firmware_elf, root, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
 /// What the firmware's debug port said of one APDU.
@@ -147,7 +149,7 @@ fn stm32f429_elf() -> PathBuf {
     let target = dir.join("target/stm32f429");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--locked", "--no-default-features"])
-        .args(["--features", "board-stm32f429"])
+        .args(["--features", "board-stm32f429,full"])
         .arg("--target-dir")
         .arg(&target)
         .current_dir(&dir)
@@ -180,8 +182,15 @@ fn sections(elf: &Path) -> BTreeMap<String, u64> {
 /// One measured step of the scenario.
 type Step = Box<dyn FnOnce(&mut PivClient<Counted>)>;
 
-fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
-    let mut fw = Firmware::new(elf.to_path_buf(), fresh_flash(dir, "icount.flash"));
+/// The steps' figures on the image at `elf`: all of them, or with
+/// `rsa` false (a build without RSA) the steps that use none.
+fn instructions(elf: &Path, dir: &Path, rsa: bool) -> BTreeMap<&'static str, Exchange> {
+    let name = if rsa {
+        "icount.flash"
+    } else {
+        "icount-series9.flash"
+    };
+    let mut fw = Firmware::new(elf.to_path_buf(), fresh_flash(dir, name));
     fw.icount = true;
     let mut card = FirmwareCard::new(fw);
     card.boot().unwrap();
@@ -236,7 +245,9 @@ fn instructions(elf: &Path, dir: &Path) -> BTreeMap<&'static str, Exchange> {
     // The management-key handshake and the PIN before the RSA sign are
     // measured with the steps they serve; the figures file says so.
     for (name, step) in steps {
-        figures.insert(name, Counted::measure(&mut c, step));
+        if rsa || !name.ends_with("rsa2048") {
+            figures.insert(name, Counted::measure(&mut c, step));
+        }
     }
     figures
 }
@@ -324,14 +335,25 @@ fn firmware_figures_are_within_their_budgets() {
     let (flash, statics) = footprint(&elf);
     let (stm32_flash, stm32_statics) = footprint(&stm32f429_elf());
 
-    let figures = instructions(&elf, dir.path());
+    let figures = instructions(&elf, dir.path(), true);
     let peak = figures.values().map(|e| e.stack).max().unwrap_or(0);
+    let series9 = series9_elf();
+    let (s9_flash, s9_statics) = footprint(&series9);
+    let s9_figures = instructions(&series9, dir.path(), false);
+    let s9_peak = s9_figures.values().map(|e| e.stack).max().unwrap_or(0);
     let bare = baseline_sign(dir.path());
 
     let mut measured: BTreeMap<String, u64> = BTreeMap::new();
     measured.insert("flash_bytes".into(), flash);
     measured.insert("ram_static_bytes".into(), statics);
     measured.insert("ram_bytes".into(), statics + peak);
+    measured.insert("series9_flash_bytes".into(), s9_flash);
+    measured.insert("series9_ram_static_bytes".into(), s9_statics);
+    measured.insert("series9_ram_bytes".into(), s9_statics + s9_peak);
+    for (name, e) in &s9_figures {
+        measured.insert(format!("series9_insn_{name}"), e.ns);
+        measured.insert(format!("series9_stack_{name}"), e.stack);
+    }
     measured.insert("stm32f429_flash_bytes".into(), stm32_flash);
     measured.insert("stm32f429_ram_static_bytes".into(), stm32_statics);
     for (name, e) in &figures {
@@ -346,6 +368,15 @@ fn firmware_figures_are_within_their_budgets() {
         statics + peak,
         (statics + peak) as f64 / 24576.0
     );
+    println!(
+        "Series 9 build (P-256, P-384): flash {s9_flash} B (goal 131072: {:.2}x); RAM {s9_statics} B static + {s9_peak} B peak stack = {} B (goal 16384: {:.2}x)",
+        s9_flash as f64 / 131072.0,
+        s9_statics + s9_peak,
+        (s9_statics + s9_peak) as f64 / 16384.0
+    );
+    for (name, e) in &s9_figures {
+        println!("  series9 {name:<16} {:>14} {:>10}", e.ns, e.stack);
+    }
     println!(
         "STM32F429 board: flash {stm32_flash} B, RAM {stm32_statics} B static (its stack is the same card's)"
     );

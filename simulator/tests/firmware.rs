@@ -8,7 +8,7 @@ mod harness;
 use std::path::Path;
 
 use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Transport};
-use harness::firmware_elf;
+use harness::{firmware_elf, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, Make};
 use virtual_reader::vpcd::{Frame, Outcome, Respond};
@@ -376,4 +376,72 @@ fn the_reader_asks_for_the_speed_the_atr_offers() {
         assert_eq!(c.tries(0x80).unwrap().0, 3);
         assert_eq!(c.into_inner().figures().pps, pps, "{profile:?}");
     }
+}
+
+/// The Series 9 build carries P-256 and P-384 alone: SELECT lists only
+/// those (after the management-key algorithms), and a request for another
+/// algorithm is answered as by a card without it: `6A 80` for the
+/// algorithm in a GENERATE template, `6A 86` for it as the P1 of IMPORT or
+/// GENERAL AUTHENTICATE. What it has works.
+#[test]
+fn the_series9_build_has_p256_and_p384_and_refuses_the_rest() {
+    use client::{Algorithm, Slot};
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("card.flash");
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_131, virtual_card::Profile::Series9),
+        Entropy::Seed(15),
+    )
+    .unwrap();
+    let mut c = PivClient::new(FirmwareCard::new(Firmware::new(series9_elf(), flash)));
+    let fci = c
+        .raw(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
+        .unwrap();
+    let listed: Vec<u8> = fci
+        .windows(3)
+        .filter(|w| w[0] == 0x80 && w[1] == 0x01)
+        .map(|w| w[2])
+        .collect();
+    assert_eq!(listed, [0x03, 0x08, 0x0A, 0x0C, 0x11, 0x14]);
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    for algorithm in [Algorithm::Rsa2048, Algorithm::Ed25519, Algorithm::X25519] {
+        let generate = [
+            0x00,
+            0x47,
+            0x00,
+            0x9A,
+            0x05,
+            0xAC,
+            0x03,
+            0x80,
+            0x01,
+            algorithm.byte(),
+        ];
+        assert_eq!(c.raw(&generate).unwrap(), [0x6A, 0x80], "{algorithm:?}");
+        let sign = [
+            0x00,
+            0x87,
+            algorithm.byte(),
+            0x9A,
+            0x04,
+            0x7C,
+            0x02,
+            0x81,
+            0x00,
+        ];
+        assert_eq!(c.raw(&sign).unwrap(), [0x6A, 0x86], "{algorithm:?}");
+    }
+    let import = [0x00, 0xFE, 0x07, 0x9A, 0x03, 0x01, 0x01, 0x01];
+    assert_eq!(c.raw(&import).unwrap(), [0x6A, 0x86]);
+    for algorithm in [Algorithm::P256, Algorithm::P384] {
+        c.generate_key(Slot::Authentication, algorithm, false)
+            .unwrap();
+    }
+    c.verify_pin(b"123456").unwrap();
+    let digest = [0x5A; 48];
+    let signature = c
+        .private_operation(Slot::Authentication, Algorithm::P384, 0x81, &digest)
+        .unwrap();
+    assert_eq!(signature[0], 0x30, "a DER ECDSA signature");
 }

@@ -53,7 +53,7 @@ impl<'a> Request<'a> {
             });
         }
         let slot = Slot::from_byte(cmd.p2())?;
-        let algorithm = Algorithm::from_byte(cmd.p1()).ok_or(Error::BadParameters)?;
+        let algorithm = Algorithm::built(cmd.p1()).ok_or(Error::BadParameters)?;
         // A key operation asks for its answer with an empty `82`.
         if t.response != Some(&[]) || t.witness.is_some() {
             return Err(Error::BadData);

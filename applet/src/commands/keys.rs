@@ -12,6 +12,7 @@ use crate::admin::ManagementKey;
 use crate::algorithm::{Algorithm, RSA_EXPONENT};
 use crate::attest::Subject;
 use crate::crypto::Private;
+#[cfg(feature = "rsa")]
 use crate::crypto::rsa::Parts;
 use crate::error::{Error, Result};
 use crate::ins::KEY_REF_ADMIN;
@@ -84,7 +85,7 @@ impl Generate {
             }
         }
         let algorithm = match alg {
-            Some([b]) => Algorithm::from_byte(*b).ok_or(Error::BadData)?,
+            Some([b]) => Algorithm::built(*b).ok_or(Error::BadData)?,
             _ => return Err(Error::BadData),
         };
         Ok(Generate {
@@ -151,7 +152,7 @@ struct Import<'a> {
 
 impl<'a> Import<'a> {
     fn parse(cmd: &'a Command<'a>) -> Result<Import<'a>> {
-        let algorithm = Algorithm::from_byte(cmd.p1()).ok_or(Error::BadParameters)?;
+        let algorithm = Algorithm::built(cmd.p1()).ok_or(Error::BadParameters)?;
         let slot = Slot::from_byte(cmd.p2())?;
         // The attestation key signs certificates with ECDSA on P-256.
         if slot == Slot::Attestation && algorithm != Algorithm::P256 {
@@ -175,6 +176,7 @@ impl<'a> Import<'a> {
         }
         // Exactly the parts of this algorithm, nothing else.
         let key = match (algorithm, fields) {
+            #[cfg(feature = "rsa")]
             (
                 _,
                 [

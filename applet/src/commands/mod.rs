@@ -29,10 +29,11 @@ pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Re
         })?;
         w.tlv(Tag::constant(0x50), b"s9card PIV")?;
         w.nested(Tag::constant(0xAC), |w| {
-            // The management-key algorithms, then every slot algorithm, so
-            // that OpenSC offers what the card has.
+            // The management-key algorithms, then every slot algorithm this
+            // build has, so that OpenSC offers what the card has.
             let admin = [0x03, 0x08, 0x0A, 0x0C];
-            for alg in admin.into_iter().chain(Algorithm::ALL.map(Algorithm::byte)) {
+            let slots = Algorithm::ALL.into_iter().filter(|a| a.is_built());
+            for alg in admin.into_iter().chain(slots.map(Algorithm::byte)) {
                 w.tlv(Tag::constant(0x80), &[alg])?;
             }
             w.tlv(Tag::constant(0x06), &[0x00])

@@ -5,6 +5,7 @@
 //! about slots, policies or the store: [`crate::keys`] does.
 
 mod ec;
+#[cfg(feature = "rsa")]
 pub mod rsa;
 
 use p256::elliptic_curve::Generate;
@@ -14,8 +15,15 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::algorithm::{Algorithm, MAX_PUBLIC, MAX_SECRET};
 use crate::error::{Error, Result};
 
-/// The longest answer a key gives: an RSA-4096 block.
-pub const MAX_OUTPUT: usize = 512;
+/// The longest answer a key of this build gives: an RSA-4096 block, or
+/// a DER ECDSA signature on P-384 (104 bytes) or P-256 (72).
+pub const MAX_OUTPUT: usize = if cfg!(feature = "rsa") {
+    512
+} else if cfg!(feature = "p384") {
+    104
+} else {
+    72
+};
 
 /// A private key, opened.
 #[allow(
@@ -23,7 +31,8 @@ pub const MAX_OUTPUT: usize = 512;
     reason = "lives on the stack for one command; there is no heap to box it in"
 )]
 pub enum Private {
-    /// RSA as its CRT parts in the sealed form ([`rsa`]).
+    /// RSA as its CRT parts in the sealed form (`rsa`).
+    #[cfg(feature = "rsa")]
     Rsa {
         /// Which RSA size.
         algorithm: Algorithm,
@@ -33,10 +42,12 @@ pub enum Private {
     /// A P-256 scalar.
     P256(p256::SecretKey),
     /// A P-384 scalar.
+    #[cfg(feature = "p384")]
     P384(p384::SecretKey),
     /// An Ed25519 key: its 32-byte seed, and its public key (from the
     /// key record, whose seal authenticates it, so that signing does not
     /// spend a scalar multiplication recomputing it).
+    #[cfg(feature = "ed25519")]
     Ed25519 {
         /// The seed.
         seed: Zeroizing<[u8; 32]>,
@@ -44,6 +55,7 @@ pub enum Private {
         public: [u8; 32],
     },
     /// An X25519 secret.
+    #[cfg(feature = "x25519")]
     X25519(x25519_dalek::StaticSecret),
 }
 
@@ -66,13 +78,19 @@ impl Private {
     pub fn generate(algorithm: Algorithm, rng: &mut dyn CryptoRng) -> Result<Private> {
         Ok(match algorithm {
             Algorithm::P256 => Private::P256(p256::SecretKey::generate_from_rng(rng)),
+            #[cfg(feature = "p384")]
             Algorithm::P384 => Private::P384(p384::SecretKey::generate_from_rng(rng)),
+            #[cfg(any(feature = "ed25519", feature = "x25519"))]
             Algorithm::Ed25519 | Algorithm::X25519 => {
                 let mut seed = Zeroizing::new([0u8; 32]);
                 rng.fill_bytes(&mut *seed);
                 Private::from_bytes(algorithm, &*seed)?
             }
-            rsa_alg => {
+            #[cfg(feature = "rsa")]
+            rsa_alg @ (Algorithm::Rsa1024
+            | Algorithm::Rsa2048
+            | Algorithm::Rsa3072
+            | Algorithm::Rsa4096) => {
                 let bits = rsa_alg.rsa_bits().ok_or(Error::Unsupported)?;
                 let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
                 let mut modulus = [0u8; MAX_PUBLIC];
@@ -91,6 +109,9 @@ impl Private {
                     parts,
                 }
             }
+            // What this build leaves out.
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::Unsupported),
         })
     }
 
@@ -102,6 +123,7 @@ impl Private {
             return Err(Error::BadData);
         }
         // Only called for the 32-byte 25519 secrets (length checked above).
+        #[cfg(any(feature = "ed25519", feature = "x25519"))]
         let seed = || {
             let mut seed = Zeroizing::new([0u8; 32]);
             seed.copy_from_slice(bytes);
@@ -111,9 +133,11 @@ impl Private {
             Algorithm::P256 => {
                 Private::P256(p256::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
             }
+            #[cfg(feature = "p384")]
             Algorithm::P384 => {
                 Private::P384(p384::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
             }
+            #[cfg(feature = "ed25519")]
             Algorithm::Ed25519 => {
                 let seed = seed();
                 let public = ed25519_dalek::SigningKey::from_bytes(&seed)
@@ -121,8 +145,13 @@ impl Private {
                     .to_bytes();
                 Private::Ed25519 { seed, public }
             }
+            #[cfg(feature = "x25519")]
             Algorithm::X25519 => Private::X25519(x25519_dalek::StaticSecret::from(*seed())),
-            rsa_alg => {
+            #[cfg(feature = "rsa")]
+            rsa_alg @ (Algorithm::Rsa1024
+            | Algorithm::Rsa2048
+            | Algorithm::Rsa3072
+            | Algorithm::Rsa4096) => {
                 let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
                 parts
                     .get_mut(..bytes.len())
@@ -133,6 +162,8 @@ impl Private {
                     parts,
                 }
             }
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::Unsupported),
         })
     }
 
@@ -140,8 +171,10 @@ impl Private {
     /// beside it (authenticated by the same seal): as
     /// [`Private::from_bytes`], without deriving what the record already
     /// says.
+    #[cfg_attr(not(feature = "ed25519"), allow(unused_variables))]
     pub fn from_sealed(algorithm: Algorithm, bytes: &[u8], public: &[u8]) -> Result<Private> {
         match algorithm {
+            #[cfg(feature = "ed25519")]
             Algorithm::Ed25519 => {
                 let mut seed = Zeroizing::new([0u8; 32]);
                 seed.copy_from_slice(bytes.get(..32).ok_or(Error::BadData)?);
@@ -156,6 +189,7 @@ impl Private {
     }
 
     /// An RSA key from imported CRT parts, checked ([`rsa::import`]).
+    #[cfg(feature = "rsa")]
     pub fn from_rsa_parts(algorithm: Algorithm, key: &rsa::Parts<'_>) -> Result<Private> {
         let bits = algorithm.rsa_bits().ok_or(Error::BadParameters)?;
         let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
@@ -167,10 +201,14 @@ impl Private {
     /// Which algorithm this key is for.
     pub const fn algorithm(&self) -> Algorithm {
         match self {
+            #[cfg(feature = "rsa")]
             Private::Rsa { algorithm, .. } => *algorithm,
             Private::P256(_) => Algorithm::P256,
+            #[cfg(feature = "p384")]
             Private::P384(_) => Algorithm::P384,
+            #[cfg(feature = "ed25519")]
             Private::Ed25519 { .. } => Algorithm::Ed25519,
+            #[cfg(feature = "x25519")]
             Private::X25519(_) => Algorithm::X25519,
         }
     }
@@ -180,12 +218,16 @@ impl Private {
         let len = self.algorithm().secret_len();
         let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
         match self {
+            #[cfg(feature = "rsa")]
             Private::Rsa { parts, .. } => {
                 dst.copy_from_slice(parts.get(..len).ok_or(Error::NoSpace)?)
             }
             Private::P256(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
+            #[cfg(feature = "p384")]
             Private::P384(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
+            #[cfg(feature = "ed25519")]
             Private::Ed25519 { seed, .. } => dst.copy_from_slice(&**seed),
+            #[cfg(feature = "x25519")]
             Private::X25519(k) => dst.copy_from_slice(&*Zeroizing::new(k.to_bytes())),
         }
         Ok(dst)
@@ -197,12 +239,16 @@ impl Private {
         let len = self.algorithm().public_len();
         let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
         match self {
+            #[cfg(feature = "rsa")]
             Private::Rsa { algorithm, parts } => {
                 rsa::modulus(parts.get(..algorithm.secret_len()).unwrap_or_default(), dst)?
             }
             Private::P256(k) => ec::public(k, dst)?,
+            #[cfg(feature = "p384")]
             Private::P384(k) => ec::public(k, dst)?,
+            #[cfg(feature = "ed25519")]
             Private::Ed25519 { public, .. } => dst.copy_from_slice(public),
+            #[cfg(feature = "x25519")]
             Private::X25519(k) => dst.copy_from_slice(x25519_dalek::PublicKey::from(k).as_bytes()),
         }
         Ok(dst)
@@ -226,7 +272,10 @@ impl Private {
         out: &'o mut [u8; MAX_OUTPUT],
         rng: &mut dyn CryptoRng,
     ) -> Result<&'o [u8]> {
+        // The RNG blinds RSA alone.
+        let _ = &rng;
         match self {
+            #[cfg(feature = "rsa")]
             Private::Rsa { algorithm, parts } => {
                 let len = algorithm.public_len();
                 let dst = out.get_mut(..len).ok_or(Error::NoSpace)?;
@@ -239,7 +288,9 @@ impl Private {
                 Ok(dst)
             }
             Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, public, input, out),
+            #[cfg(feature = "p384")]
             Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, public, input, out),
+            #[cfg(feature = "ed25519")]
             Private::Ed25519 { seed, public: own } => {
                 // The public key kept with the seed must be the record's.
                 if !crate::secrets::same(own, public) {
@@ -254,6 +305,7 @@ impl Private {
                 dst.copy_from_slice(&signature);
                 Ok(dst)
             }
+            #[cfg(feature = "x25519")]
             Private::X25519(_) => Err(Error::BadData),
         }
     }
@@ -272,10 +324,12 @@ impl Private {
                 ec::agree(k, peer, &mut shared.bytes)?;
                 32
             }
+            #[cfg(feature = "p384")]
             Private::P384(k) => {
                 ec::agree(k, peer, &mut shared.bytes)?;
                 48
             }
+            #[cfg(feature = "x25519")]
             Private::X25519(k) => {
                 let peer: [u8; 32] = peer.try_into().map_err(|_| Error::BadData)?;
                 let secret = k.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
@@ -286,7 +340,10 @@ impl Private {
                 dst.copy_from_slice(secret.as_bytes());
                 32
             }
-            Private::Rsa { .. } | Private::Ed25519 { .. } => return Err(Error::BadData),
+            #[cfg(feature = "rsa")]
+            Private::Rsa { .. } => return Err(Error::BadData),
+            #[cfg(feature = "ed25519")]
+            Private::Ed25519 { .. } => return Err(Error::BadData),
         };
         Ok(shared)
     }
@@ -294,6 +351,7 @@ impl Private {
 
 /// An Ed25519 signature. Not inlined, nor is its check: each one's
 /// working space is gone before the other's begins.
+#[cfg(feature = "ed25519")]
 #[inline(never)]
 fn ed25519_sign(
     seed: &[u8; 32],
@@ -305,6 +363,7 @@ fn ed25519_sign(
 }
 
 /// Checks an Ed25519 signature just made against the record's public key.
+#[cfg(feature = "ed25519")]
 #[inline(never)]
 fn ed25519_verify(
     public: &ed25519_dalek::VerifyingKey,
@@ -336,7 +395,10 @@ mod tests {
     /// signs nothing, and says `65 81`.
     #[test]
     fn a_signature_that_does_not_verify_never_leaves() {
-        for algorithm in [Algorithm::P256, Algorithm::P384, Algorithm::Ed25519] {
+        for algorithm in [Algorithm::P256, Algorithm::P384, Algorithm::Ed25519]
+            .into_iter()
+            .filter(|a| a.is_built())
+        {
             let len = algorithm.public_len();
             let (signer, public) = key(algorithm, 1);
             let (_, other) = key(algorithm, 2);

@@ -86,6 +86,28 @@ pub fn firmware_elf() -> PathBuf {
         .clone()
 }
 
+/// The Series 9 build of the firmware (P-256 and P-384 only: `--features
+/// series9`), built once per test binary in a target dir of its own.
+pub fn series9_elf() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = root().join("firmware");
+            let target = dir.join("target/series9");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--locked", "--no-default-features"])
+                .args(["--features", "board-mps2,series9"])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(&dir)
+                .status()
+                .expect("cargo");
+            assert!(status.success(), "building the Series 9 firmware failed");
+            target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+        })
+        .clone()
+}
+
 /// Runs a command, returning its output.
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
