@@ -422,6 +422,16 @@ impl Qemu {
         Ok((qemu, atr))
     }
 
+    /// The I/O UART as the T=1 reader's line.
+    fn line<'q>(&'q mut self, bwt: Duration, noise: Option<&'q mut LineNoise>) -> UartLine<'q> {
+        UartLine {
+            io: &mut self.io,
+            panicked: &self.debug.panicked,
+            bwt,
+            noise,
+        }
+    }
+
     /// Drives VCC and RST; after a reset, the card's new ATR.
     fn contact(&mut self, contact: Contact) -> io::Result<Option<Vec<u8>>> {
         let byte = match contact {
@@ -460,9 +470,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The firmware's I/O line as the T=1 reader's [`Line`], with the faults
+/// The firmware's I/O UART as the T=1 reader's [`Line`], with the faults
 /// the reader model injects.
-struct IoLine<'q> {
+struct UartLine<'q> {
     io: &'q mut UnixStream,
     panicked: &'q AtomicBool,
     bwt: Duration,
@@ -473,7 +483,7 @@ struct IoLine<'q> {
 /// real `FF` (see `firmware/src/board/contacts.rs`).
 const ESCAPE: u8 = 0xFF;
 
-impl IoLine<'_> {
+impl UartLine<'_> {
     /// The characters of `block` as the card's UART receives them: `None`
     /// if the line lost its first one (no block reached the card).
     fn for_card(&mut self, block: &[u8]) -> Option<Vec<(Vec<u8>, bool)>> {
@@ -550,6 +560,44 @@ impl IoLine<'_> {
         self.io.set_nonblocking(false)?;
         drained
     }
+
+    /// Writes what [`UartLine::for_card`] made of a block: its runs of
+    /// bytes, each after a pause if the line delays it (2 ms, well within
+    /// the card's character waiting time).
+    fn write_runs(&mut self, runs: Vec<(Vec<u8>, bool)>) -> io::Result<()> {
+        for (run, pause) in runs {
+            if pause {
+                thread::sleep(Duration::from_millis(2));
+            }
+            self.io.write_all(&run)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a PPS request and reads the card's answer (PPSS, PPS0, the
+    /// PPS1-3 it announces, PCK) as the line delivers it; `None` if none
+    /// came.
+    fn pps(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.drain_stale()?;
+        let Some(runs) = self.for_card(request) else {
+            return Ok(None);
+        };
+        self.write_runs(runs)?;
+        let mut answer = vec![0u8; 2];
+        if !self.read_by(&mut answer, Instant::now() + PPS_TIMEOUT)? {
+            return Ok(None);
+        }
+        let more = 1 + (answer[1] >> 4 & 0x07).count_ones() as usize;
+        let mut rest = vec![0u8; more];
+        if !self.read_by(&mut rest, Instant::now() + CHARACTER_TIMEOUT)? {
+            return Ok(None);
+        }
+        answer.extend_from_slice(&rest);
+        Ok(match self.noise.as_mut() {
+            Some(noise) => noise.receive(&answer),
+            None => Some(answer),
+        })
+    }
 }
 
 /// How long a card may take to answer a PPS request: its initial waiting
@@ -574,36 +622,7 @@ fn pps_request(atr: &[u8]) -> Option<Vec<u8>> {
     Some(vec![0xFF, 0x11, ta1, 0xFF ^ 0x11 ^ ta1])
 }
 
-impl IoLine<'_> {
-    /// Sends a PPS request and reads the card's answer (PPSS, PPS0, the
-    /// PPS1-3 it announces, PCK) as the line delivers it; `None` if none
-    /// came.
-    fn pps(&mut self, request: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        self.drain_stale()?;
-        let Some(runs) = self.for_card(request) else {
-            return Ok(None);
-        };
-        for (run, _) in runs {
-            self.io.write_all(&run)?;
-        }
-        let mut answer = vec![0u8; 2];
-        if !self.read_by(&mut answer, Instant::now() + PPS_TIMEOUT)? {
-            return Ok(None);
-        }
-        let more = 1 + (answer[1] >> 4 & 0x07).count_ones() as usize;
-        let mut rest = vec![0u8; more];
-        if !self.read_by(&mut rest, Instant::now() + CHARACTER_TIMEOUT)? {
-            return Ok(None);
-        }
-        answer.extend_from_slice(&rest);
-        Ok(match self.noise.as_mut() {
-            Some(noise) => noise.receive(&answer),
-            None => Some(answer),
-        })
-    }
-}
-
-impl Line for IoLine<'_> {
+impl Line for UartLine<'_> {
     fn exchange(&mut self, block: &[u8], waits: u8) -> io::Result<Option<Vec<u8>>> {
         self.drain_stale()?;
         let Some(runs) = self.for_card(block) else {
@@ -611,12 +630,7 @@ impl Line for IoLine<'_> {
             // time passing, which the reader need not sit through.
             return Ok(None);
         };
-        for (run, pause) in runs {
-            if pause {
-                thread::sleep(Duration::from_millis(2));
-            }
-            self.io.write_all(&run)?;
-        }
+        self.write_runs(runs)?;
         let deadline = Instant::now() + self.bwt * u32::from(waits.max(1));
         let mut prologue = [0u8; 3];
         if !self.read_by(&mut prologue, deadline)? {
@@ -634,8 +648,8 @@ impl Line for IoLine<'_> {
     }
 }
 
-/// The reader's state for the card in it.
-struct Session {
+/// The reader's state for the card in it, from its boot.
+struct Inserted {
     qemu: Qemu,
     atr: Vec<u8>,
     /// T=1 from the last ATR on.
@@ -647,7 +661,7 @@ struct Session {
 /// A firmware card, booted on first use and again after QEMU dies.
 pub struct FirmwareCard {
     firmware: Firmware,
-    session: Option<Session>,
+    session: Option<Inserted>,
     pid: Arc<AtomicU32>,
     noise: Option<LineNoise>,
     /// Debug port lines read and not yet asked for.
@@ -688,7 +702,7 @@ impl FirmwareCard {
         let (qemu, atr) = Qemu::start(&self.firmware, &mut self.log)?;
         tracing::info!(pid = qemu.child.id(), atr = %hex::encode_upper(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
         self.pid.store(qemu.child.id(), Ordering::SeqCst);
-        let mut session = Session {
+        let mut session = Inserted {
             reader: reader_for(&atr, false).0,
             qemu,
             atr,
@@ -701,17 +715,12 @@ impl FirmwareCard {
 
     /// After an ATR: the speed the ATR offers (PPS), a new T=1 session,
     /// and the reader's IFSD.
-    fn negotiate(&mut self, session: &mut Session) -> io::Result<()> {
+    fn negotiate(&mut self, session: &mut Inserted) -> io::Result<()> {
         self.select_speed(session)?;
         let (reader, ifsd) = reader_for(&session.atr, self.noise.is_some());
         session.reader = reader;
-        let Session { qemu, reader, .. } = session;
-        let mut line = IoLine {
-            io: &mut qemu.io,
-            panicked: &qemu.debug.panicked,
-            bwt: self.firmware.bwt,
-            noise: self.noise.as_mut(),
-        };
+        let Inserted { qemu, reader, .. } = session;
+        let mut line = qemu.line(self.firmware.bwt, self.noise.as_mut());
         let set = reader.set_ifsd(&mut line, ifsd);
         add(&mut self.counts, &reader.counts);
         reader.counts = Counts::default();
@@ -724,17 +733,12 @@ impl FirmwareCard {
     /// and asks again, three times at most. QEMU's UART has no baud rate,
     /// so the speed changes nothing but the exchange is the card's to get
     /// right.
-    fn select_speed(&mut self, session: &mut Session) -> io::Result<()> {
+    fn select_speed(&mut self, session: &mut Inserted) -> io::Result<()> {
         for _ in 0..PPS_TRIES {
             let Some(request) = pps_request(&session.atr) else {
                 return Ok(());
             };
-            let mut line = IoLine {
-                io: &mut session.qemu.io,
-                panicked: &session.qemu.debug.panicked,
-                bwt: self.firmware.bwt,
-                noise: self.noise.as_mut(),
-            };
+            let mut line = session.qemu.line(self.firmware.bwt, self.noise.as_mut());
             match line.pps(&request)? {
                 // Echoed: that speed; without PPS1: the default.
                 Some(answer) if answer == request || answer == PPS_DEFAULT => {
@@ -810,7 +814,7 @@ impl FirmwareCard {
 
     fn exchange_in(
         &mut self,
-        session: &mut Session,
+        session: &mut Inserted,
         frame: Frame<'_>,
     ) -> io::Result<Option<ResponseApdu>> {
         let contact = match frame {
@@ -832,20 +836,15 @@ impl FirmwareCard {
 
     /// One command over T=1, and the card's report of running it: its
     /// secrecy verdict, and its number, which must be the next.
-    fn command(&mut self, session: &mut Session, apdu: &[u8]) -> io::Result<ResponseApdu> {
+    fn command(&mut self, session: &mut Inserted, apdu: &[u8]) -> io::Result<ResponseApdu> {
         self.sent += 1;
-        let Session {
+        let Inserted {
             qemu,
             reader,
             commands,
             ..
         } = session;
-        let mut line = IoLine {
-            io: &mut qemu.io,
-            panicked: &qemu.debug.panicked,
-            bwt: self.firmware.bwt,
-            noise: self.noise.as_mut(),
-        };
+        let mut line = qemu.line(self.firmware.bwt, self.noise.as_mut());
         let answer = reader.transmit(&mut line, apdu);
         add(&mut self.counts, &reader.counts);
         reader.counts = Counts::default();
