@@ -3,8 +3,9 @@
 //!
 //! The reader drives two of them, VCC and RST, which reach the card as
 //! [`Contact`] events; the third, I/O, is a half-duplex serial line. After
-//! every reset the card sends its ATR on I/O, then answers T=1 blocks
-//! ([`crate::t1`]) for as long as it is powered. A board gives the card its
+//! every reset the card sends its ATR on I/O, answers a PPS request if
+//! one comes first (ISO 7816-3 §9), then answers T=1 blocks ([`crate::t1`])
+//! for as long as it is powered. A board gives the card its
 //! contacts through [`IoLine`]: the characters it received, with their
 //! parity verdict, the silence after the last one, and the contacts'
 //! changes. [`serve`] is the whole session; the card behind it is any
@@ -13,9 +14,11 @@
 //! Timing is the board's: it alone knows its clock. It reports
 //! [`Signal::Quiet`] when a block's next character does not come within the
 //! character waiting time (CWT), which is how a card tells a block cut short
-//! from one still arriving; the block waiting time (BWT) is the reader's to
-//! keep, and the card asks for more of it ([`Respond::waiting_time`]) before
-//! a command that will outlast it.
+//! from one still arriving, and when nothing follows a block within the
+//! block guard time (BGT), which is how it knows the block is what it
+//! seems; the block waiting time (BWT) is the reader's to keep, and the
+//! card asks for more of it ([`Respond::waiting_time`]) before a command
+//! that will outlast it.
 
 use embedded_io::Write;
 
@@ -41,7 +44,7 @@ pub enum Signal {
     Byte(u8),
     /// A character on I/O that failed its parity check.
     ParityError,
-    /// No character within the character waiting time.
+    /// No character within the time waited for ([`Wait`]).
     Quiet,
     /// VCC or RST changed.
     Contact(Contact),
