@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::contact::IoLine;
 use crate::entropy::{self, RatchetError, Seed};
-use crate::image::{HEADER_LEN, Header, HeaderError, KEY_STORE_LEN, RECORD_LEN};
+use crate::image::{Header, HeaderError, KEY_STORE_LEN, RECORD_LEN};
 use crate::store::{Store, StoreError};
 
 /// A board the card runs on.
@@ -37,7 +37,7 @@ pub trait Board {
     fn key_store(&mut self, keys: &mut [u8; KEY_STORE_LEN]);
 
     /// The store's flash: `len` bytes after the factory record's page
-    /// ([`HEADER_LEN`]).
+    /// ([`crate::image::HEADER_LEN`]).
     fn store(&mut self, len: usize) -> Self::Flash;
 
     /// The contacts, once the card is ready to answer reset.
@@ -128,7 +128,3 @@ fn factory_record<B: Board>(board: &mut B) -> Result<Header, HeaderError> {
     board.key_store(&mut keys);
     Header::decode_apart(&record, &keys)
 }
-
-// The store starts at the page after the record: the layout every board
-// shares with card images.
-const _: () = assert!(RECORD_LEN <= HEADER_LEN);

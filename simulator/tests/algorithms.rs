@@ -21,7 +21,14 @@ fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> (PathBuf, PathB
         args.extend(["-A", a]);
     }
     y(h, &args);
-    let cert = issue(h, &pubkey, &format!("holder {slot}"));
+    let cert = certify(h, slot, &pubkey);
+    (pubkey, cert)
+}
+
+/// Issues a certificate for the key in `slot` (public key in `pubkey`)
+/// and imports it into the slot; its path.
+fn certify(h: &Harness, slot: &str, pubkey: &Path) -> PathBuf {
+    let cert = issue(h, pubkey, &format!("holder {slot}"));
     y(
         h,
         &[
@@ -33,7 +40,7 @@ fn generate(h: &Harness, slot: &str, algorithm: Option<&str>) -> (PathBuf, PathB
             cert.to_str().unwrap(),
         ],
     );
-    (pubkey, cert)
+    cert
 }
 
 /// An RSA private key's parts, big-endian.
@@ -121,18 +128,7 @@ fn generate_or_import(h: &Harness, slot: &str, algorithm: Option<&str>) -> (Path
             pubkey.to_str().unwrap(),
         ],
     );
-    let cert = issue(h, &pubkey, &format!("holder {slot}"));
-    y(
-        h,
-        &[
-            "-a",
-            "import-certificate",
-            "-s",
-            slot,
-            "-i",
-            cert.to_str().unwrap(),
-        ],
-    );
+    let cert = certify(h, slot, &pubkey);
     (pubkey, cert)
 }
 

@@ -26,11 +26,10 @@ mod harness;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Transport};
-use harness::{Harness, Kind, firmware_elf, root, series9_elf};
+use harness::{Harness, Kind, build_firmware, firmware_elf, root, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
 /// What the firmware's debug port said of one APDU.
@@ -127,36 +126,22 @@ fn fresh_flash(dir: &Path, name: &str) -> PathBuf {
     flash
 }
 
-/// Builds the image with the bare-`p256` baseline, in its own target dir.
+/// The image with the bare-`p256` baseline, in its own target dir.
 fn baseline_elf() -> PathBuf {
-    let dir = root().join("firmware");
-    let target = dir.join("target/baseline");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--locked", "--features", "baseline"])
-        .arg("--target-dir")
-        .arg(&target)
-        .current_dir(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the baseline firmware failed");
-    target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+    build_firmware(Some("baseline"), &["--features", "baseline"])
 }
 
-/// Builds the image for the STM32F429 board, in its own target dir: it
-/// runs on no machine here, but its size is budgeted like QEMU's.
+/// The image for the STM32F429 board, in its own target dir: it runs on
+/// no machine here, but its size is budgeted like QEMU's.
 fn stm32f429_elf() -> PathBuf {
-    let dir = root().join("firmware");
-    let target = dir.join("target/stm32f429");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--locked", "--no-default-features"])
-        .args(["--features", "board-stm32f429,full"])
-        .arg("--target-dir")
-        .arg(&target)
-        .current_dir(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the STM32F429 firmware failed");
-    target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+    build_firmware(
+        Some("stm32f429"),
+        &[
+            "--no-default-features",
+            "--features",
+            "board-stm32f429,full",
+        ],
+    )
 }
 
 /// An image's flash (vectors, code, constants) and static RAM.

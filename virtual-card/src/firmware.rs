@@ -722,8 +722,7 @@ impl FirmwareCard {
         let Inserted { qemu, reader, .. } = session;
         let mut line = qemu.line(self.firmware.bwt, self.noise.as_mut());
         let set = reader.set_ifsd(&mut line, ifsd);
-        add(&mut self.counts, &reader.counts);
-        reader.counts = Counts::default();
+        self.counts += std::mem::take(&mut reader.counts);
         set.map_err(|e| io::Error::other(e.to_string()))
     }
 
@@ -846,8 +845,7 @@ impl FirmwareCard {
         } = session;
         let mut line = qemu.line(self.firmware.bwt, self.noise.as_mut());
         let answer = reader.transmit(&mut line, apdu);
-        add(&mut self.counts, &reader.counts);
-        reader.counts = Counts::default();
+        self.counts += std::mem::take(&mut reader.counts);
         let answer = answer.map_err(|e| io::Error::other(e.to_string()))?;
         // The report went out before the answer's first block.
         let report = qemu
@@ -888,14 +886,6 @@ pub struct LineFigures {
     /// PPS exchanges the card answered (one per reset, on a card whose
     /// ATR offers a speed).
     pub pps: u64,
-}
-
-fn add(total: &mut Counts, more: &Counts) {
-    total.blocks += more.blocks;
-    total.bad += more.bad;
-    total.retransmitted += more.retransmitted;
-    total.wtx += more.wtx;
-    total.resynchs += more.resynchs;
 }
 
 /// A number in a debug line's `name=value`.

@@ -8,7 +8,6 @@
 pub mod firmware;
 pub mod image;
 pub mod line_noise;
-pub mod link;
 pub mod t1_reader;
 
 use std::path::Path;

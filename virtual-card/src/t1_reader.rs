@@ -48,6 +48,16 @@ pub struct Counts {
     pub resynchs: u64,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, more: Counts) {
+        self.blocks += more.blocks;
+        self.bad += more.bad;
+        self.retransmitted += more.retransmitted;
+        self.wtx += more.wtx;
+        self.resynchs += more.resynchs;
+    }
+}
+
 /// The reader's T=1 state for one card session (from its ATR).
 #[derive(Clone, Debug)]
 pub struct Reader {

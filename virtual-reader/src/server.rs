@@ -601,7 +601,7 @@ fn serve_connection(
             ))
         }
         Ok(()) => Ok(()),
-        Err(e) => Err(virtual_card::link::io_error(e)),
+        Err(e) => Err(vpcd::io_error(e)),
     }
 }
 

@@ -17,3 +17,14 @@ pub mod stm32f429;
 pub fn sleep() {
     cortex_m::asm::wfi();
 }
+
+/// A part a board hands out once, at boot (its contacts, its flash):
+/// asked for again, the card waits for a power cycle.
+pub fn taken<T>(part: &mut Option<T>) -> T {
+    match part.take() {
+        Some(part) => part,
+        None => loop {
+            sleep();
+        },
+    }
+}

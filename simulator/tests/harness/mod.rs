@@ -69,21 +69,29 @@ impl Kind {
     }
 }
 
-/// The firmware ELF, built (release, as it is flashed) on first use.
+/// Builds the firmware (`firmware/`, release) with `args` (features) in
+/// `firmware/target/TARGET` (the default target dir without one, where
+/// `s9card serve --firmware` users find it); the ELF's path.
+pub fn build_firmware(target: Option<&str>, args: &[&str]) -> PathBuf {
+    let dir = root().join("firmware");
+    let target = target.map_or(dir.join("target"), |t| dir.join("target").join(t));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&dir)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the firmware ({args:?}) failed");
+    target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+}
+
+/// The firmware ELF (the full build for mps2-an386), built once per test
+/// binary.
 pub fn firmware_elf() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = root().join("firmware");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--release", "--locked"])
-                .current_dir(&dir)
-                .status()
-                .expect("cargo");
-            assert!(status.success(), "building the firmware failed");
-            dir.join("target/thumbv7em-none-eabihf/release/s9card-firmware")
-        })
-        .clone()
+    BUILT.get_or_init(|| build_firmware(None, &[])).clone()
 }
 
 /// The Series 9 build of the firmware (P-256 and P-384 only: `--features
@@ -92,18 +100,10 @@ pub fn series9_elf() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = root().join("firmware");
-            let target = dir.join("target/series9");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--release", "--locked", "--no-default-features"])
-                .args(["--features", "board-mps2,series9"])
-                .arg("--target-dir")
-                .arg(&target)
-                .current_dir(&dir)
-                .status()
-                .expect("cargo");
-            assert!(status.success(), "building the Series 9 firmware failed");
-            target.join("thumbv7em-none-eabihf/release/s9card-firmware")
+            build_firmware(
+                Some("series9"),
+                &["--no-default-features", "--features", "board-mps2,series9"],
+            )
         })
         .clone()
 }

@@ -92,13 +92,7 @@ impl card_os::board::Board for Mps2 {
     }
 
     fn contacts(&mut self) -> Contacts {
-        match self.contacts.take() {
-            Some(contacts) => contacts,
-            // Taken once, at boot.
-            None => loop {
-                sleep();
-            },
-        }
+        super::taken(&mut self.contacts)
     }
 
     fn trng(&mut self, _out: &mut [u8; 32]) -> bool {

@@ -174,22 +174,11 @@ impl card_os::board::Board for Stm32f429 {
     }
 
     fn store(&mut self, _len: usize) -> Flash {
-        match self.flash.take() {
-            Some(controller) => Flash::new(controller),
-            // Taken once, at boot.
-            None => loop {
-                super::sleep();
-            },
-        }
+        Flash::new(super::taken(&mut self.flash))
     }
 
     fn contacts(&mut self) -> Contacts {
-        match self.contacts.take() {
-            Some(contacts) => contacts,
-            None => loop {
-                super::sleep();
-            },
-        }
+        super::taken(&mut self.contacts)
     }
 
     fn trng(&mut self, out: &mut [u8; 32]) -> bool {
