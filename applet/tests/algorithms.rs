@@ -184,6 +184,39 @@ fn rsa_generated_keys_match_the_rsa_crate() {
     }
 }
 
+/// RFC 6979's P-256 signatures and RFC 5903's shared secret, through
+/// IMPORT and GENERAL AUTHENTICATE (the firmware's assembly back end meets
+/// the same file through the reader: `simulator/tests/algorithms.rs`).
+#[test]
+fn p256_known_answers_and_ecdh() {
+    let blocks = vector_blocks("p256.txt");
+    assert_eq!(blocks.len(), 4);
+    let mut card = fresh();
+    admin_default(&mut card);
+    for v in &blocks {
+        let private = [(0x06, hex(&v["private"]))];
+        assert_eq!(import(&mut card, Algorithm::P256, 0x9A, &private), 0x9000);
+        let public = PivClient::new(&mut card)
+            .public_key(Slot::Authentication)
+            .unwrap()
+            .unwrap();
+        assert_eq!(to_hex(&public), v["public"]);
+        assert_eq!(verify(&mut card, b"123456"), 0x9000);
+        if let Some(message) = v.get("message") {
+            let digest = sha2::Sha256::digest(hex(message));
+            let (der, s) = operate(&mut card, 0x11, 0x9A, 0x81, &digest);
+            assert_eq!(s, 0x9000);
+            let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+            let (r, s_) = sig.split_bytes();
+            assert_eq!((to_hex(&r), to_hex(&s_)), (v["r"].clone(), v["s"].clone()));
+        } else {
+            let (shared, s) = operate(&mut card, 0x11, 0x9A, 0x85, &hex(&v["peer"]));
+            assert_eq!(s, 0x9000);
+            assert_eq!(to_hex(&shared), v["shared"]);
+        }
+    }
+}
+
 #[test]
 fn p384_known_answer_and_ecdh() {
     let v = &vector_blocks("p384.txt")[0];

@@ -268,6 +268,19 @@ impl<T: Transport> PivClient<T> {
             .map(drop)
     }
 
+    /// IMPORT ASYMMETRIC KEY of an elliptic-curve key of `algorithm` (P-256,
+    /// P-384) from its private scalar, big-endian (tag `06`); the card
+    /// computes the public point itself.
+    pub fn import_ec(&mut self, slot: Slot, algorithm: Algorithm, scalar: &[u8]) -> Result<()> {
+        self.call(
+            Instruction::ImportKey,
+            algorithm.byte(),
+            slot.byte(),
+            &tlv(0x06, scalar),
+        )
+        .map(drop)
+    }
+
     /// The public point of the key in `slot`, if any.
     pub fn public_key(&mut self, slot: Slot) -> Result<Option<Vec<u8>>> {
         Ok(self.key_metadata(slot)?.map(|(_, public)| public))

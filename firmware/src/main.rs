@@ -54,12 +54,46 @@ fn main() -> ! {
 
     #[cfg(feature = "baseline")]
     baseline(&board, &mut debug);
+    #[cfg(feature = "crosscheck")]
+    crosscheck(&board, &mut debug);
 
     card::run(board, debug);
     // The session cannot end (no observer stops it, the line cannot
     // fail); should it, the card waits for a power cycle.
     loop {
         board::sleep();
+    }
+}
+
+/// The cross-check's seed and length; `simulator/tests/firmware.rs` reads
+/// both from the report and runs the same sweep on the host.
+#[cfg(feature = "crosscheck")]
+const CROSSCHECK: (u64, u32) = (2026, 10_000);
+
+/// Runs the P-256 cross-check sweep on this build's back end (the
+/// assembly) and reports it: seed, rounds, digest, signatures its own
+/// verifier refused, instructions.
+#[cfg(feature = "crosscheck")]
+fn crosscheck(board: &ThisBoard, debug: &mut impl core::fmt::Write) {
+    use card_os::board::Board;
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    let (seed, count) = CROSSCHECK;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let started = board.now_ns();
+    let sweep = applet::crypto::p256_sweep(&mut rng, count);
+    let took = board.now_ns().wrapping_sub(started);
+    match sweep {
+        Ok(sweep) => {
+            let _ = write!(debug, "crosscheck p256 seed={seed} n={count} digest=");
+            for b in sweep.digest {
+                let _ = write!(debug, "{b:02x}");
+            }
+            let _ = writeln!(debug, " unverified={} ns={took}", sweep.unverified);
+        }
+        Err(_) => {
+            let _ = writeln!(debug, "crosscheck p256 failed");
+        }
     }
 }
 

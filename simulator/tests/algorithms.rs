@@ -1,4 +1,6 @@
-//! RSA and P-384 through pcscd with unmodified tools: yubico-piv-tool's
+//! P-256's known answers through pcscd (the firmware's assembly back end
+//! in the firmware passes); RSA and P-384 through pcscd with unmodified
+//! tools: yubico-piv-tool's
 //! default key (RSA-2048), its test-signature and test-decipher,
 //! pkcs11-tool's RSA-PKCS, PSS, OAEP and ECDSA on P-384, each checked by
 //! OpenSSL against the card's public key, and ssh-keygen listing the keys.
@@ -601,5 +603,55 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
                 msg.to_str().unwrap(),
             ],
         );
+    }
+}
+
+/// `applet/tests/data/algorithms/p256.txt` (RFC 6979's signatures, RFC
+/// 5903's shared secret) through pcscd: each key imported, its public
+/// point read back from the card, and the card's signature compared byte
+/// for byte, RFC 6979 making it deterministic. In the firmware passes this
+/// is the Cortex-M4 assembly back end against the specifications.
+#[test]
+fn p256_known_answers_through_the_reader() {
+    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, Pcsc, PivClient};
+    use sha2::Digest;
+
+    let text =
+        std::fs::read_to_string(root().join("applet/tests/data/algorithms/p256.txt")).unwrap();
+    let blocks: Vec<std::collections::HashMap<&str, Vec<u8>>> = text
+        .split("\n\n")
+        .map(|block| {
+            block
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(' '))
+                .map(|(k, v)| (k, hex::decode(v).unwrap()))
+                .collect()
+        })
+        .filter(|b: &std::collections::HashMap<_, _>| !b.is_empty())
+        .collect();
+    assert_eq!(blocks.len(), 4);
+
+    let h = Harness::start(1);
+    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
+    c.select().unwrap();
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    let slot = Slot::Authentication;
+    for v in &blocks {
+        c.import_ec(slot, Algorithm::P256, &v["private"]).unwrap();
+        assert_eq!(c.public_key(slot).unwrap().unwrap(), v["public"]);
+        c.verify_pin(b"123456").unwrap();
+        if let Some(message) = v.get("message") {
+            let digest: [u8; 32] = sha2::Sha256::digest(message).into();
+            let der = c.sign(slot, &digest).unwrap();
+            let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
+            let (r, s) = signature.split_bytes();
+            assert_eq!((r.to_vec(), s.to_vec()), (v["r"].clone(), v["s"].clone()));
+        } else {
+            let shared = c
+                .private_operation(slot, Algorithm::P256, 0x85, &v["peer"])
+                .unwrap();
+            assert_eq!(shared, v["shared"]);
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! The firmware card on its own, driven straight over its UART (no pcscd):
 //! it answers exactly as the host card does, a card moves between the two
 //! through the image conversions, no two boots repeat their randomness, and
-//! a flash it cannot run on is refused with the reason.
+//! a flash it cannot run on is refused with the reason, and its P-256 (the
+//! Cortex-M4 assembly) agrees with the host's (RustCrypto).
 
 mod harness;
 
 use std::path::Path;
 
 use client::{AdminAlgorithm, DEFAULT_MGM, PivClient, Transport};
-use harness::{firmware_elf, series9_elf};
+use harness::{build_firmware, firmware_elf, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, Make};
 use virtual_reader::vpcd::{Frame, Outcome, Respond};
@@ -444,4 +445,53 @@ fn the_series9_build_has_p256_and_p384_and_refuses_the_rest() {
         .private_operation(Slot::Authentication, Algorithm::P384, 0x81, &digest)
         .unwrap();
     assert_eq!(signature[0], 0x30, "a DER ECDSA signature");
+}
+
+/// The firmware's P-256 back end (P256-Cortex-M4's assembly) against the
+/// host's (RustCrypto's `p256`): the image built with `--features
+/// crosscheck` runs `applet::crypto::p256_sweep` at boot (10,000 seeded
+/// keys, each with its public point, an RFC 6979 signature its own
+/// verifier checks, and an ECDH secret with the key before) and reports
+/// the digest of it all; the host runs the same sweep. Equal digests:
+/// equal keys, byte-identical signatures (each verified by both back
+/// ends), equal shared secrets.
+#[test]
+fn the_assembly_p256_agrees_with_rustcrypto_on_10000_keys() {
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    let elf = build_firmware(Some("crosscheck"), &["--features", "crosscheck"]);
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("card.flash");
+    firmware::init(
+        &flash,
+        Make::virtual_card(900_000_131, virtual_card::Profile::Series9),
+        Entropy::Seed(13),
+    )
+    .unwrap();
+    let mut fw = Firmware::new(elf, flash);
+    fw.boot_timeout = std::time::Duration::from_secs(240);
+    let mut card = FirmwareCard::new(fw);
+    card.boot().unwrap();
+    let line = card
+        .reports()
+        .into_iter()
+        .find(|l| l.starts_with("crosscheck "))
+        .expect("the crosscheck image reports its sweep before it boots");
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_string()
+    };
+    let seed: u64 = field("seed").parse().unwrap();
+    let count: u32 = field("n").parse().unwrap();
+    assert_eq!(count, 10_000, "{line}");
+    assert_eq!(field("unverified"), "0", "{line}");
+    let host = applet::crypto::p256_sweep(&mut ChaCha20Rng::seed_from_u64(seed), count).unwrap();
+    assert_eq!(host.unverified, 0);
+    assert_eq!(field("digest"), hex::encode(host.digest), "{line}");
+    println!(
+        "P-256 sweep of {count} keys: equal digests; {} ns on the firmware",
+        field("ns")
+    );
 }

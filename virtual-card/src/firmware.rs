@@ -148,6 +148,9 @@ pub struct Firmware {
     pub bwt: Duration,
     /// Faults the reader's line injects: a rate per character and a seed.
     pub line_noise: Option<(f64, u64)>,
+    /// How long the firmware may take from QEMU's start to its boot line
+    /// (an image that runs a long self-check first needs more).
+    pub boot_timeout: Duration,
 }
 
 impl Firmware {
@@ -161,6 +164,7 @@ impl Firmware {
             icount: false,
             bwt: Duration::from_secs(5),
             line_noise: None,
+            boot_timeout: BOOT_TIMEOUT,
         }
     }
 }
@@ -404,7 +408,7 @@ impl Qemu {
         // All connected: nothing else may come in.
         drop(sockets);
         let debug = Debug::listen(debug);
-        let boot = debug.wait_for("boot", BOOT_TIMEOUT, log)?;
+        let boot = debug.wait_for("boot", fw.boot_timeout, log)?;
         if let Some(reason) = boot.strip_prefix("boot failed: ") {
             return Err(io::Error::other(format!(
                 "the firmware card cannot start: {reason}"

@@ -1,4 +1,5 @@
-//! ECDSA and ECDH on the NIST curves, written once for P-256 and P-384.
+//! ECDSA and ECDH on the NIST curves with RustCrypto's arithmetic, written
+//! once for P-384 and (off the Cortex-M4) P-256.
 
 use core::ops::Add;
 
@@ -13,24 +14,37 @@ use sha2::digest::{Digest, block_api::BlockSizeUser};
 
 use crate::error::{Error, Result};
 
-/// ECDSA over a digest as PIV tools send it, DER-encoded into `out`.
-///
-/// The digest is fitted to the field as ECDSA prescribes: a shorter one is
-/// left-padded with zeros, a longer one keeps its leftmost bytes. `D` is
-/// the hash RFC 6979 derives the nonce with (the curve's own), so no RNG
-/// failure can leak the key.
+/// A digest as PIV tools send it, fitted to the field as ECDSA prescribes
+/// into `fitted` (the field's length): a shorter one is left-padded with
+/// zeros, a longer one keeps its leftmost bytes. Empty or longer than any
+/// hash (64 bytes) is [`Error::BadData`].
+pub fn fit(digest: &[u8], fitted: &mut [u8]) -> Result<()> {
+    if digest.is_empty() || digest.len() > 64 {
+        return Err(Error::BadData);
+    }
+    let field = fitted.len();
+    let n = digest.len().min(field);
+    fitted.fill(0);
+    fitted
+        .get_mut(field - n..)
+        .ok_or(Error::BadData)?
+        .copy_from_slice(digest.get(..n).ok_or(Error::BadData)?);
+    Ok(())
+}
+
+/// ECDSA over a fitted digest ([`fit`]). `D` is the hash RFC 6979 derives
+/// the nonce with (the curve's own), so no RNG failure can leak the key.
 ///
 /// The signature is verified with `public`, the point the key's sealed
-/// record holds, before it is written out: a fault during signing (a
-/// glitched nonce or scalar) would otherwise hand out a signature from
-/// which, with one good signature of the same digest, the key follows. A
-/// signature that does not verify is [`Error::Tampered`] (`65 81`).
-pub fn sign<'o, C, D>(
+/// record holds, before it is returned: a fault during signing (a glitched
+/// nonce or scalar) would otherwise hand out a signature from which, with
+/// one good signature of the same digest, the key follows. A signature
+/// that does not verify is [`Error::Tampered`] (`65 81`).
+pub fn sign<C, D>(
     secret: &SecretKey<C>,
     public: &[u8],
-    digest: &[u8],
-    out: &'o mut [u8],
-) -> Result<&'o [u8]>
+    fitted: &elliptic_curve::FieldBytes<C>,
+) -> Result<ecdsa::Signature<C>>
 where
     C: EcdsaCurve + CurveArithmetic,
     D: Digest + BlockSizeUser,
@@ -39,20 +53,20 @@ where
     ecdsa::der::MaxSize<C>: ArraySize,
     <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
 {
-    let field = C::FieldBytesSize::USIZE;
-    if digest.is_empty() || digest.len() > 64 {
-        return Err(Error::BadData);
-    }
-    let mut fitted = elliptic_curve::FieldBytes::<C>::default();
-    let n = digest.len().min(field);
-    let src = digest.get(..n).ok_or(Error::BadData)?;
-    fitted
-        .get_mut(field - n..)
-        .ok_or(Error::BadData)?
-        .copy_from_slice(src);
     let (signature, _) =
-        ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&secret.to_nonzero_scalar(), &fitted, &[]);
-    verify::<C>(public, &fitted, &signature)?;
+        ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&secret.to_nonzero_scalar(), fitted, &[]);
+    verify::<C>(public, fitted, &signature)?;
+    Ok(signature)
+}
+
+/// A signature's DER form (`SEQUENCE { r, s }`, as PIV returns it) into
+/// `out`.
+pub fn to_der<'o, C>(signature: &ecdsa::Signature<C>, out: &'o mut [u8]) -> Result<&'o [u8]>
+where
+    C: EcdsaCurve,
+    ecdsa::der::MaxSize<C>: ArraySize,
+    <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
+{
     let der = signature.to_der();
     let der = der.as_bytes();
     let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
@@ -64,7 +78,7 @@ where
 /// inlined: the verification's points are gone before the caller's frame
 /// grows, so signing's stack peak is the larger of the two, not their sum.
 #[inline(never)]
-fn verify<C>(public: &[u8], fitted: &[u8], signature: &ecdsa::Signature<C>) -> Result<()>
+pub fn verify<C>(public: &[u8], fitted: &[u8], signature: &ecdsa::Signature<C>) -> Result<()>
 where
     C: EcdsaCurve + CurveArithmetic,
     AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,

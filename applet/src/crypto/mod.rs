@@ -5,10 +5,22 @@
 //! about slots, policies or the store: [`crate::keys`] does.
 
 mod ec;
+#[cfg(all(feature = "cortex-m4-p256", target_arch = "arm"))]
+mod p256_cortex_m4;
+#[cfg(not(all(feature = "cortex-m4-p256", target_arch = "arm")))]
+mod p256_rustcrypto;
 #[cfg(feature = "rsa")]
 pub mod rsa;
+mod sweep;
 
+pub use sweep::{Sweep, p256_sweep};
+
+#[cfg(feature = "p384")]
 use p256::elliptic_curve::Generate;
+#[cfg(all(feature = "cortex-m4-p256", target_arch = "arm"))]
+use p256_cortex_m4 as p256_key;
+#[cfg(not(all(feature = "cortex-m4-p256", target_arch = "arm")))]
+use p256_rustcrypto as p256_key;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -39,8 +51,9 @@ pub enum Private {
         /// p, q, dP, dQ, qInv; the first `algorithm.secret_len()` bytes.
         parts: Zeroizing<[u8; MAX_SECRET]>,
     },
-    /// A P-256 scalar.
-    P256(p256::SecretKey),
+    /// A P-256 scalar, in the build's back end: the Cortex-M4 assembly on
+    /// the card, RustCrypto elsewhere.
+    P256(p256_key::Key),
     /// A P-384 scalar.
     #[cfg(feature = "p384")]
     P384(p384::SecretKey),
@@ -77,7 +90,7 @@ impl Private {
     /// A fresh key from the card's RNG.
     pub fn generate(algorithm: Algorithm, rng: &mut dyn CryptoRng) -> Result<Private> {
         Ok(match algorithm {
-            Algorithm::P256 => Private::P256(p256::SecretKey::generate_from_rng(rng)),
+            Algorithm::P256 => Private::P256(p256_generate(rng)?),
             #[cfg(feature = "p384")]
             Algorithm::P384 => Private::P384(p384::SecretKey::generate_from_rng(rng)),
             #[cfg(any(feature = "ed25519", feature = "x25519"))]
@@ -130,9 +143,7 @@ impl Private {
             seed
         };
         Ok(match algorithm {
-            Algorithm::P256 => {
-                Private::P256(p256::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
-            }
+            Algorithm::P256 => Private::P256(p256_key::Key::from_bytes(bytes)?),
             #[cfg(feature = "p384")]
             Algorithm::P384 => {
                 Private::P384(p384::SecretKey::from_slice(bytes).map_err(|_| Error::BadData)?)
@@ -222,7 +233,7 @@ impl Private {
             Private::Rsa { parts, .. } => {
                 dst.copy_from_slice(parts.get(..len).ok_or(Error::NoSpace)?)
             }
-            Private::P256(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
+            Private::P256(k) => k.write_secret(dst)?,
             #[cfg(feature = "p384")]
             Private::P384(k) => dst.copy_from_slice(&Zeroizing::new(k.to_bytes())),
             #[cfg(feature = "ed25519")]
@@ -243,7 +254,7 @@ impl Private {
             Private::Rsa { algorithm, parts } => {
                 rsa::modulus(parts.get(..algorithm.secret_len()).unwrap_or_default(), dst)?
             }
-            Private::P256(k) => ec::public(k, dst)?,
+            Private::P256(k) => k.write_public(dst)?,
             #[cfg(feature = "p384")]
             Private::P384(k) => ec::public(k, dst)?,
             #[cfg(feature = "ed25519")]
@@ -287,9 +298,20 @@ impl Private {
                 )?;
                 Ok(dst)
             }
-            Private::P256(k) => ec::sign::<_, sha2::Sha256>(k, public, input, out),
+            Private::P256(k) => {
+                let mut fitted = [0u8; 32];
+                ec::fit(input, &mut fitted)?;
+                let raw = k.sign(public, &fitted)?;
+                let signature = ecdsa::Signature::<p256::NistP256>::from_slice(&raw)
+                    .map_err(|_| Error::Tampered)?;
+                ec::to_der(&signature, out)
+            }
             #[cfg(feature = "p384")]
-            Private::P384(k) => ec::sign::<_, sha2::Sha384>(k, public, input, out),
+            Private::P384(k) => {
+                let mut fitted = p384::FieldBytes::default();
+                ec::fit(input, &mut fitted)?;
+                ec::to_der(&ec::sign::<_, sha2::Sha384>(k, public, &fitted)?, out)
+            }
             #[cfg(feature = "ed25519")]
             Private::Ed25519 { seed, public: own } => {
                 // The public key kept with the seed must be the record's.
@@ -321,7 +343,7 @@ impl Private {
         };
         shared.len = match self {
             Private::P256(k) => {
-                ec::agree(k, peer, &mut shared.bytes)?;
+                k.agree(peer, shared.bytes.get_mut(..32).ok_or(Error::NoSpace)?)?;
                 32
             }
             #[cfg(feature = "p384")]
@@ -347,6 +369,24 @@ impl Private {
         };
         Ok(shared)
     }
+}
+
+/// A fresh P-256 key: 32 bytes from `rng` read as a little-endian scalar
+/// (as RustCrypto's `p256` reads them, so that a seeded card makes the
+/// keys it always made, in either back end), drawn again while out of
+/// range (each draw is, with probability 2^-32).
+fn p256_generate(rng: &mut dyn CryptoRng) -> Result<p256_key::Key> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    for _ in 0..64 {
+        rng.fill_bytes(&mut *bytes);
+        bytes.reverse();
+        if let Ok(key) = p256_key::Key::from_bytes(&*bytes) {
+            return Ok(key);
+        }
+    }
+    // 64 draws out of range: the RNG is broken, and no key is better than
+    // one from it.
+    Err(Error::Tampered)
 }
 
 /// An Ed25519 signature. Not inlined, nor is its check: each one's
