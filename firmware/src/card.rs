@@ -12,8 +12,8 @@ use card_os::board::{self, Board, BootError};
 use card_os::contact::{self, Session};
 use card_os::link::{Frame, Outcome, Respond};
 use card_os::{Card, ResponseApdu, Secrecy};
-use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::SeedableRng;
+use chacha20::ChaCha20Rng;
+use rand_core::SeedableRng;
 
 use crate::{ThisBoard, stack};
 

@@ -76,8 +76,8 @@ const CROSSCHECK: (u64, u32) = (2026, 10_000);
 #[cfg(feature = "crosscheck")]
 fn crosscheck(board: &ThisBoard, debug: &mut impl core::fmt::Write) {
     use card_os::board::Board;
-    use rand_chacha::ChaCha20Rng;
-    use rand_chacha::rand_core::SeedableRng;
+    use chacha20::ChaCha20Rng;
+    use rand_core::SeedableRng;
     let (seed, count) = CROSSCHECK;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let started = board.now_ns();

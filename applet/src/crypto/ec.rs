@@ -35,27 +35,48 @@ pub fn fit(digest: &[u8], fitted: &mut [u8]) -> Result<()> {
 /// ECDSA over a fitted digest ([`fit`]). `D` is the hash RFC 6979 derives
 /// the nonce with (the curve's own), so no RNG failure can leak the key.
 ///
-/// The signature is verified with `public`, the point the key's sealed
-/// record holds, before it is returned: a fault during signing (a glitched
-/// nonce or scalar) would otherwise hand out a signature from which, with
-/// one good signature of the same digest, the key follows. A signature
-/// that does not verify is [`Error::Tampered`] (`65 81`).
+/// Computed twice, and returned only if both agree (the card's fault check,
+/// see [`super`]): a signature that comes out two ways is
+/// [`Error::Tampered`] (`65 81`).
 pub fn sign<C, D>(
     secret: &SecretKey<C>,
-    public: &[u8],
     fitted: &elliptic_curve::FieldBytes<C>,
 ) -> Result<ecdsa::Signature<C>>
 where
     C: EcdsaCurve + CurveArithmetic,
     D: Digest + BlockSizeUser,
-    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
     FieldBytesSize<C>: ModulusSize,
     ecdsa::der::MaxSize<C>: ArraySize,
     <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
 {
+    let first = sign_once::<C, D>(secret, fitted)?;
+    let second = sign_once::<C, D>(secret, fitted)?;
+    if !crate::secrets::same(&first.to_bytes(), &second.to_bytes()) {
+        return Err(Error::Tampered);
+    }
+    Ok(first)
+}
+
+/// One computation of the signature, from the scalar's bytes as they are
+/// now (RFC 6979 derives the nonce from the same scalar inside). Not
+/// inlined, so that the two computations share no value the compiler could
+/// keep from one for the other.
+#[inline(never)]
+fn sign_once<C, D>(
+    secret: &SecretKey<C>,
+    fitted: &elliptic_curve::FieldBytes<C>,
+) -> Result<ecdsa::Signature<C>>
+where
+    C: EcdsaCurve + CurveArithmetic,
+    D: Digest + BlockSizeUser,
+{
+    #[cfg_attr(not(test), allow(unused_mut))]
+    let mut bytes = zeroize::Zeroizing::new(secret.to_bytes());
+    #[cfg(test)]
+    fault::strike(&mut bytes);
+    let scalar = SecretKey::<C>::from_bytes(&bytes).map_err(|_| Error::Tampered)?;
     let (signature, _) =
-        ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&secret.to_nonzero_scalar(), fitted, &[]);
-    verify::<C>(public, fitted, &signature)?;
+        ecdsa::hazmat::sign_prehashed_rfc6979::<C, D>(&scalar.to_nonzero_scalar(), fitted, &[]);
     Ok(signature)
 }
 
@@ -74,10 +95,9 @@ where
     Ok(dst)
 }
 
-/// Checks a signature just made against the record's public point. Not
-/// inlined: the verification's points are gone before the caller's frame
-/// grows, so signing's stack peak is the larger of the two, not their sum.
-#[inline(never)]
+/// Checks a signature against a public point (the cross-check's verifier,
+/// [`super::p256_sweep`]).
+#[cfg(not(all(feature = "cortex-m4-p256", target_arch = "arm")))]
 pub fn verify<C>(public: &[u8], fitted: &[u8], signature: &ecdsa::Signature<C>) -> Result<()>
 where
     C: EcdsaCurve + CurveArithmetic,
@@ -122,4 +142,40 @@ where
         .ok_or(Error::NoSpace)?
         .copy_from_slice(bytes);
     Ok(())
+}
+
+/// A fault for the tests to strike one computation of a signature with,
+/// as a glitch would: one bit of its scalar flipped.
+#[cfg(test)]
+pub mod fault {
+    extern crate std;
+
+    use core::cell::Cell;
+
+    std::thread_local! {
+        /// Computations to let pass before the one struck.
+        static ARMED: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    /// Strikes the computation after the next `skip`.
+    pub fn arm_at(skip: u32) {
+        ARMED.with(|a| a.set(Some(skip)));
+    }
+
+    pub(super) fn strike(bytes: &mut [u8]) {
+        let now = ARMED.with(|a| match a.get() {
+            Some(0) => {
+                a.set(None);
+                true
+            }
+            Some(n) => {
+                a.set(Some(n - 1));
+                false
+            }
+            None => false,
+        });
+        if now && let Some(b) = bytes.last_mut() {
+            *b ^= 0x02;
+        }
+    }
 }

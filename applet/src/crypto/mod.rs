@@ -3,6 +3,18 @@
 //! [`Private`] is a key opened from its seal for the length of one
 //! command; every variant wipes itself when dropped. Nothing here knows
 //! about slots, policies or the store: [`crate::keys`] does.
+//!
+//! A fault while signing (a glitched nonce, scalar or multiplication) can
+//! hand out a signature from which, with one good signature of the same
+//! input, the key follows; so no signature leaves unchecked. RSA and
+//! Ed25519 signatures are verified against the public key the record
+//! holds. ECDSA signatures are computed twice and leave only if both agree
+//! (a verification would cost more than the two): each computation loads
+//! its scalar, and derives its RFC 6979 nonce, from the key as it is then,
+//! so a fault in either computation, or one that changes the key between
+//! or during them, makes them differ; one that changes it before both
+//! yields a signature under another key with that key's own nonce, from
+//! which nothing follows.
 
 mod ec;
 #[cfg(all(feature = "cortex-m4-p256", target_arch = "arm"))]
@@ -270,12 +282,19 @@ impl Private {
     /// RSA private operation on a modulus-sized block. Input the key cannot
     /// take is [`Error::BadData`].
     ///
-    /// `public` is the public key as the key's sealed record holds it: every
-    /// signature is checked against it before it is written out (RSA in
-    /// [`rsa::private`], ECDSA in [`ec::sign`], Ed25519 here), so that a
-    /// fault while signing never gives out a wrong signature, and an
-    /// Ed25519 signature is only ever made with the record's own public key
-    /// (signing one message under two public keys gives the key away).
+    /// `public` is the public key as the key's sealed record holds it. An
+    /// Ed25519 signature is checked against it before it is written out,
+    /// and only ever made with it (signing one message under two public
+    /// keys gives the key away); RSA's result is checked in
+    /// [`rsa::private`], and ECDSA is computed twice (see the module's
+    /// documentation).
+    #[cfg_attr(
+        not(feature = "ed25519"),
+        allow(
+            unused_variables,
+            reason = "only Ed25519 checks against the public key"
+        )
+    )]
     pub fn sign<'o>(
         &self,
         public: &[u8],
@@ -301,7 +320,7 @@ impl Private {
             Private::P256(k) => {
                 let mut fitted = [0u8; 32];
                 ec::fit(input, &mut fitted)?;
-                let raw = k.sign(public, &fitted)?;
+                let raw = k.sign(&fitted)?;
                 let signature = ecdsa::Signature::<p256::NistP256>::from_slice(&raw)
                     .map_err(|_| Error::Tampered)?;
                 ec::to_der(&signature, out)
@@ -310,7 +329,7 @@ impl Private {
             Private::P384(k) => {
                 let mut fitted = p384::FieldBytes::default();
                 ec::fit(input, &mut fitted)?;
-                ec::to_der(&ec::sign::<_, sha2::Sha384>(k, public, &fitted)?, out)
+                ec::to_der(&ec::sign::<_, sha2::Sha384>(k, &fitted)?, out)
             }
             #[cfg(feature = "ed25519")]
             Private::Ed25519 { seed, public: own } => {
@@ -429,38 +448,74 @@ mod tests {
         (private, public)
     }
 
-    /// A signature is only written out once it verifies under the record's
-    /// public key: a key whose secret and record disagree (what a fault in
-    /// the scalar, the nonce or the copy in RAM looks like from outside)
-    /// signs nothing, and says `65 81`.
+    /// An Ed25519 signature is only written out once it verifies under the
+    /// record's public key: a key whose secret and record disagree (what a
+    /// fault in the seed or the copy in RAM looks like from outside) signs
+    /// nothing, and says `65 81`.
+    #[cfg(feature = "ed25519")]
     #[test]
-    fn a_signature_that_does_not_verify_never_leaves() {
-        for algorithm in [Algorithm::P256, Algorithm::P384, Algorithm::Ed25519]
+    fn an_ed25519_signature_that_does_not_verify_never_leaves() {
+        let len = Algorithm::Ed25519.public_len();
+        let (signer, public) = key(Algorithm::Ed25519, 1);
+        let (_, other) = key(Algorithm::Ed25519, 2);
+        let input = [0x42; 32];
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut out = [0u8; MAX_OUTPUT];
+        assert!(
+            signer
+                .sign(&public[..len], &input, &mut out, &mut rng)
+                .is_ok()
+        );
+        let mut out = [0u8; MAX_OUTPUT];
+        assert_eq!(
+            signer.sign(&other[..len], &input, &mut out, &mut rng).err(),
+            Some(Error::Tampered)
+        );
+        assert!(out.iter().all(|&b| b == 0), "a signature was written");
+        assert_eq!(Error::Tampered.status(), apdu::Status::MemoryFailure);
+    }
+
+    /// An ECDSA signature leaves only if its two computations agree: a
+    /// fault that strikes one of them (a flipped bit of the scalar) signs
+    /// nothing and says `65 81`, whichever computation it strikes, and the
+    /// next signature, unstruck, is the one RFC 6979 gives.
+    #[test]
+    fn a_fault_in_either_ecdsa_computation_gives_no_signature() {
+        for algorithm in [Algorithm::P256, Algorithm::P384]
             .into_iter()
             .filter(|a| a.is_built())
         {
             let len = algorithm.public_len();
             let (signer, public) = key(algorithm, 1);
-            let (_, other) = key(algorithm, 2);
-            let mut out = [0u8; MAX_OUTPUT];
             let input = [0x42; 32];
             let mut rng = ChaCha20Rng::seed_from_u64(3);
-            assert!(
-                signer
-                    .sign(&public[..len], &input, &mut out, &mut rng)
-                    .is_ok()
-            );
+            let mut good = [0u8; MAX_OUTPUT];
+            let good = signer
+                .sign(&public[..len], &input, &mut good, &mut rng)
+                .unwrap()
+                .to_vec();
+            for struck in 0..2 {
+                let mut out = [0u8; MAX_OUTPUT];
+                // The first computation, or (after one clean call of the
+                // fault's hook) the second.
+                ec::fault::arm_at(struck);
+                assert_eq!(
+                    signer
+                        .sign(&public[..len], &input, &mut out, &mut rng)
+                        .err(),
+                    Some(Error::Tampered),
+                    "{algorithm:?}, computation {struck}"
+                );
+                assert!(
+                    out.iter().all(|&b| b == 0),
+                    "{algorithm:?} wrote a signature"
+                );
+            }
             let mut out = [0u8; MAX_OUTPUT];
-            assert_eq!(
-                signer.sign(&other[..len], &input, &mut out, &mut rng).err(),
-                Some(Error::Tampered),
-                "{algorithm:?}"
-            );
-            assert!(
-                out.iter().all(|&b| b == 0),
-                "{algorithm:?} wrote a signature"
-            );
-            assert_eq!(Error::Tampered.status(), apdu::Status::MemoryFailure);
+            let again = signer
+                .sign(&public[..len], &input, &mut out, &mut rng)
+                .unwrap();
+            assert_eq!(again, &good[..], "{algorithm:?}");
         }
     }
 }

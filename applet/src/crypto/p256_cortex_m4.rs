@@ -3,7 +3,7 @@
 //! [`super::p256_rustcrypto`] offers on the same bytes, and checked
 //! against it (`simulator/tests/firmware.rs`, [`super::p256_sweep`]).
 //!
-//! Two things differ from the reference, both for the instruction budget:
+//! How it meets the reference's behaviour:
 //!
 //! - **Nonces.** The library draws `k` from an RNG it is handed and signs
 //!   with the first one in range. The RNG handed to it here
@@ -11,19 +11,9 @@
 //!   and the digest, SHA-256), so the nonce, and the signature, are the
 //!   ones RustCrypto's back end makes: deterministic, independent of the
 //!   card's RNG, never repeated across digests.
-//! - **The fault check.** The reference verifies every signature against
-//!   the record's public point (about 1 M cycles here, three times the
-//!   signature). This back end signs twice instead and gives the signature
-//!   out only if both agree: a fault in either computation (a glitched
-//!   nonce, scalar or multiplication) makes them differ. Each computation
-//!   derives its nonce and loads its scalar from the key's bytes afresh,
-//!   so a fault that changes those bytes for good also makes them differ
-//!   (one computation or the other mixes the old bytes with the new), and
-//!   one that comes before both yields a signature under a different key
-//!   with that key's own nonce, from which nothing follows. What it does
-//!   not catch is a key whose record's public point is not its own, which
-//!   only an import or a forged seal could make and the seal's check
-//!   refuses.
+//! - **The fault check** is the card's (see [`super`]): two computations
+//!   that must agree, each loading its nonce and scalar from the key's
+//!   bytes afresh.
 
 use p256_cortex_m4::{PublicKey, SecretKey, Signature};
 use rfc6979::KGenerator;
@@ -77,11 +67,9 @@ impl Key {
     }
 
     /// ECDSA with an RFC 6979 nonce over a fitted digest: `r || s`, given
-    /// out only if two computations agree (see the module's documentation;
-    /// they disagree only under a fault: [`Error::Tampered`]). `public` is
-    /// the record's point, which the reference back end checks against.
-    pub fn sign(&self, public: &[u8], fitted: &[u8; 32]) -> Result<[u8; 64]> {
-        let _ = public;
+    /// out only if two computations agree (they disagree only under a
+    /// fault: [`Error::Tampered`]).
+    pub fn sign(&self, fitted: &[u8; 32]) -> Result<[u8; 64]> {
         let first = self.sign_once(fitted)?;
         let second = self.sign_once(fitted)?;
         if !same(&first, &second) {

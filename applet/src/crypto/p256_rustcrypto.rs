@@ -35,11 +35,10 @@ impl Key {
         ec::public(&self.0, dst)
     }
 
-    /// ECDSA with an RFC 6979 nonce over a fitted digest: `r || s`. The
-    /// signature is verified against `public`, the record's point, before
-    /// it is returned ([`ec::sign`]).
-    pub fn sign(&self, public: &[u8], fitted: &[u8; 32]) -> Result<[u8; 64]> {
-        let signature = ec::sign::<NistP256, sha2::Sha256>(&self.0, public, &(*fitted).into())?;
+    /// ECDSA with an RFC 6979 nonce over a fitted digest: `r || s`,
+    /// computed twice and given out only if both agree ([`ec::sign`]).
+    pub fn sign(&self, fitted: &[u8; 32]) -> Result<[u8; 64]> {
+        let signature = ec::sign::<NistP256, sha2::Sha256>(&self.0, &(*fitted).into())?;
         Ok(signature.to_bytes().into())
     }
 

@@ -38,7 +38,7 @@ pub fn p256_sweep(rng: &mut dyn CryptoRng, count: u32) -> Result<Sweep> {
         key.write_public(&mut public)?;
         let mut fitted = [0u8; 32];
         rng.fill_bytes(&mut fitted);
-        let signature = key.sign(&public, &fitted)?;
+        let signature = key.sign(&fitted)?;
         if !verify(&public, &fitted, &signature) {
             unverified = unverified.saturating_add(1);
         }
