@@ -1,6 +1,8 @@
 //! The card: power, APDU framing and chaining, GET RESPONSE, selection.
 
 use apdu::{Chain, Class, Command, Header, SecureMessaging, Status, tlv::Writer};
+use core::borrow::BorrowMut;
+
 use embedded_storage::nor_flash::NorFlash;
 use heapless::Vec;
 use rand_core::CryptoRng;
@@ -15,8 +17,10 @@ use crate::store::{Store, StoreError};
 /// The longest command a chain may assemble: a 3 KiB certificate in a PUT
 /// DATA template, with room to spare.
 pub const CHAIN_CAPACITY: usize = 3 * 1024 + 256;
-/// The longest response an applet may produce.
-pub const RESPONSE_CAPACITY: usize = 3 * 1024 + 256;
+/// The longest response an applet may produce: what the card's one
+/// buffer holds beside a command's data gathered by chaining (a command
+/// in one APDU leaves it all).
+pub const RESPONSE_CAPACITY: usize = CHAIN_CAPACITY;
 /// The most response data one APDU carries: short Le, as PIV tools use.
 const CHUNK: usize = 256;
 /// A response APDU (up to 256 data bytes and SW1 SW2) with the card's
@@ -111,17 +115,25 @@ enum Data<'a> {
 
 /// Everything a reset forgets: forgetting this struct (wiped, then made
 /// anew) is the whole of what a power cycle or warm reset does to the OS
-/// (applets drop their own).
+/// (applets drop their own). A card keeps it inline, or borrows it
+/// ([`Card::with_volatile`]) where it must sit in a static of its own: it is
+/// most of a card's RAM, and moving it in a constructor's frame would need
+/// as much stack again.
 ///
-/// Both buffers may hold secrets (a chained IMPORT's scalar, an ECDH
-/// output), so each is wiped as soon as the command or answer it served is
-/// done with, not merely overwritten by the next one.
-struct Volatile {
+/// One buffer serves a command's chained data and the response: the data
+/// gathered from its start, the response written after it (an applet reads
+/// the one while it writes the other), and kept there for GET RESPONSE once
+/// the data is wiped. A card's RAM holds one such buffer, not two: no
+/// command takes 3 KiB in and gives 3 KiB back. Both may hold secrets (a
+/// chained IMPORT's scalar, an ECDH output), so each is wiped as soon as
+/// the command or answer it served is done with, not merely overwritten by
+/// the next one.
+pub struct Volatile {
     selected: Option<usize>,
     chain: Option<PendingChain>,
-    chain_buf: [u8; CHAIN_CAPACITY],
-    /// Unsent response bytes: `response[sent..len]`.
-    response: [u8; RESPONSE_CAPACITY],
+    buf: [u8; CHAIN_CAPACITY],
+    /// The pending response: `buf[start + sent..start + len]` unsent.
+    start: usize,
     sent: usize,
     len: usize,
     /// The applet's verdict on the pending response, for its GET RESPONSE
@@ -129,13 +141,20 @@ struct Volatile {
     response_secret: bool,
 }
 
+impl Default for Volatile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Volatile {
-    const fn new() -> Self {
+    /// Nothing selected, nothing pending, the buffer zeroed.
+    pub const fn new() -> Self {
         Volatile {
             selected: None,
             chain: None,
-            chain_buf: [0; CHAIN_CAPACITY],
-            response: [0; RESPONSE_CAPACITY],
+            buf: [0; CHAIN_CAPACITY],
+            start: 0,
             sent: 0,
             len: 0,
             response_secret: false,
@@ -149,7 +168,7 @@ impl Volatile {
     /// Abandons a chain being assembled, wiping what it had.
     fn drop_chain(&mut self) {
         if let Some(chain) = self.chain.take()
-            && let Some(held) = self.chain_buf.get_mut(..chain.len)
+            && let Some(held) = self.buf.get_mut(..chain.len)
         {
             held.zeroize();
         }
@@ -157,9 +176,10 @@ impl Volatile {
 
     /// Forgets the pending response, wiping it.
     fn drop_response(&mut self) {
-        if let Some(used) = self.response.get_mut(..self.len) {
+        if let Some(used) = self.buf.get_mut(self.start..self.start + self.len) {
             used.zeroize();
         }
+        self.start = 0;
         self.sent = 0;
         self.len = 0;
         self.response_secret = false;
@@ -172,16 +192,16 @@ impl Volatile {
         let Volatile {
             selected,
             chain,
-            chain_buf,
-            response,
+            buf,
+            start,
             sent,
             len,
             response_secret,
         } = self;
         *selected = None;
         *chain = None;
-        chain_buf.zeroize();
-        response.zeroize();
+        buf.zeroize();
+        *start = 0;
         *sent = 0;
         *len = 0;
         *response_secret = false;
@@ -196,13 +216,19 @@ pub enum Mute {
 }
 
 /// A card: its flash store, its random number generator, its applets and
-/// the volatile state of the current session.
-pub struct Card<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize = 128> {
+/// the volatile state of the current session (its own, or borrowed: `V`).
+pub struct Card<
+    F: NorFlash,
+    R: CryptoRng,
+    A: Applets,
+    const KEYS: usize = 128,
+    V: BorrowMut<Volatile> = Volatile,
+> {
     store: Store<F, KEYS>,
     rng: R,
     applets: A,
     atr: Atr,
-    volatile: Volatile,
+    volatile: V,
     powered: bool,
 }
 
@@ -216,12 +242,26 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
     /// A card on a store mounted already: a board whose randomness comes
     /// from the store (see [`crate::entropy`]) needs it before the card.
     pub fn with_store(store: Store<F, KEYS>, rng: R, applets: A, atr: Atr) -> Self {
+        Card::with_volatile(store, rng, applets, atr, Volatile::new())
+    }
+}
+
+impl<F, R, A, const KEYS: usize, V> Card<F, R, A, KEYS, V>
+where
+    F: NorFlash,
+    R: CryptoRng,
+    A: Applets,
+    V: BorrowMut<Volatile>,
+{
+    /// A card on a store mounted already, whose volatile state is `volatile`
+    /// (a `&'static mut` one on a chip, so that it is never moved).
+    pub fn with_volatile(store: Store<F, KEYS>, rng: R, applets: A, atr: Atr, volatile: V) -> Self {
         Card {
             store,
             rng,
             applets,
             atr,
-            volatile: Volatile::new(),
+            volatile,
             powered: false,
         }
     }
@@ -250,7 +290,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
     }
 
     fn forget(&mut self) {
-        self.volatile.wipe();
+        self.volatile.borrow_mut().wipe();
         for i in 0..self.applets.count() {
             if let Some(applet) = self.applets.get(i) {
                 applet.reset();
@@ -275,23 +315,24 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         &self.applets
     }
 
-    /// How many bytes of the chaining and response buffers are not zero
-    /// outside what is still pending (a chain being assembled, a response
-    /// GET RESPONSE can still fetch): what a command left behind. Tests use
-    /// it to show that no secret outlives the command it served.
+    /// How many bytes of the card's buffer are not zero outside what is
+    /// still pending (a chain being assembled, a response GET RESPONSE can
+    /// still fetch): what a command left behind. Tests use it to show that
+    /// no secret outlives the command it served.
     #[cfg(feature = "testing")]
     pub fn residue(&self) -> usize {
-        let v = &self.volatile;
+        let v: &Volatile = self.volatile.borrow();
         let chain = v.chain.map_or(0, |c| c.len);
-        let pending = if v.pending() > 0 { v.len } else { 0 };
-        let stale = |buf: &[u8], from: usize| {
-            buf.get(from..)
-                .unwrap_or_default()
-                .iter()
-                .filter(|&&b| b != 0)
-                .count()
+        let pending = if v.pending() > 0 {
+            v.start..v.start + v.len
+        } else {
+            0..0
         };
-        stale(&v.chain_buf, chain) + stale(&v.response, pending)
+        v.buf
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b != 0 && i >= chain && !pending.contains(&i))
+            .count()
     }
 
     /// Takes the card apart (to reboot its flash after a cut, for instance).
@@ -330,6 +371,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
             return Secrecy::PUBLIC;
         }
         self.volatile
+            .borrow()
             .selected
             .and_then(|i| self.applets.applet(i))
             .map_or(Secrecy::SECRET, |applet| applet.secrecy(header, data))
@@ -347,6 +389,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
             return 0;
         }
         self.volatile
+            .borrow()
             .selected
             .and_then(|i| self.applets.applet(i))
             .map_or(0, |applet| applet.waiting_time(&header, command.data()))
@@ -363,20 +406,20 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         }
         let chained = class.chain() == Chain::NotTheLast;
         if header.ins == INS_GET_RESPONSE && !chained {
-            self.volatile.drop_chain();
+            self.volatile.borrow_mut().drop_chain();
             out.secrecy = Secrecy {
                 command: false,
-                response: self.volatile.response_secret,
+                response: self.volatile.borrow().response_secret,
             };
             return self.get_response(&command, out);
         }
         // Any other command ends what GET RESPONSE could still have fetched.
-        self.volatile.drop_response();
+        self.volatile.borrow_mut().drop_response();
         let key = [header.ins, header.p1, header.p2];
-        let held = match self.volatile.chain {
+        let held = match self.volatile.borrow().chain {
             Some(chain) if chain.key == key => chain.len,
             _ => {
-                self.volatile.drop_chain();
+                self.volatile.borrow_mut().drop_chain();
                 0
             }
         };
@@ -387,21 +430,21 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         }
         let total = held + command.data().len();
         if total > CHAIN_CAPACITY {
-            self.volatile.drop_chain();
+            self.volatile.borrow_mut().drop_chain();
             return Err(Error::ChainTooLong);
         }
-        if let Some(dst) = self.volatile.chain_buf.get_mut(held..total) {
+        if let Some(dst) = self.volatile.borrow_mut().buf.get_mut(held..total) {
             dst.copy_from_slice(command.data());
         }
-        let so_far = self.volatile.chain_buf.get(..total).unwrap_or_default();
+        let so_far = self.volatile.borrow().buf.get(..total).unwrap_or_default();
         out.secrecy = self.judge(&header, so_far);
         if chained {
-            self.volatile.chain = Some(PendingChain { key, len: total });
+            self.volatile.borrow_mut().chain = Some(PendingChain { key, len: total });
             return Ok(Status::Success);
         }
-        self.volatile.chain = Some(PendingChain { key, len: total });
+        self.volatile.borrow_mut().chain = Some(PendingChain { key, len: total });
         let status = self.dispatch(header, Data::Chained(total), command.expected(), out);
-        self.volatile.drop_chain();
+        self.volatile.borrow_mut().drop_chain();
         status
     }
 
@@ -413,12 +456,19 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         expected: Option<u32>,
         out: &mut ResponseApdu,
     ) -> Result<Status, Error> {
-        let volatile = &mut self.volatile;
+        let volatile: &mut Volatile = self.volatile.borrow_mut();
+        // The response goes after the chained data, which the applet reads
+        // as it writes.
+        let start = match data {
+            Data::Apdu(_) => 0,
+            Data::Chained(len) => len.min(CHAIN_CAPACITY),
+        };
+        let (gathered, free) = volatile.buf.split_at_mut(start);
         let data = match data {
             Data::Apdu(bytes) => bytes,
-            Data::Chained(len) => volatile.chain_buf.get(..len).unwrap_or_default(),
+            Data::Chained(_) => &*gathered,
         };
-        let mut reply = Writer::new(&mut volatile.response);
+        let mut reply = Writer::new(free);
         let mut ctx = Context {
             store: &mut self.store,
             rng: &mut self.rng,
@@ -458,11 +508,12 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         // Whatever was written and will not be sent (a failure's leftovers,
         // TLVs taken back, an unsent FCI) is wiped now.
         let written = reply.high_water();
-        if let Some(stale) = volatile.response.get_mut(produced..written) {
+        if let Some(stale) = volatile.buf.get_mut(start + produced..start + written) {
             stale.zeroize();
         }
         match result {
             Ok(()) => {
+                volatile.start = start;
                 volatile.len = produced;
                 volatile.sent = 0;
                 volatile.response_secret = out.secrecy.response;
@@ -484,7 +535,7 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
         if !command.data().is_empty() {
             return Err(Error::GetResponseData);
         }
-        let left = self.volatile.pending();
+        let left = self.volatile.borrow().pending();
         if left == 0 {
             return Err(Error::NothingPending);
         }
@@ -501,10 +552,13 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
 
     /// Moves up to min(Ne, 256) pending bytes into `out`; `61 xx` if more wait.
     fn send_chunk(&mut self, expected: Option<u32>, out: &mut ResponseApdu) -> Status {
-        let v = &mut self.volatile;
+        let v: &mut Volatile = self.volatile.borrow_mut();
         let limit = expected.map_or(CHUNK, |ne| (ne as usize).min(CHUNK));
         let n = v.pending().min(limit);
-        let chunk = v.response.get(v.sent..v.sent + n).unwrap_or_default();
+        let chunk = v
+            .buf
+            .get(v.start + v.sent..v.start + v.sent + n)
+            .unwrap_or_default();
         let _ = out.bytes.extend_from_slice(chunk);
         v.sent += n;
         match v.pending() {

@@ -97,11 +97,12 @@ pub trait Respond {
     }
 }
 
-impl<F, R, A, const K: usize> Respond for Card<F, R, A, K>
+impl<F, R, A, const K: usize, V> Respond for Card<F, R, A, K, V>
 where
     F: embedded_storage::nor_flash::NorFlash,
     R: rand_core::CryptoRng,
     A: crate::applet::Applets,
+    V: core::borrow::BorrowMut<crate::card::Volatile>,
 {
     fn respond(&mut self, frame: Frame<'_>) -> Outcome {
         match frame {

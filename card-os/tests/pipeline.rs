@@ -112,24 +112,62 @@ fn long_response_comes_in_chunks_of_256() {
     assert_eq!(got, expected);
 }
 
+/// A chained command's response is written after its data, in the card's
+/// one buffer: 1,600 bytes in and echoed out fit; 3 KiB in and out do not,
+/// and are refused (`6A 84`) with nothing sent and nothing left behind.
+#[test]
+fn a_chained_command_and_its_response_share_the_buffer() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    let echo = |card: &mut _, body: &[u8]| -> Vec<u8> {
+        let parts: Vec<&[u8]> = body.chunks(255).collect();
+        let mut rsp = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let cla = if i + 1 == parts.len() { 0x00 } else { 0x10 };
+            let mut apdu = vec![cla, 0x01, 0x00, 0x00, part.len() as u8];
+            apdu.extend_from_slice(part);
+            rsp = send(card, &apdu);
+        }
+        let mut got = Vec::new();
+        loop {
+            let (data, sw) = rsp.split_at(rsp.len() - 2);
+            got.extend_from_slice(data);
+            match sw {
+                [0x61, n] => rsp = send(card, &[0x00, 0xC0, 0x00, 0x00, *n]),
+                _ => {
+                    got.extend_from_slice(sw);
+                    return got;
+                }
+            }
+        }
+    };
+    let body: Vec<u8> = (0..1600).map(|i| (i * 3) as u8).collect();
+    let mut expected = body.clone();
+    expected.extend_from_slice(&[0x90, 0x00]);
+    assert_eq!(echo(&mut card, &body), expected);
+    assert_eq!(card.residue(), 0);
+
+    let body: Vec<u8> = (0..3 * 1024).map(|i| (i * 5) as u8).collect();
+    assert_eq!(echo(&mut card, &body), [0x6A, 0x84]);
+    assert_eq!(card.residue(), 0);
+}
+
 #[test]
 fn chain_up_to_capacity_and_beyond() {
     let mut card = card();
     send(&mut card, SELECT_A);
-    // A certificate-sized chain (3 KiB in 255-byte parts) reassembles.
+    // A certificate-sized chain (3 KiB in 255-byte parts) reassembles: the
+    // test applet keeps what it was given (and, for INS 03, refuses it).
     let body: Vec<u8> = (0..3 * 1024).map(|i| (i * 7) as u8).collect();
     let parts: Vec<&[u8]> = body.chunks(255).collect();
     for (i, part) in parts.iter().enumerate() {
-        let cla = if i + 1 == parts.len() { 0x00 } else { 0x10 };
-        let mut apdu = vec![cla, 0x01, 0x00, 0x00, part.len() as u8];
+        let last = i + 1 == parts.len();
+        let mut apdu = vec![if last { 0x00 } else { 0x10 }, 0x03, 0x00, 0x00];
+        apdu.push(part.len() as u8);
         apdu.extend_from_slice(part);
         let rsp = send(&mut card, &apdu);
-        let sw = if cla == 0x10 {
-            [0x90, 0x00]
-        } else {
-            [0x61, 0x00]
-        };
-        assert_eq!(rsp[rsp.len() - 2..], sw, "part {i}");
+        let sw = if last { [0x6A, 0x80] } else { [0x90, 0x00] };
+        assert_eq!(rsp, sw, "part {i}");
     }
     assert_eq!(card.applets().0.last_data.as_slice(), &body[..]);
 

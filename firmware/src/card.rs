@@ -11,14 +11,17 @@ use applet::{Management, Piv};
 use card_os::board::{self, Board, BootError};
 use card_os::contact::{self, Session};
 use card_os::link::{Frame, Outcome, Respond};
-use card_os::{Card, ResponseApdu, Secrecy};
+use card_os::{Card, ResponseApdu, Secrecy, Volatile};
 use chacha20::ChaCha20Rng;
 use rand_core::SeedableRng;
+use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::{ThisBoard, stack};
 
-/// The card, as the firmware runs it on board `B`.
-pub type FirmwareCard<B> = Card<<B as Board>::Flash, ChaCha20Rng, (Piv, Option<Management>)>;
+/// The card, as the firmware runs it on board `B`: its volatile state (the
+/// chaining and response buffer) borrowed from a static of its own.
+pub type FirmwareCard<B> =
+    Card<<B as Board>::Flash, ChaCha20Rng, (Piv, Option<Management>), 128, &'static mut Volatile>;
 
 /// Why the card cannot start, beyond what card-os's boot says.
 enum Failure {
@@ -42,16 +45,18 @@ impl Failure {
 #[inline(never)]
 fn boot<B: Board>(
     board: &mut B,
+    volatile: &'static mut Volatile,
     slot: &'static mut MaybeUninit<FirmwareCard<B>>,
 ) -> Result<&'static mut FirmwareCard<B>, Failure> {
     let parts = board::boot(board).map_err(Failure::Boot)?;
     let profile = applet::Profile::of(&parts.header).map_err(|_| Failure::Profile)?;
     let rng = ChaCha20Rng::from_seed(parts.seed.0);
-    Ok(slot.write(Card::with_store(
+    Ok(slot.write(Card::with_volatile(
         parts.store,
         rng,
         applet::applets(&parts.header, profile),
         applet::atr(profile, parts.header.is_virtual),
+        volatile,
     )))
 }
 
@@ -121,17 +126,19 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
 
 /// Runs the card on `board` for as long as it is powered: opens the
 /// contacts, boots, reports the boot on `debug`, then serves the reader.
-/// The card and the contact session live in statics, not in a frame, so
-/// the stack's figure is the commands' alone.
+/// The card, its volatile state and the contact session live in statics,
+/// not in a frame, so the stack's figure is the commands' alone.
 pub fn run(mut board: ThisBoard, mut debug: impl Write) {
     let mut contacts = board.contacts();
-    let (Some(session), Some(slot)) = (
-        cortex_m::singleton!(: Session = Session::new()),
-        cortex_m::singleton!(: MaybeUninit<FirmwareCard<ThisBoard>> = MaybeUninit::uninit()),
-    ) else {
+    static SESSION: StaticCell<Session> = StaticCell::new();
+    static VOLATILE: ConstStaticCell<Volatile> = ConstStaticCell::new(Volatile::new());
+    static CARD: StaticCell<FirmwareCard<ThisBoard>> = StaticCell::new();
+    let (Some(session), Some(volatile), Some(slot)) =
+        (session(&SESSION), VOLATILE.try_take(), CARD.try_uninit())
+    else {
         return;
     };
-    match boot(&mut board, slot) {
+    match boot(&mut board, volatile, slot) {
         Ok(card) => {
             let _ = writeln!(debug, "boot ns={} stack={}", board.now_ns(), stack::peak());
             let mut card = Reporting {
@@ -147,6 +154,14 @@ pub fn run(mut board: ThisBoard, mut debug: impl Write) {
             serve(&mut contacts, &mut Broken, session);
         }
     }
+}
+
+/// The contact session, made in `cell` (in .bss: its reset state is not
+/// all zeros, and as a constant it would put 4 KiB of initial values in
+/// flash), from a frame of its own that is gone before the card boots.
+#[inline(never)]
+fn session(cell: &'static StaticCell<Session>) -> Option<&'static mut Session> {
+    cell.try_init(Session::new())
 }
 
 /// The contact session, in a frame of its own.

@@ -42,33 +42,42 @@ fn two_cards_in_two_readers() {
     assert_eq!(pin_status(&mut a), 0x9000);
 }
 
+/// Waits, through as many reader state changes as come (pcscd reports a
+/// card's power-up and its ATR as changes too), until the reader's state
+/// contains `wanted`; fails after `within`.
+fn wait_for_state(ctx: &Context, states: &mut [ReaderState], wanted: State, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no {wanted:?}: {:?}",
+            states[0].event_state()
+        );
+        match ctx.get_status_change(left, states) {
+            Ok(()) => {}
+            Err(pcsc::Error::Timeout) => continue,
+            Err(e) => panic!("{e}"),
+        }
+        let now = states[0].event_state();
+        states[0].sync_current_state();
+        if now.contains(wanted) {
+            return;
+        }
+    }
+}
+
 #[test]
 fn removal_and_insertion_are_reader_state_changes() {
     let h = Harness::start(1);
     let ctx = Context::establish(Scope::User).unwrap();
     let reader = std::ffi::CString::new(h.reader(0)).unwrap();
     let mut states = vec![ReaderState::new(reader, State::UNAWARE)];
-    ctx.get_status_change(Duration::from_secs(5), &mut states)
-        .unwrap();
-    assert!(states[0].event_state().contains(State::PRESENT));
-    states[0].sync_current_state();
+    wait_for_state(&ctx, &mut states, State::PRESENT, Duration::from_secs(5));
     h.control("eject", 0);
-    ctx.get_status_change(Duration::from_secs(10), &mut states)
-        .unwrap();
-    assert!(
-        states[0].event_state().contains(State::EMPTY),
-        "{:?}",
-        states[0].event_state()
-    );
-    states[0].sync_current_state();
+    wait_for_state(&ctx, &mut states, State::EMPTY, Duration::from_secs(10));
     h.control("insert", 0);
-    ctx.get_status_change(Duration::from_secs(10), &mut states)
-        .unwrap();
-    assert!(
-        states[0].event_state().contains(State::PRESENT),
-        "{:?}",
-        states[0].event_state()
-    );
+    wait_for_state(&ctx, &mut states, State::PRESENT, Duration::from_secs(10));
     assert_eq!(card(&h, 0).card_info().unwrap().serial, 900_000_001);
 }
 
