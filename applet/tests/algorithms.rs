@@ -14,6 +14,7 @@ use der::{Decode, Encode};
 use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
+use std::collections::HashMap;
 
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     client::tlv(tag, value)
@@ -184,6 +185,20 @@ fn rsa_generated_keys_match_the_rsa_crate() {
     }
 }
 
+/// IMPORTs `v`'s private scalar of `alg` into 9A, checks the public point
+/// the card computed against `v`'s, and verifies the PIN; the point.
+fn import_known(card: &mut PivCard, alg: Algorithm, v: &HashMap<String, String>) -> Vec<u8> {
+    let private = [(0x06, hex(&v["private"]))];
+    assert_eq!(import(card, alg, 0x9A, &private), 0x9000);
+    let public = PivClient::new(&mut *card)
+        .public_key(Slot::Authentication)
+        .unwrap()
+        .unwrap();
+    assert_eq!(to_hex(&public), v["public"]);
+    assert_eq!(verify(card, b"123456"), 0x9000);
+    public
+}
+
 /// RFC 6979's P-256 signatures and RFC 5903's shared secret, through
 /// IMPORT and GENERAL AUTHENTICATE (the firmware's assembly back end meets
 /// the same file through the reader: `simulator/tests/algorithms.rs`).
@@ -194,14 +209,7 @@ fn p256_known_answers_and_ecdh() {
     let mut card = fresh();
     admin_default(&mut card);
     for v in &blocks {
-        let private = [(0x06, hex(&v["private"]))];
-        assert_eq!(import(&mut card, Algorithm::P256, 0x9A, &private), 0x9000);
-        let public = PivClient::new(&mut card)
-            .public_key(Slot::Authentication)
-            .unwrap()
-            .unwrap();
-        assert_eq!(to_hex(&public), v["public"]);
-        assert_eq!(verify(&mut card, b"123456"), 0x9000);
+        import_known(&mut card, Algorithm::P256, v);
         if let Some(message) = v.get("message") {
             let digest = sha2::Sha256::digest(hex(message));
             let (der, s) = operate(&mut card, 0x11, 0x9A, 0x81, &digest);
@@ -222,21 +230,7 @@ fn p384_known_answer_and_ecdh() {
     let v = &vector_blocks("p384.txt")[0];
     let mut card = fresh();
     admin_default(&mut card);
-    assert_eq!(
-        import(
-            &mut card,
-            Algorithm::P384,
-            0x9A,
-            &[(0x06, hex(&v["private"]))]
-        ),
-        0x9000
-    );
-    let public = PivClient::new(&mut card)
-        .public_key(Slot::Authentication)
-        .unwrap()
-        .unwrap();
-    assert_eq!(to_hex(&public), v["public"]);
-    assert_eq!(verify(&mut card, b"123456"), 0x9000);
+    let public = import_known(&mut card, Algorithm::P384, v);
     let digest = sha2::Sha384::digest(hex(&v["message"]));
     let (der, s) = operate(&mut card, 0x14, 0x9A, 0x81, &digest);
     assert_eq!(s, 0x9000);
@@ -251,11 +245,18 @@ fn p384_known_answer_and_ecdh() {
     let card_key = p384::PublicKey::from_sec1_bytes(&public).unwrap();
     let expected = p384::ecdh::diffie_hellman(peer.to_nonzero_scalar(), card_key.as_affine());
     assert_eq!(shared, expected.raw_secret_bytes().as_slice());
-    // A P-256 point is the wrong length for this key.
+    // A P-256 point is the wrong length for this key; a point off the
+    // curve, and a compressed one padded to length, are refused too.
     assert_eq!(
         operate(&mut card, 0x14, 0x9A, 0x85, &point.as_bytes()[..65]).1,
         0x6A80
     );
+    let mut off = point.as_bytes().to_vec();
+    off[96] ^= 1;
+    assert_eq!(operate(&mut card, 0x14, 0x9A, 0x85, &off).1, 0x6A80);
+    let mut compressed = point.as_bytes().to_vec();
+    compressed[0] = 0x02;
+    assert_eq!(operate(&mut card, 0x14, 0x9A, 0x85, &compressed).1, 0x6A80);
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! `board/` modules implement this trait for QEMU's mps2-an386 and for an
 //! STM32F429.
 
+use core::mem::MaybeUninit;
+
 use embedded_storage::nor_flash::NorFlash;
 use zeroize::Zeroizing;
 
@@ -24,8 +26,9 @@ use crate::store::{Store, StoreError};
 pub trait Board {
     /// The card's contacts.
     type Line: IoLine;
-    /// The memory the factory record and the store live in.
-    type Flash: NorFlash;
+    /// The memory the factory record and the store live in (a driver that
+    /// lives as long as the card, whose store may sit in a static).
+    type Flash: NorFlash + 'static;
 
     /// The factory record: the first bytes of the card's flash region, as
     /// the card's maker wrote them.
@@ -82,11 +85,12 @@ impl BootError {
 
 /// What [`boot`] makes: the factory record, the mounted store and this
 /// boot's seed for the card's DRBG.
-pub struct Parts<F: NorFlash, const KEYS: usize> {
+pub struct Parts<'s, F: NorFlash, const KEYS: usize> {
     /// The factory record, device key included.
     pub header: Header,
-    /// The store, mounted (recovered from any cut).
-    pub store: Store<F, KEYS>,
+    /// The store, mounted (recovered from any cut) where the card will
+    /// keep it.
+    pub store: &'s mut Store<F, KEYS>,
     /// This boot's seed: never one another boot had.
     pub seed: Seed,
 }
@@ -95,14 +99,20 @@ pub struct Parts<F: NorFlash, const KEYS: usize> {
 /// keys are apart), mounts the store and advances the randomness ratchet,
 /// mixing in the board's TRNG. Nothing is answered before this is done,
 /// so nothing random is handed out twice.
-pub fn boot<B: Board, const KEYS: usize>(
+///
+/// The store is mounted into `place` (a static, on a chip): it is most of
+/// the card's RAM, and each move through a frame on the way would cost as
+/// much stack again.
+pub fn boot<'s, B: Board, const KEYS: usize>(
     board: &mut B,
-) -> Result<Parts<B::Flash, KEYS>, BootError> {
+    place: &'s mut MaybeUninit<Store<B::Flash, KEYS>>,
+) -> Result<Parts<'s, B::Flash, KEYS>, BootError> {
     let header = factory_record(board).map_err(BootError::Record)?;
     let provisioned = header.ratchet_seed().ok_or(BootError::NoSeed)?;
-    let mut store = Store::mount(board.store(header.store_len())).map_err(BootError::Store)?;
-    let ratcheted = entropy::ratchet(&mut store, &provisioned, &header.device_key)
-        .map_err(BootError::Ratchet)?;
+    let store =
+        place.write(Store::mount(board.store(header.store_len())).map_err(BootError::Store)?);
+    let ratcheted =
+        entropy::ratchet(store, &provisioned, &header.device_key).map_err(BootError::Ratchet)?;
     let mut trng = Zeroizing::new([0u8; 32]);
     let seed = if board.trng(&mut trng) {
         entropy::mix(&ratcheted, &trng)

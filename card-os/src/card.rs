@@ -2,6 +2,7 @@
 
 use apdu::{Chain, Class, Command, Header, SecureMessaging, Status, tlv::Writer};
 use core::borrow::BorrowMut;
+use core::marker::PhantomData;
 
 use embedded_storage::nor_flash::NorFlash;
 use heapless::Vec;
@@ -216,20 +217,26 @@ pub enum Mute {
 }
 
 /// A card: its flash store, its random number generator, its applets and
-/// the volatile state of the current session (its own, or borrowed: `V`).
+/// the volatile state of the current session. The store and the volatile
+/// state are the card's own (the host's cards) or borrowed (`S`, `V`: on a
+/// chip, `&'static mut` ones in statics of their own, so that neither is
+/// moved through a constructor's frame: they are most of a card's RAM).
 pub struct Card<
     F: NorFlash,
     R: CryptoRng,
     A: Applets,
     const KEYS: usize = 128,
     V: BorrowMut<Volatile> = Volatile,
+    S: BorrowMut<Store<F, KEYS>> = Store<F, KEYS>,
 > {
-    store: Store<F, KEYS>,
+    store: S,
     rng: R,
     applets: A,
     atr: Atr,
     volatile: V,
     powered: bool,
+    /// The store's flash type, which `S` names only through its bound.
+    flash: PhantomData<F>,
 }
 
 impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEYS> {
@@ -242,20 +249,26 @@ impl<F: NorFlash, R: CryptoRng, A: Applets, const KEYS: usize> Card<F, R, A, KEY
     /// A card on a store mounted already: a board whose randomness comes
     /// from the store (see [`crate::entropy`]) needs it before the card.
     pub fn with_store(store: Store<F, KEYS>, rng: R, applets: A, atr: Atr) -> Self {
-        Card::with_volatile(store, rng, applets, atr, Volatile::new())
+        Card::with_parts(store, rng, applets, atr, Volatile::new())
+    }
+
+    /// Takes the card apart (to reboot its flash after a cut, for instance).
+    pub fn into_parts(self) -> (F, R, A) {
+        (self.store.into_flash(), self.rng, self.applets)
     }
 }
 
-impl<F, R, A, const KEYS: usize, V> Card<F, R, A, KEYS, V>
+impl<F, R, A, const KEYS: usize, V, S> Card<F, R, A, KEYS, V, S>
 where
     F: NorFlash,
     R: CryptoRng,
     A: Applets,
     V: BorrowMut<Volatile>,
+    S: BorrowMut<Store<F, KEYS>>,
 {
-    /// A card on a store mounted already, whose volatile state is `volatile`
-    /// (a `&'static mut` one on a chip, so that it is never moved).
-    pub fn with_volatile(store: Store<F, KEYS>, rng: R, applets: A, atr: Atr, volatile: V) -> Self {
+    /// A card on a store mounted already, with the volatile state
+    /// `volatile`: each its own or borrowed (see [`Card`]).
+    pub fn with_parts(store: S, rng: R, applets: A, atr: Atr, volatile: V) -> Self {
         Card {
             store,
             rng,
@@ -263,6 +276,7 @@ where
             atr,
             volatile,
             powered: false,
+            flash: PhantomData,
         }
     }
 
@@ -300,14 +314,14 @@ where
 
     /// The store, for inspection.
     pub fn store(&self) -> &Store<F, KEYS> {
-        &self.store
+        self.store.borrow()
     }
 
     /// The store, to change behind the applets' back: tests that play an
     /// attacker who rewrites records on flash use it.
     #[cfg(feature = "testing")]
     pub fn store_mut(&mut self) -> &mut Store<F, KEYS> {
-        &mut self.store
+        self.store.borrow_mut()
     }
 
     /// The applets, for inspection.
@@ -333,11 +347,6 @@ where
             .enumerate()
             .filter(|&(i, &b)| b != 0 && i >= chain && !pending.contains(&i))
             .count()
-    }
-
-    /// Takes the card apart (to reboot its flash after a cut, for instance).
-    pub fn into_parts(self) -> (F, R, A) {
-        (self.store.into_flash(), self.rng, self.applets)
     }
 
     /// Sends a command APDU and returns the response APDU.
@@ -470,7 +479,7 @@ where
         };
         let mut reply = Writer::new(free);
         let mut ctx = Context {
-            store: &mut self.store,
+            store: self.store.borrow_mut(),
             rng: &mut self.rng,
         };
         let result = if is_select(&header) {

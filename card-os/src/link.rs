@@ -97,12 +97,13 @@ pub trait Respond {
     }
 }
 
-impl<F, R, A, const K: usize, V> Respond for Card<F, R, A, K, V>
+impl<F, R, A, const K: usize, V, S> Respond for Card<F, R, A, K, V, S>
 where
     F: embedded_storage::nor_flash::NorFlash,
     R: rand_core::CryptoRng,
     A: crate::applet::Applets,
     V: core::borrow::BorrowMut<crate::card::Volatile>,
+    S: core::borrow::BorrowMut<crate::store::Store<F, K>>,
 {
     fn respond(&mut self, frame: Frame<'_>) -> Outcome {
         match frame {

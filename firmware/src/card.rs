@@ -11,6 +11,7 @@ use applet::{Management, Piv};
 use card_os::board::{self, Board, BootError};
 use card_os::contact::{self, Session};
 use card_os::link::{Frame, Outcome, Respond};
+use card_os::store::Store;
 use card_os::{Card, ResponseApdu, Secrecy, Volatile};
 use chacha20::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -18,10 +19,20 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::{ThisBoard, stack};
 
+/// The card's store on board `B`.
+pub type FirmwareStore<B> = Store<<B as Board>::Flash, 128>;
+
 /// The card, as the firmware runs it on board `B`: its volatile state (the
-/// chaining and response buffer) borrowed from a static of its own.
-pub type FirmwareCard<B> =
-    Card<<B as Board>::Flash, ChaCha20Rng, (Piv, Option<Management>), 128, &'static mut Volatile>;
+/// chaining and response buffer) and its store borrowed from statics of
+/// their own.
+pub type FirmwareCard<B> = Card<
+    <B as Board>::Flash,
+    ChaCha20Rng,
+    (Piv, Option<Management>),
+    128,
+    &'static mut Volatile,
+    &'static mut FirmwareStore<B>,
+>;
 
 /// Why the card cannot start, beyond what card-os's boot says.
 enum Failure {
@@ -39,24 +50,33 @@ impl Failure {
     }
 }
 
-/// Boots the card into `slot`. Never inlined, and writing into the static
-/// itself, so that none of this (the store's index, the card's buffers)
-/// stays in the caller's frame for the card's whole life.
+/// Where the card lives: statics the firmware hands to [`boot`].
+struct Places<B: Board + 'static> {
+    volatile: &'static mut Volatile,
+    store: &'static mut MaybeUninit<FirmwareStore<B>>,
+    card: &'static mut MaybeUninit<FirmwareCard<B>>,
+}
+
+/// Boots the card into its statics. Never inlined, so that none of this
+/// (the mount's working space) stays in the caller's frame for the card's
+/// whole life; the store is mounted into its static, and the card, which
+/// borrows it, is small.
 #[inline(never)]
 fn boot<B: Board>(
     board: &mut B,
-    volatile: &'static mut Volatile,
-    slot: &'static mut MaybeUninit<FirmwareCard<B>>,
+    places: Places<B>,
 ) -> Result<&'static mut FirmwareCard<B>, Failure> {
-    let parts = board::boot(board).map_err(Failure::Boot)?;
+    let parts = board::boot(board, places.store).map_err(Failure::Boot)?;
     let profile = applet::Profile::of(&parts.header).map_err(|_| Failure::Profile)?;
     let rng = ChaCha20Rng::from_seed(parts.seed.0);
-    Ok(slot.write(Card::with_volatile(
+    let applets = applet::applets(&parts.header, profile);
+    let atr = applet::atr(profile, parts.header.is_virtual);
+    Ok(places.card.write(Card::with_parts(
         parts.store,
         rng,
-        applet::applets(&parts.header, profile),
-        applet::atr(profile, parts.header.is_virtual),
-        volatile,
+        applets,
+        atr,
+        places.volatile,
     )))
 }
 
@@ -126,19 +146,29 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
 
 /// Runs the card on `board` for as long as it is powered: opens the
 /// contacts, boots, reports the boot on `debug`, then serves the reader.
-/// The card, its volatile state and the contact session live in statics,
+/// The card, its store, its volatile state and the contact session live in
+/// statics,
 /// not in a frame, so the stack's figure is the commands' alone.
 pub fn run(mut board: ThisBoard, mut debug: impl Write) {
     let mut contacts = board.contacts();
     static SESSION: StaticCell<Session> = StaticCell::new();
     static VOLATILE: ConstStaticCell<Volatile> = ConstStaticCell::new(Volatile::new());
+    static STORE: StaticCell<FirmwareStore<ThisBoard>> = StaticCell::new();
     static CARD: StaticCell<FirmwareCard<ThisBoard>> = StaticCell::new();
-    let (Some(session), Some(volatile), Some(slot)) =
-        (session(&SESSION), VOLATILE.try_take(), CARD.try_uninit())
-    else {
+    let (Some(session), Some(volatile), Some(store), Some(card)) = (
+        session(&SESSION),
+        VOLATILE.try_take(),
+        STORE.try_uninit(),
+        CARD.try_uninit(),
+    ) else {
         return;
     };
-    match boot(&mut board, volatile, slot) {
+    let places = Places {
+        volatile,
+        store,
+        card,
+    };
+    match boot(&mut board, places) {
         Ok(card) => {
             let _ = writeln!(debug, "boot ns={} stack={}", board.now_ns(), stack::peak());
             let mut card = Reporting {

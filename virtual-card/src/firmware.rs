@@ -182,6 +182,8 @@ struct Qemu {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
+        // Our own kill: not the card dying under the reader.
+        self.debug.quitting.store(true, Ordering::SeqCst);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -250,13 +252,22 @@ impl Drop for SocketDir {
 struct Debug {
     lines: mpsc::Receiver<String>,
     panicked: Arc<AtomicBool>,
+    /// Set before QEMU is stopped on purpose: its port closing then is no
+    /// news.
+    quitting: Arc<AtomicBool>,
 }
 
 impl Debug {
-    fn listen(stream: UnixStream) -> Debug {
+    /// Reads the port's lines until it closes; if it closes while nobody
+    /// was stopping QEMU (a kill -9, a crash), sets `died`, so that the
+    /// reader learns the card is gone at once rather than at its next
+    /// command.
+    fn listen(stream: UnixStream, died: Arc<AtomicBool>) -> Debug {
         let (sender, lines) = mpsc::channel();
         let panicked = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&panicked);
+        let quitting = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&quitting);
         thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 tracing::debug!(target: "firmware", "{line}");
@@ -268,8 +279,16 @@ impl Debug {
                     break;
                 }
             }
+            if !stopping.load(Ordering::SeqCst) {
+                tracing::warn!(target: "firmware", "QEMU exited under the card");
+                died.store(true, Ordering::SeqCst);
+            }
         });
-        Debug { lines, panicked }
+        Debug {
+            lines,
+            panicked,
+            quitting,
+        }
     }
 
     /// The next line starting with `prefix`, keeping every line read on
@@ -334,7 +353,11 @@ fn read_atr(io: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 impl Qemu {
-    fn start(fw: &Firmware, log: &mut Vec<String>) -> io::Result<(Qemu, Vec<u8>)> {
+    fn start(
+        fw: &Firmware,
+        log: &mut Vec<String>,
+        died: &Arc<AtomicBool>,
+    ) -> io::Result<(Qemu, Vec<u8>)> {
         // The UARTs are Unix sockets in a directory only this user can
         // enter: QEMU connects to the first listener it finds, and so
         // could anyone on the machine to a TCP port, and be the card.
@@ -407,7 +430,7 @@ impl Qemu {
         let contacts = accept(&contacts, child.get())?;
         // All connected: nothing else may come in.
         drop(sockets);
-        let debug = Debug::listen(debug);
+        let debug = Debug::listen(debug, Arc::clone(died));
         let boot = debug.wait_for("boot", fw.boot_timeout, log)?;
         if let Some(reason) = boot.strip_prefix("boot failed: ") {
             return Err(io::Error::other(format!(
@@ -667,6 +690,8 @@ pub struct FirmwareCard {
     firmware: Firmware,
     session: Option<Inserted>,
     pid: Arc<AtomicU32>,
+    /// Set when QEMU exits without being asked to (see [`FirmwareCard::died`]).
+    died: Arc<AtomicBool>,
     noise: Option<LineNoise>,
     /// Debug port lines read and not yet asked for.
     log: Vec<String>,
@@ -689,6 +714,7 @@ impl FirmwareCard {
             firmware,
             session: None,
             pid: Arc::new(AtomicU32::new(0)),
+            died: Arc::new(AtomicBool::new(false)),
             noise,
             log: Vec::new(),
             counts: Counts::default(),
@@ -703,7 +729,7 @@ impl FirmwareCard {
         if self.session.is_some() {
             return Ok(());
         }
-        let (qemu, atr) = Qemu::start(&self.firmware, &mut self.log)?;
+        let (qemu, atr) = Qemu::start(&self.firmware, &mut self.log, &self.died)?;
         tracing::info!(pid = qemu.child.id(), atr = %hex::encode_upper(&atr), flash = %self.firmware.flash.display(), "firmware card booted");
         self.pid.store(qemu.child.id(), Ordering::SeqCst);
         let mut session = Inserted {
@@ -765,6 +791,15 @@ impl FirmwareCard {
     /// which kill it).
     pub fn pid(&self) -> Arc<AtomicU32> {
         Arc::clone(&self.pid)
+    }
+
+    /// Set (by the thread reading QEMU's debug port) when QEMU exits
+    /// without the reader stopping it: a kill -9 or a crash. The reader
+    /// takes the flag (swaps it back) and drops the card's connection at
+    /// once; otherwise it would learn of the death only from its next
+    /// command, and a reader with none to send would go on showing a card.
+    pub fn died(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.died)
     }
 
     /// Lines the firmware's debug port has written since the last call.

@@ -113,6 +113,8 @@ struct Slot {
     hold_until: Mutex<Option<Instant>>,
     /// A firmware card's QEMU process id (0 while it is not running).
     qemu: Option<Arc<AtomicU32>>,
+    /// A firmware card's QEMU exited unasked ([`FirmwareCard::died`]).
+    died: Option<Arc<AtomicBool>>,
     /// The scripted removals and faults.
     script: Mutex<Script>,
 }
@@ -244,6 +246,10 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
                     ReaderCard::Firmware(fw) => Some(fw.pid()),
                     ReaderCard::Simulated(_) => None,
                 },
+                died: match card {
+                    ReaderCard::Firmware(fw) => Some(fw.died()),
+                    ReaderCard::Simulated(_) => None,
+                },
                 script: Mutex::new(Script::new(&config.scenario, n, loaded)),
             })
         })
@@ -288,6 +294,16 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
             let fired = slot.script.lock().ok().and_then(|mut s| s.tick(now));
             if let Some(action) = fired {
                 slot.carry_out(action);
+            }
+            // A firmware card whose QEMU died: pcscd sees it gone now, and
+            // the next power-up starts a new QEMU, as after a power cut.
+            if slot
+                .died
+                .as_ref()
+                .is_some_and(|d| d.swap(false, Ordering::SeqCst))
+            {
+                tracing::info!(reader = slot.n, "firmware card died: connection dropped");
+                slot.hang_up();
             }
         }
         thread::sleep(Duration::from_millis(5));

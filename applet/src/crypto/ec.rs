@@ -6,7 +6,8 @@ use core::ops::Add;
 use ecdsa::EcdsaCurve;
 use p256::elliptic_curve::array::ArraySize;
 use p256::elliptic_curve::array::typenum::Unsigned;
-use p256::elliptic_curve::sec1::{FromSec1Point, ModulusSize, ToSec1Point};
+use p256::elliptic_curve::point::AffineCoordinates;
+use p256::elliptic_curve::sec1::ModulusSize;
 use p256::elliptic_curve::{
     self, AffinePoint, CurveArithmetic, FieldBytesSize, PublicKey, SecretKey,
 };
@@ -101,7 +102,7 @@ where
 pub fn verify<C>(public: &[u8], fitted: &[u8], signature: &ecdsa::Signature<C>) -> Result<()>
 where
     C: EcdsaCurve + CurveArithmetic,
-    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
+    AffinePoint<C>: elliptic_curve::sec1::FromSec1Point<C> + elliptic_curve::sec1::ToSec1Point<C>,
     FieldBytesSize<C>: ModulusSize,
 {
     let point = PublicKey::<C>::from_sec1_bytes(public).map_err(|_| Error::Tampered)?;
@@ -109,18 +110,30 @@ where
         .map_err(|_| Error::Tampered)
 }
 
-/// ECDH with a peer's uncompressed point: the shared x-coordinate, into
-/// `out` (the field's length).
+/// ECDH with a peer's uncompressed point (`04 x y`): the shared
+/// x-coordinate, into `out` (the field's length). The point is taken from
+/// its coordinates and checked to be on the curve: PIV sends no other
+/// form, and a decoder for every SEC1 form would bring point decompression
+/// into the card for nothing.
 pub fn agree<C>(secret: &SecretKey<C>, peer: &[u8], out: &mut [u8]) -> Result<()>
 where
     C: CurveArithmetic,
-    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
-    FieldBytesSize<C>: ModulusSize,
+    AffinePoint<C>: AffineCoordinates<FieldRepr = elliptic_curve::FieldBytes<C>>,
 {
-    if peer.len() != 1 + 2 * C::FieldBytesSize::USIZE {
+    let field = C::FieldBytesSize::USIZE;
+    let (Some(&0x04), Some(x), Some(y)) =
+        (peer.first(), peer.get(1..1 + field), peer.get(1 + field..))
+    else {
+        return Err(Error::BadData);
+    };
+    if y.len() != field {
         return Err(Error::BadData);
     }
-    let peer = PublicKey::<C>::from_sec1_bytes(peer).map_err(|_| Error::BadData)?;
+    let x = elliptic_curve::FieldBytes::<C>::try_from(x).map_err(|_| Error::BadData)?;
+    let y = elliptic_curve::FieldBytes::<C>::try_from(y).map_err(|_| Error::BadData)?;
+    let point = Option::<AffinePoint<C>>::from(AffinePoint::<C>::from_coordinates(&x, &y))
+        .ok_or(Error::BadData)?;
+    let peer = PublicKey::<C>::from_affine(point).map_err(|_| Error::BadData)?;
     let shared = elliptic_curve::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
     let raw = shared.raw_secret_bytes();
     out.get_mut(..raw.len())
@@ -129,18 +142,23 @@ where
     Ok(())
 }
 
-/// The uncompressed public point of `secret`, into `out`.
+/// The uncompressed public point of `secret` (`04 x y`), into `out`: the
+/// one form PIV uses, written from the coordinates (SEC1's encoder brings
+/// every form, and its errors' formatting, into the card).
 pub fn public<C>(secret: &SecretKey<C>, out: &mut [u8]) -> Result<()>
 where
     C: CurveArithmetic,
-    AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
-    FieldBytesSize<C>: ModulusSize,
+    AffinePoint<C>: AffineCoordinates<FieldRepr = elliptic_curve::FieldBytes<C>>,
 {
-    let point = secret.public_key().to_sec1_point(false);
-    let bytes = point.as_bytes();
-    out.get_mut(..bytes.len())
-        .ok_or(Error::NoSpace)?
-        .copy_from_slice(bytes);
+    let field = C::FieldBytesSize::USIZE;
+    let point = secret.public_key();
+    let point = point.as_affine();
+    let out = out.get_mut(..1 + 2 * field).ok_or(Error::NoSpace)?;
+    let (tag, coordinates) = out.split_at_mut(1);
+    let (x, y) = coordinates.split_at_mut(field);
+    tag.copy_from_slice(&[0x04]);
+    x.copy_from_slice(&point.x());
+    y.copy_from_slice(&point.y());
     Ok(())
 }
 

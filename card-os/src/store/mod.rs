@@ -22,6 +22,8 @@ mod log;
 mod replay;
 pub mod tearing;
 
+use core::mem::MaybeUninit;
+
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 use heapless::Vec;
 
@@ -175,6 +177,35 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a store on `flash`, if the format can hold one
+    /// there (alignment, page size and count within its limits).
+    fn of<F: NorFlash, const KEYS: usize>(flash: &F) -> Result<Geometry, StoreError> {
+        let align = F::WRITE_SIZE.max(F::READ_SIZE).max(4);
+        let page_size = F::ERASE_SIZE;
+        let header = align_up(HEADER_LEN, align);
+        let page_count = flash.capacity() / page_size.max(1);
+        let resume_shift = page_size.trailing_zeros().saturating_sub(16);
+        let geometry_ok = align.is_power_of_two()
+            && align <= MAX_ALIGN
+            && page_size.is_power_of_two()
+            && page_size >= 8 * header + RESUME_SLOTS * align
+            && page_size.is_multiple_of(align)
+            && resume_shift <= align.trailing_zeros()
+            && u32::try_from(flash.capacity()).is_ok()
+            && KEYS >= 2
+            && (RESERVE_PAGES + 2..=MAX_PAGES).contains(&page_count);
+        if !geometry_ok {
+            return Err(StoreError::Geometry);
+        }
+        Ok(Geometry {
+            page_size: page_size as u32,
+            align,
+            header: header as u32,
+            end: (page_size - RESUME_SLOTS * align) as u32,
+            resume_shift,
+        })
+    }
+
     fn entry_size(&self, value_len: usize) -> u32 {
         self.header + align_up(value_len, self.align) as u32
     }
@@ -295,32 +326,30 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// closed, dead pages are erased only when they are needed again. So a
     /// cut during recovery is just another cut.
     pub fn mount(flash: F) -> Result<Self, StoreError> {
-        let align = F::WRITE_SIZE.max(F::READ_SIZE).max(4);
-        let page_size = F::ERASE_SIZE;
-        let header = align_up(HEADER_LEN, align);
-        let page_count = flash.capacity() / page_size.max(1);
-        let resume_shift = page_size.trailing_zeros().saturating_sub(16);
-        let geometry_ok = align.is_power_of_two()
-            && align <= MAX_ALIGN
-            && page_size.is_power_of_two()
-            && page_size >= 8 * header + RESUME_SLOTS * align
-            && page_size.is_multiple_of(align)
-            && resume_shift <= align.trailing_zeros()
-            && u32::try_from(flash.capacity()).is_ok()
-            && KEYS >= 2
-            && (RESERVE_PAGES + 2..=MAX_PAGES).contains(&page_count);
-        if !geometry_ok {
-            return Err(StoreError::Geometry);
-        }
-        let mut store = Store {
+        let geometry = Geometry::of::<F, KEYS>(&flash)?;
+        let mut store = Store::empty(flash, geometry);
+        store.load()?;
+        Ok(store)
+    }
+
+    /// [`Store::mount`], into `place`: where the store is to live (a
+    /// static, on a chip). The empty store is written there field by field
+    /// and filled in place, so that its index is never moved through a
+    /// frame, which would cost as much stack again.
+    pub fn mount_in(place: &mut MaybeUninit<Self>, flash: F) -> Result<&mut Self, StoreError> {
+        let geometry = Geometry::of::<F, KEYS>(&flash)?;
+        let store = place.write(Store::empty(flash, geometry));
+        store.load()?;
+        Ok(store)
+    }
+
+    /// The store on `flash` with nothing read yet. Inlined, so that the
+    /// caller's `MaybeUninit::write` builds it where it goes.
+    #[inline(always)]
+    fn empty(flash: F, geometry: Geometry) -> Self {
+        Store {
             flash,
-            geometry: Geometry {
-                page_size: page_size as u32,
-                align,
-                header: header as u32,
-                end: (page_size - RESUME_SLOTS * align) as u32,
-                resume_shift,
-            },
+            geometry,
             pages: Vec::new(),
             index: Vec::new(),
             live: 0,
@@ -329,9 +358,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             next_seq: 1,
             next_tx: 1,
             commits: 0,
-        };
-        store.load()?;
-        Ok(store)
+        }
     }
 
     /// The largest value a record may hold.
