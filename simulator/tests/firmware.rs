@@ -14,6 +14,26 @@ use virtual_card::firmware::{self, Firmware, FirmwareCard};
 use virtual_card::{Entropy, Make};
 use virtual_reader::vpcd::{Frame, Outcome, Respond};
 
+/// A new Series 9 card's firmware flash (and key store) at `flash`.
+fn series9_flash(flash: &Path, serial: u32, seed: u64) -> virtual_card::image::Header {
+    firmware::init(
+        flash,
+        Make::virtual_card(serial, virtual_card::Profile::Series9),
+        Entropy::Seed(seed),
+    )
+    .unwrap()
+}
+
+/// A new Series 9 card's image at `image`.
+fn series9_image(image: &Path, serial: u32, seed: u64) {
+    virtual_card::init(
+        image,
+        Make::virtual_card(serial, virtual_card::Profile::Series9),
+        Entropy::Seed(seed),
+    )
+    .unwrap();
+}
+
 fn firmware_card(flash: &Path) -> FirmwareCard {
     let mut card = FirmwareCard::new(Firmware::new(firmware_elf(), flash.to_path_buf()));
     card.boot().unwrap();
@@ -50,12 +70,7 @@ const SCRIPT: &[&[u8]] = &[
 fn the_firmware_answers_as_the_host_card_does() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(900_000_123, virtual_card::Profile::Series9),
-        Entropy::Seed(5),
-    )
-    .unwrap();
+    series9_image(&image, 900_000_123, 5);
     let flash = dir.path().join("card.flash");
     firmware::to_firmware(&image, &flash).unwrap();
 
@@ -76,12 +91,7 @@ fn the_firmware_answers_as_the_host_card_does() {
 fn a_card_moves_between_host_and_firmware() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(900_000_124, virtual_card::Profile::Series9),
-        Entropy::Seed(6),
-    )
-    .unwrap();
+    series9_image(&image, 900_000_124, 6);
     // Personalised on the host: a new PIN and an object.
     {
         let (_, mut host) = virtual_card::boot(&image, Entropy::Seed(6), false).unwrap();
@@ -139,12 +149,7 @@ fn witness(card: &mut FirmwareCard) -> Vec<u8> {
 fn no_two_boots_repeat_a_challenge() {
     let dir = tempfile::tempdir().unwrap();
     let flash = dir.path().join("card.flash");
-    firmware::init(
-        &flash,
-        Make::virtual_card(900_000_125, virtual_card::Profile::Series9),
-        Entropy::Seed(8),
-    )
-    .unwrap();
+    series9_flash(&flash, 900_000_125, 8);
     let mut seen = std::collections::HashSet::new();
     for boot in 0..6 {
         let mut card = firmware_card(&flash);
@@ -184,12 +189,7 @@ fn a_flash_the_firmware_cannot_run_on_is_refused_with_the_reason() {
     // no randomness to run on. (`image to-firmware` adds a seed to such
     // images; this flash is written by hand.)
     let flash = dir.path().join("card.flash");
-    firmware::init(
-        &flash,
-        Make::virtual_card(900_000_126, virtual_card::Profile::Series9),
-        Entropy::Seed(9),
-    )
-    .unwrap();
+    series9_flash(&flash, 900_000_126, 9);
     let mut header = firmware::flash_header(&flash).unwrap();
     header.seed = None;
     let mut bytes = std::fs::read(&flash).unwrap();
@@ -210,12 +210,7 @@ fn the_flash_holds_no_device_key_and_converts_only_with_its_key_store() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let flash = dir.path().join("card.flash");
-    let header = firmware::init(
-        &flash,
-        Make::virtual_card(900_000_127, virtual_card::Profile::Series9),
-        Entropy::Seed(10),
-    )
-    .unwrap();
+    let header = series9_flash(&flash, 900_000_127, 10);
     let key_store = virtual_card::image::key_store_path(&flash);
     let dumped = std::fs::read(&flash).unwrap();
     let seed = header.seed.unwrap();
@@ -298,12 +293,7 @@ fn writes_and_wrong_pins<T: Transport>(c: &mut PivClient<T>) -> Vec<String> {
 fn on_a_noisy_line_every_command_runs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(900_000_128, virtual_card::Profile::Series9),
-        Entropy::Seed(13),
-    )
-    .unwrap();
+    series9_image(&image, 900_000_128, 13);
     let flash = dir.path().join("card.flash");
     firmware::to_firmware(&image, &flash).unwrap();
 
@@ -389,12 +379,7 @@ fn the_series9_build_has_p256_and_p384_and_refuses_the_rest() {
     use client::{Algorithm, Slot};
     let dir = tempfile::tempdir().unwrap();
     let flash = dir.path().join("card.flash");
-    firmware::init(
-        &flash,
-        Make::virtual_card(900_000_131, virtual_card::Profile::Series9),
-        Entropy::Seed(15),
-    )
-    .unwrap();
+    series9_flash(&flash, 900_000_131, 15);
     let mut c = PivClient::new(FirmwareCard::new(Firmware::new(series9_elf(), flash)));
     let fci = c
         .raw(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
@@ -462,12 +447,7 @@ fn the_assembly_p256_agrees_with_rustcrypto_on_10000_keys() {
     let elf = build_firmware(Some("crosscheck"), &["--features", "crosscheck"]);
     let dir = tempfile::tempdir().unwrap();
     let flash = dir.path().join("card.flash");
-    firmware::init(
-        &flash,
-        Make::virtual_card(900_000_131, virtual_card::Profile::Series9),
-        Entropy::Seed(13),
-    )
-    .unwrap();
+    series9_flash(&flash, 900_000_131, 13);
     let mut fw = Firmware::new(elf, flash);
     fw.boot_timeout = std::time::Duration::from_secs(240);
     let mut card = FirmwareCard::new(fw);
