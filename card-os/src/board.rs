@@ -110,7 +110,7 @@ pub fn boot<'s, B: Board, const KEYS: usize>(
     let header = factory_record(board).map_err(BootError::Record)?;
     let provisioned = header.ratchet_seed().ok_or(BootError::NoSeed)?;
     let store =
-        place.write(Store::mount(board.store(header.store_len())).map_err(BootError::Store)?);
+        Store::mount_in(place, board.store(header.store_len())).map_err(BootError::Store)?;
     let ratcheted =
         entropy::ratchet(store, &provisioned, &header.device_key).map_err(BootError::Ratchet)?;
     let mut trng = Zeroizing::new([0u8; 32]);

@@ -147,8 +147,7 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
 /// Runs the card on `board` for as long as it is powered: opens the
 /// contacts, boots, reports the boot on `debug`, then serves the reader.
 /// The card, its store, its volatile state and the contact session live in
-/// statics,
-/// not in a frame, so the stack's figure is the commands' alone.
+/// statics, not in a frame, so the stack's figure is the commands' alone.
 pub fn run(mut board: ThisBoard, mut debug: impl Write) {
     let mut contacts = board.contacts();
     static SESSION: StaticCell<Session> = StaticCell::new();

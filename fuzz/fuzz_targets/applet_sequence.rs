@@ -488,13 +488,16 @@ fn run(profile: Profile, ops: &[Op]) {
                         "an APDU other than VERIFY granted the PIN: {apdu:02X?}"
                     );
                     verified = now;
-                    if ok && apdu.get(1) == Some(&0xFB) {
+                    // A part of a chain (CLA bit `10`) is only gathered:
+                    // its `90 00` says so, not that the command ran.
+                    let ran = ok && apdu.first().is_some_and(|cla| cla & 0x10 == 0);
+                    if ran && apdu.get(1) == Some(&0xFB) {
                         assert!(
                             pin_before == 0 && puk_before == 0,
                             "RESET with a passcode unblocked"
                         );
                     }
-                    if ok && apdu.get(1) == Some(&0xFA) {
+                    if ran && apdu.get(1) == Some(&0xFA) {
                         assert!(verified_before, "SET PIN RETRIES without the PIN");
                     }
                     // Sticky until a typed command or a reset: an APDU the
