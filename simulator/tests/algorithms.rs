@@ -652,6 +652,20 @@ fn p256_known_answers_through_the_reader() {
                 .private_operation(slot, Algorithm::P256, 0x85, &v["peer"])
                 .unwrap();
             assert_eq!(shared, v["shared"]);
+            // The same point in SEC1's hybrid form, and off the curve: PIV
+            // takes the uncompressed form alone, in either back end.
+            let mut hybrid = v["peer"].clone();
+            hybrid[0] = 0x06 | (hybrid[64] & 1);
+            let mut off = v["peer"].clone();
+            off[64] ^= 1;
+            for point in [hybrid, off] {
+                match c.private_operation(slot, Algorithm::P256, 0x85, &point) {
+                    Err(client::ClientError::Refused { status, .. }) => {
+                        assert_eq!(status, client::Status::IncorrectDataField)
+                    }
+                    other => panic!("{point:02X?}: {other:?}"),
+                }
+            }
         }
     }
 }

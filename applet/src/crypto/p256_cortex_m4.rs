@@ -90,10 +90,12 @@ impl Key {
             .to_untagged_bytes())
     }
 
-    /// ECDH with an uncompressed peer point: the shared x-coordinate into
-    /// `out` (32 bytes). A point not on the curve is [`Error::BadData`].
+    /// ECDH with an uncompressed peer point (`04 x y`): the shared
+    /// x-coordinate into `out` (32 bytes). Any other form (the library's
+    /// decoder would take SEC1's hybrid `06`/`07` too, which the reference
+    /// refuses) or a point not on the curve is [`Error::BadData`].
     pub fn agree(&self, peer: &[u8], out: &mut [u8]) -> Result<()> {
-        if peer.len() != 65 {
+        if peer.len() != 65 || peer.first() != Some(&0x04) {
             return Err(Error::BadData);
         }
         let peer = PublicKey::from_sec1_bytes(peer).map_err(|_| Error::BadData)?;
