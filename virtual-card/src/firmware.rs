@@ -257,6 +257,14 @@ struct Debug {
     quitting: Arc<AtomicBool>,
 }
 
+impl Drop for Debug {
+    /// A port dropped before QEMU (a start that failed after connecting,
+    /// whose QEMU is then killed) is no death of the card either.
+    fn drop(&mut self) {
+        self.quitting.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Debug {
     /// Reads the port's lines until it closes; if it closes while nobody
     /// was stopping QEMU (a kill -9, a crash), sets `died`, so that the
