@@ -440,11 +440,11 @@ fn ssh_agent_signs_with_the_card(h: &Harness) {
 /// against the card's public key.
 #[test]
 fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
-    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, Pcsc, PivClient};
+    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
     use cms::keys::CardKey;
 
     let h = Harness::start(1);
-    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
+    let mut c = PivClient::new(h.connect(0));
     c.select().unwrap();
     c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let spki = |name: &str, algorithm: Algorithm, public: Vec<u8>| {
@@ -613,7 +613,7 @@ fn ed25519_x25519_and_large_rsa_through_pcsc_checked_by_openssl() {
 /// is the Cortex-M4 assembly back end against the specifications.
 #[test]
 fn p256_known_answers_through_the_reader() {
-    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, Pcsc, PivClient};
+    use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient};
     use sha2::Digest;
 
     let text =
@@ -633,7 +633,7 @@ fn p256_known_answers_through_the_reader() {
     assert_eq!(blocks.len(), 4);
 
     let h = Harness::start(1);
-    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
+    let mut c = PivClient::new(h.connect(0));
     c.select().unwrap();
     c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
     let slot = Slot::Authentication;

@@ -269,7 +269,7 @@ fn baseline_sign(dir: &Path) -> u64 {
 /// Mean wall time of `n` GET DATA round trips through pcscd.
 fn round_trip(kind: Kind, n: u32) -> Duration {
     let h = Harness::start_kind(kind, 1, false, &[]);
-    let mut c = PivClient::new(client::Pcsc::connect_exact(&h.reader(0)).unwrap());
+    let mut c = PivClient::new(h.connect(0));
     c.select().unwrap();
     for _ in 0..20 {
         c.get_object(0x5FC102).unwrap();

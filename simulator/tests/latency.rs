@@ -36,9 +36,7 @@ struct Reader {
 
 impl Reader {
     fn connect(h: &Harness) -> Reader {
-        Reader {
-            card: Pcsc::connect_exact(&h.reader(0)).unwrap(),
-        }
+        Reader { card: h.connect(0) }
     }
 
     /// Sends `apdu`, returns (response, milliseconds).

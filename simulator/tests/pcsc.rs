@@ -14,7 +14,7 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use pcsc::{Context, ReaderState, Scope, State};
 
 fn card(h: &Harness, n: usize) -> PivClient<Pcsc> {
-    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(n)).unwrap());
+    let mut c = PivClient::new(h.connect(n));
     c.select().unwrap();
     c
 }

@@ -160,13 +160,13 @@ fn nhs_login_session_ends_on_removal_and_logs_in_again_on_reinsertion() {
     // counter is full after the interrupted signature.
     assert!(h.server_log().contains("scenario: card removed"));
     drop(p11);
-    let mut piv = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
+    let mut piv = PivClient::new(h.connect(0));
     piv.select().unwrap();
     assert_eq!(piv.tries(0x80).unwrap(), (3, 3));
 }
 
 fn piv(h: &Harness) -> PivClient<Pcsc> {
-    let mut c = PivClient::new(Pcsc::connect_exact(&h.reader(0)).unwrap());
+    let mut c = PivClient::new(h.connect(0));
     c.select().unwrap();
     c
 }

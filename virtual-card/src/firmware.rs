@@ -267,10 +267,10 @@ impl Drop for Debug {
 
 impl Debug {
     /// Reads the port's lines until it closes; if it closes while nobody
-    /// was stopping QEMU (a kill -9, a crash), sets `died`, so that the
-    /// reader learns the card is gone at once rather than at its next
-    /// command.
-    fn listen(stream: UnixStream, died: Arc<AtomicBool>) -> Debug {
+    /// was stopping QEMU (a kill -9, a crash), writes QEMU's process id
+    /// `pid` to `died`, so that the reader learns the card is gone at once
+    /// rather than at its next command.
+    fn listen(stream: UnixStream, pid: u32, died: Arc<AtomicU32>) -> Debug {
         let (sender, lines) = mpsc::channel();
         let panicked = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&panicked);
@@ -289,7 +289,7 @@ impl Debug {
             }
             if !stopping.load(Ordering::SeqCst) {
                 tracing::warn!(target: "firmware", "QEMU exited under the card");
-                died.store(true, Ordering::SeqCst);
+                died.store(pid, Ordering::SeqCst);
             }
         });
         Debug {
@@ -364,7 +364,7 @@ impl Qemu {
     fn start(
         fw: &Firmware,
         log: &mut Vec<String>,
-        died: &Arc<AtomicBool>,
+        died: &Arc<AtomicU32>,
     ) -> io::Result<(Qemu, Vec<u8>)> {
         // The UARTs are Unix sockets in a directory only this user can
         // enter: QEMU connects to the first listener it finds, and so
@@ -438,7 +438,7 @@ impl Qemu {
         let contacts = accept(&contacts, child.get())?;
         // All connected: nothing else may come in.
         drop(sockets);
-        let debug = Debug::listen(debug, Arc::clone(died));
+        let debug = Debug::listen(debug, child.get().id(), Arc::clone(died));
         let boot = debug.wait_for("boot", fw.boot_timeout, log)?;
         if let Some(reason) = boot.strip_prefix("boot failed: ") {
             return Err(io::Error::other(format!(
@@ -698,8 +698,9 @@ pub struct FirmwareCard {
     firmware: Firmware,
     session: Option<Inserted>,
     pid: Arc<AtomicU32>,
-    /// Set when QEMU exits without being asked to (see [`FirmwareCard::died`]).
-    died: Arc<AtomicBool>,
+    /// The process id of a QEMU that exited without being asked to (see
+    /// [`FirmwareCard::died`]).
+    died: Arc<AtomicU32>,
     noise: Option<LineNoise>,
     /// Debug port lines read and not yet asked for.
     log: Vec<String>,
@@ -722,7 +723,7 @@ impl FirmwareCard {
             firmware,
             session: None,
             pid: Arc::new(AtomicU32::new(0)),
-            died: Arc::new(AtomicBool::new(false)),
+            died: Arc::new(AtomicU32::new(0)),
             noise,
             log: Vec::new(),
             counts: Counts::default(),
@@ -801,12 +802,16 @@ impl FirmwareCard {
         Arc::clone(&self.pid)
     }
 
-    /// Set (by the thread reading QEMU's debug port) when QEMU exits
-    /// without the reader stopping it: a kill -9 or a crash. The reader
-    /// takes the flag (swaps it back) and drops the card's connection at
+    /// QEMU's process id, written (by the thread reading its debug port)
+    /// when it exits without the reader stopping it: a kill -9 or a crash.
+    /// The reader takes the notice (swaps in 0) and, if that QEMU is still
+    /// the card's ([`FirmwareCard::pid`]), drops the card's connection at
     /// once; otherwise it would learn of the death only from its next
     /// command, and a reader with none to send would go on showing a card.
-    pub fn died(&self) -> Arc<AtomicBool> {
+    /// A notice that comes after the reader has buried that QEMU itself
+    /// (a frame found it dead) concerns no connection of the card's now:
+    /// naming the QEMU keeps it from cutting the next one.
+    pub fn died(&self) -> Arc<AtomicU32> {
         Arc::clone(&self.died)
     }
 
@@ -845,6 +850,11 @@ impl FirmwareCard {
             && let Some(status) = session.qemu.child.try_wait()?
         {
             return Err(io::Error::other(format!("qemu exited ({status})")));
+        }
+        // A card without power stays so: no QEMU is started to be stopped
+        // (the reader powers a card off as it leaves, dead or not).
+        if self.session.is_none() && matches!(frame, Frame::PowerOff) {
+            return Ok(None);
         }
         self.boot()?;
         let mut session = self

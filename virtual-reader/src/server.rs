@@ -113,13 +113,25 @@ struct Slot {
     hold_until: Mutex<Option<Instant>>,
     /// A firmware card's QEMU process id (0 while it is not running).
     qemu: Option<Arc<AtomicU32>>,
-    /// A firmware card's QEMU exited unasked ([`FirmwareCard::died`]).
-    died: Option<Arc<AtomicBool>>,
+    /// The process id of a firmware card's QEMU that exited unasked
+    /// ([`FirmwareCard::died`]).
+    died: Option<Arc<AtomicU32>>,
     /// The scripted removals and faults.
     script: Mutex<Script>,
 }
 
 impl Slot {
+    /// Takes a firmware card's death notice: true if it is about the QEMU
+    /// the card still runs. One the reader has already replaced (or halted
+    /// after a frame found it dead) is no news about the connection now.
+    fn died_now(&self) -> bool {
+        let (Some(died), Some(running)) = (&self.died, &self.qemu) else {
+            return false;
+        };
+        let pid = died.swap(0, Ordering::SeqCst);
+        pid != 0 && pid == running.load(Ordering::SeqCst)
+    }
+
     fn hang_up(&self) {
         self.cut.store(true, Ordering::SeqCst);
         if let Ok(guard) = self.stream.lock()
@@ -297,11 +309,7 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
             }
             // A firmware card whose QEMU died: pcscd sees it gone now, and
             // the next power-up starts a new QEMU, as after a power cut.
-            if slot
-                .died
-                .as_ref()
-                .is_some_and(|d| d.swap(false, Ordering::SeqCst))
-            {
+            if slot.died_now() {
                 tracing::info!(reader = slot.n, "firmware card died: connection dropped");
                 slot.hang_up();
             }
@@ -791,5 +799,44 @@ pub fn loopback(addr: &str) -> Result<SocketAddr> {
         Err(problem(
             "the cards listen for vpcd on loopback only (127.0.0.1 or ::1)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firmware_slot(running: u32) -> (Slot, Arc<AtomicU32>) {
+        let died = Arc::new(AtomicU32::new(0));
+        let slot = Slot {
+            n: 0,
+            inserted: AtomicBool::new(true),
+            cut: AtomicBool::new(false),
+            stream: Mutex::new(None),
+            hold_until: Mutex::new(None),
+            qemu: Some(Arc::new(AtomicU32::new(running))),
+            died: Some(Arc::clone(&died)),
+            script: Mutex::new(Script::new(&[], 0, Instant::now())),
+        };
+        (slot, died)
+    }
+
+    #[test]
+    fn a_death_notice_cuts_only_the_qemu_it_names() {
+        // The card's QEMU died under an idle reader: hang up, once.
+        let (slot, died) = firmware_slot(4242);
+        died.store(4242, Ordering::SeqCst);
+        assert!(slot.died_now());
+        assert!(!slot.died_now());
+        // The reader found it dead itself and booted another since: the
+        // late notice about the old one must not cut the new connection.
+        let (slot, died) = firmware_slot(5151);
+        died.store(4242, Ordering::SeqCst);
+        assert!(!slot.died_now());
+        assert_eq!(died.load(Ordering::SeqCst), 0, "the notice is taken");
+        // ... or halted it and runs none yet.
+        let (slot, died) = firmware_slot(0);
+        died.store(4242, Ordering::SeqCst);
+        assert!(!slot.died_now());
     }
 }

@@ -796,6 +796,18 @@ impl Harness {
         )
     }
 
+    /// Connects to the card in reader `n` through pcscd; a card that is
+    /// not there fails the test with the server's log, which says why.
+    pub fn connect(&self, n: usize) -> client::Pcsc {
+        client::Pcsc::connect_exact(&self.reader(n)).unwrap_or_else(|e| {
+            panic!(
+                "no card in reader {n}: {e}\n{}\n{}",
+                readers(),
+                self.server_log()
+            )
+        })
+    }
+
     /// What the server logged.
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
