@@ -172,6 +172,18 @@ impl<'a> Command<'a> {
         }
     }
 
+    /// Where the data field starts in the command's encoding: after the
+    /// header and Lc (none, one byte or three). A card that parsed a
+    /// command in its own buffer moves the data by it rather than copying
+    /// the command.
+    pub const fn data_offset(&self) -> usize {
+        match (self.data.is_empty(), self.form) {
+            (true, _) => 4,
+            (false, LengthForm::Short) => 5,
+            (false, LengthForm::Extended) => 7,
+        }
+    }
+
     /// The number of bytes [`Command::write_to`] produces.
     pub fn encoded_len(&self) -> usize {
         let lc = match (self.data.is_empty(), self.form) {

@@ -14,6 +14,9 @@ proptest! {
             let mut out = vec![0u8; cmd.encoded_len()];
             prop_assert_eq!(cmd.write_to(&mut out), Ok(bytes.len()));
             prop_assert_eq!(out, bytes.clone());
+            // The data field is where `data_offset` says.
+            let at = cmd.data_offset();
+            prop_assert_eq!(&bytes[at..at + cmd.data().len()], cmd.data());
         }
         if let Ok(rsp) = Response::parse(&bytes) {
             let mut out = vec![0u8; rsp.encoded_len()];

@@ -13,6 +13,7 @@ use zeroize::Zeroize;
 use crate::applet::{Applets, Context, Secrecy};
 use crate::atr::Atr;
 use crate::error::Error;
+use crate::link::{FRAME_CAPACITY, Frame};
 use crate::store::{Store, StoreError};
 
 /// The longest command a chain may assemble: a 3 KiB certificate in a PUT
@@ -98,6 +99,26 @@ const SELECT_BY_NAME: u8 = 0x04;
 const SELECT_RETURN_FCI: u8 = 0x00;
 const SELECT_NO_RESPONSE: u8 = 0x0C;
 
+/// CLA INS P1 P2.
+const HEADER: usize = 4;
+
+/// A command the link is handing over part by part ([`Card::gather`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Inbox {
+    /// Where it starts in the buffer: after what it may still need (the
+    /// chain it may continue, the response a GET RESPONSE would fetch).
+    at: usize,
+    /// Bytes gathered so far.
+    len: usize,
+    /// Bytes dropped because they did not fit: if any, only the command's
+    /// header was kept (it is no secret, and tells a chain too long from a
+    /// command too long), and the command is refused. A count, not an
+    /// `Option` of a verdict: an enum's spare values would make an empty
+    /// inbox non-zero and move the card's 3 KiB of volatile state from
+    /// `.bss` into flash.
+    dropped: usize,
+}
+
 /// A command chain being assembled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PendingChain {
@@ -124,15 +145,19 @@ enum Data<'a> {
 /// One buffer serves a command's chained data and the response: the data
 /// gathered from its start, the response written after it (an applet reads
 /// the one while it writes the other), and kept there for GET RESPONSE once
-/// the data is wiped. A card's RAM holds one such buffer, not two: no
-/// command takes 3 KiB in and gives 3 KiB back. Both may hold secrets (a
-/// chained IMPORT's scalar, an ECDH output), so each is wiped as soon as
-/// the command or answer it served is done with, not merely overwritten by
-/// the next one.
+/// the data is wiped. A command a link hands over in parts (T=1's chains)
+/// is gathered here too, after whatever it may still need, and its data
+/// moved into place when it runs. A card's RAM holds one such buffer, not
+/// two or three: no command takes 3 KiB in and gives 3 KiB back. It may
+/// hold secrets (a chained IMPORT's scalar, a PIN, an ECDH output), so
+/// each part is wiped as soon as the command or answer it served is done
+/// with, not merely overwritten by the next one.
 pub struct Volatile {
     selected: Option<usize>,
     chain: Option<PendingChain>,
-    buf: [u8; CHAIN_CAPACITY],
+    inbox: Option<Inbox>,
+    /// The longest command whole: [`FRAME_CAPACITY`] bytes.
+    buf: [u8; FRAME_CAPACITY],
     /// The pending response: `buf[start + sent..start + len]` unsent.
     start: usize,
     sent: usize,
@@ -154,7 +179,8 @@ impl Volatile {
         Volatile {
             selected: None,
             chain: None,
-            buf: [0; CHAIN_CAPACITY],
+            inbox: None,
+            buf: [0; FRAME_CAPACITY],
             start: 0,
             sent: 0,
             len: 0,
@@ -175,6 +201,47 @@ impl Volatile {
         }
     }
 
+    /// Abandons a command being gathered, wiping what it had.
+    fn drop_inbox(&mut self) {
+        if let Some(inbox) = self.inbox.take() {
+            self.zeroize(inbox.at..inbox.at + inbox.len);
+        }
+    }
+
+    fn zeroize(&mut self, range: core::ops::Range<usize>) {
+        if let Some(bytes) = self.buf.get_mut(range) {
+            bytes.zeroize();
+        }
+    }
+
+    /// Where a command handed over in parts starts: after the chain it may
+    /// continue or the response it may fetch (never both: GET RESPONSE
+    /// ends a chain, any other command a response).
+    fn kept(&self) -> usize {
+        match self.chain {
+            Some(chain) => chain.len,
+            None if self.pending() > 0 => self.start + self.len,
+            None => 0,
+        }
+    }
+
+    /// Whether the command in the inbox, with `part` after what it has,
+    /// continues the chain being assembled: it sits right after it, and its
+    /// INS P1 P2 are the chain's.
+    fn continues_chain(&self, inbox: &Inbox, part: &[u8]) -> bool {
+        let Some(gathered) = self.buf.get(inbox.at..inbox.at + inbox.len) else {
+            return false;
+        };
+        let mut header = [0u8; 4];
+        for (slot, b) in header.iter_mut().zip(gathered.iter().chain(part)) {
+            *slot = *b;
+        }
+        let [_, ins, p1, p2] = header;
+        matches!(self.chain, Some(chain) if gathered.len() + part.len() >= 4
+            && inbox.at == chain.len
+            && chain.key == [ins, p1, p2])
+    }
+
     /// Forgets the pending response, wiping it.
     fn drop_response(&mut self) {
         if let Some(used) = self.buf.get_mut(self.start..self.start + self.len) {
@@ -193,6 +260,7 @@ impl Volatile {
         let Volatile {
             selected,
             chain,
+            inbox,
             buf,
             start,
             sent,
@@ -201,6 +269,7 @@ impl Volatile {
         } = self;
         *selected = None;
         *chain = None;
+        *inbox = None;
         buf.zeroize();
         *start = 0;
         *sent = 0;
@@ -342,15 +411,22 @@ where
         } else {
             0..0
         };
+        let inbox = v.inbox.map_or(0..0, |i| i.at..i.at + i.len);
         v.buf
             .iter()
             .enumerate()
-            .filter(|&(i, &b)| b != 0 && i >= chain && !pending.contains(&i))
+            .filter(|&(i, &b)| b != 0 && i >= chain && !pending.contains(&i) && !inbox.contains(&i))
             .count()
     }
 
     /// Sends a command APDU and returns the response APDU.
     pub fn transmit(&mut self, apdu: &[u8]) -> Result<ResponseApdu, Mute> {
+        self.transmit_frame(&Frame::Apdu(apdu))
+    }
+
+    /// Runs the command `frame` carries ([`Frame::Apdu`]) or names
+    /// ([`Frame::Gathered`]); any other frame is no command (`67 00`).
+    pub(crate) fn transmit_frame(&mut self, frame: &Frame<'_>) -> Result<ResponseApdu, Mute> {
         if !self.powered {
             return Err(Mute::NoPower);
         }
@@ -359,7 +435,17 @@ where
             // Until the card has judged the command, everything is secret.
             secrecy: Secrecy::SECRET,
         };
-        let status = match self.handle(apdu, &mut out) {
+        let handled = match frame {
+            Frame::Apdu(apdu) => {
+                // A command whole ends any the link was handing over in
+                // parts.
+                self.volatile.borrow_mut().drop_inbox();
+                self.handle(apdu, &mut out)
+            }
+            Frame::Gathered => self.handle_gathered(&mut out),
+            _ => Err(Error::Malformed(apdu::Error::HeaderTooShort)),
+        };
+        let status = match handled {
             Ok(status) => status,
             Err(e) => {
                 out.bytes.clear();
@@ -369,6 +455,94 @@ where
         // `out` holds at most CHUNK data bytes, so the status always fits.
         let _ = out.bytes.extend_from_slice(&status.to_bytes());
         Ok(out)
+    }
+
+    /// Takes the next part of a command a link hands over in parts (a T=1
+    /// chain, or a whole command held while the reader grants it time),
+    /// `first` for its first part; [`Card::transmit_gathered`] runs it. The
+    /// parts go into the card's one buffer, after what the command may
+    /// still need (the chain it may continue, the response it may fetch).
+    /// A part that would overrun the buffer ends the gathering, and the
+    /// command is refused as [`Card::transmit`] would refuse it whole: as a
+    /// chain too long (`6A 84`, the chain dropped) if it continues one, as
+    /// too long (`67 00`) if not. Always true: the card takes every part,
+    /// if only to refuse the command.
+    pub fn gather(&mut self, part: &[u8], first: bool) -> bool {
+        let v: &mut Volatile = self.volatile.borrow_mut();
+        if first {
+            v.drop_inbox();
+            v.inbox = Some(Inbox {
+                at: v.kept(),
+                len: 0,
+                dropped: 0,
+            });
+        }
+        let Some(mut inbox) = v.inbox else {
+            return false;
+        };
+        if inbox.dropped > 0 {
+            inbox.dropped = inbox.dropped.saturating_add(part.len());
+            v.inbox = Some(inbox);
+            return true;
+        }
+        let mut end = inbox.at + inbox.len + part.len();
+        if end > v.buf.len() && inbox.at > 0 && !v.continues_chain(&inbox, part) {
+            // No room after what it might have needed, and it continues no
+            // chain: a command that long is no GET RESPONSE either, so it
+            // ends the chain or response before it, and starts at the
+            // buffer's start.
+            v.drop_chain();
+            v.drop_response();
+            v.buf.copy_within(inbox.at..inbox.at + inbox.len, 0);
+            v.zeroize(inbox.len.max(inbox.at)..inbox.at + inbox.len);
+            inbox.at = 0;
+            end = inbox.len + part.len();
+        }
+        match v.buf.get_mut(inbox.at + inbox.len..end) {
+            Some(room) => {
+                room.copy_from_slice(part);
+                inbox.len += part.len();
+            }
+            None => {
+                // Too long: its header stays, the rest is wiped and what
+                // is still to come dropped.
+                let missing = HEADER.saturating_sub(inbox.len).min(part.len());
+                let from = inbox.at + inbox.len;
+                let copied = match (v.buf.get_mut(from..from + missing), part.get(..missing)) {
+                    (Some(room), Some(head)) => {
+                        room.copy_from_slice(head);
+                        missing
+                    }
+                    _ => 0,
+                };
+                inbox.len += copied;
+                let kept = inbox.len.min(HEADER);
+                v.zeroize(inbox.at + kept..inbox.at + inbox.len);
+                inbox.dropped = (inbox.len - kept + part.len() - copied).max(1);
+                inbox.len = kept;
+            }
+        }
+        v.inbox = Some(inbox);
+        true
+    }
+
+    /// Wipes what [`Card::gather`] took of a command that will not run.
+    pub fn abandon(&mut self) {
+        self.volatile.borrow_mut().drop_inbox();
+    }
+
+    /// The command [`Card::gather`] has taken in so far (none if it was
+    /// too long).
+    pub fn gathered(&self) -> Option<&[u8]> {
+        let v: &Volatile = self.volatile.borrow();
+        let inbox = v.inbox.filter(|i| i.dropped == 0)?;
+        v.buf.get(inbox.at..inbox.at + inbox.len)
+    }
+
+    /// Runs the command [`Card::gather`] took in, as [`Card::transmit`]
+    /// runs one handed over whole.
+    pub fn transmit_gathered(&mut self) -> Result<ResponseApdu, Mute> {
+        self.transmit_frame(&Frame::Gathered)
     }
 
     /// The verdict on a command, given the data received so far: SELECT by
@@ -408,51 +582,118 @@ where
     fn handle(&mut self, bytes: &[u8], out: &mut ResponseApdu) -> Result<Status, Error> {
         let command = Command::parse(bytes).map_err(Error::Malformed)?;
         let header = command.header();
-        let class = header.class().map_err(|_| Error::ClassNotSupported)?;
-        check_class(&class)?;
-        if matches!(header.ins & 0xF0, 0x60 | 0x90) {
-            return Err(Error::InvalidInstruction);
-        }
-        let chained = class.chain() == Chain::NotTheLast;
+        let chained = admit(&header)?;
         if header.ins == INS_GET_RESPONSE && !chained {
-            self.volatile.borrow_mut().drop_chain();
-            out.secrecy = Secrecy {
-                command: false,
-                response: self.volatile.borrow().response_secret,
-            };
-            return self.get_response(&command, out);
+            return self.get_response(&header, !command.data().is_empty(), command.expected(), out);
         }
         // Any other command ends what GET RESPONSE could still have fetched.
-        self.volatile.borrow_mut().drop_response();
-        let key = [header.ins, header.p1, header.p2];
-        let held = match self.volatile.borrow().chain {
-            Some(chain) if chain.key == key => chain.len,
-            _ => {
-                self.volatile.borrow_mut().drop_chain();
-                0
-            }
-        };
+        let held = self.held(&header);
         if !chained && held == 0 {
             // The common case: a whole command in one APDU, used in place.
             out.secrecy = self.judge(&header, command.data());
             return self.dispatch(header, Data::Apdu(command.data()), command.expected(), out);
         }
         let total = held + command.data().len();
-        if total > CHAIN_CAPACITY {
-            self.volatile.borrow_mut().drop_chain();
-            return Err(Error::ChainTooLong);
-        }
         if let Some(dst) = self.volatile.borrow_mut().buf.get_mut(held..total) {
             dst.copy_from_slice(command.data());
+        }
+        self.assemble(header, chained, total, command.expected(), out)
+    }
+
+    /// Runs the command gathered in the inbox: its data is moved to where
+    /// a chain's data goes (after the chain's earlier parts, if it is one)
+    /// and the rest of the inbox wiped before anything runs.
+    fn handle_gathered(&mut self, out: &mut ResponseApdu) -> Result<Status, Error> {
+        let v: &mut Volatile = self.volatile.borrow_mut();
+        let inbox = v
+            .inbox
+            .take()
+            .ok_or(Error::Malformed(apdu::Error::HeaderTooShort))?;
+        let region = inbox.at..inbox.at + inbox.len;
+        if inbox.dropped > 0 {
+            let chain = v.continues_chain(&inbox, &[]);
+            v.zeroize(region);
+            if chain {
+                v.drop_chain();
+                return Err(Error::ChainTooLong);
+            }
+            return Err(Error::CommandTooLong);
+        }
+        let parsed = Command::parse(v.buf.get(region.clone()).unwrap_or_default())
+            .map_err(Error::Malformed)
+            .and_then(|c| {
+                let at = region.start + c.data_offset();
+                Ok((
+                    c.header(),
+                    admit(&c.header())?,
+                    c.expected(),
+                    at..at + c.data().len(),
+                ))
+            });
+        let (header, chained, expected, data) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                v.zeroize(region);
+                return Err(e);
+            }
+        };
+        if header.ins == INS_GET_RESPONSE && !chained {
+            v.zeroize(region);
+            return self.get_response(&header, !data.is_empty(), expected, out);
+        }
+        let held = match self.held(&header) {
+            // Gathered right after the chain it continues, as it must be.
+            held if held == inbox.at => held,
+            _ => {
+                self.volatile.borrow_mut().drop_chain();
+                0
+            }
+        };
+        let v: &mut Volatile = self.volatile.borrow_mut();
+        let total = held + data.len();
+        v.buf.copy_within(data, held);
+        v.zeroize(total..region.end);
+        self.assemble(header, chained, total, expected, out)
+    }
+
+    /// For a command other than GET RESPONSE: ends the pending response
+    /// and any chain the command does not continue, and returns how many
+    /// bytes of data the chain it continues holds.
+    fn held(&mut self, header: &Header) -> usize {
+        let v: &mut Volatile = self.volatile.borrow_mut();
+        v.drop_response();
+        match v.chain {
+            Some(chain) if chain.key == [header.ins, header.p1, header.p2] => chain.len,
+            _ => {
+                v.drop_chain();
+                0
+            }
+        }
+    }
+
+    /// A command's data at the buffer's start, `total` bytes with a chain's
+    /// earlier parts: judged, then kept for the chain's next part, or run.
+    fn assemble(
+        &mut self,
+        header: Header,
+        chained: bool,
+        total: usize,
+        expected: Option<u32>,
+        out: &mut ResponseApdu,
+    ) -> Result<Status, Error> {
+        let v: &mut Volatile = self.volatile.borrow_mut();
+        let key = [header.ins, header.p1, header.p2];
+        v.chain = Some(PendingChain { key, len: total });
+        if total > CHAIN_CAPACITY {
+            v.drop_chain();
+            return Err(Error::ChainTooLong);
         }
         let so_far = self.volatile.borrow().buf.get(..total).unwrap_or_default();
         out.secrecy = self.judge(&header, so_far);
         if chained {
-            self.volatile.borrow_mut().chain = Some(PendingChain { key, len: total });
             return Ok(Status::Success);
         }
-        self.volatile.borrow_mut().chain = Some(PendingChain { key, len: total });
-        let status = self.dispatch(header, Data::Chained(total), command.expected(), out);
+        let status = self.dispatch(header, Data::Chained(total), expected, out);
         self.volatile.borrow_mut().drop_chain();
         status
     }
@@ -532,16 +773,24 @@ where
         }
     }
 
-    /// GET RESPONSE: the next part of the pending response.
+    /// GET RESPONSE: the next part of the pending response. It ends any
+    /// chain being assembled.
     fn get_response(
         &mut self,
-        command: &Command<'_>,
+        header: &Header,
+        has_data: bool,
+        expected: Option<u32>,
         out: &mut ResponseApdu,
     ) -> Result<Status, Error> {
-        if command.p1() != 0 || command.p2() != 0 {
+        self.volatile.borrow_mut().drop_chain();
+        out.secrecy = Secrecy {
+            command: false,
+            response: self.volatile.borrow().response_secret,
+        };
+        if header.p1 != 0 || header.p2 != 0 {
             return Err(Error::GetResponseParameters);
         }
-        if !command.data().is_empty() {
+        if has_data {
             return Err(Error::GetResponseData);
         }
         let left = self.volatile.borrow().pending();
@@ -550,13 +799,13 @@ where
         }
         // An explicit Le larger than what is left gets the exact figure back
         // (ISO 7816-4 `6C xx`); Le `00` means "up to 256", which always fits.
-        if let Some(ne) = command.expected()
+        if let Some(ne) = expected
             && (ne as usize) < CHUNK
             && ne as usize > left
         {
             return Err(Error::WrongLe(left as u8));
         }
-        Ok(self.send_chunk(command.expected(), out))
+        Ok(self.send_chunk(expected, out))
     }
 
     /// Moves up to min(Ne, 256) pending bytes into `out`; `61 xx` if more wait.
@@ -584,6 +833,18 @@ where
 /// SELECT by DF name: the one command the OS answers for the applets.
 fn is_select(header: &Header) -> bool {
     header.ins == INS_SELECT && header.p1 == SELECT_BY_NAME
+}
+
+/// The checks every command passes before the card looks further: a class
+/// it takes and an INS that is one. True for a chain's part that is not
+/// its last.
+fn admit(header: &Header) -> Result<bool, Error> {
+    let class = header.class().map_err(|_| Error::ClassNotSupported)?;
+    check_class(&class)?;
+    if matches!(header.ins & 0xF0, 0x60 | 0x90) {
+        return Err(Error::InvalidInstruction);
+    }
+    Ok(class.chain() == Chain::NotTheLast)
 }
 
 /// Only the first interindustry classes, on the basic channel, without

@@ -23,7 +23,7 @@
 use embedded_io::Write;
 
 use crate::card::ResponseApdu;
-use crate::link::{FRAME_CAPACITY, Frame, Observer, Outcome, Respond};
+use crate::link::{Frame, Observer, Outcome, Respond};
 use crate::t1::{MAX_BLOCK, MAX_INF, RCode, Step, T1};
 
 /// What the reader did with VCC and RST.
@@ -282,19 +282,20 @@ where
     }
 }
 
-/// The contact interface's state: T=1's, the block arriving, the command
-/// being gathered and the response being sent. About 4 KiB, which a
-/// firmware keeps in a static rather than on its stack.
+/// The contact interface's state: T=1's, the block arriving and the
+/// response being sent, under 900 bytes. A command that comes in several
+/// blocks is gathered by the card, in its own buffer ([`Respond::gather`]):
+/// a second 3 KiB command buffer here would be a fifth of a card's RAM.
 pub struct Session {
     t1: T1,
     block: [u8; MAX_BLOCK],
-    /// A chained command, gathered: [`FRAME_CAPACITY`] bytes take every
-    /// command the card can.
-    command: [u8; FRAME_CAPACITY],
     answer: Answer,
-    /// A command of this many bytes waits for the reader to grant the
+    /// A command, gathered by the card, waits for the reader to grant the
     /// waiting time the card asked for.
-    waiting_for: Option<usize>,
+    waiting: bool,
+    /// The card had no room for a part of the command being received: the
+    /// command is answered as too long.
+    overflow: bool,
     powered: bool,
     /// Nothing but the ATR has passed since the last reset: the reader
     /// may still send a PPS request.
@@ -316,9 +317,9 @@ impl Session {
         Session {
             t1: T1::new(),
             block: [0; MAX_BLOCK],
-            command: [0; FRAME_CAPACITY],
             answer: Answer { response: None },
-            waiting_for: None,
+            waiting: false,
+            overflow: false,
             powered: false,
             fresh: false,
             ta1: DEFAULT_TA1,
@@ -358,97 +359,98 @@ impl Session {
         card: &mut C,
         observer: &mut O,
     ) -> Result<bool, L::Error> {
+        let Session {
+            t1,
+            block,
+            answer,
+            waiting,
+            overflow,
+            powered,
+            ta1,
+            ..
+        } = self;
         let step = match received {
             Received::Contact(contact) => {
                 self.reset(line, card, contact)?;
                 return Ok(true);
             }
             // An unpowered card hears nothing.
-            _ if !self.powered => return Ok(true),
+            _ if !*powered => return Ok(true),
             Received::BadPps => return Ok(true),
             Received::Pps(len) => {
-                let request = self.block.get(..len).unwrap_or_default();
-                if let Some((answer, len)) = pps(request, self.ta1) {
+                let request = block.get(..len).unwrap_or_default();
+                if let Some((answer, len)) = pps(request, *ta1) {
                     line.write_all(answer.get(..len).unwrap_or_default())?;
                     line.flush()?;
                 }
                 return Ok(true);
             }
-            Received::Bad(code) => self.t1.bad_block(code),
+            Received::Bad(code) => t1.bad_block(code),
             Received::Block(len) => {
-                let bytes = self.block.get(..len).unwrap_or_default();
-                self.t1
-                    .receive(bytes, &mut self.command, self.answer.bytes())
+                t1.receive(block.get(..len).unwrap_or_default(), answer.bytes())
             }
         };
         match step {
             Step::Send(bytes) => line.write_all(bytes)?,
-            Step::Execute(len) => {
-                let overflowed = self.t1.overflowed();
-                let apdu = self.command.get(..len).unwrap_or_default();
-                let frame = if overflowed {
-                    Frame::Oversized(len)
+            Step::Dropped(bytes) => {
+                card.abandon();
+                *waiting = false;
+                line.write_all(bytes)?;
+            }
+            Step::Part { inf, first, ack } => {
+                if first {
+                    *overflow = false;
+                }
+                if !*overflow && !card.gather(inf, first) {
+                    *overflow = true;
+                    card.abandon();
+                }
+                line.write_all(ack)?;
+            }
+            Step::Last { inf, first, len } => {
+                let frame = if first {
+                    Frame::Apdu(inf)
+                } else if !*overflow && card.gather(inf, false) {
+                    Frame::Gathered
                 } else {
-                    Frame::Apdu(apdu)
+                    card.abandon();
+                    Frame::Oversized(len)
                 };
                 if !observer.received(&frame) {
                     return Ok(false);
                 }
-                let multiplier = if overflowed {
-                    0
-                } else {
-                    card.waiting_time(apdu)
+                let multiplier = card.waiting_time(&frame);
+                // The command must outlast the blocks that ask for time:
+                // one that came in a single block is handed to the card as
+                // a chain's would be (a card that cannot hold it runs it
+                // without asking).
+                let held = match frame {
+                    _ if multiplier == 0 => false,
+                    Frame::Apdu(apdu) => {
+                        let taken = card.gather(apdu, true);
+                        if !taken {
+                            card.abandon();
+                        }
+                        taken
+                    }
+                    Frame::Gathered => true,
+                    _ => false,
                 };
-                if multiplier > 0 {
-                    self.waiting_for = Some(len);
-                    line.write_all(self.t1.wtx(multiplier))?;
+                if held {
+                    *waiting = true;
+                    line.write_all(t1.wtx(multiplier))?;
                 } else {
-                    self.run(line, card, len, overflowed, observer)?;
+                    run(t1, answer, line, card, frame, observer)?;
                 }
             }
             Step::Resume => {
-                if let Some(len) = self.waiting_for.take() {
-                    self.run(line, card, len, false, observer)?;
+                if core::mem::take(waiting) {
+                    run(t1, answer, line, card, Frame::Gathered, observer)?;
                 }
             }
         }
         line.flush()?;
         Ok(true)
-    }
-
-    /// Runs the whole command of `len` bytes in the command buffer (or
-    /// one that `overflowed` it) and sends the first block of its
-    /// response.
-    fn run<L: IoLine, C: Respond, O: Observer>(
-        &mut self,
-        line: &mut L,
-        card: &mut C,
-        len: usize,
-        overflowed: bool,
-        observer: &mut O,
-    ) -> Result<(), L::Error> {
-        let apdu = self.command.get(..len).unwrap_or_default();
-        let frame = if overflowed {
-            Frame::Oversized(len)
-        } else {
-            Frame::Apdu(apdu)
-        };
-        // Straight into its place: a response is 260 bytes, and every copy
-        // of it on the way would be stack.
-        let answer = self.answer.response.insert(match card.respond(frame) {
-            Outcome::Answer(response) => response,
-            // Only a proxy answers nothing to a command; the reader still
-            // gets a status word.
-            Outcome::Silent | Outcome::Gone => {
-                ResponseApdu::status(apdu::Status::NoPreciseDiagnosis)
-            }
-        });
-        if let Frame::Apdu(apdu) = frame {
-            observer.answered(apdu, answer);
-        }
-        line.write_all(self.t1.respond(answer.as_slice()))?;
-        observer.sent();
-        Ok(())
     }
 
     /// The contacts changed: the session starts afresh, with the ATR if
@@ -461,7 +463,8 @@ impl Session {
     ) -> Result<(), L::Error> {
         self.t1 = T1::new();
         self.answer.response = None;
-        self.waiting_for = None;
+        self.waiting = false;
+        self.overflow = false;
         let frame = match contact {
             Contact::PowerOff => {
                 self.powered = false;
@@ -482,6 +485,32 @@ impl Session {
         }
         line.flush()
     }
+}
+
+/// Runs a whole command (`frame`: in its block, gathered by the card, or
+/// too long) and sends the first block of its response.
+fn run<L: IoLine, C: Respond, O: Observer>(
+    t1: &mut T1,
+    answer: &mut Answer,
+    line: &mut L,
+    card: &mut C,
+    frame: Frame<'_>,
+    observer: &mut O,
+) -> Result<(), L::Error> {
+    // Straight into its place: a response is 260 bytes, and every copy of
+    // it on the way would be stack.
+    let response = answer.response.insert(match card.respond(frame) {
+        Outcome::Answer(response) => response,
+        // Only a proxy answers nothing to a command; the reader still gets
+        // a status word.
+        Outcome::Silent | Outcome::Gone => ResponseApdu::status(apdu::Status::NoPreciseDiagnosis),
+    });
+    if let Frame::Apdu(apdu) = frame {
+        observer.answered(apdu, response);
+    }
+    line.write_all(t1.respond(response.as_slice()))?;
+    observer.sent();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -529,12 +558,25 @@ mod tests {
     const ATR: [u8; 3] = [0x3B, 0x00, 0x00];
 
     /// A card that answers `90 00` and its command's length, counting
-    /// every command it runs; INS `47` asks for 5 waiting times.
+    /// every command it runs; INS `47` asks for 5 waiting times. It
+    /// gathers commands that come in parts, up to 300 bytes.
     #[derive(Default)]
     struct Counter {
         runs: Vec<Vec<u8>>,
         resets: usize,
         powered: bool,
+        inbox: Option<Vec<u8>>,
+        abandoned: usize,
+    }
+
+    const INBOX: usize = 300;
+
+    impl Counter {
+        fn run(&mut self, apdu: Vec<u8>) -> Outcome {
+            let len = apdu.len() as u8;
+            self.runs.push(apdu);
+            Outcome::Answer(ResponseApdu::relayed(&[len, 0x90, 0x00], Secrecy::PUBLIC).unwrap())
+        }
     }
 
     impl Respond for Counter {
@@ -543,17 +585,19 @@ mod tests {
                 Frame::PowerOn | Frame::Reset => {
                     self.resets += 1;
                     self.powered = true;
+                    self.inbox = None;
                 }
-                Frame::PowerOff => self.powered = false,
+                Frame::PowerOff => {
+                    self.powered = false;
+                    self.inbox = None;
+                }
                 Frame::GetAtr => {
                     return Outcome::Answer(ResponseApdu::relayed(&ATR, Secrecy::PUBLIC).unwrap());
                 }
-                Frame::Apdu(apdu) => {
-                    self.runs.push(apdu.to_vec());
-                    let len = apdu.len() as u8;
-                    return Outcome::Answer(
-                        ResponseApdu::relayed(&[len, 0x90, 0x00], Secrecy::PUBLIC).unwrap(),
-                    );
+                Frame::Apdu(apdu) => return self.run(apdu.to_vec()),
+                Frame::Gathered => {
+                    let apdu = self.inbox.take().unwrap();
+                    return self.run(apdu);
                 }
                 Frame::Oversized(_) => {
                     return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
@@ -563,8 +607,28 @@ mod tests {
             Outcome::Silent
         }
 
-        fn waiting_time(&self, apdu: &[u8]) -> u8 {
+        fn waiting_time(&self, frame: &Frame<'_>) -> u8 {
+            let apdu = match frame {
+                Frame::Apdu(apdu) => apdu,
+                Frame::Gathered => self.inbox.as_deref().unwrap_or_default(),
+                _ => &[],
+            };
             if apdu.get(1) == Some(&0x47) { 5 } else { 0 }
+        }
+
+        fn gather(&mut self, part: &[u8], first: bool) -> bool {
+            if first {
+                assert!(self.inbox.is_none(), "a command gathered over another");
+                self.inbox = Some(Vec::new());
+            }
+            let inbox = self.inbox.as_mut().expect("a part before the first");
+            inbox.extend_from_slice(part);
+            inbox.len() <= INBOX
+        }
+
+        fn abandon(&mut self) {
+            self.abandoned += 1;
+            self.inbox = None;
         }
     }
 
@@ -856,5 +920,92 @@ mod tests {
                 more: false
             }
         );
+    }
+
+    fn part(ns: bool, more: bool, inf: &[u8]) -> Vec<Signal> {
+        bytes(Pcb::I { ns, more }, inf)
+    }
+
+    /// A chained command is handed to the card part by part, each part
+    /// acknowledged, and runs once, whole; one longer than the card can
+    /// hold is answered `67 00` and never runs; one the reader aborts is
+    /// wiped.
+    #[test]
+    fn chained_commands_are_gathered_by_the_card() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(500).collect();
+        let mut card = Counter::default();
+        let script = [
+            part(false, true, &data[..200]),
+            part(true, false, &data[200..290]),
+        ]
+        .concat();
+        let out = run(script, &mut card);
+        assert_eq!(
+            pcb(&out[1]),
+            Pcb::R {
+                nr: true,
+                code: RCode::Ok
+            }
+        );
+        assert_eq!(card.runs, [data[..290].to_vec()]);
+        assert_eq!(t1::parse(&out[2]).unwrap().inf, &[34, 0x90, 0x00]);
+
+        // 200 + 200 bytes: more than the card holds.
+        let mut card = Counter::default();
+        let script = [
+            part(false, true, &data[..200]),
+            part(true, false, &data[200..400]),
+        ]
+        .concat();
+        let out = run(script, &mut card);
+        assert!(card.runs.is_empty());
+        assert_eq!(card.abandoned, 1);
+        assert_eq!(t1::parse(&out[2]).unwrap().inf, &[0x67, 0x00]);
+
+        // Aborted after its first part: wiped, and the next command runs.
+        let mut card = Counter::default();
+        let script = [
+            part(false, true, &data[..100]),
+            bytes(
+                Pcb::S {
+                    kind: SKind::Abort,
+                    response: false,
+                },
+                &[],
+            ),
+            i_block(true, &[0x00, 0xCB, 0x3F, 0xFF]),
+        ]
+        .concat();
+        run(script, &mut card);
+        assert_eq!(card.abandoned, 1);
+        assert_eq!(card.runs, [[0x00, 0xCB, 0x3F, 0xFF].to_vec()]);
+    }
+
+    /// A command in one block that asks for time is handed to the card to
+    /// hold, and runs from there once the reader grants it; a reset while
+    /// it waits drops it.
+    #[test]
+    fn a_command_waiting_for_time_is_held_by_the_card() {
+        let mut card = Counter::default();
+        let grant = bytes(
+            Pcb::S {
+                kind: SKind::Wtx,
+                response: true,
+            },
+            &[5],
+        );
+        let long = [0x00, 0x47, 0x00, 0x9A, 0x05];
+        let script = [i_block(false, &long), grant.clone()].concat();
+        run(script, &mut card);
+        assert_eq!(card.runs, [long.to_vec()]);
+        assert!(card.inbox.is_none());
+
+        let mut card = Counter::default();
+        let mut script = i_block(false, &long);
+        script.push(Signal::Contact(Contact::WarmReset));
+        script.extend(grant);
+        run(script, &mut card);
+        assert!(card.runs.is_empty());
+        assert!(card.inbox.is_none());
     }
 }

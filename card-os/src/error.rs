@@ -24,6 +24,9 @@ pub enum Error {
     SelectParameters,
     /// A command chain longer than the chaining buffer.
     ChainTooLong,
+    /// A command longer than the card's buffer (its bytes were dropped as
+    /// they came).
+    CommandTooLong,
     /// GET RESPONSE with no response waiting.
     NothingPending,
     /// GET RESPONSE with P1 P2 other than `00 00`.
@@ -47,6 +50,7 @@ impl Error {
             Error::ApplicationNotFound => Status::NotFound,
             Error::SelectParameters | Error::GetResponseParameters => Status::IncorrectP1P2,
             Error::ChainTooLong => Status::NotEnoughMemory,
+            Error::CommandTooLong => Status::WrongLength,
             Error::NothingPending => Status::ConditionsOfUseNotSatisfied,
             Error::GetResponseData => Status::WrongLength,
             Error::WrongLe(n) => Status::WrongLe(n),

@@ -37,6 +37,10 @@ pub enum Frame<'a> {
     /// A command longer than [`FRAME_CAPACITY`], this long; its bytes
     /// were read and dropped.
     Oversized(usize),
+    /// The command the card gathered itself, part by part
+    /// ([`Respond::gather`]): a T=1 chain, or a command held while the
+    /// reader granted it time.
+    Gathered,
 }
 
 impl<'a> Frame<'a> {
@@ -87,14 +91,29 @@ pub trait Respond {
     /// What `frame` gets.
     fn respond(&mut self, frame: Frame<'_>) -> Outcome;
 
-    /// How many block waiting times `apdu` may take to answer, 0 if it
-    /// answers within one: a T=1 card asks the reader for them (S(WTX))
-    /// before it runs such a command rather than fall silent
-    /// ([`crate::contact`]).
-    fn waiting_time(&self, apdu: &[u8]) -> u8 {
-        let _ = apdu;
+    /// How many block waiting times the command `frame` (an APDU, or the
+    /// one gathered) may take to answer, 0 if it answers within one: a T=1
+    /// card asks the reader for them (S(WTX)) before it runs such a
+    /// command rather than fall silent ([`crate::contact`]).
+    fn waiting_time(&self, frame: &Frame<'_>) -> u8 {
+        let _ = frame;
         0
     }
+
+    /// Takes the next part of a command that comes in several pieces (a
+    /// T=1 chain) into the card's own buffer, `first` for a command's
+    /// first part; [`Frame::Gathered`] then runs it. A link layer so needs
+    /// no command buffer of its own beside the card's, which on a chip is
+    /// 3 KiB of RAM. False if the card keeps no such buffer (the default):
+    /// the link then answers the command as too long for the card.
+    fn gather(&mut self, part: &[u8], first: bool) -> bool {
+        let _ = (part, first);
+        false
+    }
+
+    /// Wipes what [`Respond::gather`] took of a command that will not run
+    /// (the reader aborted its chain).
+    fn abandon(&mut self) {}
 }
 
 impl<F, R, A, const K: usize, V, S> Respond for Card<F, R, A, K, V, S>
@@ -119,15 +138,17 @@ where
             Frame::Oversized(_) => {
                 return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
             }
-            Frame::Apdu(apdu) => {
-                let rsp = match self.transmit(apdu) {
+            // One call for both: each inlined would give this frame a
+            // response's 260 bytes of stack twice.
+            Frame::Apdu(_) | Frame::Gathered => {
+                let rsp = match self.transmit_frame(&frame) {
                     Ok(rsp) => Ok(rsp),
                     Err(Mute::NoPower) => {
                         // vpcd powers the card before it sends APDUs; if it
                         // did not, power it now rather than leave the reader
                         // hanging.
                         self.power_on();
-                        self.transmit(apdu)
+                        self.transmit_frame(&frame)
                     }
                 };
                 if let Ok(rsp) = rsp {
@@ -138,8 +159,22 @@ where
         Outcome::Silent
     }
 
-    fn waiting_time(&self, apdu: &[u8]) -> u8 {
-        Card::waiting_time(self, apdu)
+    fn waiting_time(&self, frame: &Frame<'_>) -> u8 {
+        match frame {
+            Frame::Apdu(apdu) => Card::waiting_time(self, apdu),
+            Frame::Gathered => self
+                .gathered()
+                .map_or(0, |apdu| Card::waiting_time(self, apdu)),
+            _ => 0,
+        }
+    }
+
+    fn gather(&mut self, part: &[u8], first: bool) -> bool {
+        Card::gather(self, part, first)
+    }
+
+    fn abandon(&mut self) {
+        Card::abandon(self)
     }
 }
 

@@ -4,14 +4,15 @@
 //! reader sends one and the card answers with exactly one; a block that is
 //! lost or damaged is asked for again with an R-block, so that neither side
 //! ever acts on a block twice. [`T1`] is the card's state machine over whole
-//! blocks: it gathers a chained command, says when a command is complete
-//! (the only moment a command is handed on, once per sequence number: a
-//! block the reader sends again is answered, never executed again), cuts
-//! the response into blocks the reader can take (IFSD), answers the
-//! reader's S-blocks (IFS, RESYNCH, ABORT) and asks for waiting time
-//! (S(WTX)) when a command will take long. It keeps one block, the last it
-//! sent, to send again; the command and the response live in the caller's
-//! buffers, so the card needs no heap.
+//! blocks: it hands on a command's parts as they come (a chained command
+//! is gathered by the card itself, in its own buffer: T=1 keeps none),
+//! says when a command is complete (the only moment a command is run, once
+//! per sequence number: a block the reader sends again is answered, never
+//! executed again), cuts the response into blocks the reader can take
+//! (IFSD), answers the reader's S-blocks (IFS, RESYNCH, ABORT) and asks for
+//! waiting time (S(WTX)) when a command will take long. It keeps one block,
+//! the last it sent, to send again; the response lives in the caller's
+//! buffer, so the card needs no heap.
 //!
 //! The epilogue is the LRC (the ATR announces no CRC: TC3 is absent).
 
@@ -229,16 +230,39 @@ pub fn write(pcb: Pcb, inf: &[u8], out: &mut [u8; MAX_BLOCK]) -> usize {
 
 /// What the card does after a block from the reader.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step<'s> {
+///
+/// A command's parts borrow the block they came in (`'b`); blocks to send
+/// borrow the state (`'s`).
+pub enum Step<'s, 'b> {
     /// Send this block.
     Send(&'s [u8]),
-    /// A whole command of this many bytes is in the command buffer: run it
-    /// and hand its response to [`T1::respond`] (after [`T1::wtx`] if it
-    /// will take long).
-    Execute(usize),
+    /// A part of a command, with more to come: take it in, then send
+    /// `ack`.
+    Part {
+        /// The part: the I-block's INF.
+        inf: &'b [u8],
+        /// It begins a command.
+        first: bool,
+        /// The acknowledgement, which asks for the next part.
+        ack: &'s [u8],
+    },
+    /// A command's last part: run the command and hand its response to
+    /// [`T1::respond`] (after [`T1::wtx`] if it will take long).
+    Last {
+        /// The part: the I-block's INF.
+        inf: &'b [u8],
+        /// It begins the command too: `inf` is all of it.
+        first: bool,
+        /// The command's length, every part together.
+        len: usize,
+    },
     /// The reader granted the waiting time asked for: go on with the
     /// command, then [`T1::respond`].
     Resume,
+    /// The command being received, or waiting for time, is dropped (the
+    /// reader aborted it or resynchronised): what was taken of it is void
+    /// and must be wiped. Send this block.
+    Dropped(&'s [u8]),
 }
 
 /// The response being sent, block by block.
@@ -274,11 +298,9 @@ pub struct T1 {
     card_ns: bool,
     /// N(S) the card expects of the reader's next I-block.
     reader_ns: bool,
-    /// Bytes of the command gathered so far.
-    received: usize,
-    /// The command did not fit: the rest is drained and the command
-    /// answered `67 00` by the caller.
-    overflow: bool,
+    /// Bytes of a chained command received so far, once its first part
+    /// has come.
+    received: Option<usize>,
     phase: Phase,
     last: [u8; MAX_BLOCK],
     last_len: usize,
@@ -303,8 +325,7 @@ impl T1 {
             ifsd: DEFAULT_IFSD,
             card_ns: false,
             reader_ns: false,
-            received: 0,
-            overflow: false,
+            received: None,
             phase: Phase::Receiving,
             last: [0; MAX_BLOCK],
             last_len: 0,
@@ -319,23 +340,22 @@ impl T1 {
         self.ifsd
     }
 
-    /// Whether the command [`Step::Execute`] announced was longer than the
-    /// command buffer (its bytes past the buffer were dropped).
-    pub fn overflowed(&self) -> bool {
-        self.overflow
+    fn send(&mut self, pcb: Pcb, inf: &[u8]) -> Step<'_, 'static> {
+        Step::Send(self.keep(pcb, inf))
     }
 
-    fn send(&mut self, pcb: Pcb, inf: &[u8]) -> Step<'_> {
+    /// Writes a block into the last block sent, which it becomes.
+    fn keep(&mut self, pcb: Pcb, inf: &[u8]) -> &[u8] {
         self.last_i_ns = match pcb {
             Pcb::I { ns, .. } => Some(ns),
             _ => None,
         };
         self.last_len = write(pcb, inf, &mut self.last);
-        Step::Send(self.last.get(..self.last_len).unwrap_or_default())
+        self.last.get(..self.last_len).unwrap_or_default()
     }
 
     /// The last block again, for a reader that lost it.
-    fn resend(&mut self) -> Step<'_> {
+    fn resend(&mut self) -> Step<'_, 'static> {
         if self.last_len == 0 {
             return self.reject(RCode::Other);
         }
@@ -344,7 +364,7 @@ impl T1 {
 
     /// An S-block response. It is not kept as the last block: a reader that
     /// loses it sends its request again (§11.6.3.2).
-    fn answer_s(&mut self, kind: SKind, inf: Option<u8>) -> Step<'_> {
+    fn answer_s(&mut self, kind: SKind, inf: Option<u8>) -> Step<'_, 'static> {
         let pcb = Pcb::S {
             kind,
             response: true,
@@ -368,7 +388,7 @@ impl T1 {
     /// may ask for again is the card's last real answer. The card answers
     /// every block: the reader bounds its retries (and resynchronises or
     /// resets the card), as ISO 7816-3 §11.6.3.2 has it.
-    fn reject(&mut self, code: RCode) -> Step<'_> {
+    fn reject(&mut self, code: RCode) -> Step<'_, 'static> {
         let pcb = Pcb::R {
             nr: self.reader_ns,
             code,
@@ -381,19 +401,14 @@ impl T1 {
     /// A block the line delivered damaged (a parity error: [`RCode::Edc`])
     /// or cut short (a character waiting time passed mid-block:
     /// [`RCode::Other`]): the card asks for it again.
-    pub fn bad_block(&mut self, code: RCode) -> Step<'_> {
+    pub fn bad_block(&mut self, code: RCode) -> Step<'_, 'static> {
         self.reject(code)
     }
 
-    /// Takes one block from the reader. `command` gathers the command's
-    /// bytes; `response` is the response being sent (the one given to
-    /// [`T1::respond`]), read again for each block of a chain.
-    pub fn receive<'s>(
-        &'s mut self,
-        bytes: &[u8],
-        command: &mut [u8],
-        response: &[u8],
-    ) -> Step<'s> {
+    /// Takes one block from the reader. `response` is the response being
+    /// sent (the one given to [`T1::respond`]), read again for each block
+    /// of a chain.
+    pub fn receive<'s, 'b>(&'s mut self, bytes: &'b [u8], response: &[u8]) -> Step<'s, 'b> {
         let block = match parse(bytes) {
             Ok(block) => block,
             Err(BlockError::Edc) => return self.reject(RCode::Edc),
@@ -413,11 +428,11 @@ impl T1 {
             }
             Pcb::S { .. } => self.reject(RCode::Other),
             Pcb::R { nr, .. } => self.on_r(nr, response),
-            Pcb::I { ns, more } => self.on_i(ns, more, block.inf, command),
+            Pcb::I { ns, more } => self.on_i(ns, more, block.inf),
         }
     }
 
-    fn supervise(&mut self, kind: SKind, inf: &[u8]) -> Step<'_> {
+    fn supervise(&mut self, kind: SKind, inf: &[u8]) -> Step<'_, 'static> {
         match kind {
             SKind::Ifs => match inf {
                 [size @ 1..=0xFE] => {
@@ -428,16 +443,17 @@ impl T1 {
                 _ => self.reject(RCode::Other),
             },
             SKind::Resynch => {
+                let dropped = self.holds_a_command();
                 *self = T1::new();
-                self.answer_s(SKind::Resynch, None)
+                self.dropping(dropped, SKind::Resynch)
             }
             SKind::Abort => {
                 // The chain either way is dropped; the command, if it was
-                // being received, never runs.
-                self.received = 0;
-                self.overflow = false;
+                // being received or waiting for time, never runs.
+                let dropped = self.holds_a_command();
+                self.received = None;
                 self.phase = Phase::Receiving;
-                self.answer_s(SKind::Abort, None)
+                self.dropping(dropped, SKind::Abort)
             }
             // Only the card asks for waiting time.
             SKind::Wtx => self.reject(RCode::Other),
@@ -448,7 +464,7 @@ impl T1 {
     /// card's next block of a chain (an acknowledgement), the card's last
     /// I-block again (the reader lost it), or, if neither, the reader's
     /// own block was lost on the way and the card asks for it.
-    fn on_r(&mut self, nr: bool, response: &[u8]) -> Step<'_> {
+    fn on_r(&mut self, nr: bool, response: &[u8]) -> Step<'_, 'static> {
         match self.phase {
             // A command runs: nothing to send until its response.
             Phase::Executing => return self.reject(RCode::Other),
@@ -478,7 +494,22 @@ impl T1 {
         Step::Send(&self.error_block)
     }
 
-    fn on_i(&mut self, ns: bool, more: bool, inf: &[u8], command: &mut [u8]) -> Step<'_> {
+    /// Whether part of a command has been handed on that has not run: a
+    /// chain being received, or a whole command waiting for time.
+    fn holds_a_command(&self) -> bool {
+        self.received.is_some() || self.phase == Phase::Waiting
+    }
+
+    /// The answer to S(RESYNCH) or S(ABORT), telling the card to wipe the
+    /// command it held if `dropped`.
+    fn dropping(&mut self, dropped: bool, kind: SKind) -> Step<'_, 'static> {
+        match self.answer_s(kind, None) {
+            Step::Send(block) if dropped => Step::Dropped(block),
+            step => step,
+        }
+    }
+
+    fn on_i<'s, 'b>(&'s mut self, ns: bool, more: bool, inf: &'b [u8]) -> Step<'s, 'b> {
         if ns != self.reader_ns || !matches!(self.phase, Phase::Receiving | Phase::Sending(_)) {
             return self.reject(RCode::Other);
         }
@@ -489,27 +520,24 @@ impl T1 {
             }
         }
         self.reader_ns = !self.reader_ns;
-        let start = self.received;
-        match command.get_mut(start..start + inf.len()) {
-            Some(room) if !self.overflow => room.copy_from_slice(inf),
-            _ => self.overflow = true,
-        }
-        self.received = start.saturating_add(inf.len());
+        let first = self.received.is_none();
+        let len = self.received.unwrap_or(0).saturating_add(inf.len());
         if more {
+            self.received = Some(len);
             self.phase = Phase::Receiving;
             let nr = self.reader_ns;
-            return self.send(
+            let ack = self.keep(
                 Pcb::R {
                     nr,
                     code: RCode::Ok,
                 },
                 &[],
             );
+            return Step::Part { inf, first, ack };
         }
-        let len = if self.overflow { 0 } else { self.received };
-        self.received = 0;
+        self.received = None;
         self.phase = Phase::Executing;
-        Step::Execute(len)
+        Step::Last { inf, first, len }
     }
 
     /// Asks the reader for `multiplier` times the block waiting time, for a
@@ -530,11 +558,10 @@ impl T1 {
         self.last.get(..self.last_len).unwrap_or_default()
     }
 
-    /// The response to the command [`Step::Execute`] announced: the first
+    /// The response to the command [`Step::Last`] announced: the first
     /// block to send. Later blocks of a long response go out as the reader
     /// acknowledges each ([`T1::receive`] with the same `response`).
     pub fn respond(&mut self, response: &[u8]) -> &[u8] {
-        self.overflow = false;
         let sending = Sending {
             sent: 0,
             in_flight: 0,
@@ -546,7 +573,7 @@ impl T1 {
         }
     }
 
-    fn next_block(&mut self, s: Sending, response: &[u8]) -> Step<'_> {
+    fn next_block(&mut self, s: Sending, response: &[u8]) -> Step<'_, 'static> {
         let left = s.len.saturating_sub(s.sent);
         let size = left.min(usize::from(self.ifsd));
         let more = left > size;
@@ -591,7 +618,7 @@ mod tests {
         block(Pcb::S { kind, response }, inf)
     }
 
-    fn sent(step: Step<'_>) -> Block<'_> {
+    fn sent<'s>(step: Step<'s, '_>) -> Block<'s> {
         match step {
             Step::Send(bytes) => parse(bytes).unwrap(),
             other => panic!("{other:?}"),
@@ -657,10 +684,15 @@ mod tests {
     #[test]
     fn a_command_runs_once_and_its_response_fits_one_block() {
         let mut t1 = T1::new();
-        let mut command = [0u8; 300];
         let (b, len) = i(false, false, &[0x00, 0xCB, 0x3F, 0xFF]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
-        assert_eq!(&command[..4], &[0x00, 0xCB, 0x3F, 0xFF]);
+        assert_eq!(
+            t1.receive(&b[..len], &[]),
+            Step::Last {
+                inf: &[0x00, 0xCB, 0x3F, 0xFF],
+                first: true,
+                len: 4
+            }
+        );
         let answer = parse(t1.respond(&[0x90, 0x00])).unwrap();
         assert_eq!(
             answer,
@@ -676,15 +708,18 @@ mod tests {
         // run again.
         let (again, len) = r(false);
         assert_eq!(
-            sent(t1.receive(&again[..len], &mut command, &[0x90, 0x00])).inf,
+            sent(t1.receive(&again[..len], &[0x90, 0x00])).inf,
             &[0x90, 0x00]
         );
         // The reader's next command carries N(S) 1.
         let (b, len) = i(true, false, &[0x00, 0x20, 0x00, 0x80]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
+        assert!(matches!(
+            t1.receive(&b[..len], &[]),
+            Step::Last { len: 4, .. }
+        ));
         // The same block sent again is out of sequence: refused, not run.
         assert_eq!(
-            sent(t1.receive(&b[..len], &mut command, &[])).pcb,
+            sent(t1.receive(&b[..len], &[])).pcb,
             Pcb::R {
                 nr: false,
                 code: RCode::Other
@@ -695,23 +730,33 @@ mod tests {
     #[test]
     fn chains_both_ways_within_the_readers_ifsd() {
         let mut t1 = T1::new();
-        let mut command = [0u8; 600];
         let data: [u8; 500] = core::array::from_fn(|n| n as u8);
         // The reader says it takes 100 bytes at once.
         let (b, len) = s(SKind::Ifs, false, &[100]);
-        assert_eq!(sent(t1.receive(&b[..len], &mut command, &[])).inf, &[100]);
-        // A 500-byte command in blocks of 254, 246.
+        assert_eq!(sent(t1.receive(&b[..len], &[])).inf, &[100]);
+        // A 500-byte command in blocks of 254, 246: the parts are handed
+        // on, the first acknowledged with R(1).
         let (b, len) = i(false, true, &data[..254]);
+        let Step::Part { inf, first, ack } = t1.receive(&b[..len], &[]) else {
+            panic!("not a part");
+        };
+        assert_eq!((inf, first), (&data[..254], true));
         assert_eq!(
-            sent(t1.receive(&b[..len], &mut command, &[])).pcb,
+            parse(ack).unwrap().pcb,
             Pcb::R {
                 nr: true,
                 code: RCode::Ok
             }
         );
         let (b, len) = i(true, false, &data[254..]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(500));
-        assert_eq!(&command[..500], &data[..]);
+        assert_eq!(
+            t1.receive(&b[..len], &[]),
+            Step::Last {
+                inf: &data[254..],
+                first: false,
+                len: 500
+            }
+        );
         // A 250-byte response in blocks of 100, 100, 50.
         let response = &data[..250];
         let first = parse(t1.respond(response)).unwrap();
@@ -724,7 +769,7 @@ mod tests {
         );
         assert_eq!(first.inf, &data[..100]);
         let (ack, len) = r(true);
-        let second = sent(t1.receive(&ack[..len], &mut command, response));
+        let second = sent(t1.receive(&ack[..len], response));
         assert_eq!(
             (second.pcb, second.inf),
             (
@@ -738,11 +783,11 @@ mod tests {
         // An R-block naming the block just sent asks for it again.
         let (again, len) = r(true);
         assert_eq!(
-            sent(t1.receive(&again[..len], &mut command, response)).inf,
+            sent(t1.receive(&again[..len], response)).inf,
             &data[100..200]
         );
         let (ack, len) = r(false);
-        let third = sent(t1.receive(&ack[..len], &mut command, response));
+        let third = sent(t1.receive(&ack[..len], response));
         assert_eq!(
             (third.pcb, third.inf),
             (
@@ -758,12 +803,11 @@ mod tests {
     #[test]
     fn damaged_and_lost_blocks_are_asked_for_again() {
         let mut t1 = T1::new();
-        let mut command = [0u8; 16];
         let (mut b, len) = i(false, false, &[0x00, 0xCB, 0x3F, 0xFF]);
         b[3] ^= 0x80;
         for _ in 0..5 {
             assert_eq!(
-                sent(t1.receive(&b[..len], &mut command, &[])).pcb,
+                sent(t1.receive(&b[..len], &[])).pcb,
                 Pcb::R {
                     nr: false,
                     code: RCode::Edc
@@ -771,14 +815,17 @@ mod tests {
             );
         }
         b[3] ^= 0x80;
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
+        assert!(matches!(
+            t1.receive(&b[..len], &[]),
+            Step::Last { len: 4, .. }
+        ));
         t1.respond(&[0x90, 0x00]);
         // The reader's next command is lost: it says it expects the card's
         // I-block 1, and the card asks for the command (N(S) 1) instead of
         // sending its last answer again.
         let (lost, llen) = r(true);
         assert_eq!(
-            sent(t1.receive(&lost[..llen], &mut command, &[0x90, 0x00])).pcb,
+            sent(t1.receive(&lost[..llen], &[0x90, 0x00])).pcb,
             Pcb::R {
                 nr: true,
                 code: RCode::Ok
@@ -787,21 +834,26 @@ mod tests {
         // RESYNCH starts afresh.
         let (rs, rlen) = s(SKind::Resynch, false, &[]);
         assert_eq!(
-            sent(t1.receive(&rs[..rlen], &mut command, &[])).pcb,
+            sent(t1.receive(&rs[..rlen], &[])).pcb,
             Pcb::S {
                 kind: SKind::Resynch,
                 response: true
             }
         );
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
+        assert!(matches!(
+            t1.receive(&b[..len], &[]),
+            Step::Last { len: 4, .. }
+        ));
     }
 
     #[test]
     fn a_long_command_asks_for_time_and_an_aborted_chain_never_runs() {
         let mut t1 = T1::new();
-        let mut command = [0u8; 16];
         let (b, len) = i(false, false, &[0x00, 0x47, 0x00, 0x9A]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
+        assert!(matches!(
+            t1.receive(&b[..len], &[]),
+            Step::Last { len: 4, .. }
+        ));
         let ask = parse(t1.wtx(10)).unwrap();
         assert_eq!(
             (ask.pcb, ask.inf),
@@ -814,33 +866,45 @@ mod tests {
             )
         );
         let (grant, glen) = s(SKind::Wtx, true, &[10]);
-        assert_eq!(t1.receive(&grant[..glen], &mut command, &[]), Step::Resume);
+        assert_eq!(t1.receive(&grant[..glen], &[]), Step::Resume);
         t1.respond(&[0x90, 0x00]);
 
-        // A chain the reader aborts: its command never runs.
+        // A chain the reader aborts: its command never runs, and the card
+        // is told to wipe what it took of it.
         let (b, len) = i(true, true, &[0x00, 0xDB, 0x3F, 0xFF]);
-        sent(t1.receive(&b[..len], &mut command, &[]));
+        assert!(matches!(
+            t1.receive(&b[..len], &[]),
+            Step::Part { first: true, .. }
+        ));
         let (abort, alen) = s(SKind::Abort, false, &[]);
+        let Step::Dropped(answer) = t1.receive(&abort[..alen], &[]) else {
+            panic!("the chain was not dropped");
+        };
         assert_eq!(
-            sent(t1.receive(&abort[..alen], &mut command, &[])).pcb,
+            parse(answer).unwrap().pcb,
             Pcb::S {
                 kind: SKind::Abort,
                 response: true
             }
         );
+        // The next command begins afresh.
         let (b, len) = i(false, false, &[0x00, 0x20, 0x00, 0x80]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(4));
-        assert_eq!(&command[..4], &[0x00, 0x20, 0x00, 0x80]);
-    }
-
-    #[test]
-    fn a_command_longer_than_the_buffer_is_drained_and_flagged() {
-        let mut t1 = T1::new();
-        let mut command = [0u8; 8];
-        let (b, len) = i(false, true, &[1; 6]);
-        sent(t1.receive(&b[..len], &mut command, &[]));
-        let (b, len) = i(true, false, &[2; 6]);
-        assert_eq!(t1.receive(&b[..len], &mut command, &[]), Step::Execute(0));
-        assert!(t1.overflowed());
+        assert_eq!(
+            t1.receive(&b[..len], &[]),
+            Step::Last {
+                inf: &[0x00, 0x20, 0x00, 0x80],
+                first: true,
+                len: 4
+            }
+        );
+        // A command waiting for time that the reader resynchronises away
+        // is dropped too; an abort with nothing held is only answered.
+        t1.respond(&[0x90, 0x00]);
+        let (b, len) = i(true, false, &[0x00, 0x47, 0x00, 0x9A]);
+        t1.receive(&b[..len], &[]);
+        t1.wtx(10);
+        let (rs, rlen) = s(SKind::Resynch, false, &[]);
+        assert!(matches!(t1.receive(&rs[..rlen], &[]), Step::Dropped(_)));
+        assert!(matches!(t1.receive(&abort[..alen], &[]), Step::Send(_)));
     }
 }

@@ -254,8 +254,81 @@ mod properties {
         ]
     }
 
+    /// Commands that reach the buffer's limits: long answers (INS 02
+    /// answers P1 P2 bytes) and extended-length data, in chains of one INS
+    /// or alone. Well-formed, and none a GET RESPONSE: the one way a
+    /// command handed over in parts may differ from one handed over whole
+    /// is a malformed one too long to sit beside what is pending
+    /// (`a_long_command_gathered_ends_what_was_pending`). Echoes stop at
+    /// half the buffer: a command gathered shares the buffer with its
+    /// response, as a chained one does.
+    fn long_apdu() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (0u16..3400).prop_map(|n| {
+                let [hi, lo] = n.to_be_bytes();
+                vec![0x00, 0x02, hi, lo, 0x00]
+            }),
+            (
+                prop_oneof![Just(0x00u8), Just(0x10)],
+                prop_oneof![Just(0x01u8), Just(0x07)],
+                1usize..1660
+            )
+                .prop_map(|(cla, ins, n)| {
+                    let [hi, lo] = (n as u16).to_be_bytes();
+                    let mut v = vec![cla, ins, 0x00, 0x00, 0x00, hi, lo];
+                    v.extend((0..n).map(|i| i as u8 | 1));
+                    v.extend([0x00, 0x00]);
+                    v
+                }),
+        ]
+    }
+
+    /// Cuts `apdu` into parts at the offsets `cuts` say (each taken
+    /// modulo what is left, plus one).
+    fn parts<'a>(apdu: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut rest = apdu;
+        let mut cuts = cuts.iter().cycle();
+        while !rest.is_empty() {
+            let n = cuts
+                .next()
+                .map_or(rest.len(), |c| c % rest.len() + 1)
+                .min(254);
+            let (part, tail) = rest.split_at(n);
+            out.push(part);
+            rest = tail;
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A command a link hands over in parts (T=1's chains, gathered in
+        /// the card's own buffer) gets the very response it gets handed
+        /// over whole, and leaves the card in the same state: the same
+        /// answers to every later command, and no residue.
+        #[test]
+        fn a_command_gathered_in_parts_is_answered_as_one_handed_over_whole(
+            seq in proptest::collection::vec(prop_oneof![3 => apdu(), 1 => long_apdu()], 1..30),
+            cuts in proptest::collection::vec(0usize..400, 1..8),
+        ) {
+            let (mut whole, mut gathered) = (card(), card());
+            for cmd in &seq {
+                let expected = whole.transmit(cmd).unwrap();
+                for (n, part) in parts(cmd, &cuts).into_iter().enumerate() {
+                    prop_assert!(gathered.gather(part, n == 0));
+                }
+                if cmd.is_empty() {
+                    prop_assert!(gathered.gather(&[], true));
+                }
+                let got = gathered.transmit_gathered().unwrap();
+                prop_assert_eq!(got.as_slice(), expected.as_slice(), "{:02X?}", &cmd[..cmd.len().min(8)]);
+                prop_assert_eq!(got.secrecy(), expected.secrecy());
+                prop_assert_eq!(gathered.residue(), 0);
+            }
+        }
+
         #[test]
         fn any_sequence_gets_valid_bounded_responses(seq in proptest::collection::vec(apdu(), 1..40)) {
             let mut card = card();
@@ -437,4 +510,77 @@ fn buffers_are_wiped_after_the_command_they_served() {
     failing.extend(std::iter::repeat_n(0x77, 32));
     assert_eq!(send(&mut card, &failing), [0x6A, 0x80]);
     assert_eq!(card.residue(), 0, "what a failing command wrote: wiped");
+}
+
+/// The one difference a card's own gathering makes: a command too long to
+/// sit beside a pending response is gathered from the buffer's start, so
+/// it ends that response before it is parsed, even if it then turns out
+/// malformed (handed over whole, a malformed command leaves it). A reader
+/// may fetch a response only with the command right after it, so no
+/// reader relies on the difference.
+#[test]
+fn a_long_command_gathered_ends_what_was_pending() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    // A 3,000-byte answer, 256 fetched.
+    assert_eq!(
+        &send(&mut card, &[0x00, 0x02, 0x0B, 0xB8, 0x00])[256..],
+        [0x61, 0x00]
+    );
+    // 400 bytes whose Lc says 500: malformed.
+    let mut bad = vec![0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0xF4];
+    bad.extend([0x11; 393]);
+    assert!(card.gather(&bad[..200], true));
+    assert!(card.gather(&bad[200..], false));
+    assert_eq!(card.transmit_gathered().unwrap().as_slice(), [0x67, 0x00]);
+    assert_eq!(
+        send(&mut card, &[0x00, 0xC0, 0x00, 0x00, 0x00]),
+        [0x69, 0x85],
+        "the answer is gone"
+    );
+    assert_eq!(card.residue(), 0);
+    // A short one sits after the answer, which survives it.
+    send(&mut card, &[0x00, 0x02, 0x0B, 0xB8, 0x00]);
+    assert!(card.gather(&[0x00, 0x01, 0x00], true));
+    assert!(card.gather(&[0x00, 0x05, 0x11], false));
+    assert_eq!(card.transmit_gathered().unwrap().as_slice(), [0x67, 0x00]);
+    assert_eq!(
+        &send(&mut card, &[0x00, 0xC0, 0x00, 0x00, 0x00])[256..],
+        [0x61, 0x00]
+    );
+}
+
+/// A command gathered in parts that outgrows the buffer is refused as one
+/// handed over whole would be: too long (`67 00`), or, continuing a chain,
+/// a chain too long (`6A 84`, the chain dropped). Nothing of it stays.
+#[test]
+fn a_command_gathered_past_the_buffer_is_refused_and_wiped() {
+    let mut card = card();
+    send(&mut card, SELECT_A);
+    let mut long = vec![0x00, 0x01, 0x00, 0x00, 0x00, 0x0D, 0x48];
+    long.extend([0x5A; 3400]);
+    long.extend([0x00, 0x00]);
+    for (n, part) in long.chunks(254).enumerate() {
+        assert!(card.gather(part, n == 0));
+    }
+    assert_eq!(card.gathered(), None);
+    assert_eq!(card.residue(), 0, "only the header is kept");
+    assert_eq!(card.transmit_gathered().unwrap().as_slice(), [0x67, 0x00]);
+    assert_eq!(card.residue(), 0);
+
+    // A chain of 3,000 bytes, then a part of 400 more gathered.
+    let mut part = vec![0x10, 0x07, 0x00, 0x00, 0x00, 0x0B, 0xB8];
+    part.extend([0x33; 3000]);
+    assert_eq!(send(&mut card, &part), [0x90, 0x00]);
+    let mut more = vec![0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0x90];
+    more.extend([0x44; 400]);
+    for (n, piece) in more.chunks(3).enumerate() {
+        assert!(card.gather(piece, n == 0));
+    }
+    assert_eq!(card.transmit_gathered().unwrap().as_slice(), [0x6A, 0x84]);
+    assert_eq!(card.residue(), 0, "the chain is dropped and wiped");
+    // The chain is gone: its INS again starts afresh.
+    let mut end = vec![0x00, 0x07, 0x00, 0x00, 0x02, 0x01, 0x02];
+    end.push(0x00);
+    assert_eq!(send(&mut card, &end), [0x01, 0x02, 0x90, 0x00]);
 }

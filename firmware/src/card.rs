@@ -115,8 +115,10 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
     // it is kept, not copied up a frame.
     #[inline(always)]
     fn respond(&mut self, frame: Frame<'_>) -> Outcome {
-        let Frame::Apdu(apdu) = frame else {
-            return self.card.respond(frame);
+        let ins = match frame {
+            Frame::Apdu(apdu) => apdu.get(1).copied(),
+            Frame::Gathered => self.card.gathered().and_then(|c| c.get(1).copied()),
+            _ => return self.card.respond(frame),
         };
         let started = self.board.now_ns();
         let outcome = self.card.respond(frame);
@@ -128,7 +130,7 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
                 self.debug,
                 "apdu n={} ins={:02X} secret={}{} commits={} ns={} stack={}",
                 self.commands,
-                apdu.get(1).copied().unwrap_or(0),
+                ins.unwrap_or(0),
                 if secrecy.command { 'c' } else { '-' },
                 if secrecy.response { 'r' } else { '-' },
                 self.card.store().commits(),
@@ -139,8 +141,16 @@ impl<B: Board, D: Write> Respond for Reporting<'_, B, D> {
         outcome
     }
 
-    fn waiting_time(&self, apdu: &[u8]) -> u8 {
-        self.card.waiting_time(apdu)
+    fn waiting_time(&self, frame: &Frame<'_>) -> u8 {
+        Respond::waiting_time(self.card, frame)
+    }
+
+    fn gather(&mut self, part: &[u8], first: bool) -> bool {
+        self.card.gather(part, first)
+    }
+
+    fn abandon(&mut self) {
+        self.card.abandon();
     }
 }
 

@@ -53,28 +53,47 @@ impl IoLine for Line {
 }
 
 /// A card that echoes its command and counts what it ran; commands of a
-/// length divisible by three ask for waiting time.
+/// length divisible by three ask for waiting time. It gathers commands
+/// that come in parts, up to 600 bytes, as the card does in its buffer.
 struct Echo {
     powered: bool,
     runs: usize,
+    inbox: Option<Vec<u8>>,
+}
+
+const INBOX: usize = 600;
+
+impl Echo {
+    fn run(&mut self, apdu: &[u8]) -> Outcome {
+        assert!(self.powered, "a command ran on an unpowered card");
+        self.runs += 1;
+        let mut answer = apdu[..apdu.len().min(200)].to_vec();
+        answer.extend_from_slice(&[0x90, 0x00]);
+        Outcome::Answer(ResponseApdu::relayed(&answer, Secrecy::PUBLIC).unwrap())
+    }
 }
 
 impl Respond for Echo {
     fn respond(&mut self, frame: Frame<'_>) -> Outcome {
         match frame {
-            Frame::PowerOn | Frame::Reset => self.powered = true,
-            Frame::PowerOff => self.powered = false,
+            Frame::PowerOn | Frame::Reset | Frame::PowerOff => {
+                self.powered = frame != Frame::PowerOff;
+                // A reset wipes whatever was being gathered.
+                self.inbox = None;
+            }
             Frame::GetAtr => {
                 return Outcome::Answer(ResponseApdu::relayed(&ATR, Secrecy::PUBLIC).unwrap());
             }
             Frame::Apdu(apdu) => {
-                assert!(self.powered, "a command ran on an unpowered card");
-                self.runs += 1;
-                let mut answer = apdu[..apdu.len().min(200)].to_vec();
-                answer.extend_from_slice(&[0x90, 0x00]);
-                return Outcome::Answer(ResponseApdu::relayed(&answer, Secrecy::PUBLIC).unwrap());
+                assert!(self.inbox.is_none(), "a command ran over one gathered");
+                return self.run(apdu);
+            }
+            Frame::Gathered => {
+                let apdu = self.inbox.take().expect("a gathered command");
+                return self.run(&apdu);
             }
             Frame::Oversized(_) => {
+                assert!(self.inbox.is_none(), "an oversized command left its parts");
                 return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
             }
             _ => {}
@@ -82,8 +101,28 @@ impl Respond for Echo {
         Outcome::Silent
     }
 
-    fn waiting_time(&self, apdu: &[u8]) -> u8 {
-        u8::from(apdu.len() % 3 == 0) * 2
+    fn waiting_time(&self, frame: &Frame<'_>) -> u8 {
+        let len = match frame {
+            Frame::Apdu(apdu) => apdu.len(),
+            Frame::Gathered => self.inbox.as_ref().map_or(1, Vec::len),
+            _ => 1,
+        };
+        u8::from(len % 3 == 0) * 2
+    }
+
+    fn gather(&mut self, part: &[u8], first: bool) -> bool {
+        assert!(self.powered, "an unpowered card was handed a part");
+        if first {
+            assert!(self.inbox.is_none(), "a command gathered over another unwiped");
+            self.inbox = Some(Vec::new());
+        }
+        let inbox = self.inbox.as_mut().expect("a part before the first");
+        inbox.extend_from_slice(part);
+        inbox.len() <= INBOX
+    }
+
+    fn abandon(&mut self) {
+        self.inbox = None;
     }
 }
 
@@ -150,6 +189,7 @@ fuzz_target!(|data: &[u8]| {
     let mut card = Echo {
         powered: false,
         runs: 0,
+        inbox: None,
     };
     let mut session = Session::new();
     let Ok(()) = session.power_up(&mut line, &mut card);

@@ -881,7 +881,10 @@ impl FirmwareCard {
             Frame::PowerOn => Contact::ColdReset,
             Frame::Reset => Contact::WarmReset,
             Frame::Apdu(apdu) => return self.command(session, apdu).map(Some),
-            Frame::UnknownControl(_) | Frame::Empty | Frame::Oversized(_) => return Ok(None),
+            // A proxy hands every command over whole: it gathers nothing.
+            Frame::UnknownControl(_) | Frame::Empty | Frame::Oversized(_) | Frame::Gathered => {
+                return Ok(None);
+            }
         };
         if let Some(atr) = session.qemu.contact(contact)? {
             session.atr = atr;

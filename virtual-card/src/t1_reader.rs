@@ -339,7 +339,7 @@ mod tests {
         fn new(seed: u64, rate: f64) -> NoisyCard {
             NoisyCard {
                 t1: T1::new(),
-                command: vec![0; 4096],
+                command: Vec::new(),
                 response: Vec::new(),
                 runs: Vec::new(),
                 noise: LineNoise::new(rate, seed),
@@ -359,12 +359,24 @@ mod tests {
                 Err(t1::BlockError::Malformed) if arrived.len() < block.len() => {
                     self.t1.bad_block(RCode::Other)
                 }
-                _ => self.t1.receive(&arrived, &mut self.command, &response),
+                _ => self.t1.receive(&arrived, &response),
             };
             let answer = match step {
-                Step::Send(out) => out.to_vec(),
-                Step::Execute(len) => {
-                    let command = self.command[..len].to_vec();
+                Step::Send(out) | Step::Dropped(out) => out.to_vec(),
+                Step::Part { inf, first, ack } => {
+                    if first {
+                        self.command.clear();
+                    }
+                    self.command.extend_from_slice(inf);
+                    ack.to_vec()
+                }
+                Step::Last { inf, first, len } => {
+                    if first {
+                        self.command.clear();
+                    }
+                    self.command.extend_from_slice(inf);
+                    assert_eq!(self.command.len(), len);
+                    let command = self.command.clone();
                     self.runs.push(command.clone());
                     let mut answer: Vec<u8> =
                         command.iter().cycle().take(len * 3).copied().collect();
