@@ -119,7 +119,7 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     pub(super) fn free_pages(&self) -> usize {
         self.pages
             .iter()
-            .filter(|p| !matches!(p, Page::Data { .. }))
+            .filter(|p| !matches!(p.get(), Page::Data { .. }))
             .count()
     }
 
@@ -131,8 +131,8 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             .pages
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| match p {
-                Page::Data { seq } if Some(i) != head_page => Some((*seq, i)),
+            .filter_map(|(i, p)| match p.get() {
+                Page::Data { seq } if Some(i) != head_page => Some((seq, i)),
                 _ => None,
             })
             .min();

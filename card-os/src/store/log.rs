@@ -71,17 +71,22 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
 
     /// Takes the next free page after the head, in ring order, erases it if
     /// it may not be blank, and stamps it with the next sequence number.
+    /// A store whose stamps have run out (see [`PageWord::SEQ_LIMIT`]) is
+    /// full for good.
     pub(super) fn open_page(&mut self) -> Result<usize, StoreError> {
+        if self.next_seq >= PageWord::SEQ_LIMIT {
+            return Err(StoreError::Full);
+        }
         let n = self.pages.len();
         let start = self.head.map_or(0, |(p, _)| p + 1);
         self.head = None;
         self.resume = None;
         let p = (0..n)
             .map(|i| (start + i) % n)
-            .find(|&i| !matches!(self.pages.get(i), Some(Page::Data { .. })))
+            .find(|&i| !matches!(self.page(i), Some(Page::Data { .. })))
             .ok_or(StoreError::Full)?;
         let base = self.page_addr(p);
-        let blank = match self.pages.get(p) {
+        let blank = match self.page(p) {
             Some(Page::Free { blank: true }) => true,
             Some(Page::Free { blank: false }) => {
                 self.is_blank(base, base + self.geometry.page_size)?
@@ -119,8 +124,12 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
 
     pub(super) fn set_page(&mut self, p: usize, state: Page) {
         if let Some(page) = self.pages.get_mut(p) {
-            *page = state;
+            *page = PageWord::of(state);
         }
+    }
+
+    pub(super) fn page(&self, p: usize) -> Option<Page> {
+        self.pages.get(p).map(|w| w.get())
     }
 
     /// Writes header and value. Small entries go in one program operation;

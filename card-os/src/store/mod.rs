@@ -161,6 +161,41 @@ enum Page {
     Garbage,
 }
 
+/// A [`Page`] in one word, as the store keeps one per page (up to
+/// [`MAX_PAGES`]: the enum's eight bytes would cost a card 512 more of
+/// RAM): a data page's sequence number, or one of the three highest
+/// values, which no page is stamped with ([`PageWord::SEQ_LIMIT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PageWord(u32);
+
+impl PageWord {
+    const FREE: u32 = u32::MAX;
+    const BLANK: u32 = u32::MAX - 1;
+    const GARBAGE: u32 = u32::MAX - 2;
+    /// The first sequence number no page may carry. A card stamps a page
+    /// at each turn of its log: four thousand million of them outlast any
+    /// flash. A header from flash that claims one is no page of ours.
+    const SEQ_LIMIT: u32 = PageWord::GARBAGE;
+
+    fn of(page: Page) -> PageWord {
+        PageWord(match page {
+            Page::Free { blank: false } => PageWord::FREE,
+            Page::Free { blank: true } => PageWord::BLANK,
+            Page::Data { seq } if seq < PageWord::SEQ_LIMIT => seq,
+            Page::Data { .. } | Page::Garbage => PageWord::GARBAGE,
+        })
+    }
+
+    fn get(self) -> Page {
+        match self.0 {
+            PageWord::FREE => Page::Free { blank: false },
+            PageWord::BLANK => Page::Free { blank: true },
+            PageWord::GARBAGE => Page::Garbage,
+            seq => Page::Data { seq },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     page_size: u32,
@@ -298,7 +333,7 @@ enum Replay {
 pub struct Store<F, const KEYS: usize = 128> {
     flash: F,
     geometry: Geometry,
-    pages: Vec<Page, MAX_PAGES>,
+    pages: Vec<PageWord, MAX_PAGES>,
     /// Live records, sorted by key.
     index: Vec<Slot, KEYS>,
     /// What the live records occupy on flash, headers included.
@@ -516,5 +551,57 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
     /// Gives the flash back (to "reboot" it in a test, or to save an image).
     pub fn into_flash(self) -> F {
         self.flash
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::RamFlash;
+
+    type Flash = RamFlash<{ 8 * 512 }, 512>;
+
+    #[test]
+    fn a_page_state_reads_back_from_its_word() {
+        for page in [
+            Page::Free { blank: false },
+            Page::Free { blank: true },
+            Page::Garbage,
+            Page::Data { seq: 0 },
+            Page::Data { seq: 1 },
+            Page::Data {
+                seq: PageWord::SEQ_LIMIT - 1,
+            },
+        ] {
+            assert_eq!(PageWord::of(page).get(), page);
+        }
+        // A stamp past the limit is no data page of ours.
+        for seq in PageWord::SEQ_LIMIT..=u32::MAX {
+            assert_eq!(PageWord::of(Page::Data { seq }).get(), Page::Garbage);
+        }
+    }
+
+    /// A page stamped with a number the store never uses is foreign: it is
+    /// not replayed, and it is erased before the store writes there.
+    #[test]
+    fn a_page_stamped_past_the_limit_is_garbage() {
+        let key = Key::new(1).unwrap();
+        let mut s: Store<Flash> = Store::mount(Flash::new()).unwrap();
+        s.commit(&[Op::Put(key, b"kept")]).unwrap();
+        let mut flash = s.into_flash();
+        let last = 7 * 512;
+        let mut header = [0xFFu8; 16];
+        header[..HEADER_LEN].copy_from_slice(&format::encode_page_header(u32::MAX - 1));
+        flash.write(last, &header).unwrap();
+        let mut s: Store<Flash> = Store::mount(flash).unwrap();
+        assert_eq!(s.page(7), Some(Page::Garbage));
+        assert_eq!(s.stats().records, 1);
+        // Filling the store takes every page, that one too.
+        for n in 0..40u8 {
+            s.commit(&[Op::Put(key, &[n; 200])]).unwrap();
+        }
+        let mut value = [0u8; 200];
+        assert_eq!(s.read_value(key, &mut value), Ok(Some(&[39; 200][..])));
+        assert_ne!(s.page(7), Some(Page::Garbage), "erased and used");
     }
 }

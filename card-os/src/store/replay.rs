@@ -17,6 +17,8 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
             let page = match format::decode_page_header(&raw) {
                 PageHeader::Erased => Page::Free { blank: false },
                 PageHeader::Invalid => Page::Garbage,
+                // A stamp no page of ours carries: the page is foreign.
+                PageHeader::Valid(seq) if seq >= PageWord::SEQ_LIMIT => Page::Garbage,
                 PageHeader::Valid(seq) => {
                     self.next_seq = self.next_seq.max(seq.saturating_add(1));
                     // Kept in order as it is built: a sort would bring
@@ -28,7 +30,9 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
                     Page::Data { seq }
                 }
             };
-            self.pages.push(page).map_err(|_| StoreError::Geometry)?;
+            self.pages
+                .push(PageWord::of(page))
+                .map_err(|_| StoreError::Geometry)?;
         }
 
         // The first pass checks every entry's checksum; where a page's
@@ -38,8 +42,8 @@ impl<F: NorFlash, const KEYS: usize> Store<F, KEYS> {
         let horizon = self.replay(&order, Replay::Horizon, &mut checked)?;
         order.retain(|&(seq, p)| {
             let dead = seq <= horizon;
-            if dead && let Some(page) = self.pages.get_mut(p) {
-                *page = Page::Garbage;
+            if dead {
+                self.set_page(p, Page::Garbage);
             }
             !dead
         });
