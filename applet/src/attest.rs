@@ -2,22 +2,17 @@
 //! (Yubico's ATTEST) and the self-signed CA certificate of the attestation
 //! key.
 //!
-//! The structures are `der` types (derived sequences, `heapless`-backed
-//! SET OF and SEQUENCE OF, `spki`'s SubjectPublicKeyInfo), which encode
-//! without an allocator; `x509-cert`, which needs one, parses what comes out
-//! in the host's tests. The certificate is built in a stack buffer and
-//! copied into the response.
+//! Written in DER on the card's BER-TLV writer ([`crate::asn1`]) straight
+//! into the response buffer: the to-be-signed part is hashed where it lies,
+//! so no copy of the certificate is ever on the stack. `x509-cert` parses
+//! what comes out in the host's tests.
 
 use apdu::tlv::Writer;
-use der::asn1::{
-    AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, OctetStringRef, SequenceOf, SetOf,
-    UintRef, UtcTime, Utf8StringRef,
-};
-use der::{DateTime, Decode, Encode, Reader, Sequence, SliceReader, ValueOrd};
+use const_oid::ObjectIdentifier;
 use sha2::{Digest, Sha256};
-use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
-use crate::algorithm::{Algorithm, MAX_PUBLIC, RSA_EXPONENT};
+use crate::algorithm::{Algorithm, RSA_EXPONENT};
+use crate::asn1::{self, Encoded};
 use crate::crypto::{MAX_OUTPUT, Private};
 use crate::error::{Error, Result};
 
@@ -36,8 +31,15 @@ const YUBICO_VERSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4
 const YUBICO_SERIAL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.7");
 const YUBICO_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.8");
 
-/// The largest certificate: an RSA-4096 subject key with its extensions.
-const MAX_CERTIFICATE: usize = 1_024;
+/// Valid from the start of 2024 (UTCTime), with no well-defined expiration
+/// date (RFC 5280 §4.1.2.5: GeneralizedTime 99991231235959Z).
+const NOT_BEFORE: &[u8] = b"240101000000Z";
+const NOT_AFTER: &[u8] = b"99991231235959Z";
+
+/// basicConstraints `{ cA TRUE }` and keyUsage keyCertSign, cRLSign: the
+/// attestation root's extensions' values.
+const CA: &[u8] = &[0x30, 0x03, 0x01, 0x01, 0xFF];
+const CERTIFICATE_SIGNING: &[u8] = &[0x03, 0x02, 0x01, 0x06];
 
 /// What the certificate says about the key it certifies.
 pub struct Subject<'a> {
@@ -52,76 +54,45 @@ pub struct Subject<'a> {
     pub attested: Option<([u8; 3], u32, [u8; 2])>,
 }
 
-#[derive(Sequence, ValueOrd)]
-struct AttributeTypeAndValue<'a> {
-    oid: ObjectIdentifier,
-    value: Utf8StringRef<'a>,
+/// An OBJECT IDENTIFIER.
+fn oid(w: &mut Writer<'_>, oid: &ObjectIdentifier) -> Encoded {
+    w.tlv(asn1::OID, oid.as_bytes())
+}
+
+/// An AlgorithmIdentifier: the algorithm, and its parameters if any (a TLV
+/// written whole).
+fn algorithm_identifier(
+    w: &mut Writer<'_>,
+    algorithm: &ObjectIdentifier,
+    parameters: Option<&dyn Fn(&mut Writer<'_>) -> Encoded>,
+) -> Encoded {
+    w.nested(asn1::SEQUENCE, |w| {
+        oid(w, algorithm)?;
+        parameters.map_or(Ok(()), |p| p(w))
+    })
 }
 
 /// A Name with one common name: SEQUENCE OF SET OF one attribute.
-type Name<'a> = SequenceOf<SetOf<AttributeTypeAndValue<'a>, 1>, 1>;
-
-#[derive(Sequence)]
-struct Validity {
-    not_before: UtcTime,
-    /// RFC 5280: no well-defined expiration date.
-    not_after: GeneralizedTime,
+fn name(w: &mut Writer<'_>, cn: &str) -> Encoded {
+    w.nested(asn1::SEQUENCE, |w| {
+        w.nested(asn1::SET, |w| {
+            w.nested(asn1::SEQUENCE, |w| {
+                oid(w, &CN)?;
+                w.tlv(asn1::UTF8_STRING, cn.as_bytes())
+            })
+        })
+    })
 }
 
-#[derive(Sequence)]
-struct Extension<'a> {
-    extn_id: ObjectIdentifier,
-    #[asn1(default = "Default::default")]
-    critical: bool,
-    extn_value: &'a OctetStringRef,
-}
-
-#[derive(Sequence)]
-struct TbsCertificate<'a> {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    version: u8,
-    serial_number: UintRef<'a>,
-    signature: AlgorithmIdentifierRef<'a>,
-    issuer: Name<'a>,
-    validity: Validity,
-    subject: Name<'a>,
-    subject_public_key_info: SubjectPublicKeyInfoRef<'a>,
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
-    extensions: SequenceOf<Extension<'a>, 3>,
-}
-
-#[derive(Sequence)]
-struct Certificate<'a> {
-    tbs_certificate: AnyRef<'a>,
-    signature_algorithm: AlgorithmIdentifierRef<'a>,
-    signature: BitStringRef<'a>,
-}
-
-/// RSAPublicKey (RFC 8017).
-#[derive(Sequence)]
-struct RsaPublicKey<'a> {
-    modulus: UintRef<'a>,
-    public_exponent: UintRef<'a>,
-}
-
-fn name(cn: &[u8]) -> der::Result<Name<'_>> {
-    let mut rdn = SetOf::new();
-    rdn.insert(AttributeTypeAndValue {
-        oid: CN,
-        value: Utf8StringRef::new(
-            core::str::from_utf8(cn).map_err(|_| der::Tag::Utf8String.value_error())?,
-        )?,
-    })?;
-    let mut name = SequenceOf::new();
-    name.add(rdn)?;
-    Ok(name)
-}
-
-fn ecdsa_with_sha256() -> AlgorithmIdentifierRef<'static> {
-    AlgorithmIdentifierRef {
-        oid: ECDSA_WITH_SHA_256,
-        parameters: None,
-    }
+/// An Extension; DER leaves `critical` out when it is FALSE, its default.
+fn extension(w: &mut Writer<'_>, id: &ObjectIdentifier, critical: bool, value: &[u8]) -> Encoded {
+    w.nested(asn1::SEQUENCE, |w| {
+        oid(w, id)?;
+        if critical {
+            w.tlv(asn1::BOOLEAN, &[0xFF])?;
+        }
+        w.tlv(asn1::OCTET_STRING, value)
+    })
 }
 
 /// Writes a certificate for `subject`, issued by `issuer` and signed with
@@ -139,112 +110,107 @@ pub fn certificate(
     if signer.algorithm() != Algorithm::P256 {
         return Err(Error::Conditions);
     }
+    // Names are UTF8Strings.
+    let issuer = core::str::from_utf8(issuer).map_err(|_| Error::BadData)?;
+    let subject_name = core::str::from_utf8(subject.name).map_err(|_| Error::BadData)?;
     let mut serial = [0u8; 16];
     rng.fill_bytes(&mut serial);
     // A positive INTEGER with no superfluous leading byte.
     if let Some(first) = serial.first_mut() {
         *first = (*first & 0x7F) | 0x40;
     }
-    let mut tbs = [0u8; MAX_CERTIFICATE];
-    let tbs = tbs_certificate(subject, issuer, &serial, &mut tbs)?;
-    let digest = Sha256::digest(tbs);
-    let mut sig = [0u8; MAX_OUTPUT];
-    let sig = signer.sign(signer_public, &digest, &mut sig, rng)?;
-    let cert = Certificate {
-        tbs_certificate: AnyRef::try_from(tbs)?,
-        signature_algorithm: ecdsa_with_sha256(),
-        signature: BitStringRef::from_bytes(sig)?,
-    };
-    let mut buf = [0u8; MAX_CERTIFICATE];
-    let der = cert.encode_to_slice(&mut buf)?;
-    out.raw(der)?;
-    Ok(())
+    let mut signed = Ok(());
+    out.nested(asn1::SEQUENCE, |w| {
+        let start = w.len();
+        tbs_certificate(w, subject, subject_name, issuer, &serial)?;
+        let digest = Sha256::digest(w.written().get(start..).unwrap_or_default());
+        let mut sig = [0u8; MAX_OUTPUT];
+        let sig = match signer.sign(signer_public, &digest, &mut sig, rng) {
+            Ok(sig) => sig,
+            Err(e) => {
+                signed = Err(e);
+                return Err(apdu::Error::BufferTooSmall);
+            }
+        };
+        algorithm_identifier(w, &ECDSA_WITH_SHA_256, None)?;
+        asn1::bits(w, sig)
+    })
+    .map_err(|e| signed.err().unwrap_or(Error::from(e)))
 }
 
-fn tbs_certificate<'o>(
+fn tbs_certificate(
+    w: &mut Writer<'_>,
     subject: &Subject<'_>,
-    issuer: &[u8],
+    subject_name: &str,
+    issuer: &str,
     serial: &[u8],
-    out: &'o mut [u8],
-) -> Result<&'o [u8]> {
-    // Values inside extensions and the subject key, encoded first.
-    let mut rsa_key = [0u8; MAX_PUBLIC + 16];
-    let mut card_serial = [0u8; 8];
-    let curve_oid;
-    let exponent = RSA_EXPONENT.to_be_bytes();
-    let (oid, parameters, key_bits): (_, _, &[u8]) = match subject.algorithm {
+) -> Encoded {
+    w.nested(asn1::SEQUENCE, |w| {
+        w.nested(asn1::VERSION, |w| asn1::unsigned(w, &[2]))?;
+        asn1::unsigned(w, serial)?;
+        algorithm_identifier(w, &ECDSA_WITH_SHA_256, None)?;
+        name(w, issuer)?;
+        w.nested(asn1::SEQUENCE, |w| {
+            w.tlv(asn1::UTC_TIME, NOT_BEFORE)?;
+            w.tlv(asn1::GENERALIZED_TIME, NOT_AFTER)
+        })?;
+        name(w, subject_name)?;
+        subject_public_key_info(w, subject.algorithm, subject.public)?;
+        w.nested(asn1::EXTENSIONS, |w| {
+            w.nested(asn1::SEQUENCE, |w| match subject.attested {
+                Some((version, serial, policy)) => {
+                    extension(w, &YUBICO_VERSION, false, &version)?;
+                    // Room for the INTEGER and the length field the writer keeps
+                    // while it writes one.
+                    let mut number = [0u8; 12];
+                    let mut n = Writer::new(&mut number);
+                    asn1::unsigned(&mut n, &serial.to_be_bytes())?;
+                    extension(w, &YUBICO_SERIAL, false, n.written())?;
+                    extension(w, &YUBICO_POLICY, false, &policy)
+                }
+                None => {
+                    extension(w, &ID_CE_BASIC_CONSTRAINTS, true, CA)?;
+                    extension(w, &ID_CE_KEY_USAGE, true, CERTIFICATE_SIGNING)
+                }
+            })
+        })
+    })
+}
+
+/// SubjectPublicKeyInfo for a key of `algorithm` as its key record keeps
+/// it (an EC point, a 32-byte Edwards or Montgomery key, an RSA modulus).
+fn subject_public_key_info(w: &mut Writer<'_>, algorithm: Algorithm, public: &[u8]) -> Encoded {
+    w.nested(asn1::SEQUENCE, |w| match algorithm {
         Algorithm::P256 | Algorithm::P384 => {
-            curve_oid = if subject.algorithm == Algorithm::P256 {
+            let curve = if algorithm == Algorithm::P256 {
                 SECP_256_R_1
             } else {
                 SECP_384_R_1
             };
-            let curve = AnyRef::new(der::Tag::ObjectIdentifier, curve_oid.as_bytes())?;
-            (ID_EC_PUBLIC_KEY, Some(curve), subject.public)
+            algorithm_identifier(w, &ID_EC_PUBLIC_KEY, Some(&|w| oid(w, &curve)))?;
+            asn1::bits(w, public)
         }
-        Algorithm::Ed25519 => (ID_ED_25519, None, subject.public),
-        Algorithm::X25519 => (ID_X_25519, None, subject.public),
-        _ => {
-            let key = RsaPublicKey {
-                modulus: UintRef::new(subject.public)?,
-                public_exponent: UintRef::new(&exponent)?,
+        Algorithm::Ed25519 | Algorithm::X25519 => {
+            let id = if algorithm == Algorithm::Ed25519 {
+                ID_ED_25519
+            } else {
+                ID_X_25519
             };
-            (
-                RSA_ENCRYPTION,
-                Some(AnyRef::NULL),
-                key.encode_to_slice(&mut rsa_key)?,
-            )
+            algorithm_identifier(w, &id, None)?;
+            asn1::bits(w, public)
         }
-    };
-    let (version, policy);
-    let mut extensions = SequenceOf::new();
-    match subject.attested {
-        Some((v, serial, p)) => {
-            (version, policy) = (v, p);
-            let serial = UintRef::new(&serial.to_be_bytes())?.encode_to_slice(&mut card_serial)?;
-            for (extn_id, value) in [
-                (YUBICO_VERSION, &version[..]),
-                (YUBICO_SERIAL, serial),
-                (YUBICO_POLICY, &policy[..]),
-            ] {
-                extensions.add(Extension {
-                    extn_id,
-                    critical: false,
-                    extn_value: OctetStringRef::new(value)?,
-                })?;
-            }
+        _ => {
+            algorithm_identifier(w, &RSA_ENCRYPTION, Some(&|w| w.tlv(asn1::NULL, &[])))?;
+            // RSAPublicKey (RFC 8017) in the BIT STRING.
+            w.nested(asn1::BIT_STRING, |w| {
+                w.raw(&[0])?;
+                w.nested(asn1::SEQUENCE, |w| {
+                    asn1::unsigned(w, public)?;
+                    asn1::unsigned(w, &RSA_EXPONENT.to_be_bytes())
+                })
+            })
         }
-        None => {
-            // basicConstraints { cA TRUE }; keyUsage keyCertSign, cRLSign.
-            for (extn_id, value) in [
-                (ID_CE_BASIC_CONSTRAINTS, &[0x30, 0x03, 0x01, 0x01, 0xFF][..]),
-                (ID_CE_KEY_USAGE, &[0x03, 0x02, 0x01, 0x06][..]),
-            ] {
-                extensions.add(Extension {
-                    extn_id,
-                    critical: true,
-                    extn_value: OctetStringRef::new(value)?,
-                })?;
-            }
-        }
-    }
-    let tbs = TbsCertificate {
-        version: 2,
-        serial_number: UintRef::new(serial)?,
-        signature: ecdsa_with_sha256(),
-        issuer: name(issuer)?,
-        validity: Validity {
-            not_before: UtcTime::from_date_time(DateTime::new(2024, 1, 1, 0, 0, 0)?)?,
-            not_after: GeneralizedTime::from_date_time(DateTime::new(9999, 12, 31, 23, 59, 59)?),
-        },
-        subject: name(subject.name)?,
-        subject_public_key_info: SubjectPublicKeyInfoRef {
-            algorithm: AlgorithmIdentifierRef { oid, parameters },
-            subject_public_key: BitStringRef::from_bytes(key_bits)?,
-        },
-        extensions,
-    };
-    Ok(tbs.encode_to_slice(out)?)
+    })
 }
 
 /// Whether a certificate object (`70` the certificate's DER, then `71`,
@@ -260,59 +226,82 @@ pub fn certifies(object: &[u8], algorithm: Algorithm, public: &[u8]) -> Result<b
         .ok_or(Error::BadData)?
         .value;
     // A certificate the card cannot read is the host's mistake: 6A 80.
-    let spki = subject_key_info(der).map_err(|_| Error::BadData)?;
-    let key = spki.subject_public_key.as_bytes().ok_or(Error::BadData)?;
-    let oid = spki.algorithm.oid;
-    let curve = spki
-        .algorithm
-        .parameters
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let KeyInfo { oid, curve, key } = subject_key_info(der)?;
+    let is = |expected: &ObjectIdentifier| oid == expected.as_bytes();
+    let on = |expected: &ObjectIdentifier| curve == Some(expected.as_bytes());
     Ok(match algorithm {
-        Algorithm::P256 => oid == ID_EC_PUBLIC_KEY && curve == Some(SECP_256_R_1) && key == public,
-        Algorithm::P384 => oid == ID_EC_PUBLIC_KEY && curve == Some(SECP_384_R_1) && key == public,
-        Algorithm::Ed25519 => oid == ID_ED_25519 && key == public,
-        Algorithm::X25519 => oid == ID_X_25519 && key == public,
+        Algorithm::P256 => is(&ID_EC_PUBLIC_KEY) && on(&SECP_256_R_1) && key == public,
+        Algorithm::P384 => is(&ID_EC_PUBLIC_KEY) && on(&SECP_384_R_1) && key == public,
+        Algorithm::Ed25519 => is(&ID_ED_25519) && key == public,
+        Algorithm::X25519 => is(&ID_X_25519) && key == public,
         _ => {
-            let rsa = RsaPublicKey::from_der(key).map_err(|_| Error::BadData)?;
-            let exponent = RSA_EXPONENT.to_be_bytes();
-            oid == RSA_ENCRYPTION
-                && rsa.modulus.as_bytes() == unsigned(public)
-                && rsa.public_exponent.as_bytes() == unsigned(&exponent)
+            let rsa = asn1::only(key, asn1::SEQUENCE)?;
+            let mut fields = rsa.children();
+            let modulus = asn1::next(&mut fields, asn1::INTEGER)?;
+            let exponent = asn1::next(&mut fields, asn1::INTEGER)?;
+            if fields.next().is_some() {
+                return Err(Error::BadData);
+            }
+            is(&RSA_ENCRYPTION)
+                && asn1::magnitude(modulus.value) == asn1::magnitude(public)
+                && asn1::magnitude(exponent.value) == asn1::magnitude(&RSA_EXPONENT.to_be_bytes())
         }
     })
 }
 
-/// The subject public key info of a certificate's DER, its other fields
-/// read over.
-fn subject_key_info(der: &[u8]) -> der::Result<SubjectPublicKeyInfoRef<'_>> {
-    let mut reader = SliceReader::new(der)?;
-    let spki = reader.sequence(|certificate| {
-        let spki = certificate.sequence(|tbs| {
-            if der::Tag::peek(tbs)?.is_context_specific() {
-                AnyRef::decode(tbs)?; // [0] version
-            }
-            for _ in 0..5 {
-                // serial, signature, issuer, validity, subject
-                AnyRef::decode(tbs)?;
-            }
-            let spki = SubjectPublicKeyInfoRef::decode(tbs)?;
-            while !tbs.is_finished() {
-                AnyRef::decode(tbs)?; // unique identifiers, extensions
-            }
-            Ok::<_, der::Error>(spki)
-        })?;
-        while !certificate.is_finished() {
-            AnyRef::decode(certificate)?; // signature algorithm and value
-        }
-        Ok::<_, der::Error>(spki)
-    })?;
-    reader.finish()?;
-    Ok(spki)
+/// A certificate's subject public key, as its DER has it.
+struct KeyInfo<'a> {
+    /// The algorithm's OID (its content bytes).
+    oid: &'a [u8],
+    /// The parameters' OID, if they are one: an EC key's curve.
+    curve: Option<&'a [u8]>,
+    /// The key's bytes, the BIT STRING's.
+    key: &'a [u8],
 }
 
-/// A big-endian unsigned integer without its leading zeros, as DER's
-/// INTEGER content holds a positive one (less its sign byte).
-fn unsigned(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    bytes.get(first..).unwrap_or_default()
+/// A certificate's subject public key; the other fields are read over,
+/// and must be well-formed TLVs.
+fn subject_key_info(der: &[u8]) -> Result<KeyInfo<'_>> {
+    let certificate = asn1::only(der, asn1::SEQUENCE)?;
+    let mut parts = certificate.children();
+    let tbs = asn1::next(&mut parts, asn1::SEQUENCE)?;
+    // The signature algorithm and value.
+    for _ in 0..2 {
+        parts.next().ok_or(Error::BadData)??;
+    }
+    if parts.next().is_some() {
+        return Err(Error::BadData);
+    }
+    let mut fields = tbs.children();
+    let mut field = fields.next().ok_or(Error::BadData)??;
+    if field.tag == asn1::VERSION {
+        field = fields.next().ok_or(Error::BadData)??;
+    }
+    // `field` is the serial; then signature, issuer, validity, subject.
+    let _ = field;
+    for _ in 0..4 {
+        fields.next().ok_or(Error::BadData)??;
+    }
+    let spki = asn1::next(&mut fields, asn1::SEQUENCE)?;
+    // Unique identifiers and extensions.
+    for rest in fields {
+        rest?;
+    }
+    let mut spki = spki.children();
+    let algorithm = asn1::next(&mut spki, asn1::SEQUENCE)?;
+    let key = asn1::next(&mut spki, asn1::BIT_STRING)?;
+    if spki.next().is_some() {
+        return Err(Error::BadData);
+    }
+    let mut algorithm = algorithm.children();
+    let oid = asn1::next(&mut algorithm, asn1::OID)?.value;
+    let curve = match algorithm.next().transpose()? {
+        Some(p) if p.tag == asn1::OID => Some(p.value),
+        _ => None,
+    };
+    Ok(KeyInfo {
+        oid,
+        curve,
+        key: asn1::whole_bytes(&key)?,
+    })
 }

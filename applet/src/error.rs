@@ -79,13 +79,5 @@ impl From<apdu::Error> for Error {
     }
 }
 
-impl From<der::Error> for Error {
-    /// The certificates the card encodes are its own: one that does not
-    /// fit its buffer is the only way encoding fails.
-    fn from(_: der::Error) -> Self {
-        Error::NoSpace
-    }
-}
-
 /// Results inside the applet.
 pub type Result<T> = core::result::Result<T, Error>;

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod algorithm;
+pub mod asn1;
 pub mod attest;
 mod commands;
 pub mod crypto;

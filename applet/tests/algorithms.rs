@@ -401,6 +401,28 @@ fn attestation_certifies_every_algorithm_under_a_ca_root() {
         let sig = p256::ecdsa::Signature::from_der(cert.signature().raw_bytes()).unwrap();
         use p256::ecdsa::signature::Verifier;
         root_key.verify(&tbs, &sig).unwrap();
+
+        // The card reads its own certificates back (COMMIT RENEWAL's
+        // check): this key under this algorithm, and nothing else.
+        use applet::attest::certifies;
+        let object = [&[0x70, 0x82][..], &(der.len() as u16).to_be_bytes(), &der].concat();
+        assert_eq!(certifies(&object, alg, &public), Ok(true), "{alg:?}");
+        let mut other = public.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert_eq!(certifies(&object, alg, &other), Ok(false), "{alg:?}");
+        let another = if alg == Algorithm::P384 {
+            Algorithm::P256
+        } else {
+            Algorithm::P384
+        };
+        assert_eq!(certifies(&object, another, &public), Ok(false), "{alg:?}");
+        let cut = [
+            &[0x70, 0x82][..],
+            &(der.len() as u16 - 1).to_be_bytes(),
+            &der[..der.len() - 1],
+        ]
+        .concat();
+        assert!(certifies(&cut, alg, &public).is_err(), "{alg:?}");
     }
 }
 

@@ -81,21 +81,6 @@ where
     Ok(signature)
 }
 
-/// A signature's DER form (`SEQUENCE { r, s }`, as PIV returns it) into
-/// `out`.
-pub fn to_der<'o, C>(signature: &ecdsa::Signature<C>, out: &'o mut [u8]) -> Result<&'o [u8]>
-where
-    C: EcdsaCurve,
-    ecdsa::der::MaxSize<C>: ArraySize,
-    <FieldBytesSize<C> as Add>::Output: Add<ecdsa::der::MaxOverhead> + ArraySize,
-{
-    let der = signature.to_der();
-    let der = der.as_bytes();
-    let dst = out.get_mut(..der.len()).ok_or(Error::NoSpace)?;
-    dst.copy_from_slice(der);
-    Ok(dst)
-}
-
 /// Checks a signature against a public point (the cross-check's verifier,
 /// [`super::p256_sweep`]).
 #[cfg(not(all(feature = "cortex-m4-p256", target_arch = "arm")))]

@@ -320,16 +320,14 @@ impl Private {
             Private::P256(k) => {
                 let mut fitted = [0u8; 32];
                 ec::fit(input, &mut fitted)?;
-                let raw = k.sign(&fitted)?;
-                let signature = ecdsa::Signature::<p256::NistP256>::from_slice(&raw)
-                    .map_err(|_| Error::Tampered)?;
-                ec::to_der(&signature, out)
+                crate::asn1::ecdsa_signature(&k.sign(&fitted)?, out)
             }
             #[cfg(feature = "p384")]
             Private::P384(k) => {
                 let mut fitted = p384::FieldBytes::default();
                 ec::fit(input, &mut fitted)?;
-                ec::to_der(&ec::sign::<_, sha2::Sha384>(k, &fitted)?, out)
+                let signature = ec::sign::<_, sha2::Sha384>(k, &fitted)?;
+                crate::asn1::ecdsa_signature(&signature.to_bytes(), out)
             }
             #[cfg(feature = "ed25519")]
             Private::Ed25519 { seed, public: own } => {
