@@ -118,6 +118,24 @@ pub(super) fn generate(
     } else {
         keys::generate(algorithm, ctx.rng, admin)?
     };
+    keep_generated(piv, ctx, reply, &secret, slot, policy, staged)
+}
+
+/// Seals and stores a key GENERATE made, and answers its public key. Not
+/// inlined: the record it builds (2 KiB for RSA-4096) is no part of the
+/// frame that is alive while the key is generated, the card's deepest
+/// stack.
+#[inline(never)]
+fn keep_generated(
+    piv: &mut Piv,
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+    secret: &Private,
+    slot: KeySlot,
+    policy: (PinPolicy, TouchPolicy),
+    staged: bool,
+) -> Result<()> {
+    let algorithm = secret.algorithm();
     // A staged key is sealed for the slot it will live in, so committing
     // the renewal copies its record without opening it.
     let label = layout::slot_key(slot.slot());
@@ -126,14 +144,7 @@ pub(super) fn generate(
     } else {
         label
     };
-    let record = store_key(
-        piv,
-        ctx,
-        &secret,
-        (policy, Origin::Generated),
-        label,
-        target,
-    )?;
+    let record = store_key(piv, ctx, secret, (policy, Origin::Generated), label, target)?;
     reply.nested(PUBLIC_KEY, |w| {
         public_key(w, algorithm, record.public()).map_err(|_| apdu::Error::BufferTooSmall)
     })?;

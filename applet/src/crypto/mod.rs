@@ -118,15 +118,11 @@ impl Private {
             | Algorithm::Rsa4096) => {
                 let bits = rsa_alg.rsa_bits().ok_or(Error::Unsupported)?;
                 let mut parts = Zeroizing::new([0u8; MAX_SECRET]);
-                let mut modulus = [0u8; MAX_PUBLIC];
                 rsa::generate(
                     bits,
                     rng,
                     parts
                         .get_mut(..rsa_alg.secret_len())
-                        .ok_or(Error::NoSpace)?,
-                    modulus
-                        .get_mut(..rsa_alg.public_len())
                         .ok_or(Error::NoSpace)?,
                 )?;
                 Private::Rsa {

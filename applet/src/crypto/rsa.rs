@@ -10,15 +10,20 @@
 //!   walks every bit of the half size, whatever the exponent; reductions
 //!   use the constant-time `rem`), so its timing depends on the key's
 //!   length alone, not on the key or the input;
-//! - works on a blinded input: `c · r^e` for a fresh random `r` below the
-//!   modulus, unblinded with `r⁻¹` at the end, so that what the halves
+//! - works on a blinded input: each CRT half exponentiates `c · r^e` for
+//!   a fresh random `r` (one modulus-sized draw, taken modulo each
+//!   prime), and unblinds with `r⁻¹`, so that what the halves
 //!   exponentiate is unknown to whoever chose `c` (chosen-input power and
 //!   cache analysis of the CRT halves). The exponents are not blinded:
 //!   `dP + k(p − 1)` would need wider integers than the halves' and a
 //!   longer walk, and the exponentiation is constant time already;
-//! - checks its result against the public key before answering (the
-//!   Bellcore attack: one faulty CRT half gives away a prime), answering
-//!   an error instead of a wrong result;
+//! - checks its result before answering (the Bellcore attack: one faulty
+//!   CRT half gives away a prime): each half's e-th power must give the
+//!   input back modulo its prime, and the recombined result must be each
+//!   half modulo its prime, which together are `m^e = c mod n`, an error
+//!   answered instead of a wrong result. All of it on half-sized
+//!   integers: no modulus-sized Montgomery form is ever made, which is
+//!   most of what RSA-4096 would otherwise need of a card's stack;
 //! - keeps every copy of the primes (as odd moduli, as Montgomery
 //!   parameters) in wiped containers, so none stays on the stack.
 //!
@@ -57,8 +62,9 @@
 
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
 use crypto_bigint::{NonZero, Odd, U1024, U2048, U4096, Uint};
-use crypto_primes::hazmat::{SetBits, SmallFactorsSieve, random_odd_integer};
-use crypto_primes::{Flavor, is_prime};
+use crypto_primes::hazmat::{
+    AStarBase, LucasCheck, MillerRabin, SetBits, SmallFactorsSieve, lucas_test, random_odd_integer,
+};
 use rand_core::CryptoRng;
 use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 use zeroize::Zeroizing;
@@ -129,15 +135,9 @@ impl Size {
 }
 
 /// A fresh key of `bits` (1024, 2048, 3072 or 4096): CRT parts into
-/// `parts` (`5 · bits / 16` bytes), the modulus into `modulus`
-/// (`bits / 8`).
-pub fn generate(
-    bits: usize,
-    rng: &mut dyn CryptoRng,
-    parts: &mut [u8],
-    modulus: &mut [u8],
-) -> Result<()> {
-    by_size!(bits, generate_sized(rng, parts, modulus))
+/// `parts` (`5 · bits / 16` bytes); [`modulus`] gives the public key.
+pub fn generate(bits: usize, rng: &mut dyn CryptoRng, parts: &mut [u8]) -> Result<()> {
+    by_size!(bits, generate_sized(rng, parts))
 }
 
 /// The raw private operation `input^d mod n` on a modulus-sized block,
@@ -257,7 +257,6 @@ fn generate_sized<const H: usize, const N: usize>(
     size: Size,
     rng: &mut dyn CryptoRng,
     parts: &mut [u8],
-    modulus: &mut [u8],
 ) -> Result<()> {
     let half = size.half_bits();
     loop {
@@ -276,8 +275,9 @@ fn generate_sized<const H: usize, const N: usize>(
         let Some(crt) = Crt::complete(*p, *q) else {
             continue;
         };
-        crt.write(size, parts)?;
-        return encode(&crt.modulus::<N>(), modulus);
+        // The modulus has exactly the key's bits: both primes have their
+        // two top bits set.
+        return crt.write(size, parts);
     }
 }
 
@@ -306,14 +306,34 @@ fn prime<const H: usize>(rng: &mut dyn CryptoRng, bits: u32) -> Result<Uint<H>> 
 }
 
 /// A prime candidate the key can use: e must be invertible modulo p − 1,
-/// and as e is prime that is p mod e ≠ 1.
+/// and as e is prime that is p mod e ≠ 1; then the Baillie-PSW test.
+///
+/// That test is `crypto_primes::is_prime` for an odd candidate, written
+/// out (the candidates from the sieve are odd and far above 3): Miller-
+/// Rabin to base 2, then the strong Lucas test with A* bases, each in a
+/// frame of its own. Inlined together they took one frame of 11 KiB for
+/// RSA-2048's primes; apart, the larger is the stack's figure.
 fn usable<const H: usize>(candidate: &Uint<H>) -> bool {
     let e = crypto_bigint::NonZero::<crypto_bigint::Limb>::new(crypto_bigint::Limb::from_u32(
         RSA_EXPONENT,
     ));
+    let Some(odd) = Odd::new(*candidate).into_option() else {
+        return false;
+    };
     e.into_option()
         .is_some_and(|e| candidate.rem_limb(e) != crypto_bigint::Limb::ONE)
-        && is_prime(Flavor::Any, candidate)
+        && miller_rabin_base_two(&odd)
+        && strong_lucas(odd)
+}
+
+#[inline(never)]
+fn miller_rabin_base_two<const H: usize>(candidate: &Odd<Uint<H>>) -> bool {
+    !MillerRabin::new(*candidate).test_base_two().is_composite()
+}
+
+#[inline(never)]
+fn strong_lucas<const H: usize>(candidate: Odd<Uint<H>>) -> bool {
+    !lucas_test(candidate, AStarBase, LucasCheck::Bpsw21).is_composite()
 }
 
 #[inline(never)]
@@ -376,89 +396,95 @@ fn private_sized<const H: usize, const N: usize>(
         return Err(Error::BadData);
     }
     let crt = Crt::<H>::read(size, parts)?;
-    let n = crt.modulus::<N>();
     let c = decode::<N>(input)?;
     // The input is public (a digest's padding or a ciphertext).
-    if c.cmp_vartime(&n) != core::cmp::Ordering::Less {
+    if c.cmp_vartime(&crt.modulus::<N>()) != core::cmp::Ordering::Less {
         return Err(Error::BadData);
     }
-    let n_odd = Odd::new(n).into_option().ok_or(Error::Tampered)?;
-    let n_nz = n_odd.to_nz().into_option().ok_or(Error::Tampered)?;
-    let n_params = FixedMontyParams::new_vartime(n_odd);
-
-    let (blinded, r_inverse) = blind::<N>(size, &c, &n_nz, &n_params, rng)?;
-
-    let p = Zeroizing::new(Odd::new(*crt.p).into_option().ok_or(Error::Tampered)?);
-    let q = Zeroizing::new(Odd::new(*crt.q).into_option().ok_or(Error::Tampered)?);
-    let p_params = Zeroizing::new(FixedMontyParams::new(*p));
-    let q_params = Zeroizing::new(FixedMontyParams::new(*q));
-    let p_nz = Zeroizing::new(p.to_nz().into_option().ok_or(Error::Tampered)?);
-    let q_nz = Zeroizing::new(q.to_nz().into_option().ok_or(Error::Tampered)?);
-
-    // dP < p < 2^half: walking `half` bits of the exponent is walking all
-    // of it, a bound that depends on the key's length alone.
-    let bits = size.half_bits();
-    let half = |modulus: &NonZero<Uint<H>>, params: &FixedMontyParams<H>, exponent: &Uint<H>| {
-        let reduced = Zeroizing::new(blinded.rem(modulus));
-        Zeroizing::new(
-            FixedMontyForm::new(&reduced, params)
-                .pow_bounded_exp(exponent, bits)
-                .retrieve(),
-        )
+    // One modulus-sized r blinds both halves (its residues are those of
+    // r mod n).
+    let r = {
+        let mut draw = Zeroizing::new([0u8; MAX_BLOCK]);
+        let draw = draw.get_mut(..size.block()).ok_or(Error::NoSpace)?;
+        rng.fill_bytes(draw);
+        decode::<N>(draw)?
     };
-    let m1 = half(&p_nz, &p_params, &crt.dp);
-    let m2 = half(&q_nz, &q_params, &crt.dq);
-    // Garner: m = m2 + q · (qInv · (m1 − m2) mod p).
+    let bits = size.half_bits();
+    let m1 = half(&crt.p, &crt.dp, &c, &r, bits)?;
+    let m2 = half(&crt.q, &crt.dq, &c, &r, bits)?;
+    let m = garner::<H, N>(&crt, &m1, &m2)?;
+    encode(&*m, out)
+}
+
+/// One CRT half: `c^d mod prime` (d's residue `exponent`), computed on the
+/// blinded `c · r^e` and unblinded with `r⁻¹`, then checked: its e-th
+/// power must give c back modulo the prime (the Bellcore attack: a faulty
+/// half gives away a prime). Everything here is half-sized, so the
+/// modulus-sized Montgomery parameters (and the stack a form of them
+/// takes, 2.5 KiB apiece for RSA-4096) are never needed. Not inlined: the
+/// second half reuses the first's stack.
+#[inline(never)]
+fn half<const H: usize, const N: usize>(
+    prime: &Uint<H>,
+    exponent: &Uint<H>,
+    c: &Uint<N>,
+    r: &Uint<N>,
+    bits: u32,
+) -> Result<Zeroizing<Uint<H>>> {
+    let odd = Zeroizing::new(Odd::new(*prime).into_option().ok_or(Error::Tampered)?);
+    let modulus = Zeroizing::new(odd.to_nz().into_option().ok_or(Error::Tampered)?);
+    let params = Zeroizing::new(FixedMontyParams::new(*odd));
+    let c = Zeroizing::new(c.rem(&modulus));
+    let r = Zeroizing::new(FixedMontyForm::new(&r.rem(&modulus), &params));
+    // r has no inverse only if it is 0 mod the prime: by a fault.
+    let r_inverse = Zeroizing::new(r.invert().into_option().ok_or(Error::Tampered)?);
+    // (c · r^e)^d = c^d · r, as e · d = 1 mod (prime − 1). dP < prime <
+    // 2^bits: walking `bits` bits of the exponent is walking all of it, a
+    // bound that depends on the key's length alone.
+    let blinded = Zeroizing::new(FixedMontyForm::new(&c, &params) * public_power(&r));
+    let m = Zeroizing::new(blinded.pow_bounded_exp(exponent, bits) * *r_inverse);
+    if !bool::from(public_power(&m).retrieve().ct_eq(&*c)) {
+        return Err(Error::Tampered);
+    }
+    Ok(Zeroizing::new(m.retrieve()))
+}
+
+/// Garner's recombination, `m = m2 + q · (qInv · (m1 − m2) mod p)`, and
+/// its check: m must be m1 modulo p and m2 modulo q (a fault in qInv or in
+/// the product gives a result that is right modulo one prime only, which
+/// gives that prime away as a faulty half would).
+#[inline(never)]
+fn garner<const H: usize, const N: usize>(
+    crt: &Crt<H>,
+    m1: &Uint<H>,
+    m2: &Uint<H>,
+) -> Result<Zeroizing<Uint<N>>> {
+    let p = Zeroizing::new(Odd::new(*crt.p).into_option().ok_or(Error::Tampered)?);
+    let p_nz = Zeroizing::new(p.to_nz().into_option().ok_or(Error::Tampered)?);
+    let q_nz = Zeroizing::new(NonZero::new(*crt.q).into_option().ok_or(Error::Tampered)?);
+    let params = Zeroizing::new(FixedMontyParams::new(*p));
     let m2_mod_p = Zeroizing::new(m2.rem(&p_nz));
     let diff = Zeroizing::new(m1.sub_mod(&m2_mod_p, &p_nz));
     let h = Zeroizing::new(
-        (FixedMontyForm::new(&diff, &p_params) * FixedMontyForm::new(&crt.qinv, &p_params))
-            .retrieve(),
+        (FixedMontyForm::new(&diff, &params) * FixedMontyForm::new(&crt.qinv, &params)).retrieve(),
     );
-    let blinded_m = Zeroizing::new({
+    let m = Zeroizing::new({
         let (lo, hi) = crt.q.widening_mul(&*h);
         let qh: Uint<N> = lo.concat_resize(&hi);
         qh.wrapping_add(&m2.resize::<N>())
     });
-    // Unblinded: (c · r^e)^d · r⁻¹ = c^d.
-    let m = Zeroizing::new((FixedMontyForm::new(&blinded_m, &n_params) * *r_inverse).retrieve());
-    // The fault check: m^e must give the input back.
-    let back = public_power(&FixedMontyForm::new(&m, &n_params)).retrieve();
-    if !bool::from(back.ct_eq(&c)) {
+    let agrees = m.rem(&p_nz).ct_eq(m1) & m.rem(&q_nz).ct_eq(m2);
+    if !bool::from(agrees) {
         return Err(Error::Tampered);
     }
-    encode(&*m, out)
-}
-
-/// The blinded input `c · r^e mod n` and `r⁻¹`, for a fresh `r` from
-/// `rng`, reduced below n. Its slight bias (values below 2^|n| − n come
-/// twice) takes nothing from blinding, which needs r unpredictable, not
-/// uniform. An r without an inverse (0, or a multiple of a prime of n)
-/// cannot happen but by a fault, and is answered as one. Not inlined: the
-/// inverter's working space is gone before the halves' begins.
-#[inline(never)]
-fn blind<const N: usize>(
-    size: Size,
-    c: &Uint<N>,
-    n: &NonZero<Uint<N>>,
-    params: &FixedMontyParams<N>,
-    rng: &mut dyn CryptoRng,
-) -> Result<(Zeroizing<Uint<N>>, Zeroizing<FixedMontyForm<N>>)> {
-    let mut draw = Zeroizing::new([0u8; MAX_BLOCK]);
-    let draw = draw.get_mut(..size.block()).ok_or(Error::NoSpace)?;
-    rng.fill_bytes(draw);
-    let raw = decode::<N>(draw)?;
-    let reduced = Zeroizing::new(raw.rem(n));
-    let r = Zeroizing::new(FixedMontyForm::new(&reduced, params));
-    let inverse = Zeroizing::new(r.invert().into_option().ok_or(Error::Tampered)?);
-    let blinded = Zeroizing::new((FixedMontyForm::new(c, params) * public_power(&r)).retrieve());
-    Ok((blinded, inverse))
+    Ok(m)
 }
 
 /// `base^e` for the public exponent, by square-and-multiply over its 17
-/// bits. The exponent is public, so variable time is fine, and this holds
-/// two integers where a general `pow` keeps a table of sixteen: 10 KiB of
-/// stack for RSA-2048's check, 20 KiB for RSA-4096's.
+/// bits. The steps follow the public exponent alone, whatever the base
+/// (a secret here: the blinding factor, a half's result), and each step is
+/// constant time; it holds two forms where a general `pow` keeps a table
+/// of sixteen.
 fn public_power<const N: usize>(base: &FixedMontyForm<N>) -> FixedMontyForm<N> {
     let top = u32::BITS - 1 - RSA_EXPONENT.leading_zeros();
     let mut acc = *base;
