@@ -27,9 +27,10 @@
 //! - keeps every copy of the primes (as odd moduli, as Montgomery
 //!   parameters) in wiped containers, so none stays on the stack.
 //!
-//! Primes come from the card's RNG through `crypto-primes` (a sieve, then
-//! Miller-Rabin base 2 and a strong Lucas test, the Baillie-PSW test with
-//! no known counterexample).
+//! Primes come from the card's RNG: a random start from `crypto-primes`,
+//! a walk up screened by trial division by the first 1,024 odd primes,
+//! then `crypto-primes`' Miller-Rabin base 2 and strong Lucas test (the
+//! Baillie-PSW test, with no known counterexample).
 //!
 //! ## What key generation leaks
 //!
@@ -63,7 +64,7 @@
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
 use crypto_bigint::{NonZero, Odd, U1024, U2048, U4096, Uint};
 use crypto_primes::hazmat::{
-    AStarBase, LucasCheck, MillerRabin, SetBits, SmallFactorsSieve, lucas_test, random_odd_integer,
+    AStarBase, LucasCheck, MillerRabin, SetBits, lucas_test, random_odd_integer,
 };
 use rand_core::CryptoRng;
 use subtle::{ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
@@ -281,25 +282,67 @@ fn generate_sized<const H: usize, const N: usize>(
     }
 }
 
+/// How many of the smallest odd primes a candidate is tried against
+/// before the primality test: a 1024-bit candidate with no factor among
+/// them is a prime about one time in 44, against one in 355 for an odd
+/// number (Mertens: an eighth of odd numbers have no factor up to 8,167).
+const TRIAL_PRIMES: usize = 1024;
+
+/// The first [`TRIAL_PRIMES`] odd primes (3, 5, 7 … 8,167), found by trial
+/// division each time a key is made: a few hundred thousand instructions
+/// against the billion a key takes, where crypto-primes' sieve keeps a
+/// 24 KiB table of reciprocals in flash.
+fn small_primes() -> [u16; TRIAL_PRIMES] {
+    let mut primes = [0u16; TRIAL_PRIMES];
+    let mut found = 0;
+    let mut n: u16 = 1;
+    while found < TRIAL_PRIMES {
+        n = n.saturating_add(2);
+        let known = primes.get(..found).unwrap_or_default();
+        let prime = known
+            .iter()
+            .take_while(|&&p| u32::from(p) * u32::from(p) <= u32::from(n))
+            .all(|&p| !n.is_multiple_of(p));
+        if prime && let Some(slot) = primes.get_mut(found) {
+            *slot = n;
+            found += 1;
+        }
+    }
+    primes
+}
+
 /// A random `bits`-bit prime the key can use, with its two top bits set
 /// (so that p · q has exactly twice the bits).
 ///
-/// This is `crypto_primes::sieve_and_find` with its sieve factory, written
-/// out with the crate's own parts (a random odd start, a sieve of small
-/// factors from it, a fresh start when one runs dry): the same candidates
-/// from the same random draws, but with one 4 KiB sieve alive at a time
-/// rather than two and their moves, which cut the stack key generation
-/// needs by a fifth.
+/// What `crypto_primes::sieve_and_find` does with its sieve, with the
+/// crate's own random start and primality test: from a random odd start,
+/// every odd number up, with no factor among the small primes (their
+/// residues kept as the walk goes), until one passes; a fresh start if the
+/// walk reaches `2^bits`. The first prime up from a start is the same
+/// whichever small primes screen the walk, so seeded cards make the keys
+/// they always made.
 fn prime<const H: usize>(rng: &mut dyn CryptoRng, bits: u32) -> Result<Uint<H>> {
-    let bits = core::num::NonZeroU32::new(bits).ok_or(Error::Unsupported)?;
+    let width = core::num::NonZeroU32::new(bits).ok_or(Error::Unsupported)?;
+    let primes = small_primes();
+    let mut residues = [0u16; TRIAL_PRIMES];
+    let two = Uint::<H>::from_u8(2);
     loop {
-        let start = random_odd_integer::<Uint<H>, _>(rng, bits, SetBits::TwoMsb)
+        let start = random_odd_integer::<Uint<H>, _>(rng, width, SetBits::TwoMsb)
             .map_err(|_| Error::Unsupported)?;
-        let sieve =
-            SmallFactorsSieve::new(start.get(), bits, false).map_err(|_| Error::Unsupported)?;
-        for candidate in sieve {
-            if usable(&candidate) {
+        let mut candidate = start.get();
+        for (residue, &p) in residues.iter_mut().zip(&primes) {
+            let divisor = NonZero::new(crypto_bigint::Limb::from_u32(u32::from(p)))
+                .into_option()
+                .ok_or(Error::Unsupported)?;
+            *residue = candidate.rem_limb(divisor).0 as u16;
+        }
+        while candidate.bit_width_vartime() <= bits {
+            if residues.iter().all(|&r| r != 0) && usable(&candidate) {
                 return Ok(candidate);
+            }
+            candidate = candidate.wrapping_add(&two);
+            for (residue, &p) in residues.iter_mut().zip(&primes) {
+                *residue = ((u32::from(*residue) + 2) % u32::from(p)) as u16;
             }
         }
     }
@@ -309,7 +352,7 @@ fn prime<const H: usize>(rng: &mut dyn CryptoRng, bits: u32) -> Result<Uint<H>> 
 /// and as e is prime that is p mod e ≠ 1; then the Baillie-PSW test.
 ///
 /// That test is `crypto_primes::is_prime` for an odd candidate, written
-/// out (the candidates from the sieve are odd and far above 3): Miller-
+/// out (the candidates are odd and far above 3): Miller-
 /// Rabin to base 2, then the strong Lucas test with A* bases, each in a
 /// frame of its own. Inlined together they took one frame of 11 KiB for
 /// RSA-2048's primes; apart, the larger is the stack's figure.
@@ -521,6 +564,31 @@ mod tests {
                 public_power(&base).retrieve(),
                 base.pow_vartime(&e).retrieve()
             );
+        }
+    }
+
+    /// The walk screened by trial division finds, from the same draws,
+    /// the prime crypto-primes' sieve finds: seeded cards keep their keys.
+    #[test]
+    fn the_prime_search_finds_what_the_sieve_finds() {
+        use crypto_primes::Flavor;
+        use crypto_primes::hazmat::SmallFactorsSieveFactory;
+        assert_eq!(small_primes()[..5], [3, 5, 7, 11, 13]);
+        assert_eq!(small_primes()[TRIAL_PRIMES - 1], 8_167);
+        for seed in 0..8 {
+            let ours =
+                prime::<{ U1024::LIMBS }>(&mut ChaCha20Rng::seed_from_u64(seed), 512).unwrap();
+            let factory =
+                SmallFactorsSieveFactory::<U1024>::new(Flavor::Any, 512, SetBits::TwoMsb).unwrap();
+            let theirs = crypto_primes::sieve_and_find(
+                &mut ChaCha20Rng::seed_from_u64(seed),
+                factory,
+                |_, candidate| usable(candidate),
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(ours, theirs, "seed {seed}");
+            assert_eq!(ours.bit_width_vartime(), 512);
         }
     }
 
