@@ -62,7 +62,7 @@
 //! time and checked.
 
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
-use crypto_bigint::{NonZero, Odd, U1024, U2048, U4096, Uint};
+use crypto_bigint::{CheckedAdd, NonZero, Odd, U1024, U2048, U4096, Uint};
 use crypto_primes::hazmat::{
     AStarBase, LucasCheck, MillerRabin, SetBits, lucas_test, random_odd_integer,
 };
@@ -324,28 +324,46 @@ fn small_primes() -> [u16; TRIAL_PRIMES] {
 fn prime<const H: usize>(rng: &mut dyn CryptoRng, bits: u32) -> Result<Uint<H>> {
     let width = core::num::NonZeroU32::new(bits).ok_or(Error::Unsupported)?;
     let primes = small_primes();
-    let mut residues = [0u16; TRIAL_PRIMES];
-    let two = Uint::<H>::from_u8(2);
     loop {
         let start = random_odd_integer::<Uint<H>, _>(rng, width, SetBits::TwoMsb)
             .map_err(|_| Error::Unsupported)?;
-        let mut candidate = start.get();
-        for (residue, &p) in residues.iter_mut().zip(&primes) {
-            let divisor = NonZero::new(crypto_bigint::Limb::from_u32(u32::from(p)))
-                .into_option()
-                .ok_or(Error::Unsupported)?;
-            *residue = candidate.rem_limb(divisor).0 as u16;
-        }
-        while candidate.bit_width_vartime() <= bits {
-            if residues.iter().all(|&r| r != 0) && usable(&candidate) {
-                return Ok(candidate);
-            }
-            candidate = candidate.wrapping_add(&two);
-            for (residue, &p) in residues.iter_mut().zip(&primes) {
-                *residue = ((u32::from(*residue) + 2) % u32::from(p)) as u16;
-            }
+        if let Some(found) = walk(start.get(), bits, &primes)? {
+            return Ok(found);
         }
     }
+}
+
+/// From the odd `start`, up by twos while the number keeps `bits` bits:
+/// the first the key can use, or none before the top.
+fn walk<const H: usize>(
+    start: Uint<H>,
+    bits: u32,
+    primes: &[u16; TRIAL_PRIMES],
+) -> Result<Option<Uint<H>>> {
+    let two = Uint::<H>::from_u8(2);
+    let mut residues = [0u16; TRIAL_PRIMES];
+    let mut candidate = start;
+    for (residue, &p) in residues.iter_mut().zip(primes) {
+        let divisor = NonZero::new(crypto_bigint::Limb::from_u32(u32::from(p)))
+            .into_option()
+            .ok_or(Error::Unsupported)?;
+        *residue = candidate.rem_limb(divisor).0 as u16;
+    }
+    while candidate.bit_width_vartime() <= bits {
+        if residues.iter().all(|&r| r != 0) && usable(&candidate) {
+            return Ok(Some(candidate));
+        }
+        // A half as wide as its integer (RSA-2048's in 1024 bits) would
+        // wrap to a small number past the top.
+        let Some(next) = candidate.checked_add(&two).into_option() else {
+            return Ok(None);
+        };
+        candidate = next;
+        for (residue, &p) in residues.iter_mut().zip(primes) {
+            *residue = ((u32::from(*residue) + 2) % u32::from(p)) as u16;
+        }
+    }
+    Ok(None)
 }
 
 /// A prime candidate the key can use: e must be invertible modulo p − 1,
@@ -590,6 +608,24 @@ mod tests {
             assert_eq!(ours, theirs, "seed {seed}");
             assert_eq!(ours.bit_width_vartime(), 512);
         }
+    }
+
+    /// A walk that reaches the top of its integer stops there: it never
+    /// wraps round to a small number (a half as wide as its integer).
+    #[test]
+    fn the_walk_stops_at_the_top_of_the_integer() {
+        let primes = small_primes();
+        // 2^1024 − 1 is a multiple of 3; no odd number follows it.
+        assert_eq!(walk(U1024::MAX, 1024, &primes), Ok(None));
+        // 2^1024 − 3: tried, then the walk stops.
+        let below = U1024::MAX.wrapping_sub(&U1024::from_u8(2));
+        assert!(
+            walk(below, 1024, &primes)
+                .unwrap()
+                .is_none_or(|p| p == below)
+        );
+        // Past `bits` bits, nothing is tried.
+        assert_eq!(walk(U1024::from_u32(1 << 20 | 1), 20, &primes), Ok(None));
     }
 
     /// The RSA-1024 key of the known-answer file, as CRT parts.
