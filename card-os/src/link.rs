@@ -135,8 +135,12 @@ where
             }
             Frame::GetAtr => return Outcome::Answer(ResponseApdu::atr(self.atr())),
             Frame::UnknownControl(_) | Frame::Empty => {}
+            // Refused as a command gathered past the buffer is: one
+            // mapping to a status word, in `Error`.
             Frame::Oversized(_) => {
-                return Outcome::Answer(ResponseApdu::status(apdu::Status::WrongLength));
+                return Outcome::Answer(ResponseApdu::status(
+                    crate::error::Error::CommandTooLong.status(),
+                ));
             }
             // One call for both: each inlined would give this frame a
             // response's 260 bytes of stack twice.
