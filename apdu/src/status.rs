@@ -57,6 +57,11 @@ pub enum Status {
     ReferenceDataNotUsable,
     /// `69 85`: conditions of use not satisfied.
     ConditionsOfUseNotSatisfied,
+    /// `69 87`: expected secure messaging data objects missing (no MAC).
+    SmDataObjectsMissing,
+    /// `69 88`: secure messaging data objects incorrect (a MAC that does not
+    /// verify, a malformed cryptogram); the card ends the session.
+    SmDataObjectsIncorrect,
     /// `6A 80`: incorrect data field.
     IncorrectDataField,
     /// `6A 81`: function not supported.
@@ -98,6 +103,8 @@ impl Status {
             Status::AuthenticationMethodBlocked => 0x6983,
             Status::ReferenceDataNotUsable => 0x6984,
             Status::ConditionsOfUseNotSatisfied => 0x6985,
+            Status::SmDataObjectsMissing => 0x6987,
+            Status::SmDataObjectsIncorrect => 0x6988,
             Status::IncorrectDataField => 0x6A80,
             Status::FunctionNotSupported => 0x6A81,
             Status::NotFound => 0x6A82,
@@ -134,6 +141,8 @@ impl Status {
             (0x69, 0x83) => Status::AuthenticationMethodBlocked,
             (0x69, 0x84) => Status::ReferenceDataNotUsable,
             (0x69, 0x85) => Status::ConditionsOfUseNotSatisfied,
+            (0x69, 0x87) => Status::SmDataObjectsMissing,
+            (0x69, 0x88) => Status::SmDataObjectsIncorrect,
             (0x6A, 0x80) => Status::IncorrectDataField,
             (0x6A, 0x81) => Status::FunctionNotSupported,
             (0x6A, 0x82) => Status::NotFound,
@@ -171,6 +180,8 @@ impl Status {
             Status::AuthenticationMethodBlocked => "authentication method blocked",
             Status::ReferenceDataNotUsable => "reference data not usable",
             Status::ConditionsOfUseNotSatisfied => "conditions of use not satisfied",
+            Status::SmDataObjectsMissing => "secure messaging data objects missing",
+            Status::SmDataObjectsIncorrect => "secure messaging data objects incorrect",
             Status::IncorrectDataField => "incorrect data field",
             Status::FunctionNotSupported => "function not supported",
             Status::NotFound => "not found",

@@ -223,6 +223,16 @@ pub struct Writer<'b> {
     high: usize,
 }
 
+/// What a [`Writer::in_place`] fill produced: `len` bytes of output, and
+/// how far into the buffer it wrote (scratch included), for wiping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filled {
+    /// Bytes of output, from the start of the rest.
+    pub len: usize,
+    /// How far anything was written, at least `len`.
+    pub touched: usize,
+}
+
 /// Room reserved for a nested TLV's length field before its size is known.
 const MAX_LENGTH_LEN: usize = 4;
 
@@ -261,6 +271,37 @@ impl<'b> Writer<'b> {
     /// What has been written.
     pub fn written(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// What has been written, to fill in a field whose value depends on
+    /// what was written after it (a MAC over a certificate that follows
+    /// it, say): positions are [`Writer::len`]'s.
+    pub fn written_mut(&mut self) -> &mut [u8] {
+        self.buf.get_mut(..self.len).unwrap_or_default()
+    }
+
+    /// Hands the unwritten rest of the buffer to `fill`, which writes in
+    /// place (a response built, then transformed where it lies) and says
+    /// how many bytes it produced and how far it wrote. If it fails, the
+    /// whole rest counts as written over, for the caller to wipe.
+    pub fn in_place<E, F>(&mut self, fill: F) -> Result<(), E>
+    where
+        F: FnOnce(&mut [u8]) -> Result<Filled, E>,
+    {
+        let start = self.len;
+        let rest = self.buf.get_mut(start..).unwrap_or_default();
+        let room = rest.len();
+        match fill(rest) {
+            Ok(filled) => {
+                self.high = self.high.max(start + filled.touched.min(room));
+                self.advance_to(start + filled.len.min(room));
+                Ok(())
+            }
+            Err(e) => {
+                self.high = self.buf.len();
+                Err(e)
+            }
+        }
     }
 
     /// Appends bytes as they are (an already encoded TLV, for instance).

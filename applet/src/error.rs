@@ -33,6 +33,15 @@ pub enum Error {
     UnknownInstruction,
     /// The flash failed; nothing was changed.
     Flash,
+    /// A command under secure messaging on a card that has none (the
+    /// YubiKey profile).
+    NoSecureMessaging,
+    /// A protected command without its MAC: the secure-messaging session
+    /// ends.
+    SmMissing,
+    /// A protected command whose MAC does not verify, or whose cryptogram
+    /// is malformed: the secure-messaging session ends.
+    SmIncorrect,
     /// A sealed record failed its integrity check (changed on flash, moved,
     /// or sealed under another device key). It is never used.
     Tampered,
@@ -54,6 +63,9 @@ impl Error {
             Error::Conditions => Status::ConditionsOfUseNotSatisfied,
             Error::NoSpace => Status::NotEnoughMemory,
             Error::UnknownInstruction => Status::InstructionNotSupported,
+            Error::NoSecureMessaging => Status::SecureMessagingNotSupported,
+            Error::SmMissing => Status::SmDataObjectsMissing,
+            Error::SmIncorrect => Status::SmDataObjectsIncorrect,
             Error::Flash | Error::Tampered => Status::MemoryFailure,
         }
     }

@@ -30,9 +30,11 @@ pub const fn staged_key(slot: Slot) -> Key {
 
 /// The record of a data object, if `tag` is one the card stores.
 ///
-/// PIV's objects `5FC101`–`5FC123` and Yubico's `5FFF00`–`5FFF15`.
+/// PIV's objects `5FC101`–`5FC123`, Yubico's `5FFF00`–`5FFF15`, and
+/// the secure messaging key's CVC `5FFF40`.
 pub fn object(tag: u32) -> Option<Key> {
     match tag {
+        crate::objects::SM_CVC => Key::new(0x0460),
         0x5FC101..=0x5FC123 => Key::new(0x0400 + (tag - 0x5FC100) as u16),
         0x5FFF00..=0x5FFF15 => Key::new(0x0440 + (tag - 0x5FFF00) as u16),
         _ => None,

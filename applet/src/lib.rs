@@ -23,6 +23,7 @@ pub mod asn1;
 pub mod attest;
 mod commands;
 pub mod crypto;
+pub mod cvc;
 pub mod error;
 pub mod identity;
 pub mod ins;
@@ -37,6 +38,7 @@ pub mod secrecy;
 pub mod secrets;
 pub mod session;
 pub mod slot;
+pub mod sm;
 pub mod waiting;
 
 use apdu::{Command, Header, Status};
@@ -178,6 +180,31 @@ impl Applet for Piv {
         ctx: &mut Context<'_>,
         reply: &mut Reply<'_>,
     ) -> Result<(), Status> {
-        commands::run(self, command, ctx, reply).map_err(Error::status)
+        let header = command.header();
+        if commands::protected::is_protected(header.cla) {
+            let data = commands::protected::Data::Sent(command.data());
+            commands::protected::run(self, header, data, ctx, reply)
+        } else {
+            commands::run(self, command, ctx, reply)
+        }
+        .map_err(Error::status)
+    }
+
+    fn process_chained(
+        &mut self,
+        header: Header,
+        data: &mut [u8],
+        expected: Option<u32>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status> {
+        if commands::protected::is_protected(header.cla) {
+            let data = commands::protected::Data::Chained(data);
+            return commands::protected::run(self, header, data, ctx, reply).map_err(Error::status);
+        }
+        match Command::new(header, data, expected) {
+            Ok(command) => commands::run(self, &command, ctx, reply).map_err(Error::status),
+            Err(_) => Err(Status::WrongLength),
+        }
     }
 }

@@ -20,6 +20,10 @@ pub const MAX_OBJECT: usize = 3 * 1024 + 128;
 pub const CHUID: u32 = 0x5FC102;
 /// Card Capability Container.
 pub const CCC: u32 = 0x5FC107;
+/// The secure messaging key's card-verifiable certificate (s9card's
+/// vendor object): the issuer writes it with PUT DATA at personalisation,
+/// and key establishment sends it as C_ICC.
+pub const SM_CVC: u32 = 0x5FFF40;
 /// Discovery object (read-only, built on the fly).
 pub const DISCOVERY: u32 = 0x7E;
 

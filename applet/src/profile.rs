@@ -53,6 +53,13 @@ impl Profile {
         }
     }
 
+    /// Whether the card speaks PIV secure messaging: the Series 9 card
+    /// does, once its issuer has given it key `04` and its CVC; a YubiKey
+    /// has none, and its profile answers as one.
+    pub const fn has_secure_messaging(self) -> bool {
+        matches!(self, Profile::Series9)
+    }
+
     /// The applet flags a card of this profile is made with.
     pub const fn flags(self) -> AppletFlags {
         // Bits 1 and 2 are never the OS's: the mask keeps them.

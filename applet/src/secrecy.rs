@@ -4,6 +4,8 @@
 //!
 //! | command | command data | response data |
 //! |---|---|---|
+//! | any command under secure messaging (class `0C`) | public (cryptogram) | public (cryptogram) |
+//! | GENERAL AUTHENTICATE `04` (key establishment) | public (ephemeral key) | public (nonce, cryptogram, CVC) |
 //! | VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER | secret (PIN, PUK) | – |
 //! | GENERAL AUTHENTICATE `9B` | secret (cryptograms) | secret (cryptograms) |
 //! | GENERAL AUTHENTICATE with `85` (ECDH, X25519) | public point | secret (shared secret) |
@@ -30,7 +32,14 @@ use crate::objects;
 /// What of a command and its answer is secret. `data` may be a prefix (the
 /// parts of a chain received so far).
 pub fn of(header: &Header, data: &[u8]) -> Secrecy {
+    // What travels under secure messaging is enciphered and MACed under
+    // keys that live only in this session: the bytes on the wire are safe
+    // to show, the plaintext never leaves the card's buffer.
+    if crate::commands::protected::is_protected(header.cla) {
+        return Secrecy::PUBLIC;
+    }
     match header.ins {
+        INS_GENERAL_AUTHENTICATE if header.p2 == crate::sm::ESTABLISH_P2 => Secrecy::PUBLIC,
         INS_VERIFY | INS_CHANGE_REFERENCE | INS_RESET_RETRY => Secrecy::COMMAND,
         INS_IMPORT_KEY | INS_SET_MANAGEMENT_KEY => Secrecy::COMMAND,
         INS_GENERAL_AUTHENTICATE if header.p2 == KEY_REF_ADMIN => Secrecy::SECRET,

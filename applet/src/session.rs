@@ -117,6 +117,8 @@ pub struct Session {
     pub admin: Option<Admin>,
     /// A pending management-key challenge.
     pub challenge: Option<Challenge>,
+    /// The open secure-messaging session, if any.
+    pub sm: Option<crate::sm::Channel>,
 }
 
 /// What a key's PIN policy let through, for one use of the key. Only

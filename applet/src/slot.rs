@@ -18,6 +18,10 @@ pub enum Slot {
     Retired(Retired),
     /// `F9`: the attestation key (Yubico).
     Attestation,
+    /// `04`: the secure messaging key (SP 800-73-4 Part 2 §4), a P-256 or
+    /// P-384 key its issuer puts there with its card-verifiable
+    /// certificate. It serves key establishment only; no PIN.
+    SecureMessaging,
 }
 
 /// A slot prints as its key reference (`9A`), as tools and traces name it.
@@ -37,8 +41,9 @@ impl core::fmt::LowerHex for Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Retired(u8);
 
-/// How many slots there are: 4 main, 20 retired, attestation.
-pub const SLOT_COUNT: usize = 25;
+/// How many slots there are: 4 main, 20 retired, attestation, secure
+/// messaging.
+pub const SLOT_COUNT: usize = 26;
 
 impl Slot {
     /// Every slot, in index order.
@@ -55,6 +60,7 @@ impl Slot {
             0x9E => Slot::CardAuthentication,
             0x82..=0x95 => Slot::Retired(Retired(b - 0x81)),
             0xF9 => Slot::Attestation,
+            0x04 => Slot::SecureMessaging,
             _ => return Err(Error::BadParameters),
         })
     }
@@ -68,10 +74,11 @@ impl Slot {
             Slot::CardAuthentication => 0x9E,
             Slot::Retired(Retired(n)) => 0x81 + n,
             Slot::Attestation => 0xF9,
+            Slot::SecureMessaging => 0x04,
         }
     }
 
-    /// A dense index, 0 to 24, for storage keys.
+    /// A dense index, 0 to 25, for storage keys.
     pub const fn index(self) -> u16 {
         match self {
             Slot::Authentication => 0,
@@ -80,6 +87,7 @@ impl Slot {
             Slot::CardAuthentication => 3,
             Slot::Retired(Retired(n)) => 3 + n as u16,
             Slot::Attestation => 24,
+            Slot::SecureMessaging => 25,
         }
     }
 
@@ -91,6 +99,7 @@ impl Slot {
             3 => Slot::CardAuthentication,
             4..=23 => Slot::Retired(Retired(i as u8 - 3)),
             24 => Slot::Attestation,
+            25 => Slot::SecureMessaging,
             _ => return None,
         })
     }
@@ -99,12 +108,27 @@ impl Slot {
     pub const fn default_pin_policy(self) -> PinPolicy {
         match self {
             Slot::Signature => PinPolicy::Always,
-            Slot::CardAuthentication | Slot::Attestation => PinPolicy::Never,
+            Slot::CardAuthentication | Slot::Attestation | Slot::SecureMessaging => {
+                PinPolicy::Never
+            }
             _ => PinPolicy::Once,
         }
     }
 
-    /// The data object holding the slot's certificate.
+    /// Whether a key of `algorithm` may live in the slot: the attestation
+    /// key signs certificates with ECDSA on P-256, the secure messaging
+    /// key is a cipher suite's curve; the others take any.
+    pub fn accepts(self, algorithm: crate::algorithm::Algorithm) -> bool {
+        match self {
+            Slot::Attestation => algorithm == crate::algorithm::Algorithm::P256,
+            Slot::SecureMessaging => crate::sm::Suite::of(algorithm).is_some(),
+            _ => true,
+        }
+    }
+
+    /// The data object holding the slot's certificate (the secure
+    /// messaging key has a card-verifiable certificate instead, which no
+    /// renewal replaces).
     pub const fn certificate_tag(self) -> Option<u32> {
         Some(match self {
             Slot::Authentication => 0x5FC105,
@@ -114,6 +138,7 @@ impl Slot {
             Slot::Retired(Retired(n)) => 0x5FC10C + n as u32,
             // Yubico keeps the attestation certificate here.
             Slot::Attestation => 0x5FFF01,
+            Slot::SecureMessaging => return None,
         })
     }
 }

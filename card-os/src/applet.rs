@@ -109,6 +109,24 @@ pub trait Applet {
         reply: &mut Reply<'_>,
     ) -> Result<(), Status>;
 
+    /// Processes a command put together from a chain, whose data lies in
+    /// the card's buffer: the applet may overwrite it (to decrypt a
+    /// protected command where it lies, say); the OS wipes it after. By
+    /// default, as [`Applet::process`].
+    fn process_chained(
+        &mut self,
+        header: Header,
+        data: &mut [u8],
+        expected: Option<u32>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status> {
+        match Command::new(header, data, expected) {
+            Ok(command) => self.process(&command, ctx, reply),
+            Err(_) => Err(Status::WrongLength),
+        }
+    }
+
     /// Which parts of a command for this applet, and of its answer, are
     /// secret. `data` is the command data as far as the card has it: for a
     /// part of a chain, the parts received so far, so the verdict must hold
@@ -163,6 +181,20 @@ impl<A: Applet> Applet for Option<A> {
     ) -> Result<(), Status> {
         match self {
             Some(applet) => applet.process(command, ctx, reply),
+            None => Err(Status::InstructionNotSupported),
+        }
+    }
+
+    fn process_chained(
+        &mut self,
+        header: Header,
+        data: &mut [u8],
+        expected: Option<u32>,
+        ctx: &mut Context<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Status> {
+        match self {
+            Some(applet) => applet.process_chained(header, data, expected, ctx, reply),
             None => Err(Status::InstructionNotSupported),
         }
     }

@@ -714,10 +714,6 @@ where
             Data::Chained(len) => len.min(CHAIN_CAPACITY),
         };
         let (gathered, free) = volatile.buf.split_at_mut(start);
-        let data = match data {
-            Data::Apdu(bytes) => bytes,
-            Data::Chained(_) => &*gathered,
-        };
         let mut reply = Writer::new(free);
         let mut ctx = Context {
             store: self.store.borrow_mut(),
@@ -727,7 +723,11 @@ where
             if header.p2 != SELECT_RETURN_FCI && header.p2 != SELECT_NO_RESPONSE {
                 return Err(Error::SelectParameters);
             }
-            let target = self.applets.find(data).ok_or(Error::ApplicationNotFound)?;
+            let name = match data {
+                Data::Apdu(bytes) => bytes,
+                Data::Chained(_) => &*gathered,
+            };
+            let target = self.applets.find(name).ok_or(Error::ApplicationNotFound)?;
             if let Some(previous) = volatile.selected.filter(|&p| p != target)
                 && let Some(applet) = self.applets.get(previous)
             {
@@ -746,9 +746,16 @@ where
                 .applets
                 .get(selected)
                 .ok_or(Error::NoApplicationSelected)?;
-            match Command::new(header, data, expected) {
-                Ok(command) => applet.process(&command, &mut ctx, &mut reply),
-                Err(_) => Err(Status::WrongLength),
+            match data {
+                Data::Apdu(bytes) => match Command::new(header, bytes, expected) {
+                    Ok(command) => applet.process(&command, &mut ctx, &mut reply),
+                    Err(_) => Err(Status::WrongLength),
+                },
+                // A chain's data lies in the card's own buffer, which the
+                // applet may use in place.
+                Data::Chained(_) => {
+                    applet.process_chained(header, gathered, expected, &mut ctx, &mut reply)
+                }
             }
         };
         // Applets answer errors with the status word alone, and a SELECT
@@ -847,15 +854,20 @@ fn admit(header: &Header) -> Result<bool, Error> {
     Ok(class.chain() == Chain::NotTheLast)
 }
 
-/// Only the first interindustry classes, on the basic channel, without
-/// secure messaging, reach applets.
+/// Only the first interindustry classes, on the basic channel, reach
+/// applets: in the clear, or under secure messaging with the header
+/// authenticated (`0C`, PIV's), which the applet unwraps itself. Other
+/// secure messaging formats no applet here speaks.
 fn check_class(class: &Class) -> Result<(), Error> {
     use apdu::ClassRange;
     match class.range() {
         ClassRange::Interindustry(apdu::Interindustry::First) => {}
         _ => return Err(Error::ClassNotSupported),
     }
-    if class.secure_messaging() != SecureMessaging::None {
+    if !matches!(
+        class.secure_messaging(),
+        SecureMessaging::None | SecureMessaging::Authenticated
+    ) {
         return Err(Error::SecureMessaging);
     }
     if class.channel() != Some(0) {

@@ -10,7 +10,7 @@ pub enum Error {
     /// A class byte outside the first interindustry range (proprietary,
     /// reserved, or `FF`).
     ClassNotSupported,
-    /// Secure messaging was requested; this card has none.
+    /// A secure messaging format other than PIV's (`0C`).
     SecureMessaging,
     /// A logical channel other than the basic one.
     LogicalChannel,

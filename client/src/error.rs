@@ -26,6 +26,10 @@ pub enum ClientError {
         /// SW1 SW2.
         sw: u16,
     },
+    /// Secure messaging failed: the card's key establishment did not check
+    /// out, or a protected answer was not the session's.
+    #[error("secure messaging: {0}")]
+    SecureMessaging(&'static str),
     /// The card's answer did not have the expected form.
     #[error("unexpected answer from the card: {0}")]
     Malformed(&'static str),

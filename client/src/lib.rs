@@ -8,8 +8,10 @@
 //! reader too. It is its own crate so that the card crates' tests, the
 //! fuzz targets and integrators' code get it without the simulator.
 
+pub mod cvc;
 mod error;
 mod piv;
+pub mod sm;
 mod tlv;
 mod transport;
 
@@ -19,6 +21,7 @@ pub use ::applet::admin::DEFAULT_KEY as DEFAULT_MGM;
 pub use ::applet::algorithm::Algorithm;
 pub use ::applet::ins::Instruction;
 pub use ::applet::slot::{AdminAlgorithm, Slot};
+pub use ::applet::sm::Suite;
 pub use apdu::Status;
 
 pub use error::{ClientError, Result, meaning};

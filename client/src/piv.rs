@@ -6,8 +6,11 @@ use applet::admin::ManagementKey;
 use applet::ins::{Instruction, KEY_REF_ADMIN};
 use applet::slot::{AdminAlgorithm, Slot, TouchPolicy};
 
+use crate::cvc::Cvc;
+use crate::sm::{Request, Session};
 use crate::tlv::{tlv, tlvs, unwrap_tlv};
 use crate::{Algorithm, ClientError, Result, Transport};
+use applet::sm::{ESTABLISH_P2, Suite};
 
 /// What CARD INFO says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,12 +55,18 @@ pub const MAX_RESPONSE_PARTS: usize = 512;
 /// A PIV card, through a transport.
 pub struct PivClient<T> {
     transport: T,
+    /// The secure messaging session, once opened: every command but
+    /// SELECT then goes protected.
+    sm: Option<Session>,
 }
 
 impl<T: Transport> PivClient<T> {
     /// A client over `transport`; call [`PivClient::select`] first.
     pub fn new(transport: T) -> Self {
-        PivClient { transport }
+        PivClient {
+            transport,
+            sm: None,
+        }
     }
 
     /// The transport, lent (to read what it counted, say).
@@ -76,8 +85,79 @@ impl<T: Transport> PivClient<T> {
     }
 
     /// Sends a command as tools do: chained above 255 bytes, with Le, and
-    /// collecting `61 xx` parts. Returns the data and the final SW.
+    /// collecting `61 xx` parts. Returns the data and the final SW. Inside
+    /// a secure messaging session the command goes protected, and what
+    /// comes back is the card's answer opened; an answer that is not the
+    /// session's ends the session.
     pub fn exchange(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
+        let Some(mut session) = self
+            .sm
+            .take()
+            .filter(|_| header[1] != Instruction::Select.byte())
+        else {
+            return self.exchange_clear(header, data);
+        };
+        let wrapped = session.wrap(header, data);
+        let (answer, sw) =
+            self.exchange_clear([0x0C, header[1], header[2], header[3]], &wrapped)?;
+        if sw != SW_OK {
+            // `69 87`, `69 88`: the card ended the session; `69 82`: it had
+            // none.
+            return Ok((Vec::new(), sw));
+        }
+        let opened = session.unwrap(&answer)?;
+        self.sm = Some(session);
+        Ok(opened)
+    }
+
+    /// Whether a secure messaging session is open.
+    pub fn is_secure(&self) -> bool {
+        self.sm.is_some()
+    }
+
+    /// The cipher suite the card offers for secure messaging, from its
+    /// SELECT answer (`AC { 80 27 }` or `80 2E`); `None` if it offers none.
+    pub fn secure_messaging_suite(&mut self) -> Result<Option<Suite>> {
+        let answer = self.select_answer()?;
+        let template = unwrap_tlv(&answer, 0x61)?;
+        for (tag, value) in tlvs(template)? {
+            if tag != 0xAC {
+                continue;
+            }
+            for (tag, value) in tlvs(value)? {
+                if let (0x80, [id]) = (tag, value)
+                    && let Some(suite) = Suite::from_id(*id)
+                {
+                    return Ok(Some(suite));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens a secure messaging session with `suite` (SP 800-73-4 Part 2
+    /// §4.1), checking the card's CVC against the Secure Messaging
+    /// Certificate Signer's key `signer` (an uncompressed point; see
+    /// [`crate::cvc::signer_key`]) when given. Any session open before is
+    /// over. The card's CVC.
+    pub fn open_secure_messaging(&mut self, suite: Suite, signer: Option<&[u8]>) -> Result<Cvc> {
+        self.sm = None;
+        let request = Request::new(suite)?;
+        let (p1, data) = request.command();
+        let answer = self.call(Instruction::GeneralAuthenticate, p1, ESTABLISH_P2, &data)?;
+        let established = request.finish(&answer, signer)?;
+        self.sm = Some(established.session);
+        Ok(established.cvc)
+    }
+
+    /// Forgets the secure messaging session (the card keeps it until it
+    /// is reset or another one is opened).
+    pub fn close_secure_messaging(&mut self) {
+        self.sm = None;
+    }
+
+    /// Sends a command in the clear (the protected form, too, is sent so).
+    fn exchange_clear(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
         let parts: Vec<&[u8]> = if data.is_empty() {
             vec![&[][..]]
         } else {
@@ -143,13 +223,17 @@ impl<T: Transport> PivClient<T> {
 
     /// Selects the PIV application.
     pub fn select(&mut self) -> Result<()> {
+        self.select_answer().map(drop)
+    }
+
+    /// Selects the PIV application: its application property template.
+    pub fn select_answer(&mut self) -> Result<Vec<u8>> {
         self.call(
             Instruction::Select,
             0x04,
             0x00,
             &[0xA0, 0x00, 0x00, 0x03, 0x08],
         )
-        .map(drop)
     }
 
     /// Verifies the PIN.

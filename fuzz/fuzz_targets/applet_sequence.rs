@@ -164,7 +164,9 @@ fn presents_raw(apdu: &[u8], chain_open: bool) -> Presents {
     if !matches!(ins, 0x20 | 0x24 | 0x2C | 0xFA | 0xFB) {
         return p;
     }
-    if chain_open || cmd.cla() & 0x10 != 0 {
+    // A chain's part, or a command under secure messaging: what it
+    // presents is not in its bytes.
+    if chain_open || cmd.cla() & 0x10 != 0 || cmd.cla() & 0x0C == 0x0C {
         p.opaque = true;
         return p;
     }

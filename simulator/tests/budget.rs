@@ -11,6 +11,9 @@
 //!   RSA-2048, each with the stack it reached, and the ratio of the card's
 //!   P-256 sign to a bare `p256` sign in the same build (`--features
 //!   baseline`);
+//! - secure messaging: a key establishment (CS2 in the full build, CS7 in
+//!   the Series 9 one) and the P-256 signature through the session, whose
+//!   ratio to the signature in the clear must stay within 1.3;
 //! - wall time per APDU through pcscd and vpcd to the firmware card and to
 //!   the host card, same run.
 //!
@@ -28,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Transport};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Suite, Transport};
 use harness::{Harness, Kind, build_firmware, firmware_elf, root, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
@@ -253,7 +256,47 @@ fn instructions(elf: &Path, dir: &Path, rsa: bool) -> BTreeMap<&'static str, Exc
             figures.insert(name, Counted::measure(&mut c, step));
         }
     }
+
+    // Secure messaging: the issuer's key `04` and its CVC (the full build
+    // CS2, the Series 9 build CS7, its deepest), then a key establishment,
+    // and the P-256 signature again through the session. The PIN goes in
+    // the session between the two, unmeasured.
+    let suite = if rsa { Suite::Cs2 } else { Suite::Cs7 };
+    Counted::measure(&mut c, move |c| personalise_sm(c, suite));
+    figures.insert(
+        "sm_establish",
+        Counted::measure(&mut c, move |c| {
+            drop(c.open_secure_messaging(suite, None).unwrap())
+        }),
+    );
+    Counted::measure(&mut c, |c| c.verify_pin(b"123456").unwrap());
+    figures.insert(
+        "sm_sign_p256",
+        Counted::measure(&mut c, move |c| {
+            assert!(c.is_secure());
+            drop(c.sign(Slot::Authentication, &digest).unwrap())
+        }),
+    );
     figures
+}
+
+/// Key `04` for `suite` and its CVC, signed by a test signer (the client
+/// here does not check it).
+fn personalise_sm(c: &mut PivClient<Counted>, suite: Suite) {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let public = c
+        .generate_key(Slot::SecureMessaging, suite.algorithm(), false)
+        .unwrap();
+    let point = &public[public.len() - suite.point_len()..];
+    let signer = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let cvc = client::cvc::build(suite, b"S9CARDCA", &[0x11; 16], point, |body| {
+        let s: p256::ecdsa::Signature = signer
+            .sign_prehash(&client::cvc::hash(suite, body))
+            .unwrap();
+        Ok(s.to_der().as_bytes().to_vec())
+    })
+    .unwrap();
+    c.put_object(applet::objects::SM_CVC, &cvc).unwrap();
 }
 
 fn baseline_sign(dir: &Path) -> u64 {
@@ -289,6 +332,10 @@ fn round_trip(kind: Kind, n: u32) -> Duration {
 /// deepest stack together, and the full build 256 KiB of flash and 32 KiB
 /// of RAM over the commands measured here (RSA-2048's generation is the
 /// deepest).
+/// What secure messaging may cost a P-256 signature, as a ratio to the
+/// same command in the clear (key establishment apart).
+const SM_SIGN_GOAL: f64 = 1.3;
+
 const GOALS: &[(&str, u64)] = &[
     ("insn_sign_p256", 1_000_000),
     ("series9_insn_sign_p256", 1_000_000),
@@ -406,6 +453,20 @@ fn firmware_figures_are_within_their_budgets() {
         println!("{name:<18} {:>14} {:>10}", e.ns, e.stack);
     }
     let sign = figures["sign_p256"].ns;
+    // Secure messaging's price on a signature: SP 800-73-4's AES-CBC and
+    // CMAC both ways around the same GENERAL AUTHENTICATE.
+    let mut sm_ratios = Vec::new();
+    for (build, f) in [
+        ("full build, CS2", &figures),
+        ("Series 9, CS7", &s9_figures),
+    ] {
+        let ratio = f["sm_sign_p256"].ns as f64 / f["sign_p256"].ns as f64;
+        println!(
+            "{build}: key establishment {} instructions; P-256 sign through the session {} vs {} in the clear: {ratio:.3}x (goal 1.3x)",
+            f["sm_establish"].ns, f["sm_sign_p256"].ns, f["sign_p256"].ns
+        );
+        sm_ratios.push((build, ratio));
+    }
     println!(
         "P-256 sign through the card (Cortex-M4 assembly, signed twice) {sign} vs bare RustCrypto p256 {bare} in the same build: {:.3}x",
         sign as f64 / bare as f64
@@ -446,6 +507,13 @@ fn firmware_figures_are_within_their_budgets() {
                 Some(&value) if value <= goal => {}
                 Some(&value) => failed.push(format!("{name}: {value} > goal {goal}")),
                 None => failed.push(format!("{name}: a goal, but not measured")),
+            }
+        }
+        for (build, ratio) in &sm_ratios {
+            if *ratio > SM_SIGN_GOAL {
+                failed.push(format!(
+                    "{build}: P-256 sign through secure messaging {ratio:.3}x > goal {SM_SIGN_GOAL}x"
+                ));
             }
         }
         for name in measured.keys() {

@@ -4,6 +4,7 @@
 use apdu::Command;
 use apdu::tlv::{Reader, Tag};
 use card_os::{Context, Reply};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Piv;
@@ -15,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::ins::KEY_REF_ADMIN;
 use crate::keys::KeyRecord;
 use crate::layout;
-use crate::slot::{AdminAlgorithm, Slot};
+use crate::slot::{AdminAlgorithm, PinPolicy, Slot};
+use crate::sm::{self, Establishment, Suite};
 
 const TEMPLATE: Tag = Tag::constant(0x7C);
 const RESPONSE: Tag = Tag::constant(0x82);
@@ -27,6 +29,9 @@ enum Request<'a> {
         algorithm: AdminAlgorithm,
         fields: AuthFields<'a>,
     },
+    /// Secure messaging key establishment with key `04`: the client's
+    /// `CB_H || ID_sH || Q_eH`.
+    Establish { suite: Suite, request: &'a [u8] },
     /// An operation with the key in a slot.
     Key {
         slot: Slot,
@@ -51,6 +56,13 @@ impl<'a> Request<'a> {
                     response: t.response,
                 },
             });
+        }
+        if cmd.p2() == sm::ESTABLISH_P2 {
+            let suite = Suite::from_id(cmd.p1()).ok_or(Error::BadParameters)?;
+            return match (t.challenge, t.response, t.witness, t.exponentiation) {
+                (Some(request), Some([]), None, None) => Ok(Request::Establish { suite, request }),
+                _ => Err(Error::BadData),
+            };
         }
         let slot = Slot::from_byte(cmd.p2())?;
         let algorithm = Algorithm::built(cmd.p1()).ok_or(Error::BadParameters)?;
@@ -134,6 +146,7 @@ pub(super) fn general_authenticate(
             }
             Ok(())
         }
+        Request::Establish { suite, request } => establish(piv, suite, request, ctx, reply),
         Request::Key {
             slot,
             algorithm,
@@ -173,4 +186,72 @@ pub(super) fn general_authenticate(
             Ok(())
         }
     }
+}
+
+/// Secure messaging key establishment (SP 800-73-4 Part 2 §4.1, the
+/// card's steps C1–C11): ECDH of key `04` with the client's ephemeral key,
+/// a fresh nonce, the session keys and the key confirmation; the answer is
+/// `7C { 82 { CB_ICC N_ICC AuthCryptogram_ICC C_ICC } }`, C_ICC being the
+/// key's card-verifiable certificate as the issuer wrote it.
+///
+/// Whatever the outcome, the session open before it is over, and with it
+/// the security status gained so far: a new channel starts from nothing.
+#[inline(never)]
+fn establish(
+    piv: &mut Piv,
+    suite: Suite,
+    request: &[u8],
+    ctx: &mut Context<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<()> {
+    if !piv.profile.has_secure_messaging() {
+        return Err(Error::BadParameters);
+    }
+    piv.session = crate::session::Session::default();
+    let request = Establishment::parse(suite, request)?;
+    let slot = Slot::SecureMessaging;
+    let record = KeyRecord::load(ctx.store, layout::slot_key(slot), slot, &piv.device)?
+        .ok_or(Error::KeyNotFound)?;
+    if Suite::of(record.algorithm) != Some(suite) {
+        return Err(Error::BadParameters);
+    }
+    let cvc_key = layout::object(crate::objects::SM_CVC).ok_or(Error::Flash)?;
+    let cvc_len = ctx.store.len_of(cvc_key).ok_or(Error::Conditions)?;
+    let authorized = piv
+        .session
+        .authorize(PinPolicy::Never)
+        .ok_or(Error::SecurityStatus)?;
+    let shared = record.agree(&piv.device, request.ephemeral, &authorized)?;
+
+    // The answer's frame first, its fields filled in where they lie: the
+    // cryptogram is a MAC over the identifier hashed from the certificate
+    // that follows it.
+    let nonce_len = suite.nonce_len();
+    let fields = 1 + nonce_len + sm::CRYPTOGRAM_LEN;
+    reply.nested(TEMPLATE, |w| {
+        w.nested(RESPONSE, |w| w.reserve(fields + cvc_len).map(|_| ()))
+    })?;
+    let written = reply.written_mut();
+    let body = written
+        .len()
+        .checked_sub(fields + cvc_len)
+        .and_then(|at| written.get_mut(at..))
+        .ok_or(Error::NoSpace)?;
+    let (head, cvc) = body.split_at_mut(fields);
+    ctx.store.read(cvc_key, cvc)?.ok_or(Error::Conditions)?;
+    // A certificate for another key would make every client's cryptogram
+    // check fail; say so here instead.
+    if crate::cvc::public_key(cvc)? != record.public() {
+        return Err(Error::Conditions);
+    }
+    let digest = Sha256::digest(&*cvc);
+    let card_id: &[u8; 8] = digest.first_chunk::<8>().ok_or(Error::Flash)?;
+    let (control, rest) = head.split_at_mut(1);
+    let (nonce, cryptogram_dst) = rest.split_at_mut(nonce_len);
+    control.copy_from_slice(&[sm::CB_ICC]);
+    ctx.rng.fill_bytes(nonce);
+    let (channel, cryptogram) = sm::establish(suite, &request, &shared, card_id, nonce)?;
+    cryptogram_dst.copy_from_slice(&cryptogram);
+    piv.session.sm = Some(channel);
+    Ok(())
 }

@@ -46,6 +46,11 @@ fn policies(
         Some([b]) => PinPolicy::from_byte(*b, slot)?,
         Some(_) => return Err(Error::BadData),
     };
+    // Key establishment happens before any PIN can be sent (over the
+    // contactless interface, a PIN travels only inside the session).
+    if slot == Slot::SecureMessaging && pin != PinPolicy::Never {
+        return Err(Error::BadData);
+    }
     let touch = match touch {
         None => TouchPolicy::NEVER,
         Some([b]) => TouchPolicy::from_byte(*b)?,
@@ -88,6 +93,9 @@ impl Generate {
             Some([b]) => Algorithm::built(*b).ok_or(Error::BadData)?,
             _ => return Err(Error::BadData),
         };
+        if !slot.slot().accepts(algorithm) {
+            return Err(Error::BadData);
+        }
         Ok(Generate {
             slot,
             algorithm,
@@ -165,8 +173,7 @@ impl<'a> Import<'a> {
     fn parse(cmd: &'a Command<'a>) -> Result<Import<'a>> {
         let algorithm = Algorithm::built(cmd.p1()).ok_or(Error::BadParameters)?;
         let slot = Slot::from_byte(cmd.p2())?;
-        // The attestation key signs certificates with ECDSA on P-256.
-        if slot == Slot::Attestation && algorithm != Algorithm::P256 {
+        if !slot.accepts(algorithm) {
             return Err(Error::BadData);
         }
         let mut fields: [Option<&[u8]>; 8] = [None; 8];
@@ -336,6 +343,11 @@ pub(super) fn move_key(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) 
     let from = layout::slot_key(source.slot());
     let record =
         KeyRecord::load(ctx.store, from, source.slot(), &piv.device)?.ok_or(Error::KeyNotFound)?;
+    if let Some(d) = destination
+        && !d.slot().accepts(record.algorithm)
+    {
+        return Err(Error::BadData);
+    }
     let to = destination.map(|d| layout::slot_key(d.slot()));
     keys::relocate(ctx.store, &record, from, to, &piv.device, ctx.rng, admin)
 }

@@ -7,6 +7,7 @@ mod authenticate;
 mod card;
 mod keys;
 mod passcodes;
+pub mod protected;
 
 use apdu::Command;
 use apdu::tlv::Tag;
@@ -15,13 +16,17 @@ use card_os::{Context, Reply};
 use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
 use crate::ins::*;
+use crate::keys::record_len;
 use crate::session::{Admin, PinVerified};
-use crate::{Piv, objects};
+use crate::slot::Slot;
+use crate::sm::Suite;
+use crate::{Piv, layout, objects};
 
 /// SELECT: make sure the card has its factory state, then answer with the
 /// application property template.
 pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Result<()> {
     card::identity(piv, ctx)?;
+    let suite = secure_messaging(piv, ctx.store);
     reply.nested(Tag::constant(0x61), |w| {
         w.tlv(Tag::constant(0x4F), &[0x00, 0x00, 0x10, 0x00, 0x01, 0x00])?;
         w.nested(Tag::constant(0x79), |w| {
@@ -36,10 +41,30 @@ pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Re
             for alg in admin.into_iter().chain(slots.map(Algorithm::byte)) {
                 w.tlv(Tag::constant(0x80), &[alg])?;
             }
+            // The secure messaging cipher suite, once the issuer has made
+            // the card ready for it (SP 800-73-4 Part 2 Table 14).
+            if let Some(suite) = suite {
+                w.tlv(Tag::constant(0x80), &[suite.id()])?;
+            }
             w.tlv(Tag::constant(0x06), &[0x00])
         })
     })?;
     Ok(())
+}
+
+/// The cipher suite a card offers: the one of its key `04`, once the
+/// certificate for it is there too. Told from the record's length (the two
+/// suites' keys differ in it) rather than by opening the key on every
+/// SELECT; key establishment loads and checks the key itself.
+pub fn secure_messaging(piv: &Piv, store: &dyn card_os::Persistent) -> Option<Suite> {
+    if !piv.profile.has_secure_messaging() {
+        return None;
+    }
+    store.len_of(layout::object(objects::SM_CVC)?)?;
+    let len = store.len_of(layout::slot_key(Slot::SecureMessaging))?;
+    [Suite::Cs2, Suite::Cs7]
+        .into_iter()
+        .find(|s| record_len(s.algorithm()) == len && Suite::from_id(s.id()).is_some())
 }
 
 // Every handler `run` calls is `#[inline(never)]`: inlined into one
