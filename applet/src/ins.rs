@@ -118,6 +118,9 @@ pub(crate) const INS_CARD_INFO: u8 = Instruction::CardInfo.byte();
 pub(crate) const INS_SET_SERIAL: u8 = Instruction::SetSerial.byte();
 /// The management key's reference, in GENERAL AUTHENTICATE's P2.
 pub const KEY_REF_ADMIN: u8 = 0x9B;
+/// The pairing code's reference, in VERIFY's and CHANGE REFERENCE DATA's
+/// P2 (SP 800-73-4's virtual contact interface).
+pub const PAIRING_CODE_REF: u8 = 0x98;
 
 #[cfg(test)]
 mod tests {

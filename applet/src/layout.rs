@@ -17,6 +17,10 @@ pub const PUK_HASH: Key = Key::constant(0x0012);
 pub const PUK_TRIES: Key = Key::constant(0x0013);
 /// Management key: algorithm, touch policy, default flag, sealed key.
 pub const ADMIN: Key = Key::constant(0x0014);
+/// Pairing code digest; none until the issuer sets one.
+pub const PAIRING_HASH: Key = Key::constant(0x0015);
+/// Pairing code tries: left, allowed.
+pub const PAIRING_TRIES: Key = Key::constant(0x0016);
 
 /// The record of the key in `slot`.
 pub const fn slot_key(slot: Slot) -> Key {

@@ -17,6 +17,7 @@
     )
 )]
 
+pub mod access;
 pub mod admin;
 pub mod algorithm;
 pub mod asn1;
@@ -76,10 +77,28 @@ pub const YUBIKEY_HISTORICAL_BYTES: [u8; 13] = [
 /// which tools read as "a token, not a contactless card"), so its virtual
 /// marker is told by CARD INFO alone.
 pub fn atr(profile: Profile, is_virtual: bool) -> card_os::atr::Atr {
-    // Thirteen historical bytes are within T=1's fifteen, so these are Some.
-    match profile {
-        Profile::Series9 => card_os::atr::t1(&historical_bytes(is_virtual)),
-        Profile::YubiKey { .. } => card_os::atr::t1_usb(&YUBIKEY_HISTORICAL_BYTES),
+    atr_on(profile, is_virtual, card_os::Interface::Contact)
+}
+
+/// The ATR a reader reports for the card on `interface`: on the contact
+/// interface [`atr`]'s, on the contactless one the form a PC/SC reader
+/// makes of the same historical bytes (a YubiKey 5 NFC's, for the YubiKey
+/// profile).
+pub fn atr_on(
+    profile: Profile,
+    is_virtual: bool,
+    interface: card_os::Interface,
+) -> card_os::atr::Atr {
+    let historical = match profile {
+        Profile::Series9 => historical_bytes(is_virtual),
+        Profile::YubiKey { .. } => YUBIKEY_HISTORICAL_BYTES,
+    };
+    // Thirteen historical bytes are within the fifteen an ATR has room
+    // for, so these are Some.
+    match (interface, profile) {
+        (card_os::Interface::Contactless, _) => card_os::atr::contactless(&historical),
+        (_, Profile::Series9) => card_os::atr::t1(&historical),
+        (_, Profile::YubiKey { .. }) => card_os::atr::t1_usb(&historical),
     }
     .unwrap_or_default()
 }
@@ -185,7 +204,7 @@ impl Applet for Piv {
             let data = commands::protected::Data::Sent(command.data());
             commands::protected::run(self, header, data, ctx, reply)
         } else {
-            commands::run(self, command, ctx, reply)
+            commands::run(self, command, ctx, reply, access::Via::Clear)
         }
         .map_err(Error::status)
     }
@@ -203,7 +222,9 @@ impl Applet for Piv {
             return commands::protected::run(self, header, data, ctx, reply).map_err(Error::status);
         }
         match Command::new(header, data, expected) {
-            Ok(command) => commands::run(self, &command, ctx, reply).map_err(Error::status),
+            Ok(command) => {
+                commands::run(self, &command, ctx, reply, access::Via::Clear).map_err(Error::status)
+            }
             Err(_) => Err(Status::WrongLength),
         }
     }

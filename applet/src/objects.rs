@@ -18,6 +18,16 @@ pub const PIV_AID: [u8; 11] = [
 pub const MAX_OBJECT: usize = 3 * 1024 + 128;
 /// CHUID.
 pub const CHUID: u32 = 0x5FC102;
+/// X.509 certificate for Card Authentication (`9E`).
+pub const CARD_AUTH_CERT: u32 = 0x5FC101;
+/// Biometric Information Templates Group Template.
+pub const BIT_GROUP: u32 = 0x7F61;
+/// Secure Messaging Certificate Signer: the X.509 certificate clients
+/// check the card's CVC with.
+pub const SM_SIGNER: u32 = 0x5FC122;
+/// Pairing Code Reference Data Container: written to set the pairing
+/// code, never read back (the card keeps its digest only).
+pub const PAIRING_CODE: u32 = 0x5FC123;
 /// Card Capability Container.
 pub const CCC: u32 = 0x5FC107;
 /// The secure messaging key's card-verifiable certificate (s9card's
@@ -33,7 +43,20 @@ const TAG_DATA: Tag = Tag::constant(0x53);
 /// Objects that only a PIN-verified session may read: biometrics and the
 /// printed information.
 pub(crate) fn needs_pin(tag: u32) -> bool {
-    matches!(tag, 0x5FC103 | 0x5FC108 | 0x5FC109 | 0x5FC121)
+    matches!(
+        tag,
+        0x5FC103 | 0x5FC108 | 0x5FC109 | 0x5FC121 | PAIRING_CODE
+    )
+}
+
+/// The object a GET DATA or PUT DATA names: its data starts with a whole
+/// `5C` tag list.
+pub fn requested(data: &[u8]) -> Result<u32> {
+    let (tlv, _) = apdu::tlv::Tlv::parse(data)?;
+    if tlv.tag != TAG_LIST {
+        return Err(Error::BadData);
+    }
+    requested_tag(tlv.value)
 }
 
 /// Reads the object tag from a `5C` tag list.
@@ -49,6 +72,7 @@ pub fn get(
     data: &[u8],
     store: &mut dyn Persistent,
     session: &Session,
+    policy: PinPolicy,
     reply: &mut Reply<'_>,
 ) -> Result<()> {
     let (tlv, rest) = apdu::tlv::Tlv::parse(data)?;
@@ -57,7 +81,7 @@ pub fn get(
     }
     let tag = requested_tag(tlv.value)?;
     if tag == DISCOVERY {
-        return discovery(reply);
+        return discovery(policy, reply);
     }
     let key = layout::object(tag).ok_or(Error::ObjectNotFound)?;
     if needs_pin(tag) && session.pin.is_none() {
@@ -69,6 +93,19 @@ pub fn get(
     let dst = reply.reserve(len)?;
     store.read(key, dst)?.ok_or(Error::ObjectNotFound)?;
     Ok(())
+}
+
+/// The content of a PUT DATA: `5C len tag 53 {content}`, nothing after.
+pub fn content(data: &[u8]) -> Result<&[u8]> {
+    let mut tlvs = Reader::new(data);
+    match (tlvs.next(), tlvs.next(), tlvs.next()) {
+        (Some(Ok(list)), Some(Ok(content)), None)
+            if list.tag == TAG_LIST && content.tag == TAG_DATA =>
+        {
+            Ok(content.value)
+        }
+        _ => Err(Error::BadData),
+    }
 }
 
 /// PUT DATA: `5C len tag 53 {content}`; empty content deletes.
@@ -99,11 +136,36 @@ pub fn put(data: &[u8], store: &mut dyn Persistent, _admin: &Admin) -> Result<()
     Ok(())
 }
 
-/// The discovery object: the PIV AID and the PIN usage policy (PIN only).
-fn discovery(reply: &mut Writer<'_>) -> Result<()> {
+/// What the Discovery object's PIN usage policy says (SP 800-73-4 Part 1
+/// §3.3.2): the PIV PIN, and the virtual contact interface where the
+/// card has secure messaging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinPolicy {
+    /// The PIV PIN only.
+    Pin,
+    /// The PIV PIN; the VCI, opened with the pairing code.
+    Vci,
+    /// The PIV PIN; the VCI, opened by secure messaging alone.
+    VciWithoutPairingCode,
+}
+
+impl PinPolicy {
+    /// The policy's two bytes: `40` the PIV PIN, `08` VCI implemented,
+    /// `04` VCI without the pairing code; no second PIN to rank.
+    pub const fn bytes(self) -> [u8; 2] {
+        match self {
+            PinPolicy::Pin => [0x40, 0x00],
+            PinPolicy::Vci => [0x48, 0x00],
+            PinPolicy::VciWithoutPairingCode => [0x4C, 0x00],
+        }
+    }
+}
+
+/// The discovery object: the PIV AID and the PIN usage policy.
+fn discovery(policy: PinPolicy, reply: &mut Writer<'_>) -> Result<()> {
     reply.nested(Tag::constant(0x7E), |w| {
         w.tlv(Tag::constant(0x4F), &PIV_AID)?;
-        w.tlv(Tag::constant(0x5F2F), &[0x40, 0x00])
+        w.tlv(Tag::constant(0x5F2F), &policy.bytes())
     })?;
     Ok(())
 }

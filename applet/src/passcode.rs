@@ -37,6 +37,17 @@ impl Padded {
         }
     }
 
+    /// Checks the form of a pairing code: exactly 8 ASCII digits, no
+    /// padding (SP 800-73-4 Part 2 §3.2.1).
+    pub fn pairing(field: &[u8]) -> Result<Padded> {
+        let bytes: [u8; FIELD] = field.try_into().map_err(|_| Error::BadData)?;
+        if bytes.iter().all(u8::is_ascii_digit) {
+            Ok(Padded(bytes))
+        } else {
+            Err(Error::BadData)
+        }
+    }
+
     /// Any 8 bytes, as a YubiKey takes a presented passcode: whatever they
     /// are, they are compared (and a mismatch spends a try).
     pub fn presented(field: &[u8]) -> Result<Padded> {
@@ -105,6 +116,7 @@ impl Rules {
         match (self.0, which) {
             (Profile::Series9, Passcode::Pin) => Padded::pin(field),
             (Profile::Series9, Passcode::Puk) => Padded::puk(field),
+            (_, Passcode::PairingCode) => Padded::pairing(field),
             (Profile::YubiKey { .. }, _) => Padded::presented(field),
         }
     }
@@ -127,6 +139,7 @@ impl Rules {
                 }
             }
             (Profile::Series9, Passcode::Puk) => Padded::puk(field),
+            (_, Passcode::PairingCode) => Padded::pairing(field),
             (Profile::YubiKey { pin_complexity }, _) => {
                 // The PUK's rules are the PIN's, complexity included.
                 let new = Padded::puk(field)?;

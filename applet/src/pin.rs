@@ -31,6 +31,11 @@ pub struct BothBlocked(());
 
 /// Default tries for PIN and PUK.
 pub const DEFAULT_TRIES: u8 = 3;
+/// Tries of a pairing code, set with it: more than a PIN's, since a
+/// blocked code takes the holder back to the issuer to open the virtual
+/// contact interface again, and 8 digits leave a guesser no real chance
+/// in five.
+pub const PAIRING_TRIES: u8 = 5;
 /// The factory PIN and PUK.
 pub const DEFAULT_PIN: &[u8] = b"123456";
 /// The factory PUK.
@@ -91,6 +96,7 @@ pub const fn keys(which: Passcode) -> (Key, Key) {
     match which {
         Passcode::Pin => (layout::PIN_HASH, layout::PIN_TRIES),
         Passcode::Puk => (layout::PUK_HASH, layout::PUK_TRIES),
+        Passcode::PairingCode => (layout::PAIRING_HASH, layout::PAIRING_TRIES),
     }
 }
 
@@ -99,6 +105,7 @@ const fn reference(which: Passcode) -> u8 {
     match which {
         Passcode::Pin => 0x80,
         Passcode::Puk => 0x81,
+        Passcode::PairingCode => crate::ins::PAIRING_CODE_REF,
     }
 }
 

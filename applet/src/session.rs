@@ -119,6 +119,9 @@ pub struct Session {
     pub challenge: Option<Challenge>,
     /// The open secure-messaging session, if any.
     pub sm: Option<crate::sm::Channel>,
+    /// The virtual contact interface is open: in this secure messaging
+    /// session the pairing code was verified (or the card needs none).
+    pub vci: bool,
 }
 
 /// What a key's PIN policy let through, for one use of the key. Only

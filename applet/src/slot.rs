@@ -231,6 +231,9 @@ pub enum Passcode {
     Pin,
     /// `81`: the PUK.
     Puk,
+    /// `98`: the pairing code, 8 digits, which opens the virtual contact
+    /// interface inside a secure messaging session (Series 9 only).
+    PairingCode,
 }
 
 impl Passcode {
@@ -239,6 +242,7 @@ impl Passcode {
         match b {
             0x80 => Ok(Passcode::Pin),
             0x81 => Ok(Passcode::Puk),
+            crate::ins::PAIRING_CODE_REF => Ok(Passcode::PairingCode),
             _ => Err(Error::BadParameters),
         }
     }

@@ -23,6 +23,9 @@ const PIN_TRIES: u16 = 0x0011;
 /// Ways each operation is torn (how much of it happened, half-written words).
 const WAYS: u64 = 4;
 const PUK_TRIES: u16 = 0x0013;
+const PAIRING_TRIES: u16 = 0x0016;
+/// Every retry counter.
+const COUNTERS: [u16; 3] = [PIN_TRIES, PUK_TRIES, PAIRING_TRIES];
 
 fn dump(flash: &Flash) -> Dump {
     let mut store: Store<Flash> = Store::mount(flash.clone()).unwrap();
@@ -40,7 +43,7 @@ fn dump(flash: &Flash) -> Dump {
 /// (below) is what shows each tag right.
 fn counts_only(state: &Dump) -> Dump {
     let mut s = state.clone();
-    for key in [PIN_TRIES, PUK_TRIES] {
+    for key in COUNTERS {
         if let Some(record) = s.get_mut(&key) {
             record.truncate(2);
         }
@@ -227,9 +230,9 @@ fn run(s: &Scenario, crowded: bool, profile: Profile) -> usize {
             );
             // Only the completed command (a right PUK, say) may restore tries.
             if state != allowed[1] {
-                for &k in &[PIN_TRIES, PUK_TRIES] {
+                for k in COUNTERS.iter().filter(|k| old.contains_key(k)) {
                     assert!(
-                        state[&k][0] <= old[&k][0],
+                        state[k][0] <= old[k][0],
                         "{}: cut at op {} gave a try back",
                         s.name,
                         n - before
@@ -261,10 +264,72 @@ const VERIFY_RIGHT: Scenario = Scenario {
     command: |c| verify(c, b"123456"),
 };
 
+/// Key `04` and its CVC.
+fn with_sm_key(card: &mut PivCard<Torn>) {
+    common::sm::personalise(card, client::Suite::Cs2);
+}
+
+/// Key `04`, its CVC, and a pairing code, as an issuer leaves a card.
+fn with_pairing_code(card: &mut PivCard<Torn>) {
+    common::sm::personalise(card, client::Suite::Cs2);
+    let content = [der(0x99, b"12345678"), hex("FE00")].concat();
+    assert_eq!(common::sm::put(card, [0x5F, 0xC1, 0x23], &content), 0x9000);
+}
+
+/// VERIFY of the pairing code in a fresh secure messaging session (whose
+/// establishment writes nothing); its status word, as the card put it
+/// inside the session's answer.
+fn verify_pairing_code(card: &mut PivCard<Torn>, code: &[u8; 8]) -> u16 {
+    let mut piv = client::PivClient::new(card);
+    piv.open_secure_messaging(client::Suite::Cs2, None).unwrap();
+    piv.exchange([0x00, 0x20, 0x00, 0x98], code).unwrap().1
+}
+
 #[test]
 fn every_state_changing_command_survives_a_cut_at_every_operation() {
     let scenarios = [
         VERIFY_RIGHT,
+        Scenario {
+            name: "VERIFY pairing code right",
+            setup: with_pairing_code,
+            prelude: nothing,
+            checks: &[PAIRING_TRIES],
+            expect: 0x9000,
+            command: |c| verify_pairing_code(c, b"12345678"),
+        },
+        Scenario {
+            name: "VERIFY pairing code wrong",
+            setup: with_pairing_code,
+            prelude: nothing,
+            checks: &[],
+            expect: 0x63C4,
+            command: |c| verify_pairing_code(c, b"00000000"),
+        },
+        Scenario {
+            name: "CHANGE pairing code",
+            setup: with_pairing_code,
+            prelude: nothing,
+            checks: &[PAIRING_TRIES],
+            expect: 0x9000,
+            command: |c| {
+                let mut piv = client::PivClient::new(c);
+                piv.open_secure_messaging(client::Suite::Cs2, None).unwrap();
+                piv.exchange([0x00, 0x24, 0x00, 0x98], b"1234567824681357")
+                    .unwrap()
+                    .1
+            },
+        },
+        Scenario {
+            name: "PUT DATA pairing code",
+            setup: with_sm_key,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: |c| {
+                let content = [der(0x99, b"12345678"), hex("FE00")].concat();
+                common::sm::put(c, [0x5F, 0xC1, 0x23], &content)
+            },
+        },
         Scenario {
             name: "VERIFY wrong",
             setup: nothing,

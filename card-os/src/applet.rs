@@ -36,12 +36,26 @@ impl<F: NorFlash, const KEYS: usize> Persistent for Store<F, KEYS> {
     }
 }
 
+/// The interface a card is reached through: what it may be asked
+/// depends on it (a PIV card keeps most of itself off the contactless
+/// interface until a secure channel is open).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interface {
+    /// ISO/IEC 7816-3 contacts (or a USB token's CCID).
+    #[default]
+    Contact,
+    /// ISO/IEC 14443 contactless.
+    Contactless,
+}
+
 /// The card's services, lent to an applet for one command.
 pub struct Context<'a> {
     /// Persistent records.
     pub store: &'a mut dyn Persistent,
     /// The card's random number generator.
     pub rng: &'a mut dyn CryptoRng,
+    /// The interface the command came through.
+    pub interface: Interface,
 }
 
 /// Which parts of one exchange are secret, in the judgement of the applet

@@ -27,6 +27,15 @@ pub fn t1_usb(historical: &[u8]) -> Option<Atr> {
     build(0xF0, &T1_USB_INTERFACE, historical)
 }
 
+/// The ATR a PC/SC reader makes for an ISO/IEC 14443-4 (contactless)
+/// card from its historical bytes (PC/SC Part 3, §3.1.3.2.3): `3B 8K 80
+/// 01`, the historical bytes, TCK. Middleware tells a contactless card by
+/// it (OpenSC's PIV driver then keeps to what the contactless interface
+/// allows, and opens the virtual contact interface).
+pub fn contactless(historical: &[u8]) -> Option<Atr> {
+    build(0x80, &[0x80, 0x01], historical)
+}
+
 /// `3B T0 interface historical TCK`, T0 being `presence | K`.
 fn build(presence: u8, interface: &[u8], historical: &[u8]) -> Option<Atr> {
     if historical.len() > 15 {
@@ -57,5 +66,17 @@ mod tests {
         );
         assert_eq!(t1(historical).unwrap()[1], 0x8D);
         assert!(t1_usb(&[0; 16]).is_none());
+    }
+
+    /// A YubiKey 5 NFC's ATR in a contactless reader, as pcscd reports it.
+    #[test]
+    fn contactless_form_is_what_a_reader_makes_of_an_ats() {
+        let historical = b"\x80\x73\xC0\x21\xC0\x57YubiKey";
+        let atr = contactless(historical).unwrap();
+        assert_eq!(
+            atr.as_slice(),
+            b"\x3B\x8D\x80\x01\x80\x73\xC0\x21\xC0\x57YubiKey\xF9"
+        );
+        assert!(contactless(&[0; 16]).is_none());
     }
 }

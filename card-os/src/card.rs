@@ -10,7 +10,7 @@ use rand_core::CryptoRng;
 
 use zeroize::Zeroize;
 
-use crate::applet::{Applets, Context, Secrecy};
+use crate::applet::{Applets, Context, Interface, Secrecy};
 use crate::atr::Atr;
 use crate::error::Error;
 use crate::link::{FRAME_CAPACITY, Frame};
@@ -302,6 +302,7 @@ pub struct Card<
     rng: R,
     applets: A,
     atr: Atr,
+    interface: Interface,
     volatile: V,
     powered: bool,
     /// The store's flash type, which `S` names only through its bound.
@@ -343,6 +344,7 @@ where
             rng,
             applets,
             atr,
+            interface: Interface::Contact,
             volatile,
             powered: false,
             flash: PhantomData,
@@ -370,6 +372,19 @@ where
     /// The ATR.
     pub fn atr(&self) -> &[u8] {
         &self.atr
+    }
+
+    /// Puts the card behind another interface, with the ATR a reader
+    /// reports for it there (see [`crate::atr::contactless`]). A card is on
+    /// the contact interface until told otherwise.
+    pub fn set_interface(&mut self, interface: Interface, atr: Atr) {
+        self.interface = interface;
+        self.atr = atr;
+    }
+
+    /// The interface the card is reached through.
+    pub fn interface(&self) -> Interface {
+        self.interface
     }
 
     fn forget(&mut self) {
@@ -718,6 +733,7 @@ where
         let mut ctx = Context {
             store: self.store.borrow_mut(),
             rng: &mut self.rng,
+            interface: self.interface,
         };
         let result = if is_select(&header) {
             if header.p2 != SELECT_RETURN_FCI && header.p2 != SELECT_NO_RESPONSE {

@@ -30,7 +30,7 @@ pub mod link;
 pub mod store;
 pub mod t1;
 
-pub use applet::{Applet, Applets, Context, Persistent, Reply, Secrecy};
+pub use applet::{Applet, Applets, Context, Interface, Persistent, Reply, Secrecy};
 pub use card::{CHAIN_CAPACITY, Card, Mute, RESPONSE_CAPACITY, ResponseApdu, Volatile};
 pub use error::Error;
 #[cfg(feature = "testing")]

@@ -41,6 +41,10 @@ pub struct Up {
     /// Print what is up as JSON (readers, serials, pids, paths).
     #[arg(long)]
     json: bool,
+    /// `contactless`: serve the cards as contactless cards (see `s9card
+    /// serve --interface`), to test a PIV secure messaging client.
+    #[arg(long, value_enum, default_value = "contact")]
+    interface: crate::serving::CardInterface,
 }
 
 /// Stop what `s9card up` started (its server, and pcscd if it started
@@ -79,6 +83,7 @@ pub fn up(args: Up) -> Done {
         firmware: args.firmware,
         seed: args.seed,
         state: args.state.unwrap_or_else(|| paths::data_dir().join("up")),
+        contactless: args.interface == crate::serving::CardInterface::Contactless,
     };
     let up = kit::up(&options, &std::env::current_exe()?)?;
     if args.json {

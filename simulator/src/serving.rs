@@ -73,6 +73,31 @@ pub struct Serve {
     /// simulator README).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// The interface the cards are in: `contact`, or `contactless` (the
+    /// ATR a reader makes of a contactless card; PIV's contactless rules:
+    /// secure messaging and the pairing code open the rest). The
+    /// firmware card is a contact card.
+    #[arg(long, value_enum, default_value = "contact")]
+    interface: CardInterface,
+}
+
+/// `--interface`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CardInterface {
+    /// ISO/IEC 7816 contacts.
+    Contact,
+    /// ISO/IEC 14443, as an NFC reader presents it.
+    Contactless,
+}
+
+impl CardInterface {
+    /// The card OS's name for it.
+    pub fn interface(self) -> server::Interface {
+        match self {
+            CardInterface::Contact => server::Interface::Contact,
+            CardInterface::Contactless => server::Interface::Contactless,
+        }
+    }
 }
 
 /// Load a scenario file (removals and faults) into the running server;
@@ -154,6 +179,7 @@ pub fn serve(args: Serve) -> Done {
         latency,
         latency_seed: args.latency_seed,
         scenario,
+        interface: args.interface.interface(),
     })?;
     Ok(())
 }

@@ -66,6 +66,16 @@ pub fn boot(path: &Path, entropy: Entropy, durable: bool) -> Result<(Header, Sim
     Ok((header, card))
 }
 
+/// Puts a booted card behind `interface`, with the ATR a PC/SC reader
+/// reports for it there (`3B 8x 80 01 …` for the contactless interface).
+pub fn set_interface(card: &mut SimCard, header: &Header, interface: card_os::Interface) {
+    let profile = Profile::of(header).unwrap_or_default();
+    card.set_interface(
+        interface,
+        applet::atr_on(profile, header.is_virtual, interface),
+    );
+}
+
 /// What a new card is made as.
 #[derive(Clone, Copy, Debug)]
 pub struct Make {

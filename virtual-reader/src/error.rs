@@ -54,6 +54,10 @@ pub enum Error {
     /// The machine failed (a signal handler, a socket's options).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The firmware card has one interface, the contact one (its T=1
+    /// line); the contactless interface is the host card's.
+    #[error("the firmware card is served on the contact interface only")]
+    FirmwareContactless,
     /// A vpcd address that is not on loopback, or no address at all.
     #[error("{addr}: {problem}")]
     Address {

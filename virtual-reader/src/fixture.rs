@@ -47,6 +47,7 @@ pub struct CardBuilder {
     latency: Option<String>,
     seed: Option<u64>,
     serial: Option<u32>,
+    interface: server::Interface,
 }
 
 /// A factory-fresh virtual card, to be configured and then made.
@@ -57,6 +58,7 @@ pub fn card() -> CardBuilder {
         latency: None,
         seed: None,
         serial: None,
+        interface: server::Interface::Contact,
     }
 }
 
@@ -86,6 +88,15 @@ impl CardBuilder {
     /// gives the same keys, challenges and waits every run.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Serve the card as a contactless card (`s9card serve --interface
+    /// contactless`): the ATR a PC/SC reader makes for one, and PIV's
+    /// contactless rules (what needs secure messaging and the virtual
+    /// contact interface).
+    pub fn contactless(mut self) -> Self {
+        self.interface = server::Interface::Contactless;
         self
     }
 
@@ -136,8 +147,9 @@ impl CardBuilder {
             .latency_profile()?
             .map(|p| Latency::new(p, self.seed.unwrap_or(0)));
         let (dir, image, serial) = self.image()?;
-        let (_, mut card) =
+        let (header, mut card) =
             virtual_card::boot(&image, self.entropy(), false).map_err(Error::image(&image))?;
+        virtual_card::set_interface(&mut card, &header, self.interface);
         card.power_on();
         Ok(InProcessCard {
             card: Box::new(card),
@@ -181,6 +193,7 @@ impl CardBuilder {
             latency,
             latency_seed: self.seed.unwrap_or(0),
             scenario: Vec::new(),
+            interface: self.interface,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

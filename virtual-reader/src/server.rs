@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use card_os::Interface;
 use card_os::{ResponseApdu, Secrecy};
 
 use crate::control::{self, Answer, MAX_SCENARIO, ReaderStatus, Refusal, Request};
@@ -60,6 +61,8 @@ pub struct Config {
     pub latency_seed: u64,
     /// Removals and faults to stage.
     pub scenario: Vec<Event>,
+    /// The interface the cards are reached through.
+    pub interface: Interface,
 }
 
 /// How firmware cards run.
@@ -219,10 +222,14 @@ pub fn run(config: Config, stop: &Arc<AtomicBool>) -> Result<()> {
     for path in &config.images {
         let card = match &config.firmware {
             None => {
-                let (header, card) = virtual_card::boot(path, config.entropy, config.durable)
+                let (header, mut card) = virtual_card::boot(path, config.entropy, config.durable)
                     .map_err(Error::image(path))?;
-                tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, "card booted");
+                virtual_card::set_interface(&mut card, &header, config.interface);
+                tracing::info!(image = %path.display(), serial = header.serial, virtual_card = header.is_virtual, interface = ?config.interface, "card booted");
                 ReaderCard::Simulated(Box::new(card))
+            }
+            Some(_) if config.interface != Interface::Contact => {
+                return Err(Error::FirmwareContactless);
             }
             Some(options) => {
                 let flash = std::fs::File::open(path).map_err(Error::file(path))?;

@@ -204,11 +204,19 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
     let Some(instruction) = Instruction::from_byte(ins) else {
         return format!("INS {ins:02X}{chained}");
     };
+    // Under secure messaging the data is a cryptogram: the header alone
+    // says what the command is.
+    let protected = cla & 0x0C == 0x0C;
     let clear = match data {
-        Data::Clear(b) => b.as_slice(),
-        Data::Redacted(_) => &[],
+        Data::Clear(b) if !protected => b.as_slice(),
+        _ => &[],
     };
     let name = instruction.name();
+    let reference = |p2: u8| match p2 {
+        0x81 => "PUK",
+        0x98 => "PAIRING CODE",
+        _ => "PIN",
+    };
     let base = match instruction {
         Instruction::Select if clear.starts_with(&[0xA0, 0x00, 0x00, 0x03, 0x08]) => {
             format!("{name} PIV")
@@ -216,14 +224,19 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
         Instruction::Select => format!("{name} {}", hex::encode_upper(clear)),
         Instruction::Verify => match (p1, data.len()) {
             (0xFF, _) => format!("{name} LOGOUT"),
-            (_, 0) => format!("{name} PIN (status)"),
-            _ => format!("{name} PIN"),
+            (_, 0) => format!("{name} {} (status)", reference(p2)),
+            _ => format!("{name} {}", reference(p2)),
         },
-        Instruction::ChangeReference => {
-            format!("{name} {}", if p2 == 0x81 { "PUK" } else { "PIN" })
-        }
+        Instruction::ChangeReference => format!("{name} {}", reference(p2)),
         Instruction::GeneralAuthenticate if p2 == KEY_REF_ADMIN => {
             format!("{name} MANAGEMENT KEY")
+        }
+        Instruction::GeneralAuthenticate if p2 == applet::sm::ESTABLISH_P2 => {
+            match applet::sm::Suite::from_id(p1) {
+                Some(applet::sm::Suite::Cs2) => format!("{name} KEY ESTABLISHMENT CS2"),
+                Some(applet::sm::Suite::Cs7) => format!("{name} KEY ESTABLISHMENT CS7"),
+                None => format!("{name} KEY ESTABLISHMENT {p1:02X}"),
+            }
         }
         Instruction::GeneralAuthenticate => match operation(p1, clear) {
             Some(op) => format!("{name} {op} {}", slot(p2)),
@@ -254,7 +267,8 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
         | Instruction::CardInfo
         | Instruction::SetSerial => name.into(),
     };
-    format!("{base}{chained}")
+    let sm = if protected { " [SM]" } else { "" };
+    format!("{base}{sm}{chained}")
 }
 
 /// Checks a command name a latency profile or a scenario matches against:
@@ -377,6 +391,49 @@ mod tests {
             "GENERAL AUTHENTICATE ECDSA 9A"
         );
         assert_eq!(meaning(0x63C2), "verification failed, 2 tries left");
+    }
+
+    /// Under secure messaging the wire carries cryptograms, which the card
+    /// judges public: the trace keeps them and names the command by its
+    /// header, never by data it cannot read.
+    #[test]
+    fn secure_messaging_is_named_by_its_header() {
+        let establish = Record::new(
+            0,
+            0,
+            &[0x00, 0x87, 0x27, 0x04, 0x02, 0x7C, 0x00],
+            &[0x90, 0x00],
+            Secrecy::PUBLIC,
+        );
+        assert!(
+            establish
+                .decoded()
+                .contains("GENERAL AUTHENTICATE KEY ESTABLISHMENT CS2")
+        );
+        let wrapped = [
+            0x0C, 0x20, 0x00, 0x98, 0x0D, 0x97, 0x01, 0x00, 0x8E, 0x08, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        let r = Record::new(
+            0,
+            0,
+            &wrapped,
+            &[0x99, 0x02, 0x90, 0x00, 0x90, 0x00],
+            Secrecy::PUBLIC,
+        );
+        assert!(
+            r.decoded().contains("VERIFY PAIRING CODE [SM]"),
+            "{}",
+            r.decoded()
+        );
+        assert!(r.raw().contains("8E080102030405060708"), "{}", r.raw());
+        let get = [0x1C, 0xCB, 0x3F, 0xFF, 0x03, 0x87, 0x01, 0x01];
+        assert_eq!(
+            name(
+                [0x1C, 0xCB, 0x3F, 0xFF],
+                &Record::new(0, 0, &get, &[0x90, 0x00], Secrecy::PUBLIC).command
+            ),
+            "GET DATA [SM] (chained part)"
+        );
     }
 
     use crate::latency::names_begin;

@@ -90,6 +90,8 @@ pub struct UpOptions {
     pub seed: Option<u64>,
     /// Where the cards, the state file and the logs go.
     pub state: PathBuf,
+    /// Serve the cards as contactless cards.
+    pub contactless: bool,
 }
 
 /// One card `up` serves.
@@ -334,6 +336,9 @@ fn start_server(options: &UpOptions, numbers: Range<usize>, exe: &Path) -> Resul
     }
     if let Some(elf) = &options.firmware {
         command.arg("--firmware").arg(elf);
+    }
+    if options.contactless {
+        command.args(["--interface", "contactless"]);
     }
     let log_file = private_files::append(&log).map_err(Error::file(&log))?;
     let log_err = log_file.try_clone()?;

@@ -4,7 +4,6 @@
 use apdu::Command;
 use apdu::tlv::{Reader, Tag};
 use card_os::{Context, Reply};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Piv;
@@ -244,7 +243,8 @@ fn establish(
     if crate::cvc::public_key(cvc)? != record.public() {
         return Err(Error::Conditions);
     }
-    let digest = Sha256::digest(&*cvc);
+    let mut digest = [0u8; 48];
+    sm::hash(Suite::Cs2, &[cvc], &mut digest)?;
     let card_id: &[u8; 8] = digest.first_chunk::<8>().ok_or(Error::Flash)?;
     let (control, rest) = head.split_at_mut(1);
     let (nonce, cryptogram_dst) = rest.split_at_mut(nonce_len);
@@ -253,5 +253,8 @@ fn establish(
     let (channel, cryptogram) = sm::establish(suite, &request, &shared, card_id, nonce)?;
     cryptogram_dst.copy_from_slice(&cryptogram);
     piv.session.sm = Some(channel);
+    // A card whose issuer set no pairing code opens the virtual contact
+    // interface with the session (the Discovery object says so).
+    piv.session.vci = ctx.store.len_of(layout::PAIRING_TRIES).is_none();
     Ok(())
 }

@@ -13,6 +13,7 @@ use apdu::Command;
 use apdu::tlv::Tag;
 use card_os::{Context, Reply};
 
+use crate::access::{self, Via};
 use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
 use crate::ins::*;
@@ -72,13 +73,25 @@ pub fn secure_messaging(piv: &Piv, store: &dyn card_os::Persistent) -> Option<Su
 // made a single frame as large as all of them, which every command then
 // paid for on a card's small stack. Apart, each command pays only for its
 // own.
-/// Runs one command.
+/// The Discovery object's PIN usage policy for this card now.
+fn pin_policy(piv: &Piv, store: &dyn card_os::Persistent) -> objects::PinPolicy {
+    match secure_messaging(piv, store) {
+        None => objects::PinPolicy::Pin,
+        Some(_) if store.len_of(layout::PAIRING_TRIES).is_some() => objects::PinPolicy::Vci,
+        Some(_) => objects::PinPolicy::VciWithoutPairingCode,
+    }
+}
+
+/// Runs one command, which came `via` the clear or a secure messaging
+/// session.
 pub fn run(
     piv: &mut Piv,
     cmd: &Command<'_>,
     ctx: &mut Context<'_>,
     reply: &mut Reply<'_>,
+    via: Via,
 ) -> Result<()> {
+    access::check(piv, cmd, ctx.interface, via)?;
     // "PIN always" means the VERIFY comes immediately before the key is
     // used: any command other than a signature or key agreement spends it.
     if !matches!(cmd.ins(), INS_VERIFY | INS_GENERAL_AUTHENTICATE) {
@@ -93,10 +106,15 @@ pub fn run(
         INS_STAGE_KEY => keys::generate(piv, cmd, ctx, reply, true),
         INS_GET_DATA => {
             params(cmd, 0x3F, 0xFF)?;
-            objects::get(cmd.data(), ctx.store, &piv.session, reply)
+            let policy = pin_policy(piv, ctx.store);
+            objects::get(cmd.data(), ctx.store, &piv.session, policy, reply)
         }
         INS_PUT_DATA => {
             params(cmd, 0x3F, 0xFF)?;
+            if objects::requested(cmd.data()) == Ok(objects::PAIRING_CODE) {
+                let content = objects::content(cmd.data())?;
+                return passcodes::set_pairing_code(piv, content, ctx);
+            }
             objects::put(cmd.data(), ctx.store, admin_of(piv)?)
         }
         INS_GET_VERSION => {

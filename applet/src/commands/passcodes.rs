@@ -16,34 +16,107 @@ use crate::pin::{self, Tries};
 use crate::slot::{AdminAlgorithm, Passcode, TouchPolicy};
 use crate::{Piv, layout};
 
-/// VERIFY: check the PIN, report its status (no data), or log out (P1 `FF`).
+/// VERIFY: check the PIN, report its status (no data), or log out (P1
+/// `FF`); the same for the pairing code (`98`), whose success opens the
+/// virtual contact interface (the command comes protected: see
+/// [`crate::access`]).
 #[inline(never)]
 pub(super) fn verify(piv: &mut Piv, cmd: &Command<'_>, ctx: &mut Context<'_>) -> Result<()> {
-    if Passcode::from_byte(cmd.p2())? != Passcode::Pin {
-        return Err(Error::BadParameters);
-    }
+    let which = match Passcode::from_byte(cmd.p2())? {
+        Passcode::Puk => return Err(Error::BadParameters),
+        Passcode::PairingCode => pairing_code_set(piv, ctx)?,
+        Passcode::Pin => Passcode::Pin,
+    };
     match (cmd.p1(), cmd.data()) {
         (0xFF, []) => {
-            piv.session.forget_pin();
+            match which {
+                Passcode::PairingCode => piv.session.vci = false,
+                _ => piv.session.forget_pin(),
+            }
             Ok(())
         }
         (0xFF, _) => Err(Error::WrongLength),
         (0x00, []) => {
             let id = identity(piv, ctx)?;
-            let tries = pin::tries(ctx.store, &id, Passcode::Pin)?;
-            match (tries.left, piv.session.pin.is_some()) {
+            let tries = pin::tries(ctx.store, &id, which)?;
+            let verified = match which {
+                Passcode::PairingCode => piv.session.vci,
+                _ => piv.session.pin.is_some(),
+            };
+            match (tries.left, verified) {
                 (0, _) => Err(Error::Blocked),
                 (_, true) => Ok(()),
                 (left, false) => Err(Error::WrongPasscode(left)),
             }
         }
         (0x00, field) => {
-            let candidate = piv.rules().presented(Passcode::Pin, field)?;
+            let candidate = piv.rules().presented(which, field)?;
             let id = identity(piv, ctx)?;
-            pin::verify(ctx.store, &mut piv.session, &id, &candidate)
+            match which {
+                Passcode::PairingCode => {
+                    pin::check(ctx.store, &mut piv.session, &id, which, &candidate, &[])?;
+                    piv.session.vci = true;
+                    Ok(())
+                }
+                _ => pin::verify(ctx.store, &mut piv.session, &id, &candidate),
+            }
         }
         _ => Err(Error::BadParameters),
     }
+}
+
+/// The pairing code's reference, if the card has one set: a card without
+/// secure messaging (the YubiKey profile) knows no `98` (`6A 86`), and a
+/// card whose issuer set no code has none to check (`6A 88`).
+fn pairing_code_set(piv: &Piv, ctx: &Context<'_>) -> Result<Passcode> {
+    if !piv.profile.has_secure_messaging() {
+        return Err(Error::BadParameters);
+    }
+    if ctx.store.len_of(layout::PAIRING_TRIES).is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    Ok(Passcode::PairingCode)
+}
+
+/// PUT DATA of the Pairing Code Reference Data Container (`5FC123`): the
+/// issuer sets the pairing code, `99 08 digits [FE 00]`, with a full
+/// counter, in one transaction; empty content removes it (the virtual
+/// contact interface then needs none). The card keeps the code's digest
+/// only, so the container itself is never read back (`6A 82`): the CMS
+/// shows the holder the code once.
+#[inline(never)]
+pub(super) fn set_pairing_code(piv: &mut Piv, content: &[u8], ctx: &mut Context<'_>) -> Result<()> {
+    admin_of(piv)?;
+    if !piv.profile.has_secure_messaging() {
+        return Err(Error::BadData);
+    }
+    if content.is_empty() {
+        ctx.store.commit(&[
+            Op::Delete(layout::PAIRING_HASH),
+            Op::Delete(layout::PAIRING_TRIES),
+        ])?;
+        piv.session.vci = false;
+        return Ok(());
+    }
+    let mut tlvs = apdu::tlv::Reader::new(content);
+    let code = match tlvs.next() {
+        Some(Ok(t)) if t.tag.value() == 0x99 => t.value,
+        _ => return Err(Error::BadData),
+    };
+    match tlvs.next() {
+        None => {}
+        Some(Ok(t)) if t.tag.value() == 0xFE && t.value.is_empty() && tlvs.next().is_none() => {}
+        _ => return Err(Error::BadData),
+    }
+    let code = crate::passcode::Padded::pairing(code)?;
+    let id = identity(piv, ctx)?;
+    let record = pin::encode_digest(&pin::digest(&id, Passcode::PairingCode, &code)?, false);
+    let tries = Tries::full(pin::PAIRING_TRIES).sealed(&id, Passcode::PairingCode)?;
+    ctx.store.commit(&[
+        Op::Put(layout::PAIRING_HASH, &record),
+        Op::Put(layout::PAIRING_TRIES, &tries),
+    ])?;
+    Ok(())
 }
 
 /// Splits `old ‖ new`, two 8-byte fields.
@@ -76,7 +149,8 @@ fn new_value(
     }
 }
 
-/// CHANGE REFERENCE DATA for the PIN (`80`) or the PUK (`81`).
+/// CHANGE REFERENCE DATA for the PIN (`80`), the PUK (`81`) or the
+/// pairing code (`98`).
 #[inline(never)]
 pub(super) fn change_reference(
     piv: &mut Piv,
@@ -86,7 +160,10 @@ pub(super) fn change_reference(
     if cmd.p1() != 0 {
         return Err(Error::BadParameters);
     }
-    let which = Passcode::from_byte(cmd.p2())?;
+    let which = match Passcode::from_byte(cmd.p2())? {
+        Passcode::PairingCode => pairing_code_set(piv, ctx)?,
+        which => which,
+    };
     let (old, new) = two_fields(cmd.data())?;
     let old = piv.rules().presented(which, old)?;
     let id = identity(piv, ctx)?;

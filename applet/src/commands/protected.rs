@@ -131,7 +131,7 @@ fn run_inner(
     let limit = front.len() - AFTER;
     let answer = front.get_mut(RESERVED..limit).ok_or(Error::NoSpace)?;
     let mut w = Writer::new(answer);
-    let result = super::run(piv, &inner, ctx, &mut w);
+    let result = super::run(piv, &inner, ctx, &mut w, crate::access::Via::Protected);
     let len = if result.is_ok() { w.len() } else { 0 };
     let high = w.high_water();
     if let Some(stale) = answer.get_mut(len..high.max(len)) {

@@ -20,8 +20,6 @@ pub const CB_ICC: u8 = 0x00;
 pub const MAX_OTHER_INFO: usize = 69;
 /// Four keys of the longest length.
 const MAX_KEYING: usize = 4 * MAX_KEY;
-/// The longest KDF output before truncation: three SHA-384 blocks.
-const MAX_KDF: usize = 3 * 48;
 
 /// A client's request: `CB_H || ID_sH || Q_eH` (the `81` of the dynamic
 /// authentication template).
@@ -98,39 +96,42 @@ pub fn other_info<'o>(
     Ok(out.get(..at).unwrap_or_default())
 }
 
+/// The suite's hash (SHA-256 for CS2, SHA-384 for CS7) of `parts`
+/// concatenated, into the start of `out`: its length. One place for
+/// both, out of line, so that the card carries each hash's finishing code
+/// once.
+#[inline(never)]
+pub fn hash(suite: Suite, parts: &[&[u8]], out: &mut [u8]) -> Result<usize> {
+    fn run<D: Digest>(parts: &[&[u8]], out: &mut [u8]) -> Result<usize> {
+        let mut d = D::new();
+        for part in parts {
+            d.update(part);
+        }
+        let digest = d.finalize();
+        let n = digest.len();
+        out.get_mut(..n)
+            .ok_or(Error::BadData)?
+            .copy_from_slice(&digest);
+        Ok(n)
+    }
+    match suite {
+        Suite::Cs2 => run::<Sha256>(parts, out),
+        Suite::Cs7 => run::<Sha384>(parts, out),
+    }
+}
+
 /// The single-step KDF: `H(counter || Z || OtherInfo)` for counters 1,
 /// 2, … until `out` is full (SHA-256 for CS2, SHA-384 for CS7).
 pub fn kdf(suite: Suite, z: &[u8], other: &[u8], out: &mut [u8]) -> Result<()> {
-    let mut blocks = Zeroizing::new([0u8; MAX_KDF]);
+    let mut block = Zeroizing::new([0u8; 48]);
     let hash_len = match suite {
         Suite::Cs2 => 32,
         Suite::Cs7 => 48,
     };
-    let reps = out.len().div_ceil(hash_len);
-    for counter in 1..=reps {
-        let at = (counter - 1) * hash_len;
-        let dst = blocks.get_mut(at..at + hash_len).ok_or(Error::BadData)?;
-        let counter = u32::try_from(counter)
-            .map_err(|_| Error::BadData)?
-            .to_be_bytes();
-        match suite {
-            Suite::Cs2 => dst.copy_from_slice(
-                &Sha256::new()
-                    .chain_update(counter)
-                    .chain_update(z)
-                    .chain_update(other)
-                    .finalize(),
-            ),
-            Suite::Cs7 => dst.copy_from_slice(
-                &Sha384::new()
-                    .chain_update(counter)
-                    .chain_update(z)
-                    .chain_update(other)
-                    .finalize(),
-            ),
-        }
+    for (counter, chunk) in (1u32..).zip(out.chunks_mut(hash_len)) {
+        let n = hash(suite, &[&counter.to_be_bytes(), z, other], &mut *block)?;
+        chunk.copy_from_slice(block.get(..chunk.len().min(n)).ok_or(Error::BadData)?);
     }
-    out.copy_from_slice(blocks.get(..out.len()).ok_or(Error::BadData)?);
     Ok(())
 }
 

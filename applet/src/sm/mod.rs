@@ -20,7 +20,7 @@ mod establish;
 pub use channel::{AFTER, Channel, RESERVED, TRAILER};
 pub use cipher::Block;
 pub use establish::MAX_OTHER_INFO;
-pub use establish::{CB_ICC, ESTABLISH_P2, Establishment, establish, kdf, other_info};
+pub use establish::{CB_ICC, ESTABLISH_P2, Establishment, establish, hash, kdf, other_info};
 
 use crate::algorithm::Algorithm;
 

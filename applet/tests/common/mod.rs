@@ -1,6 +1,8 @@
 //! A PIV card in-process, and the host side of its protocols, for tests.
 #![allow(dead_code)]
 
+pub mod sm;
+
 use applet::{DeviceKey, Management, Piv, Profile};
 use card_os::Card;
 use card_os::testing::RamFlash;
