@@ -90,11 +90,10 @@ impl<T: Transport> PivClient<T> {
     /// comes back is the card's answer opened; an answer that is not the
     /// session's ends the session.
     pub fn exchange(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
-        let Some(mut session) = self
-            .sm
-            .take()
-            .filter(|_| header[1] != Instruction::Select.byte())
-        else {
+        if header[1] == Instruction::Select.byte() {
+            return self.exchange_clear(header, data);
+        }
+        let Some(mut session) = self.sm.take() else {
             return self.exchange_clear(header, data);
         };
         let wrapped = session.wrap(header, data);

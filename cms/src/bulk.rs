@@ -91,6 +91,7 @@ fn request(row: &csv::StringRecord, algorithm: Algorithm) -> Result<Request> {
         passcode: row[5].to_string().into(),
         serial: None,
         algorithm,
+        secure_messaging: None,
     })
 }
 

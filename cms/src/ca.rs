@@ -186,6 +186,11 @@ impl TestCa {
         })
     }
 
+    /// Where the CA keeps its files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The root certificate's PEM file (for `openssl verify -CAfile`).
     pub fn root_path(&self) -> PathBuf {
         self.dir.join("ca.pem")
@@ -222,23 +227,36 @@ impl TestCa {
     }
 }
 
-/// What the CMS reads back from a card's certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertInfo {
-    /// The UUID in the subject's UID.
-    pub uuid: String,
-    /// The role in the subject's OU.
-    pub role: Option<Role>,
-    /// notAfter, Unix seconds.
-    pub not_after: u64,
-    /// The certified key.
-    pub key: CardKey,
+impl TestCa {
+    /// Issues the Secure Messaging Certificate Signer's certificate: a
+    /// signing key, not a CA (it signs CVCs, which are not X.509).
+    pub fn issue_signer(
+        &self,
+        subject: Name,
+        spki: SubjectPublicKeyInfo<x509_cert::der::Any, x509_cert::der::asn1::BitString>,
+        now: u64,
+    ) -> Result<Certificate> {
+        let profile = Profile {
+            issuer: self.root.tbs_certificate().subject().clone(),
+            subject,
+            ca: false,
+        };
+        let builder = CertificateBuilder::new(profile, serial()?, validity(now, 20 * 365)?, spki)
+            .map_err(err)?;
+        builder.build::<_, DerSignature>(&self.key).map_err(err)
+    }
+
+    /// Checks that the certificate in a certificate object (`70 {…} …`)
+    /// was issued by this CA's root.
+    pub fn check_issued(&self, object: &[u8]) -> Result<()> {
+        let der = client::unwrap_tlv(object, 0x70)?;
+        verify_issued(self, &Certificate::from_der(der).map_err(err)?)
+    }
 }
 
-/// Parses and checks a certificate: issued by `ca`'s root, signature valid.
-pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
+/// Checks `cert`'s signature with the root's key.
+fn verify_issued(ca: &TestCa, cert: &Certificate) -> Result<()> {
     use p256::ecdsa::signature::Verifier;
-    let cert = Certificate::from_der(der).map_err(err)?;
     let tbs = cert.tbs_certificate();
     if tbs.issuer() != ca.root.tbs_certificate().subject() {
         return Err(CmsError::ForeignCertificate);
@@ -254,7 +272,27 @@ pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
     let sig = p256::ecdsa::Signature::from_der(cert.signature().raw_bytes()).map_err(err)?;
     root_key
         .verify(&tbs.to_der().map_err(err)?, &sig)
-        .map_err(|_| CmsError::BadCertificateSignature)?;
+        .map_err(|_| CmsError::BadCertificateSignature)
+}
+
+/// What the CMS reads back from a card's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The UUID in the subject's UID.
+    pub uuid: String,
+    /// The role in the subject's OU.
+    pub role: Option<Role>,
+    /// notAfter, Unix seconds.
+    pub not_after: u64,
+    /// The certified key.
+    pub key: CardKey,
+}
+
+/// Parses and checks a certificate: issued by `ca`'s root, signature valid.
+pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
+    let cert = Certificate::from_der(der).map_err(err)?;
+    verify_issued(ca, &cert)?;
+    let tbs = cert.tbs_certificate();
     let mut uuid = String::new();
     let mut role = None;
     {

@@ -37,6 +37,13 @@ impl std::fmt::Display for Step {
 #[non_exhaustive]
 pub enum CmsError {
     // What an operator typed or a file said.
+    /// A pairing code that is not 8 digits.
+    #[error("a pairing code is 8 digits")]
+    BadPairingCode,
+    /// A card that offers no secure messaging (no key `04` and CVC, or no
+    /// signer certificate).
+    #[error("the card has no secure messaging (no key 04, CVC or signer certificate)")]
+    NoSecureMessaging,
     /// A time that is not a calendar time.
     #[error("{0:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")]
     BadTime(String),

@@ -11,6 +11,7 @@ pub mod derive;
 pub mod error;
 pub mod flows;
 pub mod keys;
+pub mod sm;
 pub mod time;
 
 pub use error::{CmsError, Result, Step};

@@ -22,6 +22,7 @@ fn request(uuid: &str) -> Request {
         passcode: String::from("482915").into(),
         serial: None,
         algorithm: applet::algorithm::Algorithm::P256,
+        secure_messaging: None,
     }
 }
 
@@ -281,6 +282,7 @@ fn the_issuer_assigns_the_serial_at_personalisation() {
     let r = Request {
         serial: Some(912_000_001),
         algorithm: applet::algorithm::Algorithm::P256,
+        secure_messaging: None,
         ..request("555000111222")
     };
     let done = flows::personalize(&mut s.cms, &mut client, &r, s.now).unwrap();

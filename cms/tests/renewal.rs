@@ -41,6 +41,7 @@ fn request_with(uuid: &str, role: Role, algorithm: applet::algorithm::Algorithm)
         passcode: String::from("482915").into(),
         serial: None,
         algorithm,
+        secure_messaging: None,
     }
 }
 

@@ -54,6 +54,7 @@ impl World {
             passcode: String::from("482915").into(),
             serial: None,
             algorithm: applet::algorithm::Algorithm::P256,
+            secure_messaging: None,
         };
         flows::personalize(
             &mut self.cms,

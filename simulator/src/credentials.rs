@@ -72,6 +72,11 @@ pub struct Personalize {
     /// card). Renewals keep it.
     #[arg(long, default_value = "p256")]
     algorithm: String,
+    /// Give the card PIV secure messaging: key 04 for cipher suite cs2
+    /// (P-256) or cs7 (P-384), its CVC from the CA's secure messaging
+    /// signer, and a pairing code, printed once for the holder.
+    #[arg(long, value_name = "SUITE", value_parser = ["cs2", "cs7"], conflicts_with = "bulk")]
+    secure_messaging: Option<String>,
     #[command(flatten)]
     cms: CmsArgs,
 }
@@ -350,6 +355,10 @@ fn personalize_one(args: Personalize) -> Done {
         passcode,
         serial: args.serial.as_deref().map(parse_serial).transpose()?,
         algorithm,
+        secure_messaging: args.secure_messaging.as_deref().map(|s| match s {
+            "cs7" => client::Suite::Cs7,
+            _ => client::Suite::Cs2,
+        }),
     };
     flows::validate(&request)?;
     let mut client = card.open()?;
@@ -365,6 +374,13 @@ fn personalize_one(args: Personalize) -> Done {
         },
         time::date(done.expiry)
     );
+    if let Some(code) = &done.pairing_code {
+        // Shown this once: the CMS keeps no copy, the card only a digest.
+        println!(
+            "pairing code (for the holder, shown once): {}",
+            code.as_str()
+        );
+    }
     Ok(())
 }
 

@@ -45,6 +45,15 @@ pub struct Up {
     /// serve --interface`), to test a PIV secure messaging client.
     #[arg(long, value_enum, default_value = "contact")]
     interface: crate::serving::CardInterface,
+    /// Give the cards PIV secure messaging: cs2 (P-256), cs7 (P-384) or
+    /// none. Contactless cards get cs2 unless told otherwise.
+    #[arg(long, value_name = "SUITE", value_parser = ["cs2", "cs7", "none"])]
+    secure_messaging: Option<String>,
+    /// With secure messaging, the cards' pairing code (8 digits), or
+    /// `none` for a card whose session alone opens the virtual contact
+    /// interface.
+    #[arg(long, value_name = "CODE", default_value = "12345678")]
+    pairing_code: String,
 }
 
 /// Stop what `s9card up` started (its server, and pcscd if it started
@@ -84,6 +93,16 @@ pub fn up(args: Up) -> Done {
         seed: args.seed,
         state: args.state.unwrap_or_else(|| paths::data_dir().join("up")),
         contactless: args.interface == crate::serving::CardInterface::Contactless,
+        secure_messaging: match args.secure_messaging.as_deref() {
+            Some("cs2") => Some(client::Suite::Cs2),
+            Some("cs7") => Some(client::Suite::Cs7),
+            Some(_) => None,
+            None if args.interface == crate::serving::CardInterface::Contactless => {
+                Some(client::Suite::Cs2)
+            }
+            None => None,
+        },
+        pairing_code: Some(args.pairing_code).filter(|c| c != "none"),
     };
     let up = kit::up(&options, &std::env::current_exe()?)?;
     if args.json {
@@ -102,6 +121,15 @@ pub fn up(args: Up) -> Done {
     );
     for card in &up.cards {
         println!("  {:<22} serial {}", card.reader, card.serial);
+    }
+    if up.interface == "contactless" {
+        println!("In a contactless reader: PIV's contactless rules apply.");
+    }
+    if let Some(suite) = &up.secure_messaging {
+        match &up.pairing_code {
+            Some(code) => println!("Secure messaging {suite}; pairing code {code}."),
+            None => println!("Secure messaging {suite}; no pairing code."),
+        }
     }
     if up.cards.len() > 4 {
         println!(

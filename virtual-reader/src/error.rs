@@ -54,6 +54,9 @@ pub enum Error {
     /// The machine failed (a signal handler, a socket's options).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A card could not be made ready for secure messaging.
+    #[error("secure messaging: {0}")]
+    SecureMessaging(String),
     /// The firmware card has one interface, the contact one (its T=1
     /// line); the contactless interface is the host card's.
     #[error("the firmware card is served on the contact interface only")]

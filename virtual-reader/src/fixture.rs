@@ -48,6 +48,7 @@ pub struct CardBuilder {
     seed: Option<u64>,
     serial: Option<u32>,
     interface: server::Interface,
+    secure_messaging: Option<(client::Suite, Option<String>)>,
 }
 
 /// A factory-fresh virtual card, to be configured and then made.
@@ -59,6 +60,7 @@ pub fn card() -> CardBuilder {
         seed: None,
         serial: None,
         interface: server::Interface::Contact,
+        secure_messaging: None,
     }
 }
 
@@ -100,6 +102,15 @@ impl CardBuilder {
         self
     }
 
+    /// Make the card ready for PIV secure messaging with `suite`, as
+    /// `s9card up --secure-messaging` does: key `04`, its CVC and the
+    /// signer's certificate, and `pairing_code` (none: the session alone
+    /// opens the virtual contact interface).
+    pub fn secure_messaging(mut self, suite: client::Suite, pairing_code: Option<&str>) -> Self {
+        self.secure_messaging = Some((suite, pairing_code.map(str::to_string)));
+        self
+    }
+
     /// The card's serial (`0900000001` is `900_000_001`); drawn if unset.
     pub fn serial(mut self, serial: u32) -> Self {
         self.serial = Some(serial);
@@ -138,6 +149,13 @@ impl CardBuilder {
             .ok_or(Error::ComplexityNeedsYubiKey)?;
         let make = virtual_card::Make::virtual_card(serial, profile);
         virtual_card::init(&image, make, self.entropy()).map_err(Error::image(&image))?;
+        if let Some((suite, code)) = &self.secure_messaging {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            cms::sm::ready_image(&image, &dir.path().join("ca"), *suite, code.as_deref(), now)
+                .map_err(|e| Error::SecureMessaging(e.to_string()))?;
+        }
         Ok((dir, image, serial))
     }
 

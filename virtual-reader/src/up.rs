@@ -92,6 +92,13 @@ pub struct UpOptions {
     pub state: PathBuf,
     /// Serve the cards as contactless cards.
     pub contactless: bool,
+    /// Make the cards ready for PIV secure messaging with this suite (key
+    /// `04`, its CVC, the signer's certificate, from a CA in the state
+    /// directory).
+    pub secure_messaging: Option<client::Suite>,
+    /// With secure messaging, the cards' pairing code (none: the virtual
+    /// contact interface opens with the session).
+    pub pairing_code: Option<String>,
 }
 
 /// One card `up` serves.
@@ -127,6 +134,16 @@ pub struct UpState {
     pub trace: PathBuf,
     /// The cards, in reader order.
     pub cards: Vec<CardState>,
+    /// The interface they are in: `contact` or `contactless`.
+    #[serde(default)]
+    pub interface: String,
+    /// Their secure messaging suite (`CS2`, `CS7`), if they have one.
+    #[serde(default)]
+    pub secure_messaging: Option<String>,
+    /// Their pairing code, if they have one (a test value, as the
+    /// factory PIN is).
+    #[serde(default)]
+    pub pairing_code: Option<String>,
 }
 
 /// The state file `up` writes in its state directory.
@@ -157,6 +174,11 @@ pub fn missing(options: &UpOptions) -> Vec<String> {
     if readers::pcscd_pid().is_none() && !readers::is_root() && !on_path("sudo") {
         missing.push(
             "pcscd is not running and starting it needs root: run as root, install sudo, or start pcscd with vpcd yourself".to_string(),
+        );
+    }
+    if options.firmware.is_some() && (options.contactless || options.secure_messaging.is_some()) {
+        missing.push(
+            "the firmware card is a contact card made at the factory: serve the host card for the contactless interface and secure messaging (or give the firmware card its SM key over PC/SC)".to_string(),
         );
     }
     if let Some(elf) = &options.firmware {
@@ -310,6 +332,19 @@ fn start_server(options: &UpOptions, numbers: Range<usize>, exe: &Path) -> Resul
             images.push(flash);
         } else {
             virtual_card::init(&image, make, entropy).map_err(Error::image(&image))?;
+            if let Some(suite) = options.secure_messaging {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                cms::sm::ready_image(
+                    &image,
+                    &dir.join("ca"),
+                    suite,
+                    options.pairing_code.as_deref(),
+                    now,
+                )
+                .map_err(|e| Error::SecureMessaging(e.to_string()))?;
+            }
             images.push(image);
         }
     }
@@ -412,6 +447,20 @@ fn describe(options: &UpOptions, started: Started, pcscd_pid: Option<u32>) -> Re
         log: started.log,
         trace: started.trace,
         cards,
+        interface: if options.contactless {
+            "contactless"
+        } else {
+            "contact"
+        }
+        .into(),
+        secure_messaging: options.secure_messaging.map(|s| {
+            match s {
+                client::Suite::Cs2 => "CS2",
+                client::Suite::Cs7 => "CS7",
+            }
+            .into()
+        }),
+        pairing_code: options.secure_messaging.and(options.pairing_code.clone()),
     })
 }
 

@@ -3,9 +3,10 @@
 use crate::ca::{self, Role};
 use crate::db::{CardRow, Holder};
 use crate::keys::CardKey;
+use crate::sm;
 use crate::time::{self, DAY};
 use crate::{CmsError, Result, Step};
-use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Transport};
+use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Suite, Transport};
 
 use super::{Cms, SLOTS, acceptable, card_expiry, slot_certificate, step};
 
@@ -30,6 +31,9 @@ pub struct Request {
     /// The algorithm of the card's keys (P-256, P-384 or RSA-2048); a
     /// renewal keeps each slot's.
     pub algorithm: Algorithm,
+    /// Secure messaging with this cipher suite: key `04`, its CVC from the
+    /// CA's signer, and a pairing code for the virtual contact interface.
+    pub secure_messaging: Option<Suite>,
 }
 
 /// Checks a request before any card is touched.
@@ -83,6 +87,9 @@ pub struct Personalised {
     pub expiry: u64,
     /// A virtual card.
     pub is_virtual: bool,
+    /// The pairing code set on the card, to show the holder this once
+    /// (the CMS keeps no copy, the card only a digest).
+    pub pairing_code: Option<zeroize::Zeroizing<String>>,
 }
 
 /// Personalises a factory-fresh card for `r`: diversified PUK, the holder's
@@ -113,9 +120,10 @@ pub fn personalize<T: Transport>(
     if cms.db.card(info.serial)?.is_some() {
         return Err(CmsError::CardRegistered(info.serial));
     }
+    let mut pairing_code = None;
     if card.is_default(0x9B)? {
         card.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM)?;
-        info = personalize_card(cms, card, r, info, now)?;
+        (info, pairing_code) = personalize_card(cms, card, r, info, now)?;
     } else {
         // Either an earlier attempt finished every card step, or this is
         // somebody else's card.
@@ -159,19 +167,20 @@ pub fn personalize<T: Transport>(
         serial: info.serial,
         expiry,
         is_virtual: info.is_virtual,
+        pairing_code,
     })
 }
 
 /// The card steps of personalisation, each skipped if an earlier attempt
 /// did it; ends with the derived management key. Returns the card's info
-/// under its final serial.
+/// under its final serial, and the pairing code it set.
 fn personalize_card<T: Transport>(
     cms: &mut Cms,
     card: &mut PivClient<T>,
     r: &Request,
     info: client::CardInfo,
     now: u64,
-) -> Result<client::CardInfo> {
+) -> Result<(client::CardInfo, Option<zeroize::Zeroizing<String>>)> {
     let info = match r.serial {
         Some(serial) if serial != info.serial => {
             if cms.db.card(serial)?.is_some() {
@@ -208,10 +217,22 @@ fn personalize_card<T: Transport>(
         let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &key, now)?;
         card.put_object(object, &PivClient::<T>::certificate_object(&cert))?;
     }
-    card.put_object(0x5FC102, &chuid(&r.uuid, expiry)?)?;
+    let chuid = chuid(&r.uuid, expiry)?;
+    card.put_object(0x5FC102, &chuid)?;
+    let pairing_code = match r.secure_messaging {
+        Some(suite) => {
+            let signer = sm::SmSigner::load_or_create(&cms.ca, now)?;
+            let guid =
+                sm::guid_of(&chuid).ok_or(CmsError::Encoding("CHUID without a GUID".into()))?;
+            let code = sm::new_pairing_code()?;
+            sm::make_ready(card, &signer, suite, &guid, Some(&code))?;
+            Some(code)
+        }
+        None => None,
+    };
     card.set_management_key(
         AdminAlgorithm::Aes256,
         &cms.master.management_key(info.serial),
     )?;
-    Ok(info)
+    Ok((info, pairing_code))
 }
