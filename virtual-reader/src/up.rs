@@ -260,7 +260,11 @@ pub fn up(options: &UpOptions, exe: &Path) -> Result<UpState> {
     let started = empty_readers(options.profile, options.cards)
         .ok_or(Error::NoEmptyReaders(options.cards))
         .and_then(|numbers| start_server(options, numbers, exe));
-    let state = match started.and_then(|s| describe(options, s, pcscd_pid)) {
+    let described = started.and_then(|s| {
+        let pid = s.pid;
+        describe(options, s, pcscd_pid).inspect_err(|_| stop_server(pid))
+    });
+    let state = match described {
         Ok(state) => state,
         Err(e) => {
             // Leave nothing running behind a failure.
@@ -430,6 +434,12 @@ fn describe(options: &UpOptions, started: Started, pcscd_pid: Option<u32>) -> Re
         let reader = readers::reader_name(n);
         let mut client = PivClient::new(Pcsc::connect_exact(&reader)?);
         client.select()?;
+        // A contactless card says who it is only inside its virtual
+        // contact interface.
+        if options.contactless && options.secure_messaging.is_some() {
+            cms::sm::open_vci(&mut client, None, options.pairing_code.as_deref())
+                .map_err(|e| Error::SecureMessaging(e.to_string()))?;
+        }
         let serial = client.card_info()?.serial;
         cards.push(CardState {
             reader,
@@ -464,6 +474,23 @@ fn describe(options: &UpOptions, started: Started, pcscd_pid: Option<u32>) -> Re
     })
 }
 
+/// Stops a server `up` started: TERM, and KILL if it has not gone in ten
+/// seconds.
+fn stop_server(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
 /// What `down` stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Down {
@@ -481,18 +508,7 @@ pub fn down(dir: &Path) -> Result<Down> {
     let server = (alive(state.server_pid) && is_our_server(state.server_pid, &state.control))
         .then_some(state.server_pid);
     if let Some(pid) = server {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if alive(pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+        stop_server(pid);
     }
     let pcscd = match state.pcscd_pid {
         Some(pid) if alive(pid) => readers::stop_pcscd(pid)?.then_some(pid),

@@ -667,6 +667,19 @@ impl Harness {
         h
     }
 
+    /// Serves the same cards again with more `serve` arguments (a card
+    /// personalised on the contact interface, then served contactless):
+    /// the server is stopped, PC/SC sees the cards go, and the new server
+    /// brings them back.
+    pub fn restart_server_with(&mut self, args: &[&str]) {
+        self.stop_server();
+        for n in 0..self.images.len() {
+            self.wait_for_card(n, false);
+        }
+        self.server_args.extend(args.iter().map(|s| s.to_string()));
+        self.start_server();
+    }
+
     /// Starts (or restarts) the server on the same images.
     pub fn start_server(&mut self) {
         let mut args = vec!["serve".to_string()];
