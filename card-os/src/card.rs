@@ -867,6 +867,12 @@ fn admit(header: &Header) -> Result<bool, Error> {
     if matches!(header.ins & 0xF0, 0x60 | 0x90) {
         return Err(Error::InvalidInstruction);
     }
+    // SELECT and GET RESPONSE are the OS's, always in the clear: there is
+    // no applet session for them to be protected in.
+    let protected = class.secure_messaging() != SecureMessaging::None;
+    if protected && (header.ins == INS_GET_RESPONSE || is_select(header)) {
+        return Err(Error::SecureMessaging);
+    }
     Ok(class.chain() == Chain::NotTheLast)
 }
 

@@ -155,6 +155,18 @@ impl<T: Transport> PivClient<T> {
         self.sm = None;
     }
 
+    /// The session, taken out of this client (to carry it to another
+    /// client of the same card, as a program that opens one client per
+    /// operation does).
+    pub fn take_secure_session(&mut self) -> Option<Session> {
+        self.sm.take()
+    }
+
+    /// Goes on in `session`, opened by another client of this card.
+    pub fn resume_secure_session(&mut self, session: Session) {
+        self.sm = Some(session);
+    }
+
     /// Sends a command in the clear (the protected form, too, is sent so).
     fn exchange_clear(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
         let parts: Vec<&[u8]> = if data.is_empty() {

@@ -6,7 +6,9 @@
 //! or IMPORT for RSA) or a raw command, the private key never appears in a
 //! response, and a reset clears the PIN status. The card's profile is the
 //! input's last byte: Series 9, or YubiKey-compatible (its passcode order,
-//! its session rules) without or with PIN complexity.
+//! its session rules) without or with PIN complexity; on a Series 9 card
+//! the same byte may put the typed operations through a secure messaging
+//! session, against the same model.
 //!
 //! Speed is what lets a short run explore: every input starts from a copy
 //! of one card booted once per profile (not a freshly formatted flash), RSA
@@ -239,7 +241,10 @@ fn fresh(profile: Profile) -> Flash {
     };
     CARDS[index]
         .get_or_init(|| {
-            let card = boot(Torn::new(Flash::new(), None, 0), profile);
+            let mut card = boot(Torn::new(Flash::new(), None, 0), profile);
+            if profile == Profile::Series9 {
+                ready_for_secure_messaging(&mut card);
+            }
             card.into_parts().0.into_inner()
         })
         .clone()
@@ -328,24 +333,48 @@ fn profile(byte: u8) -> Profile {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The last byte, so that the operations keep their bytes' meaning.
-    let (profile, ops) = match data.split_last() {
-        Some((&last, rest)) => (profile(last), rest),
-        None => (Profile::Series9, data),
+    // The last byte, so that the operations keep their bytes' meaning: the
+    // profile, and (bit 6, on a Series 9 card) whether the typed
+    // operations go through a secure messaging session.
+    let (profile, secure, ops) = match data.split_last() {
+        Some((&last, rest)) => (profile(last), last & 0x40 != 0, rest),
+        None => (Profile::Series9, false, data),
     };
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(ops)) else {
         return;
     };
-    run(profile, &ops);
+    run(profile, secure && profile == Profile::Series9, &ops);
 });
 
-fn run(profile: Profile, ops: &[Op]) {
+/// Key `04` and its CVC on a Series 9 card, so that secure messaging can
+/// open (the CVC's signature is no one's: the card does not check it, and
+/// the fuzzed client is not asked to).
+fn ready_for_secure_messaging(card: &mut TheCard) {
+    let mut c = PivClient::new(card);
+    c.authenticate(AdminAlgorithm::Tdes, &DEFAULT_MGM).unwrap();
+    let public = c
+        .generate_key(Slot::SecureMessaging, Algorithm::P256, false)
+        .unwrap();
+    let point = &public[public.len() - 65..];
+    let cvc = client::cvc::build(client::Suite::Cs2, &[1; 8], &[2; 16], point, |_| {
+        Ok(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])
+    })
+    .unwrap();
+    c.put_object(applet::objects::SM_CVC, &cvc).unwrap();
+}
+
+/// Runs the operations; with `secure`, every typed one inside a secure
+/// messaging session (opened again after a reset, a cut, or a raw APDU
+/// that ended it), the model unchanged: a protected command runs as the
+/// same command in the clear, and opening a session forgets the PIN.
+fn run(profile: Profile, secure: bool, ops: &[Op]) {
     let mgm = match profile {
         Profile::Series9 => AdminAlgorithm::Tdes,
         Profile::YubiKey { .. } => AdminAlgorithm::Aes192,
     };
     let boot = |flash| boot(flash, profile);
     let mut card = boot(Torn::new(fresh(profile), None, 0));
+    let mut session: Option<client::sm::Session> = None;
     // The last public key of 9A whose private key was unsealed, and that
     // private key.
     let mut unsealed: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
@@ -373,6 +402,7 @@ fn run(profile: Profile, ops: &[Op]) {
             card = boot(Torn::new(flash, Some(n), u64::from(n)));
             verified = false;
             chain_open = false;
+            session = None;
         }
         let verified_before = verified;
         let mut responses = Vec::new();
@@ -402,7 +432,18 @@ fn run(profile: Profile, ops: &[Op]) {
         };
         let succeeded = {
             let mut c = PivClient::new(&mut card);
-            match op {
+            let typed = !matches!(op, Op::Raw(_) | Op::Recorded(_) | Op::Reset | Op::Cut(_));
+            if secure && typed {
+                match session.take() {
+                    Some(open) => c.resume_secure_session(open),
+                    None => {
+                        if c.open_secure_messaging(client::Suite::Cs2, None).is_ok() {
+                            verified = false;
+                        }
+                    }
+                }
+            }
+            let succeeded = match op {
                 Op::VerifyRight | Op::VerifyWrong => {
                     let pin = presents.pin.unwrap_or_default();
                     verified = c.verify_pin(&pin).is_ok();
@@ -462,6 +503,7 @@ fn run(profile: Profile, ops: &[Op]) {
                     false
                 }
                 Op::Reset => {
+                    let card = c.transport_mut();
                     card.warm_reset();
                     card.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08])
                         .unwrap();
@@ -507,8 +549,15 @@ fn run(profile: Profile, ops: &[Op]) {
                     chain_open |= apdu.first().is_some_and(|cla| cla & 0x10 != 0);
                     ok
                 }
+            };
+            if typed {
+                session = c.take_secure_session();
             }
+            succeeded
         };
+        if matches!(op, Op::Reset) {
+            session = None;
+        }
         if op.raw().is_none() && !matches!(op, Op::Cut(_)) {
             chain_open = false;
         }
@@ -518,6 +567,7 @@ fn run(profile: Profile, ops: &[Op]) {
             card = boot(Torn::new(flash, None, 0));
             verified = false;
             chain_open = false;
+            session = None;
         }
         let (pin_after, puk_after) = (tries(&mut card, 0x80), tries(&mut card, 0x81));
         let pin_right = presents.pin.is_some_and(|v| pin.may_be(&v));

@@ -63,6 +63,7 @@ fn p(path: &Path) -> &str {
 const PIN: &str = "482915";
 const PIN_2: &str = "730164";
 const PIN_3: &str = "593017";
+const PAIRING_CODE: &str = "40718293";
 const PUK: &str = "73918264";
 const MGM: &str = "7F3A9C1E5B2D4F60718293A4B5C6D7E8F90A1B2C3D4E5F60";
 /// A P-256 scalar imported into 9C.
@@ -318,6 +319,44 @@ fn no_secret_reaches_the_trace() {
     yubico(&h, &["-a", "change-pin", "-P", "123456", "-N", PIN_3]);
     secrets.passcode("third PIN", PIN_3);
 
+    // Secure messaging: the issuer readies the card (key 04, its CVC, a
+    // pairing code), then a session carries the PIN, the pairing code, a
+    // signature and an ECDH secret, all protected. The wrapped bytes may
+    // reach the trace; what they wrap must not.
+    let mut card = PivClient::new(Pcsc::connect_exact(&reader).unwrap());
+    card.select().unwrap();
+    card.authenticate(client::AdminAlgorithm::Tdes, &hex::decode(MGM).unwrap())
+        .unwrap();
+    let now = cms::time::system_now();
+    let ca = cms::ca::TestCa::init(&h.path("cms-ca"), now).unwrap();
+    let signer = cms::sm::SmSigner::load_or_create(&ca, now).unwrap();
+    let guid = cms::sm::guid_of(&card.get_object(0x5FC102).unwrap().unwrap()).unwrap();
+    cms::sm::make_ready(
+        &mut card,
+        &signer,
+        client::Suite::Cs2,
+        &guid,
+        Some(PAIRING_CODE),
+    )
+    .unwrap();
+    secrets.add("pairing code", PAIRING_CODE.as_bytes());
+    cms::sm::open_vci(&mut card, Some(&ca), Some(PAIRING_CODE)).unwrap();
+    card.verify_pin(PIN_3.as_bytes()).unwrap();
+    let peer = p256::SecretKey::from_slice(&[0x29; 32]).unwrap();
+    let peer_point =
+        p256::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&peer.public_key(), false);
+    let sm_shared = card
+        .private_operation(
+            client::Slot::KeyManagement,
+            client::Algorithm::P256,
+            0x85,
+            peer_point.as_bytes(),
+        )
+        .unwrap();
+    assert!(card.is_secure());
+    secrets.add("ECDH shared secret through secure messaging", &sm_shared);
+    drop(card);
+
     let raw = std::fs::read(&h.trace).unwrap();
     let decoded = ok(
         s9card().to_str().unwrap(),
@@ -329,6 +368,11 @@ fn no_secret_reaches_the_trace() {
         "{decoded}"
     );
     assert!(decoded.contains("GET DATA 5FC109"), "{decoded}");
+    assert!(decoded.contains("VERIFY PAIRING CODE [SM]"), "{decoded}");
+    assert!(
+        decoded.contains("GENERAL AUTHENTICATE 9D [SM]"),
+        "{decoded}"
+    );
     let patterns = secrets.patterns();
     let mut hits = Vec::new();
     for (name, pattern) in &patterns {

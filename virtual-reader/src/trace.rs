@@ -164,10 +164,29 @@ impl Record {
             name(self.header, &self.command),
             detail(&self.command, &self.response),
             self.sw,
-            meaning(self.sw),
+            match protected_status(self.header, &self.response) {
+                Some(inner) => format!("[SM: {inner:04X} {}]", meaning(inner)),
+                None => meaning(self.sw),
+            },
             self.micros as f64 / 1000.0
         );
         line
+    }
+}
+
+/// The status word inside a protected answer: its `99 02 SW1 SW2` is
+/// MACed but not enciphered, so the wire shows it (`None` for an answer
+/// that is not a whole protected one, a part fetched by GET RESPONSE say).
+fn protected_status(header: [u8; 4], response: &Data) -> Option<u16> {
+    let Data::Clear(r) = response else {
+        return None;
+    };
+    if header[0] & 0x0C != 0x0C {
+        return None;
+    }
+    match r.get(r.len().checked_sub(14)?..)? {
+        [0x99, 0x02, sw1, sw2, 0x8E, 0x08, ..] => Some(u16::from_be_bytes([*sw1, *sw2])),
+        _ => None,
     }
 }
 
@@ -238,6 +257,8 @@ pub fn name(header: [u8; 4], data: &Data) -> String {
                 None => format!("{name} KEY ESTABLISHMENT {p1:02X}"),
             }
         }
+        // Which operation is in the cryptogram, the trace cannot tell.
+        Instruction::GeneralAuthenticate if protected => format!("{name} {}", slot(p2)),
         Instruction::GeneralAuthenticate => match operation(p1, clear) {
             Some(op) => format!("{name} {op} {}", slot(p2)),
             None => format!("{name} {}", slot(p2)),
