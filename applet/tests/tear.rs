@@ -285,6 +285,24 @@ fn verify_pairing_code(card: &mut PivCard<Torn>, code: &[u8; 8]) -> u16 {
     piv.exchange([0x00, 0x20, 0x00, 0x98], code).unwrap().1
 }
 
+/// Key establishment changes nothing on flash (the session lives in RAM),
+/// so no cut during it can leave anything half-written: it performs no
+/// flash operation at all, as a protected command's unwrapping does not.
+#[test]
+fn key_establishment_writes_nothing() {
+    let mut card = boot_as(Torn::new(Flash::new(), None, 0), 7, Profile::Series9);
+    send(&mut card, &hex(SELECT));
+    with_pairing_code(&mut card);
+    let before = card.store().flash().ops();
+    let mut piv = client::PivClient::new(&mut card);
+    piv.open_secure_messaging(client::Suite::Cs2, None).unwrap();
+    piv.exchange([0x00, 0xCB, 0x3F, 0xFF], &hex("5C035FC102"))
+        .unwrap();
+    piv.open_secure_messaging(client::Suite::Cs2, None).unwrap();
+    drop(piv);
+    assert_eq!(card.store().flash().ops(), before, "flash operations");
+}
+
 #[test]
 fn every_state_changing_command_survives_a_cut_at_every_operation() {
     let scenarios = [

@@ -66,6 +66,14 @@ impl Pcsc {
         Ok(Pcsc { card })
     }
 
+    /// The card's ATR, as the reader reports it.
+    pub fn atr(&self) -> Result<Vec<u8>> {
+        self.card
+            .status2_owned()
+            .map(|status| status.atr().to_vec())
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
     /// Disconnects, resetting the card (its security status is gone).
     pub fn reset(self) -> Result<()> {
         self.card

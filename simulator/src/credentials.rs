@@ -180,6 +180,11 @@ struct CardArgs {
     /// A card image, opened directly (no server may be serving it).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// A card in a contactless reader: its pairing code, which opens the
+    /// virtual contact interface in a secure messaging session (none: a
+    /// card whose session alone opens it). Or `$S9CARD_PAIRING_CODE`.
+    #[arg(long)]
+    pairing_code: Option<String>,
 }
 
 /// Where the CMS keeps its state.
@@ -260,7 +265,40 @@ impl Transport for AnyCard {
     }
 }
 
+impl AnyCard {
+    /// Whether the reader reports the ATR of a contactless card (`3B 8x 80
+    /// 01 …`, PC/SC Part 3's form).
+    fn is_contactless(&self) -> bool {
+        let atr = match self {
+            AnyCard::Reader(r) => r.atr().unwrap_or_default(),
+            AnyCard::Image(c) => c.atr().to_vec(),
+        };
+        matches!(atr[..], [0x3B, t0, 0x80, 0x01, ..] if t0 & 0xF0 == 0x80)
+    }
+}
+
 impl CardArgs {
+    /// The card, and on a contactless card its virtual contact interface
+    /// opened (secure messaging, the card's CVC checked against `ca`'s
+    /// signer when a CA is given, then the pairing code): the CMS's flows
+    /// then run as on contact, protected.
+    fn open_with(
+        &self,
+        ca: Option<&cms::ca::TestCa>,
+    ) -> Result<PivClient<AnyCard>, Box<dyn std::error::Error>> {
+        let mut client = self.open()?;
+        if client.transport_mut().is_contactless() {
+            client.select()?;
+            let code = self
+                .pairing_code
+                .clone()
+                .or_else(|| std::env::var("S9CARD_PAIRING_CODE").ok())
+                .filter(|c| c != "none");
+            cms::sm::open_vci(&mut client, ca, code.as_deref())?;
+        }
+        Ok(client)
+    }
+
     fn open(&self) -> Result<PivClient<AnyCard>, Box<dyn std::error::Error>> {
         let card = match (&self.reader, &self.image) {
             (Some(r), _) => AnyCard::Reader(Pcsc::connect(r)?),
@@ -329,6 +367,7 @@ fn personalize_one(args: Personalize) -> Done {
     let card = CardArgs {
         reader: args.reader,
         image: args.image,
+        pairing_code: None,
     };
     let algorithm = cms::keys::parse_algorithm(&args.algorithm)?;
     let uuid = args.uuid.ok_or("--uuid is required")?;
@@ -415,13 +454,15 @@ pub fn unlock(args: Unlock) -> Done {
     let mut sponsor = CardArgs {
         reader: args.sponsor_reader,
         image: args.sponsor_image,
+        pairing_code: None,
     }
-    .open()?;
+    .open_with(None)?;
     let mut card = CardArgs {
         reader: args.card_reader,
         image: args.card_image,
+        pairing_code: None,
     }
-    .open()?;
+    .open_with(None)?;
     let sponsor_passcode = passcode::read(PasscodeFrom {
         flag: args.sponsor_passcode,
         flag_name: "--sponsor-passcode",
@@ -456,7 +497,7 @@ pub fn self_unlock(args: SelfUnlock) -> Done {
             let outbox =
                 outbox.unwrap_or_else(|| db.parent().map(|d| d.join("outbox")).unwrap_or_default());
             let mut state = Cms::open(&db)?;
-            let mut client = card.open()?;
+            let mut client = card.open_with(None)?;
             let path = flows::self_unlock_request(&mut state, &mut client, &outbox, now)?;
             println!("security code sent: {}", path.display());
         }
@@ -469,7 +510,7 @@ pub fn self_unlock(args: SelfUnlock) -> Done {
         } => {
             let now = cms.now()?;
             let mut state = Cms::open(&cms.db())?;
-            let mut client = card.open()?;
+            let mut client = card.open_with(None)?;
             let new_passcode = passcode::read(PasscodeFrom {
                 flag: new_passcode,
                 flag_name: "--new-passcode",
@@ -499,7 +540,7 @@ pub fn revoke(args: Revoke) -> Done {
 pub fn status(args: Status) -> Done {
     let now = args.cms.now()?;
     let ca = cms::ca::TestCa::load(&cms::flows::paths(&args.cms.db()).0).ok();
-    let mut client = args.card.open()?;
+    let mut client = args.card.open_with(ca.as_ref())?;
     let status = flows::status(&mut client, ca.as_ref())?;
     print!("{}", status.render(now));
     Ok(())

@@ -371,6 +371,27 @@ fn opensc_uses_the_virtual_contact_interface_contactless() {
         );
         use_the_keys(&h, &conf, km);
         protected_in_trace(&h, from, true);
+        // The CMS's status reads a contactless card through its VCI, given
+        // the pairing code; without it the card tells nothing.
+        let db = h.path("cms.db");
+        let reader = h.reader(0);
+        let args = [
+            "status",
+            "--reader",
+            reader.as_str(),
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        let status = ok(
+            s9card().to_str().unwrap(),
+            &[&args[..], &["--pairing-code", PAIRING_CODE]].concat(),
+        );
+        assert!(status.contains("0900000001"), "{status}");
+        let refused = run(
+            s9card().to_str().unwrap(),
+            &[&args[..], &["--pairing-code", "none"]].concat(),
+        );
+        assert!(!refused.status.success(), "status without the VCI");
     }
 }
 
