@@ -46,8 +46,8 @@ pub fn select(piv: &mut Piv, ctx: &mut Context<'_>, reply: &mut Reply<'_>) -> Re
         })?;
         // The secure messaging cipher suite, once the issuer has made the
         // card ready for it, in a template of its own as SP 800-73-4
-        // Part 2 Table 3 has it (`AC { 80 27 06 00 }`): OpenSC reads the
-        // first `80` of each template.
+        // Part 2 Table 3 has it and NIST's test cards send it (`AC { 80
+        // 27 06 01 00 }`): OpenSC reads the first `80` of each template.
         match suite {
             Some(suite) => w.nested(Tag::constant(0xAC), |w| {
                 w.tlv(Tag::constant(0x80), &[suite.id()])?;

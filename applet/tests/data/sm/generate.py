@@ -3,11 +3,10 @@
 Part 2 section 4), computed by a second implementation of the client side
 on OpenSSL (pyca/cryptography), from fixed keys and nonces.
 
-No published capture of a NIST test card's SM session carries the secrets
-needed to check a KDF or a MAC chain (the ECDH secret never leaves a card),
-and SP 800-73-4's Appendix examples stop short of the cryptogram. So the
-card's code is checked against this independent client instead, and against
-OpenSC's client end to end.
+A capture of a NIST test card's session (sd33-vectors.txt) starts from the
+ECDH secret: the card's private key never leaves a card. These vectors fix
+both key pairs, so the card's own half of the key agreement is checked too,
+from its key 04 to the cryptogram.
 
 Run from this directory: python3 generate.py > sm-vectors.txt
 """
