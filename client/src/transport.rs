@@ -37,8 +37,27 @@ pub struct Pcsc {
 
 #[cfg(feature = "pcsc")]
 impl Pcsc {
-    /// Connects to the card in the reader whose name contains `reader`.
+    /// Connects to the card in the reader whose name contains `reader`,
+    /// shared with other applications.
     pub fn connect(reader: &str) -> Result<Pcsc> {
+        Pcsc::connect_with(reader, pcsc::ShareMode::Shared, std::time::Duration::ZERO)
+    }
+
+    /// Connects to the card in the reader whose name contains `reader`
+    /// for this application alone, waiting up to `wait` for others to let
+    /// go of it. What the CMS does holds the management key's and the
+    /// holder's authentication between commands: no other application's
+    /// APDU may come in between, to ride on them or to select another
+    /// application under the flow's feet.
+    pub fn connect_exclusive(reader: &str, wait: std::time::Duration) -> Result<Pcsc> {
+        Pcsc::connect_with(reader, pcsc::ShareMode::Exclusive, wait)
+    }
+
+    fn connect_with(
+        reader: &str,
+        mode: pcsc::ShareMode,
+        wait: std::time::Duration,
+    ) -> Result<Pcsc> {
         let err = |e: pcsc::Error| ClientError::Transport(e.to_string());
         let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(err)?;
         let mut names = vec![0u8; ctx.list_readers_len().map_err(err)?];
@@ -48,10 +67,21 @@ impl Pcsc {
             .find(|r| r.to_string_lossy().contains(reader))
             .map(|r| r.to_owned())
             .ok_or_else(|| ClientError::Transport(format!("no reader matching {reader:?}")))?;
-        let card = ctx
-            .connect(&found, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
-            .map_err(|e| ClientError::Transport(format!("{}: {e}", found.to_string_lossy())))?;
-        Ok(Pcsc { card })
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match ctx.connect(&found, mode, pcsc::Protocols::ANY) {
+                Ok(card) => return Ok(Pcsc { card }),
+                Err(pcsc::Error::SharingViolation) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(ClientError::Transport(format!(
+                        "{}: {e}",
+                        found.to_string_lossy()
+                    )));
+                }
+            }
+        }
     }
 
     /// Connects to a reader by its exact name.

@@ -20,7 +20,16 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 
+use applet::algorithm::Algorithm;
+use const_oid::ObjectIdentifier;
+use const_oid::db::rfc5912::{ID_KP_CLIENT_AUTH, ID_KP_EMAIL_PROTECTION};
+use der::Any;
+use der::asn1::{Ia5String, OctetString, Utf8StringRef};
+use x509_cert::ext::pkix::name::{GeneralName, OtherName};
+use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+
 use super::keys::CardKey;
+use super::oid;
 use super::time::DAY;
 use crate::{CmsError, Result};
 
@@ -63,10 +72,12 @@ pub struct TestCa {
     dir: PathBuf,
 }
 
+/// What a certificate is: the root, a signer the CA keeps beside it, or a
+/// holder's key. Each carries the extensions its relying parties check.
 struct Profile {
     issuer: Name,
     subject: Name,
-    ca: bool,
+    extensions: Vec<Extension>,
 }
 
 impl BuilderProfile for Profile {
@@ -82,23 +93,217 @@ impl BuilderProfile for Profile {
         &self,
         _spk: SubjectPublicKeyInfoRef<'_>,
         _issuer_spk: SubjectPublicKeyInfoRef<'_>,
-        tbs: &TbsCertificate,
+        _tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
-        use x509_cert::ext::ToExtension;
-        let usage = if self.ca {
-            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
-        } else {
-            KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyAgreement)
-        };
-        let constraints = BasicConstraints {
-            ca: self.ca,
-            path_len_constraint: None,
-        };
-        Ok(vec![
-            constraints.to_extension(tbs.subject(), &[])?,
-            usage.to_extension(tbs.subject(), &[])?,
-        ])
+        Ok(self.extensions.clone())
     }
+}
+
+/// The PIV key a holder's certificate certifies, which decides what
+/// relying parties find in it (FIPS 201-3 §4.2.2 and the Common Policy's
+/// PIV certificate profiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// `9A`: workstation and domain logon (PKINIT, Windows smartcard
+    /// logon), TLS client authentication, SSH.
+    Authentication,
+    /// `9C`: signatures on documents and mail.
+    Signature,
+    /// `9D`: decryption and key agreement (S/MIME).
+    KeyManagement,
+    /// `9E`: the card itself, without the holder (no PIN).
+    CardAuthentication,
+}
+
+/// The Kerberos realm a holder's principal and UPN are in: the test KDC's,
+/// and the Active Directory domain an integrator maps it to.
+pub const REALM: &str = "S9CARD.TEST";
+
+/// Who and which card a holder's certificate names.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// 12-digit UUID (the subject's UID, the principal's name).
+    pub uuid: String,
+    /// The holder's name (the subject's CN).
+    pub name: String,
+    /// Holder or sponsor (the subject's OU).
+    pub role: Role,
+    /// Mail address, for the signature and key management certificates.
+    pub email: Option<String>,
+    /// The card's GUID, the CHUID's: a version-4 UUID, in the
+    /// certificates as `urn:uuid:…`.
+    pub guid: [u8; 16],
+}
+
+impl Identity {
+    /// The user principal name: `uuid@realm`, lower case as AD writes it.
+    pub fn upn(&self) -> String {
+        format!("{}@{}", self.uuid, REALM.to_ascii_lowercase())
+    }
+}
+
+/// `urn:uuid:` and the GUID in RFC 4122's text form.
+pub fn guid_urn(guid: &[u8; 16]) -> String {
+    let h = hex(guid);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// KRB5PrincipalName (RFC 4556 §3.2.2) for `name@realm`, an NT-PRINCIPAL:
+/// written out by hand, as `der` has no GeneralString.
+fn krb5_principal_name(name: &str, realm: &str) -> Result<Any> {
+    fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(value);
+        out
+    }
+    let general = |s: &str| tlv(0x1B, s.as_bytes());
+    let name_type = tlv(0xA0, &tlv(0x02, &[0x01]));
+    let strings = tlv(0xA1, &tlv(0x30, &general(name)));
+    let principal = tlv(0x30, &[name_type, strings].concat());
+    let der = tlv(
+        0x30,
+        &[tlv(0xA0, &general(realm)), tlv(0xA1, &principal)].concat(),
+    );
+    Any::from_der(&der).map_err(err)
+}
+
+fn other_name(type_id: ObjectIdentifier, value: Any) -> GeneralName {
+    GeneralName::OtherName(OtherName { type_id, value })
+}
+
+fn ia5(s: &str) -> Result<Ia5String> {
+    Ia5String::new(s).map_err(err)
+}
+
+/// The extensions of a holder's certificate for `purpose`.
+fn holder_extensions(
+    subject: &Name,
+    purpose: Purpose,
+    id: &Identity,
+    key: &CardKey,
+) -> Result<Vec<Extension>> {
+    use x509_cert::ext::ToExtension;
+    let fasc_n =
+        Any::encode_from(&OctetString::new(applet::objects::FASC_N).map_err(err)?).map_err(err)?;
+    let card_names = || -> Result<Vec<GeneralName>> {
+        Ok(vec![
+            other_name(oid::PIV_FASC_N, fasc_n.clone()),
+            GeneralName::UniformResourceIdentifier(ia5(&guid_urn(&id.guid))?),
+        ])
+    };
+    let email = || -> Result<Vec<GeneralName>> {
+        id.email
+            .iter()
+            .map(|e| Ok(GeneralName::Rfc822Name(ia5(e)?)))
+            .collect()
+    };
+    let is_rsa = !matches!(
+        key.algorithm,
+        Algorithm::P256 | Algorithm::P384 | Algorithm::Ed25519 | Algorithm::X25519
+    );
+    let (usage, purposes, names) = match purpose {
+        Purpose::Authentication => {
+            let upn =
+                Any::encode_from(&Utf8StringRef::new(&id.upn()).map_err(err)?).map_err(err)?;
+            let mut names = vec![
+                other_name(oid::MS_UPN, upn),
+                other_name(oid::PKINIT_SAN, krb5_principal_name(&id.uuid, REALM)?),
+            ];
+            names.extend(card_names()?);
+            (
+                KeyUsages::DigitalSignature.into(),
+                vec![
+                    ID_KP_CLIENT_AUTH,
+                    oid::PKINIT_CLIENT_AUTH,
+                    oid::MS_SMARTCARD_LOGON,
+                ],
+                names,
+            )
+        }
+        Purpose::Signature => (
+            KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+            vec![ID_KP_EMAIL_PROTECTION],
+            email()?,
+        ),
+        Purpose::KeyManagement => (
+            if is_rsa {
+                KeyUsages::KeyEncipherment.into()
+            } else {
+                KeyUsages::KeyAgreement.into()
+            },
+            vec![ID_KP_EMAIL_PROTECTION],
+            email()?,
+        ),
+        Purpose::CardAuthentication => (
+            KeyUsages::DigitalSignature.into(),
+            vec![oid::PIV_CARD_AUTH],
+            card_names()?,
+        ),
+    };
+    let mut out = vec![
+        BasicConstraints {
+            ca: false,
+            path_len_constraint: None,
+        }
+        .to_extension(subject, &[])
+        .map_err(err)?,
+        KeyUsage(usage).to_extension(subject, &[]).map_err(err)?,
+        ExtendedKeyUsage(purposes)
+            .to_extension(subject, &[])
+            .map_err(err)?,
+    ];
+    if !names.is_empty() {
+        out.push(
+            SubjectAltName(names)
+                .to_extension(subject, &[])
+                .map_err(err)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The extensions of a certificate the CA keeps beside it to sign with:
+/// a signing key for `purpose`, not a CA.
+fn signer_extensions(subject: &Name, purpose: Option<ObjectIdentifier>) -> Result<Vec<Extension>> {
+    use x509_cert::ext::ToExtension;
+    let mut out = vec![
+        BasicConstraints {
+            ca: false,
+            path_len_constraint: None,
+        }
+        .to_extension(subject, &[])
+        .map_err(err)?,
+        KeyUsage(KeyUsages::DigitalSignature.into())
+            .to_extension(subject, &[])
+            .map_err(err)?,
+    ];
+    if let Some(purpose) = purpose {
+        out.push(
+            ExtendedKeyUsage(vec![purpose])
+                .to_extension(subject, &[])
+                .map_err(err)?,
+        );
+    }
+    Ok(out)
 }
 
 fn err(e: impl std::fmt::Display) -> CmsError {
@@ -119,12 +324,13 @@ fn escape(value: &str) -> String {
     out
 }
 
+fn at(t: u64) -> Result<Time> {
+    Ok(Time::GeneralTime(
+        der::asn1::GeneralizedTime::from_unix_duration(Duration::from_secs(t)).map_err(err)?,
+    ))
+}
+
 fn validity(now: u64, days: u64) -> Result<Validity> {
-    let at = |t: u64| -> Result<Time> {
-        Ok(Time::GeneralTime(
-            der::asn1::GeneralizedTime::from_unix_duration(Duration::from_secs(t)).map_err(err)?,
-        ))
-    };
     Ok(Validity::new(at(now)?, at(now + days * DAY)?))
 }
 
@@ -148,10 +354,24 @@ impl TestCa {
         let key = SigningKey::from_slice(&seed).map_err(err)?;
         let subject = Name::from_str("CN=s9card test CA,O=s9card").map_err(err)?;
         let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
+        let extensions = {
+            use x509_cert::ext::ToExtension;
+            vec![
+                BasicConstraints {
+                    ca: true,
+                    path_len_constraint: None,
+                }
+                .to_extension(&subject, &[])
+                .map_err(err)?,
+                KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
+                    .to_extension(&subject, &[])
+                    .map_err(err)?,
+            ]
+        };
         let profile = Profile {
             issuer: subject.clone(),
             subject,
-            ca: true,
+            extensions,
         };
         let builder = CertificateBuilder::new(profile, serial()?, validity(now, 20 * 365)?, spki)
             .map_err(err)?;
@@ -196,32 +416,46 @@ impl TestCa {
         self.dir.join("ca.pem")
     }
 
-    /// Issues a two-year certificate for a card key. The subject names the
-    /// holder by UUID (`UID`, the userid attribute), name (`CN`) and role
-    /// (`OU`: `holder` or `sponsor`, which a sponsor unlock checks).
+    /// Issues a two-year certificate for a card key, for `purpose`. The
+    /// subject names the holder by UUID (`UID`, the userid attribute), name
+    /// (`CN`) and role (`OU`: `holder` or `sponsor`, which a sponsor unlock
+    /// checks); the extensions are what the purpose's relying parties
+    /// check (see [`Purpose`]).
     pub fn issue(
         &self,
-        uuid: &str,
-        name: &str,
-        role: Role,
+        id: &Identity,
+        purpose: Purpose,
         key: &CardKey,
         now: u64,
+    ) -> Result<Vec<u8>> {
+        self.issue_for(id, purpose, key, now, now + CERT_DAYS * DAY)
+    }
+
+    /// [`TestCa::issue`] with the validity given: a test's expired holder.
+    pub fn issue_for(
+        &self,
+        id: &Identity,
+        purpose: Purpose,
+        key: &CardKey,
+        not_before: u64,
+        not_after: u64,
     ) -> Result<Vec<u8>> {
         let spki = key.spki()?;
         let subject = Name::from_str(&format!(
             "UID={},CN={},OU={},O=s9card",
-            escape(uuid),
-            escape(name),
-            role.as_str()
+            escape(&id.uuid),
+            escape(&id.name),
+            id.role.as_str()
         ))
         .map_err(err)?;
+        let extensions = holder_extensions(&subject, purpose, id, key)?;
         let profile = Profile {
             issuer: self.root.tbs_certificate().subject().clone(),
             subject,
-            ca: false,
+            extensions,
         };
-        let builder = CertificateBuilder::new(profile, serial()?, validity(now, CERT_DAYS)?, spki)
-            .map_err(err)?;
+        let validity = Validity::new(at(not_before)?, at(not_after)?);
+        let builder = CertificateBuilder::new(profile, serial()?, validity, spki).map_err(err)?;
         let cert = builder.build::<_, DerSignature>(&self.key).map_err(err)?;
         cert.to_der().map_err(err)
     }
@@ -233,13 +467,15 @@ impl TestCa {
     pub fn issue_signer(
         &self,
         subject: Name,
+        purpose: Option<ObjectIdentifier>,
         spki: SubjectPublicKeyInfo<x509_cert::der::Any, x509_cert::der::asn1::BitString>,
         now: u64,
     ) -> Result<Certificate> {
+        let extensions = signer_extensions(&subject, purpose)?;
         let profile = Profile {
             issuer: self.root.tbs_certificate().subject().clone(),
             subject,
-            ca: false,
+            extensions,
         };
         let builder = CertificateBuilder::new(profile, serial()?, validity(now, 20 * 365)?, spki)
             .map_err(err)?;
@@ -349,14 +585,15 @@ mod tests {
             algorithm: applet::algorithm::Algorithm::P256,
             public: point.as_bytes().to_vec(),
         };
+        let id = Identity {
+            uuid: "555000111222".into(),
+            name: "Ann O'Neil, RN".into(),
+            role: Role::Sponsor,
+            email: None,
+            guid: [0x42; 16],
+        };
         let der = ca
-            .issue(
-                "555000111222",
-                "Ann O'Neil, RN",
-                Role::Sponsor,
-                &card_key,
-                now,
-            )
+            .issue(&id, Purpose::Authentication, &card_key, now)
             .unwrap();
         let info = inspect(&ca, &der).unwrap();
         assert_eq!(info.uuid, "555000111222");
@@ -397,8 +634,15 @@ mod tests {
                 public: vec![0x09; 32],
             },
         ] {
+            let id = Identity {
+                uuid: "555000111333".into(),
+                name: "Bea".into(),
+                role: Role::Holder,
+                email: Some("bea@nhs.example".into()),
+                guid: [7; 16],
+            };
             let der = ca
-                .issue("555000111333", "Bea", Role::Holder, &key, 1_750_000_000)
+                .issue(&id, Purpose::KeyManagement, &key, 1_750_000_000)
                 .unwrap();
             assert_eq!(inspect(&ca, &der).unwrap().key, key, "{:?}", key.algorithm);
         }

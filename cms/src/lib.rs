@@ -6,11 +6,13 @@
 
 pub mod bulk;
 pub mod ca;
+pub mod content;
 pub mod db;
 pub mod derive;
 pub mod error;
 pub mod flows;
 pub mod keys;
+pub mod oid;
 pub mod sm;
 pub mod time;
 

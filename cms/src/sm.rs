@@ -67,7 +67,7 @@ impl SmSigner {
         let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
         let subject = Name::from_str("CN=s9card secure messaging certificate signer,O=s9card")
             .map_err(err)?;
-        let certificate = ca.issue_signer(subject, spki, now)?;
+        let certificate = ca.issue_signer(subject, None, spki, now)?;
         let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
         private_files::write_new(&key_path, pem.as_bytes()).map_err(CmsError::file(&key_path))?;
         std::fs::write(&cert_path, certificate.to_pem(LineEnding::LF).map_err(err)?)

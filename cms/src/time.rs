@@ -64,6 +64,20 @@ pub fn compact_date(t: u64) -> String {
     format!("{:04}{:02}{:02}", at.year(), at.month(), at.day())
 }
 
+/// Formats Unix seconds as `YYYYMMMDD` (`2028DEC04`): the expiry date
+/// the Printed Information carries, as printed on the card.
+pub fn printed_date(t: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    let at = calendar(t);
+    let month = MONTHS
+        .get(usize::from(at.month()).saturating_sub(1))
+        .copied()
+        .unwrap_or("DEC");
+    format!("{:04}{month}{:02}", at.year(), at.day())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +87,8 @@ mod tests {
         assert_eq!(parse("1970-01-01").unwrap(), 0);
         assert_eq!(parse("2026-11-25T12:30:05Z").unwrap(), 1_795_609_805);
         assert_eq!(date(parse("2028-02-29").unwrap()), "2028-02-29");
+        assert_eq!(printed_date(parse("2028-12-04").unwrap()), "2028DEC04");
+        assert_eq!(printed_date(parse("2027-01-31").unwrap()), "2027JAN31");
         assert_eq!(
             compact_date(parse("2099-12-31T23:59:59Z").unwrap()),
             "20991231"

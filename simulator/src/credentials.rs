@@ -16,6 +16,9 @@ use crate::images::parse_serial;
 use crate::passcode::{self, PasscodeFrom};
 use crate::{Done, paths};
 
+/// How long a flow waits for other applications to let go of the card.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The test certificate authority.
 #[derive(clap::Args)]
 pub struct Ca {
@@ -301,7 +304,9 @@ impl CardArgs {
 
     fn open(&self) -> Result<PivClient<AnyCard>, Box<dyn std::error::Error>> {
         let card = match (&self.reader, &self.image) {
-            (Some(r), _) => AnyCard::Reader(Pcsc::connect(r)?),
+            // The flows hold the card's authentications between commands: this
+            // application alone talks to it until they end.
+            (Some(r), _) => AnyCard::Reader(Pcsc::connect_exclusive(r, READER_WAIT)?),
             (None, Some(path)) => {
                 let (_, mut card) = virtual_card::boot(path, Entropy::Os, true)?;
                 card.power_on();

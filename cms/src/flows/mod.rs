@@ -15,17 +15,54 @@ pub use unlock::*;
 
 use std::path::{Path, PathBuf};
 
-use super::ca::{self, CertInfo, TestCa};
+use super::ca::{self, CertInfo, Identity, Purpose, TestCa};
+use super::content::{self, ContentSigner};
 use super::db::{CardRow, Db, Holder};
 use super::derive::MasterSecret;
 use crate::{CmsError, Result, Step};
 use client::{AdminAlgorithm, ClientError, PivClient, Slot, Transport, unwrap_tlv};
 
-/// Certificate objects of the two slots a staff card uses.
-pub const SLOTS: [(Slot, u32); 2] = [
+/// The keys a staff card carries and their certificate objects: logon
+/// (`9A`, first: it names the holder), signature, key management and card
+/// authentication.
+pub const SLOTS: [(Slot, u32); 4] = [
     (Slot::Authentication, 0x5FC105),
     (Slot::Signature, 0x5FC10A),
+    (Slot::KeyManagement, 0x5FC10B),
+    (Slot::CardAuthentication, 0x5FC101),
 ];
+
+/// What the certificate of a key in [`SLOTS`] is for.
+pub fn purpose(slot: Slot) -> Purpose {
+    match slot {
+        Slot::Signature => Purpose::Signature,
+        Slot::KeyManagement => Purpose::KeyManagement,
+        Slot::CardAuthentication => Purpose::CardAuthentication,
+        _ => Purpose::Authentication,
+    }
+}
+
+/// Writes the card's signed content for a card whose certificates expire
+/// at `expiry`: the CHUID (its GUID kept), the Printed Information, and
+/// the Security Object over both. The management key must be
+/// authenticated.
+fn write_content<T: Transport>(
+    cms: &Cms,
+    card: &mut PivClient<T>,
+    id: &Identity,
+    serial: u32,
+    expiry: u64,
+    now: u64,
+) -> Result<Vec<u8>> {
+    let signer = ContentSigner::load_or_create(&cms.ca, now)?;
+    let chuid = signer.chuid(&id.guid, expiry)?;
+    let printed = content::printed_information(&id.name, id.role.as_str(), expiry, serial);
+    card.put_object(content::CHUID, &chuid)?;
+    card.put_object(content::PRINTED_INFORMATION, &printed)?;
+    let security_object = signer.security_object(&[&chuid, &printed])?;
+    card.put_object(content::SECURITY_OBJECT, &security_object)?;
+    Ok(chuid)
+}
 
 /// The CMS state: database, test CA and master secret, kept side by side.
 pub struct Cms {

@@ -1,14 +1,15 @@
 //! Personalisation: a factory-fresh card made a holder's, resumable when cut short.
 
-use crate::ca::{self, Role};
+use crate::ca::{self, Identity, Role};
+use crate::content;
 use crate::db::{CardRow, Holder};
 use crate::keys::CardKey;
 use crate::sm;
-use crate::time::{self, DAY};
+use crate::time::DAY;
 use crate::{CmsError, Result, Step};
 use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Suite, Transport};
 
-use super::{Cms, SLOTS, acceptable, card_expiry, slot_certificate, step};
+use super::{Cms, SLOTS, acceptable, card_expiry, purpose, slot_certificate, step, write_content};
 
 /// Who a new card is for.
 #[derive(Clone, Debug)]
@@ -58,24 +59,6 @@ pub fn validate(r: &Request) -> Result<()> {
         }
     }
     acceptable(&r.passcode)
-}
-
-/// The CHUID the CMS writes: the applet's layout (FASC-N with no agency,
-/// empty signature and LRC) with a GUID naming the holder (`S9` and the
-/// UUID) and the certificates' expiry.
-pub fn chuid(uuid: &str, expiry: u64) -> Result<Vec<u8>> {
-    let mut guid = [0u8; 16];
-    for (g, b) in guid.iter_mut().zip(b"S9".iter().chain(uuid.as_bytes())) {
-        *g = *b;
-    }
-    let mut date = [0u8; 8];
-    for (d, b) in date.iter_mut().zip(time::compact_date(expiry).bytes()) {
-        *d = b;
-    }
-    let mut out = [0u8; applet::objects::CHUID_LEN];
-    let len = applet::objects::chuid(&guid, &date, &mut out)
-        .map_err(|e| CmsError::Encoding(format!("CHUID: {e:?}")))?;
-    Ok(out[..len].to_vec())
 }
 
 /// What personalisation produced.
@@ -207,25 +190,30 @@ fn personalize_card<T: Transport>(
             })?;
     }
     let expiry = now + ca::CERT_DAYS * DAY;
-    // Keys and certificates are made again on a resumed attempt: a key
-    // without its certificate from the attempt cut short is replaced.
+    // A new card identity: a resumed attempt makes it again, with the keys
+    // and certificates (a key without its certificate from the attempt cut
+    // short is replaced) and everything that names the GUID.
+    let id = Identity {
+        uuid: r.uuid.clone(),
+        name: r.name.clone(),
+        role: r.role,
+        email: r.email.clone(),
+        guid: content::new_guid()?,
+    };
     for (slot, object) in SLOTS {
         let key = CardKey {
             algorithm: r.algorithm,
             public: card.generate_key(slot, r.algorithm, false)?,
         };
-        let cert = cms.ca.issue(&r.uuid, &r.name, r.role, &key, now)?;
+        let cert = cms.ca.issue(&id, purpose(slot), &key, now)?;
         card.put_object(object, &PivClient::<T>::certificate_object(&cert))?;
     }
-    let chuid = chuid(&r.uuid, expiry)?;
-    card.put_object(0x5FC102, &chuid)?;
+    write_content(cms, card, &id, info.serial, expiry, now)?;
     let pairing_code = match r.secure_messaging {
         Some(suite) => {
             let signer = sm::SmSigner::load_or_create(&cms.ca, now)?;
-            let guid =
-                sm::guid_of(&chuid).ok_or(CmsError::Encoding("CHUID without a GUID".into()))?;
             let code = sm::new_pairing_code()?;
-            sm::make_ready(card, &signer, suite, &guid, Some(&code))?;
+            sm::make_ready(card, &signer, suite, &id.guid, Some(&code))?;
             Some(code)
         }
         None => None,

@@ -1,13 +1,16 @@
 //! Renewal: new keys and certificates in the 90 days before expiry, all or
 //! nothing per slot.
 
-use crate::db;
+use crate::ca::Identity;
+use crate::content;
+use crate::db::{self, Holder};
 use crate::keys::CardKey;
+use crate::sm;
 use crate::time::{self, DAY};
 use crate::{CmsError, Result};
 use client::{AdminAlgorithm, ClientError, PivClient, Status as Sw, Transport};
 
-use super::{Cms, SLOTS, card_expiry, registered, slot_certificate};
+use super::{Cms, SLOTS, card_expiry, purpose, registered, slot_certificate, write_content};
 
 /// Days before expiry from which a holder may renew.
 pub const RENEWAL_DAYS: u64 = 90;
@@ -73,8 +76,16 @@ pub fn renew<T: Transport>(
         .map(|&(_, o)| slot_certificate(cms, card, o))
         .collect::<Result<Vec<_>, _>>()?;
     let all_new = lagging.iter().all(|c| c.not_after > row.expiry);
+    let id = identity(card, &holder)?;
     if all_new {
         let expiry = card_expiry(cms, card)?;
+        // The run cut short may have stopped before the CHUID and the
+        // Security Object caught up with the new expiry.
+        card.authenticate(
+            AdminAlgorithm::Aes256,
+            &cms.master.management_key(info.serial),
+        )?;
+        write_content(cms, card, &id, info.serial, expiry, now)?;
         update_expiry(cms, info.serial, expiry, now, "reconciled")?;
         return Ok(Renewed {
             serial: info.serial,
@@ -126,19 +137,34 @@ pub fn renew<T: Transport>(
             algorithm,
             public: card.generate_key(*slot, algorithm, true)?,
         };
-        let cert = cms
-            .ca
-            .issue(&holder.uuid, &holder.name, holder.role, &key, now)?;
+        let cert = cms.ca.issue(&id, purpose(*slot), &key, now)?;
         card.commit_renewal(*slot, &cert)?;
     }
     // A slot renewed by an interrupted earlier run expires before the ones
     // renewed now: the card's expiry is the earliest.
     let expiry = card_expiry(cms, card)?;
+    write_content(cms, card, &id, info.serial, expiry, now)?;
     update_expiry(cms, info.serial, expiry, now, "ok")?;
     Ok(Renewed {
         serial: info.serial,
         expiry,
         reconciled: false,
+    })
+}
+
+/// Who the card's certificates name: the registered holder, and the
+/// card's GUID from its CHUID (a renewal keeps the card's identity).
+fn identity<T: Transport>(card: &mut PivClient<T>, holder: &Holder) -> Result<Identity> {
+    let chuid = card
+        .get_object(content::CHUID)?
+        .ok_or(CmsError::Encoding("the card has no CHUID".into()))?;
+    let guid = sm::guid_of(&chuid).ok_or(CmsError::Encoding("a CHUID without a GUID".into()))?;
+    Ok(Identity {
+        uuid: holder.uuid.clone(),
+        name: holder.name.clone(),
+        role: holder.role,
+        email: holder.email.clone(),
+        guid,
     })
 }
 
