@@ -28,10 +28,12 @@ use der::asn1::{Ia5String, OctetString, Utf8StringRef};
 use x509_cert::ext::pkix::name::{GeneralName, OtherName};
 use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
 
+use super::db::{self, Revoked};
 use super::keys::CardKey;
 use super::oid;
 use super::time::DAY;
 use crate::{CmsError, Result};
+use x509_cert::spki::AlgorithmIdentifierOwned;
 
 /// How long holders' certificates are valid: two years, as on NHS cards.
 pub const CERT_DAYS: u64 = 730;
@@ -490,6 +492,69 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// The CA's CRL at `now` (RFC 5280 §5, v2), listing `revoked` with
+    /// their reasons; valid for [`CRL_DAYS`], numbered by `now` so that a
+    /// later CRL has a higher number.
+    pub fn crl(&self, revoked: &[Revoked], now: u64) -> Result<Vec<u8>> {
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        use x509_cert::ext::ToExtension;
+        use x509_cert::ext::pkix::{CrlNumber, CrlReason};
+        let issuer = self.root.tbs_certificate().subject().clone();
+        let reason = |code: u8| match code {
+            db::KEY_COMPROMISE => CrlReason::KeyCompromise,
+            db::SUPERSEDED => CrlReason::Superseded,
+            _ => CrlReason::Unspecified,
+        };
+        let entries = revoked
+            .iter()
+            .map(|r| {
+                Ok(RevokedCert {
+                    serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial)
+                        .map_err(err)?,
+                    revocation_date: at(r.at)?,
+                    crl_entry_extensions: Some(vec![
+                        reason(r.reason).to_extension(&issuer, &[]).map_err(err)?,
+                    ]),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let number = CrlNumber(der::asn1::Uint::new(&now.to_be_bytes()).map_err(err)?);
+        let algorithm = AlgorithmIdentifierOwned {
+            oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+            parameters: None,
+        };
+        let tbs = TbsCertList {
+            version: x509_cert::Version::V2,
+            signature: algorithm.clone(),
+            issuer: issuer.clone(),
+            this_update: at(now)?,
+            next_update: Some(at(now + CRL_DAYS * DAY)?),
+            revoked_certificates: (!entries.is_empty()).then_some(entries),
+            crl_extensions: Some(vec![number.to_extension(&issuer, &[]).map_err(err)?]),
+        };
+        let signature: DerSignature = {
+            use p256::ecdsa::signature::Signer;
+            self.key.sign(&tbs.to_der().map_err(err)?)
+        };
+        CertificateList {
+            tbs_cert_list: tbs,
+            signature_algorithm: algorithm,
+            signature: der::asn1::BitString::from_bytes(signature.as_bytes()).map_err(err)?,
+        }
+        .to_der()
+        .map_err(err)
+    }
+}
+
+/// PEM (RFC 7468) of `der` under `label`.
+pub fn pem(label: &str, der: &[u8]) -> Result<String> {
+    der::pem::encode_string(label, LineEnding::LF, der).map_err(err)
+}
+
+/// How long a CRL is current: relying parties fetch the next within it.
+pub const CRL_DAYS: u64 = 7;
+
 /// Checks `cert`'s signature with the root's key.
 fn verify_issued(ca: &TestCa, cert: &Certificate) -> Result<()> {
     use p256::ecdsa::signature::Verifier;
@@ -522,6 +587,8 @@ pub struct CertInfo {
     pub not_after: u64,
     /// The certified key.
     pub key: CardKey,
+    /// The certificate's serial number (the INTEGER's content octets).
+    pub serial: Vec<u8>,
 }
 
 /// Parses and checks a certificate: issued by `ca`'s root, signature valid.
@@ -557,6 +624,7 @@ pub fn inspect(ca: &TestCa, der: &[u8]) -> Result<CertInfo> {
         role,
         not_after,
         key,
+        serial: tbs.serial_number().as_bytes().to_vec(),
     })
 }
 

@@ -64,7 +64,89 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX code_requests_by_card ON code_requests (serial, at);",
+    // 4: the certificates on each card, for the CRL: when and why one was
+    // revoked (RFC 5280 CRLReason). Cards issued before this migration
+    // have no rows: their certificates cannot be listed.
+    "CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY CHECK (length(serial) > 0 AND serial NOT GLOB '*[^0-9a-f]*'),
+        card INTEGER NOT NULL REFERENCES cards(serial),
+        slot INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        revoked INTEGER,
+        reason INTEGER
+    );
+    CREATE INDEX certificates_by_card ON certificates (card);",
 ];
+
+/// RFC 5280's CRLReason for a certificate of a card revoked as lost or
+/// stolen: its keys may be in other hands.
+pub const KEY_COMPROMISE: u8 = 1;
+/// RFC 5280's CRLReason for a certificate a renewal or a new card replaced.
+pub const SUPERSEDED: u8 = 4;
+
+/// A certificate the CMS put on a card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// Its serial number (the INTEGER's content octets).
+    pub serial: Vec<u8>,
+    /// The key reference it certifies (`9A`, …).
+    pub slot: u8,
+    /// notAfter, Unix seconds.
+    pub not_after: u64,
+}
+
+/// A revoked certificate, as a CRL lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// Its serial number.
+    pub serial: Vec<u8>,
+    /// When it was revoked, Unix seconds.
+    pub at: u64,
+    /// RFC 5280 CRLReason.
+    pub reason: u8,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| text.get(2 * i..2 * i + 2))
+        .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
+        .collect()
+}
+
+/// Records `certificates` as `card`'s, inside the caller's transaction;
+/// any earlier certificate of the card not among them was replaced, and is
+/// revoked as superseded.
+pub fn record_certificates(
+    tx: &rusqlite::Transaction<'_>,
+    card: u32,
+    certificates: &[Issued],
+    now: u64,
+) -> Result<()> {
+    let current: Vec<String> = certificates.iter().map(|c| hex(&c.serial)).collect();
+    let earlier: Vec<String> = {
+        let mut stmt =
+            tx.prepare("SELECT serial FROM certificates WHERE card = ?1 AND revoked IS NULL")?;
+        let rows = stmt.query_map([card], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for serial in earlier.iter().filter(|s| !current.contains(s)) {
+        tx.execute(
+            "UPDATE certificates SET revoked = ?2, reason = ?3 WHERE serial = ?1",
+            params![serial, now as i64, SUPERSEDED],
+        )?;
+    }
+    for (c, serial) in certificates.iter().zip(&current) {
+        tx.execute(
+            "INSERT OR IGNORE INTO certificates (serial, card, slot, not_after) VALUES (?1, ?2, ?3, ?4)",
+            params![serial, card, c.slot, c.not_after as i64],
+        )?;
+    }
+    Ok(())
+}
 
 /// Self-service codes a card may request in an hour.
 pub const REQUESTS_PER_HOUR: u32 = 3;
@@ -225,6 +307,7 @@ impl Db {
         &mut self,
         holder: &Holder,
         card: &CardRow,
+        certificates: &[Issued],
         actor: &str,
         now: u64,
     ) -> Result<()> {
@@ -247,6 +330,7 @@ impl Db {
             Some(rusqlite::ErrorCode::ConstraintViolation) => CmsError::CardRegistered(card.serial),
             _ => e.into(),
         })?;
+        record_certificates(&tx, card.serial, certificates, now)?;
         audit(
             &tx,
             now,
@@ -301,8 +385,34 @@ impl Db {
                 Some(_) => CmsError::RevokedAlready(serial),
             });
         }
+        let why = if reason == "replaced" {
+            SUPERSEDED
+        } else {
+            KEY_COMPROMISE
+        };
+        tx.execute(
+            "UPDATE certificates SET revoked = ?2, reason = ?3 WHERE card = ?1 AND revoked IS NULL",
+            params![serial, now as i64, why],
+        )?;
         audit(&tx, now, actor, "revoke", Some(serial), "ok", reason)?;
         tx.commit().map_err(CmsError::from)
+    }
+
+    /// The revoked certificates a CRL at `now` lists: those not yet
+    /// expired, oldest revocation first.
+    pub fn revoked_certificates(&self, now: u64) -> Result<Vec<Revoked>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT serial, revoked, reason FROM certificates \
+             WHERE revoked IS NOT NULL AND not_after > ?1 ORDER BY revoked, serial",
+        )?;
+        let rows = stmt.query_map([now as i64], |r| {
+            Ok(Revoked {
+                serial: unhex(&r.get::<_, String>(0)?),
+                at: r.get::<_, i64>(1)? as u64,
+                reason: r.get(2)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(CmsError::from)
     }
 
     /// The security code last requested for a card.
@@ -560,6 +670,7 @@ mod tests {
         db.register(
             &holder("555000111222"),
             &card(912_345_678, "555000111222"),
+            &[],
             "ra",
             5,
         )
@@ -568,6 +679,7 @@ mod tests {
             db.register(
                 &holder("555000111222"),
                 &card(912_345_679, "555000111222"),
+                &[],
                 "ra",
                 6
             )
@@ -576,7 +688,7 @@ mod tests {
         // The failed registration left nothing behind.
         assert_eq!(db.card(912_345_679).unwrap(), None);
         assert!(
-            db.register(&holder("12345"), &card(912_345_670, "12345"), "ra", 6)
+            db.register(&holder("12345"), &card(912_345_670, "12345"), &[], "ra", 6)
                 .is_err(),
             "UUID must be 12 digits"
         );

@@ -249,7 +249,7 @@ fn concurrent_invocations_do_not_corrupt_the_database() {
                         is_virtual: true,
                         status: "active".into(),
                     };
-                    d.register(&holder, &card, "ra", 1).unwrap();
+                    d.register(&holder, &card, &[], "ra", 1).unwrap();
                 }
             })
         })
@@ -348,8 +348,10 @@ fn personalisation_resumes_after_a_crash_at_every_step() {
         // Start the next cut from a fresh card and database row.
         drop(sim);
         let db = s.cms.db.conn();
-        db.execute_batch("DELETE FROM codes; DELETE FROM cards; DELETE FROM holders;")
-            .unwrap();
+        db.execute_batch(
+            "DELETE FROM codes; DELETE FROM certificates; DELETE FROM cards; DELETE FROM holders;",
+        )
+        .unwrap();
         std::fs::remove_file(&s.image).unwrap();
         virtual_card::init(
             &s.image,

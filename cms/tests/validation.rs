@@ -341,3 +341,98 @@ fn the_certificates_carry_what_logon_and_card_authentication_check() {
     }
     assert!(!card_auth.contains("Client Authentication"), "{card_auth}");
 }
+
+/// Revocation reaches relying parties through the CA's CRL: a renewal
+/// revokes the certificates it replaced as superseded, a card reported
+/// lost has its certificates revoked for key compromise; OpenSSL checks
+/// the CRL's signature and finds each serial with its reason.
+#[test]
+fn renewal_and_revocation_reach_the_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cms.db");
+    let now = time::parse("2026-11-25").unwrap();
+    Cms::init_ca(&db, now).unwrap();
+    let mut cms = Cms::open(&db).unwrap();
+    let image = dir.path().join("card.s9img");
+    virtual_card::init(
+        &image,
+        Make::virtual_card(912_345_678, applet::Profile::Series9),
+        Entropy::Seed(1),
+    )
+    .unwrap();
+    let (_, mut sim) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
+    sim.power_on();
+    let mut card = PivClient::new(&mut sim);
+    let request = Request {
+        uuid: "555000111444".into(),
+        name: "Ann Example".into(),
+        email: None,
+        mobile: None,
+        role: Role::Holder,
+        passcode: String::from("482915").into(),
+        serial: None,
+        algorithm: applet::algorithm::Algorithm::P256,
+        secure_messaging: None,
+    };
+    flows::personalize(&mut cms, &mut card, &request, now).unwrap();
+    let serials = |card: &mut PivClient<&mut _>| -> Vec<String> {
+        flows::SLOTS
+            .iter()
+            .map(|&(_, object)| {
+                let content = card.get_object(object).unwrap().unwrap();
+                let info = cms::ca::inspect(
+                    &cms::ca::TestCa::load(&dir.path().join("ca")).unwrap(),
+                    unwrap_tlv(&content, 0x70).unwrap(),
+                )
+                .unwrap();
+                info.serial.iter().map(|b| format!("{b:02X}")).collect()
+            })
+            .collect()
+    };
+    let first = serials(&mut card);
+    assert!(cms.db.revoked_certificates(now).unwrap().is_empty());
+
+    let later = now + 700 * time::DAY;
+    flows::renew(&mut cms, &mut card, b"482915", later).unwrap();
+    let renewed = serials(&mut card);
+    flows::revoke(&mut cms, 912_345_678, false, later + time::DAY).unwrap();
+
+    let crl = cms
+        .ca
+        .crl(
+            &cms.db.revoked_certificates(later + 2 * time::DAY).unwrap(),
+            later + 2 * time::DAY,
+        )
+        .unwrap();
+    let path = write(dir.path(), "crl.der", &crl);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &path,
+        "-CAfile",
+        dir.path().join("ca/ca.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("verify OK"), "{text}");
+    let entry = |serial: &str| {
+        let at = text
+            .find(&format!("Serial Number: {serial}"))
+            .unwrap_or_else(|| panic!("{serial} not in the CRL:\n{text}"));
+        text[at..].lines().take(5).collect::<Vec<_>>().join("\n")
+    };
+    for serial in &first {
+        assert!(entry(serial).contains("Superseded"), "{}", entry(serial));
+    }
+    for serial in &renewed {
+        assert!(
+            entry(serial).contains("Key Compromise"),
+            "{}",
+            entry(serial)
+        );
+    }
+    assert_eq!(text.matches("Serial Number:").count(), 8, "{text}");
+}

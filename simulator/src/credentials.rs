@@ -3,7 +3,9 @@
 //! crate's; here the command line chooses the card (a reader, or an image
 //! opened in this process), reads passcodes and prints what was done.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use clap::Subcommand;
 use client::{Pcsc, PivClient, Transport};
@@ -255,14 +257,16 @@ enum SelfUnlockStep {
 /// The card chosen on the command line: in a reader, or an image opened
 /// in this process.
 enum AnyCard {
-    Reader(Pcsc),
+    /// The reader's one connection, exclusive to this process: shared by
+    /// the sponsor's and the holder's clients when both name one reader.
+    Reader(Rc<RefCell<Pcsc>>),
     Image(Box<virtual_card::SimCard>),
 }
 
 impl Transport for AnyCard {
     fn transmit(&mut self, apdu: &[u8]) -> client::Result<Vec<u8>> {
         match self {
-            AnyCard::Reader(r) => r.transmit(apdu),
+            AnyCard::Reader(r) => r.borrow_mut().transmit(apdu),
             AnyCard::Image(c) => Transport::transmit(c.as_mut(), apdu),
         }
     }
@@ -273,10 +277,18 @@ impl AnyCard {
     /// 01 …`, PC/SC Part 3's form).
     fn is_contactless(&self) -> bool {
         let atr = match self {
-            AnyCard::Reader(r) => r.atr().unwrap_or_default(),
+            AnyCard::Reader(r) => r.borrow().atr().unwrap_or_default(),
             AnyCard::Image(c) => c.atr().to_vec(),
         };
         matches!(atr[..], [0x3B, t0, 0x80, 0x01, ..] if t0 & 0xF0 == 0x80)
+    }
+}
+
+/// A second client on the card `other` talks to, through its connection.
+fn sharing(other: &mut PivClient<AnyCard>) -> Option<PivClient<AnyCard>> {
+    match other.transport_mut() {
+        AnyCard::Reader(r) => Some(PivClient::new(AnyCard::Reader(Rc::clone(r)))),
+        AnyCard::Image(_) => None,
     }
 }
 
@@ -306,7 +318,10 @@ impl CardArgs {
         let card = match (&self.reader, &self.image) {
             // The flows hold the card's authentications between commands: this
             // application alone talks to it until they end.
-            (Some(r), _) => AnyCard::Reader(Pcsc::connect_exclusive(r, READER_WAIT)?),
+            (Some(r), _) => AnyCard::Reader(Rc::new(RefCell::new(Pcsc::connect_exclusive(
+                r,
+                READER_WAIT,
+            )?))),
             (None, Some(path)) => {
                 let (_, mut card) = virtual_card::boot(path, Entropy::Os, true)?;
                 card.power_on();
@@ -322,12 +337,35 @@ impl CardArgs {
 enum CaCommand {
     /// Create the test CA and the master secret beside the database.
     Init,
+    /// Write the CA's CRL (PEM): the certificates of revoked cards and
+    /// those renewals replaced, for relying parties' revocation checks.
+    Crl {
+        /// Where the CRL goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn ca(args: Ca) -> Done {
-    let CaCommand::Init = args.command;
-    let ca = Cms::init_ca(&args.cms.db(), args.cms.now()?)?;
-    println!("test CA created: {}", ca.root_path().display());
+    let now = args.cms.now()?;
+    match args.command {
+        CaCommand::Init => {
+            let ca = Cms::init_ca(&args.cms.db(), now)?;
+            println!("test CA created: {}", ca.root_path().display());
+        }
+        CaCommand::Crl { out } => {
+            let state = Cms::open(&args.cms.db())?;
+            let revoked = state.db.revoked_certificates(now)?;
+            let pem = cms::ca::pem("X509 CRL", &state.ca.crl(&revoked, now)?)?;
+            std::fs::write(&out, pem)?;
+            println!(
+                "CRL with {} revoked certificate(s), current until {}: {}",
+                revoked.len(),
+                time::date(now + cms::ca::CRL_DAYS * time::DAY),
+                out.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -456,18 +494,25 @@ pub fn renew(args: Renew) -> Done {
 pub fn unlock(args: Unlock) -> Done {
     let now = args.cms.now()?;
     let mut state = Cms::open(&args.cms.db())?;
+    let same_reader = args.sponsor_reader.is_some() && args.sponsor_reader == args.card_reader;
     let mut sponsor = CardArgs {
         reader: args.sponsor_reader,
         image: args.sponsor_image,
         pairing_code: None,
     }
     .open_with(None)?;
-    let mut card = CardArgs {
-        reader: args.card_reader,
-        image: args.card_image,
-        pairing_code: None,
-    }
-    .open_with(None)?;
+    // One card in one reader named twice: it is both (and is refused as a
+    // sponsor unless it is one); its exclusive connection serves both.
+    let mut card = if same_reader {
+        sharing(&mut sponsor).ok_or("the card's connection cannot be shared")?
+    } else {
+        CardArgs {
+            reader: args.card_reader,
+            image: args.card_image,
+            pairing_code: None,
+        }
+        .open_with(None)?
+    };
     let sponsor_passcode = passcode::read(PasscodeFrom {
         flag: args.sponsor_passcode,
         flag_name: "--sponsor-passcode",

@@ -5,6 +5,12 @@
 //! removed card are refused by the relying party itself.
 
 mod harness;
+#[path = "relying_parties/kerberos.rs"]
+mod kerberos;
+#[path = "relying_parties/pam.rs"]
+mod pam;
+#[path = "relying_parties/smime.rs"]
+mod smime;
 #[path = "relying_parties/ssh.rs"]
 mod ssh;
 #[path = "relying_parties/support.rs"]
@@ -35,4 +41,54 @@ fn tls_client_authentication_with_an_rsa_card() {
 #[test]
 fn tls_refuses_an_expired_card() {
     tls::refuses_expired();
+}
+
+#[test]
+fn smime_signs_and_decrypts_with_a_p256_card() {
+    smime::signs_and_decrypts("p256");
+}
+
+#[test]
+fn smime_signs_and_decrypts_with_an_rsa_card() {
+    smime::signs_and_decrypts("rsa2048");
+}
+
+#[test]
+fn the_signature_key_needs_the_passcode_for_every_signature() {
+    smime::signature_needs_the_passcode_each_time();
+}
+
+#[test]
+fn kerberos_logon_with_an_rsa_card() {
+    kerberos::logs_on("rsa2048");
+}
+
+#[test]
+fn kerberos_refuses_an_expired_card() {
+    kerberos::refuses_expired();
+}
+
+#[test]
+fn tls_refuses_a_revoked_card() {
+    tls::refuses_revoked();
+}
+
+#[test]
+fn kerberos_refuses_a_revoked_card() {
+    kerberos::refuses_revoked();
+}
+
+#[test]
+fn workstation_login_with_the_card() {
+    pam::logs_in();
+}
+
+#[test]
+fn workstation_refuses_a_revoked_card() {
+    pam::refuses_revoked();
+}
+
+#[test]
+fn workstation_locks_when_the_card_is_pulled() {
+    pam::locks_on_removal();
 }

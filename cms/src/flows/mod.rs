@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::ca::{self, CertInfo, Identity, Purpose, TestCa};
 use super::content::{self, ContentSigner};
-use super::db::{CardRow, Db, Holder};
+use super::db::{CardRow, Db, Holder, Issued};
 use super::derive::MasterSecret;
 use crate::{CmsError, Result, Step};
 use client::{AdminAlgorithm, ClientError, PivClient, Slot, Transport, unwrap_tlv};
@@ -118,6 +118,21 @@ fn acceptable(passcode: &str) -> Result<()> {
 /// A card step's failure, named.
 fn step(step: Step) -> impl FnOnce(ClientError) -> CmsError {
     move |source| CmsError::CardStep { step, source }
+}
+
+/// The certificates on a card, as the database records them.
+fn issued_on<T: Transport>(cms: &Cms, card: &mut PivClient<T>) -> Result<Vec<Issued>> {
+    SLOTS
+        .iter()
+        .map(|&(slot, object)| {
+            let cert = slot_certificate(cms, card, object)?;
+            Ok(Issued {
+                serial: cert.serial,
+                slot: slot.byte(),
+                not_after: cert.not_after,
+            })
+        })
+        .collect()
 }
 
 /// When a card's certificates expire: the earliest `notAfter` of its

@@ -9,7 +9,9 @@ use crate::time::DAY;
 use crate::{CmsError, Result, Step};
 use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Suite, Transport};
 
-use super::{Cms, SLOTS, acceptable, card_expiry, purpose, slot_certificate, step, write_content};
+use super::{
+    Cms, SLOTS, acceptable, card_expiry, issued_on, purpose, slot_certificate, step, write_content,
+};
 
 /// Who a new card is for.
 #[derive(Clone, Debug)]
@@ -130,6 +132,7 @@ pub fn personalize<T: Transport>(
         }
     }
     let expiry = card_expiry(cms, card)?;
+    let certificates = issued_on(cms, card)?;
     let holder = Holder {
         uuid: r.uuid.clone(),
         name: r.name.clone(),
@@ -145,7 +148,7 @@ pub fn personalize<T: Transport>(
         status: "active".into(),
     };
     cms.db
-        .register(&holder, &row, "registration authority", now)?;
+        .register(&holder, &row, &certificates, "registration authority", now)?;
     Ok(Personalised {
         serial: info.serial,
         expiry,

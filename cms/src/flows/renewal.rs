@@ -3,14 +3,16 @@
 
 use crate::ca::Identity;
 use crate::content;
-use crate::db::{self, Holder};
+use crate::db::{self, Holder, Issued};
 use crate::keys::CardKey;
 use crate::sm;
 use crate::time::{self, DAY};
 use crate::{CmsError, Result};
 use client::{AdminAlgorithm, ClientError, PivClient, Status as Sw, Transport};
 
-use super::{Cms, SLOTS, card_expiry, purpose, registered, slot_certificate, write_content};
+use super::{
+    Cms, SLOTS, card_expiry, issued_on, purpose, registered, slot_certificate, write_content,
+};
 
 /// Days before expiry from which a holder may renew.
 pub const RENEWAL_DAYS: u64 = 90;
@@ -86,7 +88,8 @@ pub fn renew<T: Transport>(
             &cms.master.management_key(info.serial),
         )?;
         write_content(cms, card, &id, info.serial, expiry, now)?;
-        update_expiry(cms, info.serial, expiry, now, "reconciled")?;
+        let certificates = issued_on(cms, card)?;
+        update_expiry(cms, info.serial, &certificates, expiry, now, "reconciled")?;
         return Ok(Renewed {
             serial: info.serial,
             expiry,
@@ -144,7 +147,8 @@ pub fn renew<T: Transport>(
     // renewed now: the card's expiry is the earliest.
     let expiry = card_expiry(cms, card)?;
     write_content(cms, card, &id, info.serial, expiry, now)?;
-    update_expiry(cms, info.serial, expiry, now, "ok")?;
+    let certificates = issued_on(cms, card)?;
+    update_expiry(cms, info.serial, &certificates, expiry, now, "ok")?;
     Ok(Renewed {
         serial: info.serial,
         expiry,
@@ -168,8 +172,18 @@ fn identity<T: Transport>(card: &mut PivClient<T>, holder: &Holder) -> Result<Id
     })
 }
 
-fn update_expiry(cms: &mut Cms, serial: u32, expiry: u64, now: u64, outcome: &str) -> Result<()> {
+/// Records the card's new expiry and certificates (the ones they replaced
+/// are revoked as superseded), with an audit record, in one transaction.
+fn update_expiry(
+    cms: &mut Cms,
+    serial: u32,
+    certificates: &[Issued],
+    expiry: u64,
+    now: u64,
+    outcome: &str,
+) -> Result<()> {
     let tx = cms.db.conn().transaction()?;
+    db::record_certificates(&tx, serial, certificates, now)?;
     tx.execute(
         "UPDATE cards SET expiry = ?1, updated = ?2 WHERE serial = ?3",
         rusqlite::params![expiry as i64, now as i64, serial],

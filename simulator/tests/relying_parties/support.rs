@@ -37,6 +37,7 @@ impl Issuer {
 
     /// Personalises the card in reader `n` for holder `uuid` with keys of
     /// `algorithm` (`p256`, `p384`, `rsa2048`); `now` backdates it.
+    /// Returns the card's serial.
     pub fn personalise(
         &self,
         h: &Harness,
@@ -44,7 +45,7 @@ impl Issuer {
         uuid: &str,
         algorithm: &str,
         now: Option<&str>,
-    ) {
+    ) -> String {
         let reader = h.reader(n);
         let mut args = vec![
             "personalize",
@@ -66,8 +67,82 @@ impl Issuer {
         if let Some(now) = now {
             args.extend(["--now", now]);
         }
-        ok(s9card().to_str().unwrap(), &args);
+        let out = ok(s9card().to_str().unwrap(), &args);
+        out.split_whitespace()
+            .skip_while(|w| *w != "card")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no serial in: {out}"))
+            .to_string()
     }
+
+    /// Revokes the card `serial` as lost, and writes the CA's CRL, which
+    /// lists its certificates: the file relying parties check.
+    pub fn revoke(&self, h: &Harness, serial: &str) -> PathBuf {
+        let db = self.db.to_str().unwrap();
+        ok(
+            s9card().to_str().unwrap(),
+            &["revoke", "--serial", serial, "--db", db],
+        );
+        let crl = h.path("crl.pem");
+        ok(
+            s9card().to_str().unwrap(),
+            &["ca", "crl", "--out", s(&crl), "--db", db],
+        );
+        crl
+    }
+}
+
+/// OpenSC configured to see the card in the harness's first reader and no
+/// other (`ignored_readers`: every other reader PC/SC lists). The clients
+/// here (the PKCS#11 engine, ssh, kinit, pam_pkcs11, pkcs11_eventmgr)
+/// open every token they are shown; shown only this one, they leave the
+/// other tests' cards, and ykman's exclusive connections, alone.
+pub fn own_reader_conf(h: &Harness) -> PathBuf {
+    let path = h.path("opensc-own-reader.conf");
+    if !path.exists() {
+        let ours = h.reader(0);
+        let others: Vec<String> = virtual_reader::readers::listed()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| *name != ours)
+            .map(|name| format!("\"{name}\""))
+            .collect();
+        assert!(
+            !others.iter().any(|o| o.contains(&ours)),
+            "{ours} in {others:?}"
+        );
+        let conf = std::fs::read_to_string(h.opensc_conf()).unwrap().replacen(
+            "app default {",
+            &format!("app default {{\n\tignored_readers = {};", others.join(", ")),
+            1,
+        );
+        std::fs::write(&path, conf).unwrap();
+    }
+    path
+}
+
+/// The PKCS#11 slot id (decimal) and token serial of the card, as OpenSC
+/// shows it under [`own_reader_conf`].
+pub fn own_token(h: &Harness) -> (String, String) {
+    let mut listing = Command::new("pkcs11-tool");
+    listing
+        .args(["--module", PKCS11, "--list-token-slots"])
+        .env("OPENSC_CONF", own_reader_conf(h));
+    let (ok, text) = outcome(&mut listing);
+    assert!(ok, "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Slot "))
+        .and_then(|rest| rest.split_once("(0x"))
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(id, _)| u64::from_str_radix(id, 16).unwrap().to_string())
+        .unwrap_or_else(|| panic!("no token:\n{text}"));
+    let serial = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial num"))
+        .map(|s| s.trim_start_matches([' ', ':']).trim().to_string())
+        .unwrap_or_else(|| panic!("no serial:\n{text}"));
+    (id, serial)
 }
 
 /// A certificate of the card in the harness's first reader, as PEM
@@ -158,20 +233,38 @@ impl Drop for Service {
     }
 }
 
-/// Runs `command`; (succeeded, stdout + stderr).
+/// How long a client may take before the test calls it hung.
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `command` (at most [`CLIENT_LIMIT`]: a hung client is killed and
+/// fails); (succeeded, stdout + stderr).
 pub fn outcome(command: &mut Command) -> (bool, String) {
-    let out = command
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("output");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
         .expect("the client runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let deadline = Instant::now() + CLIENT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    match status {
+        Some(status) => (status.success(), text),
+        None => (false, format!("{text}\n(killed after {CLIENT_LIMIT:?})")),
+    }
 }
 
 /// A file's path as `&str`.

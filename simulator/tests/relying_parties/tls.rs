@@ -11,7 +11,7 @@ use crate::support::*;
 /// An HTTPS server trusting `issuer`'s root for client certificates, with
 /// a server certificate from the same CA; `-www` answers with the session,
 /// the client's certificate among it.
-pub fn server(h: &Harness, issuer: &Issuer) -> Service {
+pub fn server(h: &Harness, issuer: &Issuer, crl: Option<&std::path::Path>) -> Service {
     let dir = h.path("https");
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("server.key");
@@ -62,12 +62,17 @@ pub fn server(h: &Harness, issuer: &Issuer) -> Service {
         ],
     );
     let port = free_port();
+    let mut s_server = Command::new("openssl");
+    if let Some(crl) = crl {
+        s_server.args(["s_server", "-CRL", s(crl), "-crl_check"]);
+    } else {
+        s_server.arg("s_server");
+    }
     Service::start(
         "openssl s_server",
         port,
         dir.join("s_server.log"),
-        Command::new("openssl").args([
-            "s_server",
+        s_server.args([
             "-accept",
             &format!("127.0.0.1:{port}"),
             "-cert",
@@ -89,7 +94,7 @@ pub fn server(h: &Harness, issuer: &Issuer) -> Service {
 pub fn key_uri(h: &Harness) -> String {
     format!(
         "pkcs11:serial={};object=PIV%20AUTH%20key;type=private",
-        token_serial(h, &h.reader(0))
+        own_token(h).1
     )
 }
 
@@ -130,7 +135,7 @@ pub fn fetch(
     ])
     .args(tls)
     .arg(format!("https://localhost:{}/", server.port))
-    .env("OPENSC_CONF", h.opensc_conf());
+    .env("OPENSC_CONF", own_reader_conf(h));
     outcome(&mut curl)
 }
 
@@ -142,7 +147,7 @@ pub fn authenticates(algorithm: &str) {
     let uuid = "555000301001";
     issuer.personalise(&h, 0, uuid, algorithm, None);
     certificate(&h, "9a");
-    let server = server(&h, &issuer);
+    let server = server(&h, &issuer, None);
     let key = key_uri(&h);
     for (version, tls) in [
         ("TLSv1.2", &["--tlsv1.2", "--tls-max", "1.2"][..]),
@@ -169,12 +174,30 @@ pub fn refuses_expired() {
     let issuer = Issuer::new(&h);
     issuer.personalise(&h, 0, "555000301002", "p256", Some("2022-01-10"));
     certificate(&h, "9a");
-    let server = server(&h, &issuer);
+    let server = server(&h, &issuer, None);
     let (ok, text) = fetch(&h, &server, &issuer, &key_uri(&h), &[]);
     assert!(!ok, "an expired certificate logged in:\n{text}");
     assert!(
         server.output().contains("certificate has expired"),
         "{}",
         server.output()
+    );
+}
+
+/// A card reported lost is refused once the server has the CA's CRL.
+pub fn refuses_revoked() {
+    let h = Harness::start(1);
+    let issuer = Issuer::new(&h);
+    let serial = issuer.personalise(&h, 0, "555000301003", "p256", None);
+    certificate(&h, "9a");
+    let key = key_uri(&h);
+    let crl = issuer.revoke(&h, &serial);
+    let checking = server(&h, &issuer, Some(&crl));
+    let (ok, text) = fetch(&h, &checking, &issuer, &key, &[]);
+    assert!(!ok, "a revoked certificate logged in:\n{text}");
+    assert!(
+        checking.output().contains("certificate revoked"),
+        "{}",
+        checking.output()
     );
 }
