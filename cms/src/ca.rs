@@ -484,6 +484,42 @@ impl TestCa {
         builder.build::<_, DerSignature>(&self.key).map_err(err)
     }
 
+    /// A signing key the CA keeps beside its root under `name`
+    /// (`NAME.key`, PKCS#8, readable by its owner only, and `NAME.pem`,
+    /// its certificate from the root for `subject` and `purpose`): loaded,
+    /// or made and certified the first time.
+    pub fn signer(
+        &self,
+        name: &str,
+        subject: &str,
+        purpose: Option<ObjectIdentifier>,
+        now: u64,
+    ) -> Result<(SigningKey, Certificate)> {
+        let key_path = self.dir.join(format!("{name}.key"));
+        let cert_path = self.dir.join(format!("{name}.pem"));
+        if key_path.exists() {
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&key_path).map_err(CmsError::file(&key_path))?,
+            );
+            let key = SigningKey::from_pkcs8_pem(&pem).map_err(err)?;
+            let cert_pem =
+                std::fs::read_to_string(&cert_path).map_err(CmsError::file(&cert_path))?;
+            let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
+            return Ok((key, Certificate::from_der(&der).map_err(err)?));
+        }
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *seed).map_err(CmsError::Random)?;
+        let key = SigningKey::from_slice(&*seed).map_err(err)?;
+        let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
+        let subject = Name::from_str(subject).map_err(err)?;
+        let certificate = self.issue_signer(subject, purpose, spki, now)?;
+        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
+        private_files::write_new(&key_path, pem.as_bytes()).map_err(CmsError::file(&key_path))?;
+        std::fs::write(&cert_path, certificate.to_pem(LineEnding::LF).map_err(err)?)
+            .map_err(CmsError::file(&cert_path))?;
+        Ok((key, certificate))
+    }
+
     /// Checks that the certificate in a certificate object (`70 {…} …`)
     /// was issued by this CA's root.
     pub fn check_issued(&self, object: &[u8]) -> Result<()> {

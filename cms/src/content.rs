@@ -11,8 +11,6 @@
 //! time a card needs it. The signer's certificate travels in each
 //! SignedData, as FIPS 201 has it, so a relying party needs only the root.
 
-use std::str::FromStr;
-
 use cms_types::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms_types::content_info::{CmsVersion, ContentInfo};
 use cms_types::signed_data::{
@@ -21,16 +19,13 @@ use cms_types::signed_data::{
 use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA};
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_SHA_256};
 use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
-use der::{Any, Decode, Encode, EncodePem, Sequence};
+use der::{Any, Encode, Sequence};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{DerSignature, SigningKey};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use sha2::{Digest, Sha256};
 use x509_cert::attr::Attribute;
 use x509_cert::certificate::Certificate;
-use x509_cert::name::Name;
-use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfo};
-use zeroize::Zeroizing;
+use x509_cert::spki::AlgorithmIdentifierOwned;
 
 use crate::ca::TestCa;
 use crate::oid;
@@ -63,30 +58,12 @@ impl ContentSigner {
     /// The content signer of `ca`, made (and its certificate issued) the
     /// first time.
     pub fn load_or_create(ca: &TestCa, now: u64) -> Result<ContentSigner> {
-        let dir = ca.dir();
-        let key_path = dir.join("content-signer.key");
-        let cert_path = dir.join("content-signer.pem");
-        if key_path.exists() {
-            let pem = Zeroizing::new(
-                std::fs::read_to_string(&key_path).map_err(CmsError::file(&key_path))?,
-            );
-            let key = SigningKey::from_pkcs8_pem(&pem).map_err(err)?;
-            let cert_pem =
-                std::fs::read_to_string(&cert_path).map_err(CmsError::file(&cert_path))?;
-            let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
-            let certificate = Certificate::from_der(&der).map_err(err)?;
-            return Ok(ContentSigner { key, certificate });
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(&mut *seed).map_err(CmsError::Random)?;
-        let key = SigningKey::from_slice(&*seed).map_err(err)?;
-        let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
-        let subject = Name::from_str("CN=s9card PIV content signer,O=s9card").map_err(err)?;
-        let certificate = ca.issue_signer(subject, Some(oid::PIV_CONTENT_SIGNING), spki, now)?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
-        private_files::write_new(&key_path, pem.as_bytes()).map_err(CmsError::file(&key_path))?;
-        std::fs::write(&cert_path, certificate.to_pem(LineEnding::LF).map_err(err)?)
-            .map_err(CmsError::file(&cert_path))?;
+        let (key, certificate) = ca.signer(
+            "content-signer",
+            "CN=s9card PIV content signer,O=s9card",
+            Some(oid::PIV_CONTENT_SIGNING),
+            now,
+        )?;
         Ok(ContentSigner { key, certificate })
     }
 

@@ -11,17 +11,12 @@
 //! with the suite's hash (SHA-256 for CS2, SHA-384 for CS7), which is what
 //! clients check them with.
 
-use std::str::FromStr;
-
 use client::{PivClient, Slot, Suite, Transport};
-use der::{Decode, Encode, EncodePem};
+use der::Encode;
 use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use sha2::Digest;
 use x509_cert::certificate::Certificate;
-use x509_cert::name::Name;
-use x509_cert::spki::SubjectPublicKeyInfo;
 use zeroize::Zeroizing;
 
 use crate::ca::TestCa;
@@ -47,31 +42,12 @@ impl SmSigner {
     /// The signer of the CA in `dir`, made (and its certificate issued by
     /// `ca`) the first time.
     pub fn load_or_create(ca: &TestCa, now: u64) -> Result<SmSigner> {
-        let dir = ca.dir();
-        let key_path = dir.join("sm-signer.key");
-        let cert_path = dir.join("sm-signer.pem");
-        if key_path.exists() {
-            let pem = Zeroizing::new(
-                std::fs::read_to_string(&key_path).map_err(CmsError::file(&key_path))?,
-            );
-            let key = SigningKey::from_pkcs8_pem(&pem).map_err(err)?;
-            let cert_pem =
-                std::fs::read_to_string(&cert_path).map_err(CmsError::file(&cert_path))?;
-            let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
-            let certificate = Certificate::from_der(&der).map_err(err)?;
-            return Ok(SmSigner { key, certificate });
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(&mut *seed).map_err(CmsError::Random)?;
-        let key = SigningKey::from_slice(&*seed).map_err(err)?;
-        let spki = SubjectPublicKeyInfo::from_key(key.verifying_key()).map_err(err)?;
-        let subject = Name::from_str("CN=s9card secure messaging certificate signer,O=s9card")
-            .map_err(err)?;
-        let certificate = ca.issue_signer(subject, None, spki, now)?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err)?;
-        private_files::write_new(&key_path, pem.as_bytes()).map_err(CmsError::file(&key_path))?;
-        std::fs::write(&cert_path, certificate.to_pem(LineEnding::LF).map_err(err)?)
-            .map_err(CmsError::file(&cert_path))?;
+        let (key, certificate) = ca.signer(
+            "sm-signer",
+            "CN=s9card secure messaging certificate signer,O=s9card",
+            None,
+            now,
+        )?;
         Ok(SmSigner { key, certificate })
     }
 

@@ -70,16 +70,12 @@ struct Card {
     certificates: Vec<Vec<u8>>,
 }
 
-/// A card personalised for Ann with `algorithm`, its objects read back
-/// through the client as any reader would (the Printed Information with
-/// her passcode).
-fn personalised(algorithm: applet::algorithm::Algorithm) -> Card {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cms.db");
+/// A CMS with its CA in `dir`, and a factory-fresh card for it, powered.
+fn cms_and_card(dir: &Path) -> (Cms, virtual_card::SimCard, u64) {
+    let db = dir.join("cms.db");
     let now = time::parse("2026-11-25").unwrap();
     Cms::init_ca(&db, now).unwrap();
-    let mut cms = Cms::open(&db).unwrap();
-    let image = dir.path().join("card.s9img");
+    let image = dir.join("card.s9img");
     virtual_card::init(
         &image,
         Make::virtual_card(912_345_678, applet::Profile::Series9),
@@ -88,9 +84,13 @@ fn personalised(algorithm: applet::algorithm::Algorithm) -> Card {
     .unwrap();
     let (_, mut sim) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
     sim.power_on();
-    let mut card = PivClient::new(&mut sim);
-    let request = Request {
-        uuid: "555000111222".into(),
+    (Cms::open(&db).unwrap(), sim, now)
+}
+
+/// Ann's card request.
+fn ann(uuid: &str, algorithm: applet::algorithm::Algorithm) -> Request {
+    Request {
+        uuid: uuid.into(),
         name: "Ann Example".into(),
         email: Some("ann@nhs.example".into()),
         mobile: None,
@@ -99,7 +99,17 @@ fn personalised(algorithm: applet::algorithm::Algorithm) -> Card {
         serial: None,
         algorithm,
         secure_messaging: None,
-    };
+    }
+}
+
+/// A card personalised for Ann with `algorithm`, its objects read back
+/// through the client as any reader would (the Printed Information with
+/// her passcode).
+fn personalised(algorithm: applet::algorithm::Algorithm) -> Card {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cms, mut sim, now) = cms_and_card(dir.path());
+    let mut card = PivClient::new(&mut sim);
+    let request = ann("555000111222", algorithm);
     flows::personalize(&mut cms, &mut card, &request, now).unwrap();
     let chuid = card.get_object(content::CHUID).unwrap().unwrap();
     let security_object = card.get_object(content::SECURITY_OBJECT).unwrap().unwrap();
@@ -349,31 +359,9 @@ fn the_certificates_carry_what_logon_and_card_authentication_check() {
 #[test]
 fn renewal_and_revocation_reach_the_crl() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cms.db");
-    let now = time::parse("2026-11-25").unwrap();
-    Cms::init_ca(&db, now).unwrap();
-    let mut cms = Cms::open(&db).unwrap();
-    let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(912_345_678, applet::Profile::Series9),
-        Entropy::Seed(1),
-    )
-    .unwrap();
-    let (_, mut sim) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
-    sim.power_on();
+    let (mut cms, mut sim, now) = cms_and_card(dir.path());
     let mut card = PivClient::new(&mut sim);
-    let request = Request {
-        uuid: "555000111444".into(),
-        name: "Ann Example".into(),
-        email: None,
-        mobile: None,
-        role: Role::Holder,
-        passcode: String::from("482915").into(),
-        serial: None,
-        algorithm: applet::algorithm::Algorithm::P256,
-        secure_messaging: None,
-    };
+    let request = ann("555000111444", applet::algorithm::Algorithm::P256);
     flows::personalize(&mut cms, &mut card, &request, now).unwrap();
     let serials = |card: &mut PivClient<&mut _>| -> Vec<String> {
         flows::SLOTS

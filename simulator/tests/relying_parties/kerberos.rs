@@ -29,32 +29,13 @@ pub struct Kdc {
 /// subjectAltName, as PKINIT clients check (MIT's PKINIT documentation
 /// gives this OpenSSL recipe).
 fn kdc_certificate(dir: &Path, issuer: &Issuer) -> (PathBuf, PathBuf) {
-    let key = dir.join("kdc.key");
-    let csr = dir.join("kdc.csr");
-    let cert = dir.join("kdc.pem");
-    let ext = dir.join("kdc.ext");
-    ok(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            s(&key),
-            "-subj",
-            "/CN=kdc.s9card.test",
-            "-out",
-            s(&csr),
-        ],
-    );
-    std::fs::write(
-        &ext,
-        format!(
-            "[kdc]\nbasicConstraints=CA:FALSE\n\
+    server_certificate(
+        dir,
+        issuer,
+        "kdc",
+        "kdc.s9card.test",
+        &format!(
+            "basicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature,keyEncipherment,keyAgreement\n\
              extendedKeyUsage=1.3.6.1.5.2.3.5\n\
              subjectAltName=otherName:1.3.6.1.5.2.2;SEQUENCE:kdc_principal\n\
@@ -64,30 +45,6 @@ fn kdc_certificate(dir: &Path, issuer: &Issuer) -> (PathBuf, PathBuf) {
              [kdc_parts]\npart1=GeneralString:krbtgt\npart2=GeneralString:{REALM}\n"
         ),
     )
-    .unwrap();
-    ok(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            s(&csr),
-            "-CA",
-            s(&issuer.root),
-            "-CAkey",
-            s(&issuer.ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            s(&ext),
-            "-extensions",
-            "kdc",
-            "-out",
-            s(&cert),
-        ],
-    );
-    (cert, key)
 }
 
 impl Kdc {

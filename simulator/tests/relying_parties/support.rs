@@ -92,6 +92,64 @@ impl Issuer {
     }
 }
 
+/// A server's key (P-256) and certificate from `issuer`'s CA, for `cn`,
+/// with the extensions in the OpenSSL configuration `extensions` (section
+/// `[server]`): `NAME.key` and `NAME.pem` in `dir`.
+pub fn server_certificate(
+    dir: &Path,
+    issuer: &Issuer,
+    name: &str,
+    cn: &str,
+    extensions: &str,
+) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let cert = dir.join(format!("{name}.pem"));
+    let ext = dir.join(format!("{name}.ext"));
+    ok(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            s(&csr),
+        ],
+    );
+    std::fs::write(&ext, format!("[server]\n{extensions}")).unwrap();
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            s(&csr),
+            "-CA",
+            s(&issuer.root),
+            "-CAkey",
+            s(&issuer.ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            s(&ext),
+            "-extensions",
+            "server",
+            "-out",
+            s(&cert),
+        ],
+    );
+    (cert, key)
+}
+
 /// OpenSC configured to see the card in the harness's first reader and no
 /// other (`ignored_readers`: every other reader PC/SC lists). The clients
 /// here (the PKCS#11 engine, ssh, kinit, pam_pkcs11, pkcs11_eventmgr)

@@ -14,52 +14,12 @@ use crate::support::*;
 pub fn server(h: &Harness, issuer: &Issuer, crl: Option<&std::path::Path>) -> Service {
     let dir = h.path("https");
     std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("server.key");
-    let csr = dir.join("server.csr");
-    let cert = dir.join("server.pem");
-    let ext = dir.join("server.ext");
-    ok(
-        "openssl",
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            s(&key),
-            "-subj",
-            "/CN=localhost",
-            "-out",
-            s(&csr),
-        ],
-    );
-    std::fs::write(
-        &ext,
+    let (cert, key) = server_certificate(
+        &dir,
+        issuer,
+        "server",
+        "localhost",
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    ok(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            s(&csr),
-            "-CA",
-            s(&issuer.root),
-            "-CAkey",
-            s(&issuer.ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            s(&ext),
-            "-out",
-            s(&cert),
-        ],
     );
     let port = free_port();
     let mut s_server = Command::new("openssl");
