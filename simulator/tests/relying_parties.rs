@@ -92,3 +92,8 @@ fn workstation_refuses_a_revoked_card() {
 fn workstation_locks_when_the_card_is_pulled() {
     pam::locks_on_removal();
 }
+
+#[test]
+fn kerberos_refuses_a_certificate_without_the_logon_eku() {
+    kerberos::refuses_a_certificate_without_the_logon_eku();
+}

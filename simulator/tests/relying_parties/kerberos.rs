@@ -6,7 +6,8 @@
 //!
 //! RSA holders only: MIT krb5 1.20 (Debian 12) signs PKINIT requests on a
 //! PKCS#11 token with `CKM_RSA_PKCS` alone, so its client cannot use an EC
-//! card key (the request fails at `C_SignInit`, before the KDC sees it).
+//! card key (kinit fails at the token's signature, before the KDC sees
+//! the request).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -240,4 +241,83 @@ pub fn refuses_revoked() {
     let (ok, text) = kdc.kinit(&h, uuid, &slot, PASSCODE);
     assert!(!ok, "a revoked certificate got a ticket:\n{text}");
     assert!(kdc.log().contains("revoked"), "{}", kdc.log());
+}
+
+/// A certificate from the same CA naming the same principal, but without
+/// the PKINIT client or smartcard-logon EKU, gets no ticket: the KDC
+/// refuses it. The card is set up by hand (factory management key,
+/// yubico-piv-tool), its certificate issued with OpenSSL.
+pub fn refuses_a_certificate_without_the_logon_eku() {
+    let h = Harness::start(1);
+    let issuer = Issuer::new(&h);
+    let uuid = "555000501003";
+    let public = h.path("9a.pub.pem");
+    yubico(
+        &h,
+        &[
+            "-a",
+            "generate",
+            "-s",
+            "9a",
+            "-A",
+            "RSA2048",
+            "-o",
+            s(&public),
+        ],
+    );
+    let ext = h.path("client.ext");
+    std::fs::write(
+        &ext,
+        format!(
+            "[client]\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+             extendedKeyUsage=clientAuth\n\
+             subjectAltName=otherName:1.3.6.1.5.2.2;SEQUENCE:principal\n\
+             [principal]\nrealm=EXP:0,GeneralString:{REALM}\n\
+             principal_name=EXP:1,SEQUENCE:name\n\
+             [name]\nname_type=EXP:0,INTEGER:1\nname_string=EXP:1,SEQUENCE:parts\n\
+             [parts]\npart1=GeneralString:{uuid}\n"
+        ),
+    )
+    .unwrap();
+    let cert = h.path("9a.pem");
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-new",
+            "-force_pubkey",
+            s(&public),
+            "-subj",
+            &format!("/UID={uuid}/CN=Ann"),
+            "-CA",
+            s(&issuer.root),
+            "-CAkey",
+            s(&issuer.ca_key),
+            "-days",
+            "2",
+            "-extfile",
+            s(&ext),
+            "-extensions",
+            "client",
+            "-out",
+            s(&cert),
+        ],
+    );
+    yubico(
+        &h,
+        &["-a", "import-certificate", "-s", "9a", "-i", s(&cert)],
+    );
+    yubico(&h, &["-a", "change-pin", "-P", "123456", "-N", PASSCODE]);
+    let kdc = Kdc::start(&h, &issuer, &[uuid], None);
+    let (ok, text) = kdc.kinit(&h, uuid, &slot_id(&h), PASSCODE);
+    assert!(
+        !ok,
+        "a certificate without the logon EKU got a ticket:\n{text}"
+    );
+    assert!(
+        kdc.log()
+            .contains("preauth (pkinit) verify failure: Inconsistent key purpose"),
+        "{}\nkinit:\n{text}",
+        kdc.log()
+    );
 }
