@@ -165,16 +165,8 @@ fn hex(bytes: &[u8]) -> String {
 /// written out by hand, as `der` has no GeneralString.
 fn krb5_principal_name(name: &str, realm: &str) -> Result<Any> {
     fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = value.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else if len < 0x100 {
-            out.extend([0x81, len as u8]);
-        } else {
-            out.extend([0x82, (len >> 8) as u8, len as u8]);
-        }
-        out.extend_from_slice(value);
+        let mut out = Vec::new();
+        super::content::push_tlv(&mut out, tag, value);
         out
     }
     let general = |s: &str| tlv(0x1B, s.as_bytes());

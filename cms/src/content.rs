@@ -245,8 +245,9 @@ pub fn printed_information(name: &str, role: &str, expiry: u64, serial: u32) -> 
     out
 }
 
-/// A BER-TLV with a one-byte tag, as the card's objects are written.
-fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+/// A BER-TLV with a one-byte tag, as the card's objects are written (and
+/// DER, for the short values the CMS writes: at most 65,535 bytes).
+pub(crate) fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     out.push(tag);
     let len = value.len();
     if len < 0x80 {
