@@ -253,6 +253,7 @@ impl KeyRecord {
     }
 
     /// The same key sealed for another slot (MOVE KEY).
+    #[inline(never)]
     pub fn moved(
         &self,
         device: &DeviceKey,
@@ -323,20 +324,44 @@ pub fn relocate(
     Ok(())
 }
 
+/// Where a renewal of the key management key (`9D`) keeps the key it
+/// replaces, so that mail encrypted to the old certificate stays readable
+/// (SP 800-73-4's key history): a free retired slot (`82`-`95`), and the
+/// Key History object (`5FC10C`) that counts it, both written in the
+/// renewal's own transaction. The retired certificate is written before,
+/// by PUT DATA: a certificate whose key has not arrived yet is harmless,
+/// where a key without its Key History entry, or a `9D` emptied before
+/// its successor arrives, would not be.
+pub struct Retirement<'a> {
+    /// The retired slot the old key moves to.
+    pub to: KeySlot,
+    /// The Key History object's new content (`53`'s value).
+    pub history: &'a [u8],
+}
+
 /// COMMIT RENEWAL: the key staged for `slot` and its new certificate
-/// object installed together, the staging area emptied, in one
+/// object installed together, the staging area emptied, and with a
+/// [`Retirement`] the replaced key moved to its retired slot, in one
 /// transaction. The staged record is checked (its seal opens for this
 /// slot, and the certificate is for its key: [`crate::attest::certifies`])
 /// before it is installed; a certificate for another key is
-/// [`Error::BadData`] and leaves the key staged.
+/// [`Error::BadData`] and leaves the key staged. Only `9D` retires its
+/// keys, and only into an empty retired slot ([`Error::Conditions`]).
 pub fn install_staged(
     store: &mut dyn Persistent,
     slot: KeySlot,
     certificate: &[u8],
+    retirement: Option<Retirement<'_>>,
     device: &DeviceKey,
-    _admin: &Admin,
+    rng: &mut dyn CryptoRng,
+    admin: &Admin,
 ) -> Result<()> {
     let slot = slot.slot();
+    if let Some(r) = &retirement
+        && (slot != Slot::KeyManagement || !matches!(r.to.slot(), Slot::Retired(_)))
+    {
+        return Err(Error::BadParameters);
+    }
     let staged = crate::layout::staged_key(slot);
     let record = KeyRecord::load(store, staged, slot, device)?.ok_or(Error::KeyNotFound)?;
     // The certificate must be the staged key's: a CMS that mixed up its
@@ -345,16 +370,35 @@ pub fn install_staged(
         return Err(Error::BadData);
     }
     let mut buf = [0u8; MAX_RECORD];
-    let record = record.encode(&mut buf);
+    let mut old_buf = [0u8; MAX_RECORD];
     let cert = slot
         .certificate_tag()
         .and_then(crate::layout::object)
         .ok_or(Error::BadParameters)?;
-    store.commit(&[
-        Op::Put(crate::layout::slot_key(slot), record),
+    let current = crate::layout::slot_key(slot);
+    // The last two are the retirement's, when there is one.
+    let mut ops = [
+        Op::Put(current, record.encode(&mut buf)),
         Op::Put(cert, certificate),
         Op::Delete(staged),
-    ])?;
+        Op::Delete(staged),
+        Op::Delete(staged),
+    ];
+    let mut len = 3;
+    if let Some(retirement) = retirement {
+        let to = crate::layout::slot_key(retirement.to.slot());
+        if store.len_of(to).is_some() {
+            return Err(Error::Conditions);
+        }
+        let old = KeyRecord::load(store, current, slot, device)?.ok_or(Error::KeyNotFound)?;
+        let retired = old.moved(device, to, rng, admin)?;
+        let history =
+            crate::layout::object(crate::objects::KEY_HISTORY).ok_or(Error::BadParameters)?;
+        ops[3] = Op::Put(to, retired.encode(&mut old_buf));
+        ops[4] = Op::Put(history, retirement.history);
+        len = 5;
+    }
+    store.commit(ops.get(..len).unwrap_or(&ops))?;
     Ok(())
 }
 

@@ -30,6 +30,12 @@ pub const SM_SIGNER: u32 = 0x5FC122;
 pub const PAIRING_CODE: u32 = 0x5FC123;
 /// Card Capability Container.
 pub const CCC: u32 = 0x5FC107;
+/// Key History: how many retired key management keys the card holds
+/// (`C1` with their certificates on the card, `C2` without).
+pub const KEY_HISTORY: u32 = 0x5FC10C;
+/// The longest Key History a renewal writes: the two counts and an
+/// off-card certificates URL.
+pub const MAX_KEY_HISTORY: usize = 128;
 /// The secure messaging key's card-verifiable certificate (s9card's
 /// vendor object): the issuer writes it with PUT DATA at personalisation,
 /// and key establishment sends it as C_ICC.

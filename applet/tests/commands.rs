@@ -633,6 +633,79 @@ fn renewal_stage_commit_and_abort() {
     assert_eq!(sw(&send(&mut card, &hex("00E2009D"))), 0x6A88);
 }
 
+/// Renewing 9D can keep the old key: it moves to a retired slot with the
+/// Key History object in the renewal's transaction, and still decrypts
+/// (agrees) there, with its certificate put there beforehand.
+#[test]
+fn a_renewal_of_9d_keeps_the_old_key_in_a_retired_slot() {
+    let mut card = fresh();
+    admin_default(&mut card);
+    let old = generate(&mut card, 0x9D);
+    assert_eq!(verify(&mut card, b"123456"), 0x9000);
+    let (staged, s) = exchange(&mut card, [0x00, 0xE0, 0x00, 0x9D], &hex("AC03800111"));
+    assert_eq!(s, 0x9000);
+    let new = staged[5..].to_vec();
+    let certificate = der(0x53, &certificate_object(Algorithm::P256, &new, 0));
+    let history = der(0x53, &hex("C10101C20100FE00"));
+    let commit = [certificate.clone(), history.clone()].concat();
+    // Only 9D retires, only into a retired slot, and only with a history.
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x82, 0x9A], &commit).1,
+        0x6A86
+    );
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x9C, 0x9D], &commit).1,
+        0x6A86
+    );
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x82, 0x9D], &certificate).1,
+        0x6A80
+    );
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x00, 0x9D], &commit).1,
+        0x6A80,
+        "a history without a retirement"
+    );
+    // An occupied retired slot is not overwritten.
+    generate(&mut card, 0x83);
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x83, 0x9D], &commit).1,
+        0x6985
+    );
+    assert_eq!(
+        send(&mut card, &hex("00F7008200")),
+        hex("6A88"),
+        "nothing was retired"
+    );
+    assert_eq!(
+        exchange(&mut card, [0x00, 0xE1, 0x82, 0x9D], &commit).1,
+        0x9000
+    );
+    let public = |card: &mut PivCard, slot: u8| {
+        let meta = send(card, &[0x00, 0xF7, 0x00, slot, 0x00]);
+        assert_eq!(sw(&meta), 0x9000);
+        meta[meta.len() - 67..meta.len() - 2].to_vec()
+    };
+    assert_eq!(public(&mut card, 0x82), old);
+    assert_eq!(public(&mut card, 0x9D), new);
+    let (read, _) = exchange(&mut card, [0x00, 0xCB, 0x3F, 0xFF], &hex("5C035FC10C"));
+    assert_eq!(read, history);
+    // The retired key still agrees: a peer's key gives the same secret
+    // with it as with the old public key.
+    let peer = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+    let expected = p256::ecdh::diffie_hellman(
+        peer.to_nonzero_scalar(),
+        p256::PublicKey::from_sec1_bytes(&old).unwrap().as_affine(),
+    );
+    let mut data = hex("7C45820085");
+    data.push(0x41);
+    data.extend_from_slice(peer.public_key().to_sec1_point(false).as_bytes());
+    let (answer, s) = exchange(&mut card, [0x00, 0x87, 0x11, 0x82], &data);
+    assert_eq!(s, 0x9000);
+    assert_eq!(&answer[..4], &hex("7C228220"));
+    assert_eq!(&answer[4..], expected.raw_secret_bytes().as_slice());
+}
+
 /// A key left staged by an earlier renewal goes when a later one stages:
 /// a renewal stages and commits one slot at a time.
 #[test]

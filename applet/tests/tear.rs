@@ -140,6 +140,20 @@ fn staged_ed25519_9a(card: &mut PivCard<Torn>) {
     );
 }
 
+fn staged_9d(card: &mut PivCard<Torn>) {
+    admin_and_pin(card);
+    generate(card, 0x9D);
+    exchange(card, [0x00, 0xE0, 0x00, 0x9D], &hex("AC03800111"));
+}
+
+/// COMMIT RENEWAL of 9D keeping the old key in retired slot 82, with the
+/// Key History object that counts it.
+fn commit_renewal_retiring(c: &mut PivCard<Torn>) -> u16 {
+    let certificate = staged_certificate(c, applet::slot::Slot::KeyManagement, 1200);
+    let data = [der(0x53, &certificate), der(0x53, &hex("C10101C20100FE00"))].concat();
+    exchange(c, [0x00, 0xE1, 0x82, 0x9D], &data).1
+}
+
 fn commit_renewal(c: &mut PivCard<Torn>) -> u16 {
     let data = der(0x53, &certificate(c));
     exchange(c, [0x00, 0xE1, 0x00, 0x9A], &data).1
@@ -508,6 +522,14 @@ fn every_state_changing_command_survives_a_cut_at_every_operation() {
             checks: &[],
             expect: 0x9000,
             command: commit_renewal,
+        },
+        Scenario {
+            name: "COMMIT RENEWAL retiring 9D",
+            setup: staged_9d,
+            prelude: admin,
+            checks: &[],
+            expect: 0x9000,
+            command: commit_renewal_retiring,
         },
         // The other algorithms' records: an RSA-2048 key's is 941 bytes,
         // many flash words more than a P-256 key's 142.

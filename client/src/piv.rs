@@ -522,6 +522,35 @@ impl<T: Transport> PivClient<T> {
             .map(drop)
     }
 
+    /// COMMIT RENEWAL of the key management key that keeps the key it
+    /// replaces: in the same card transaction the old key moves to
+    /// `retired` (an empty `82`-`95` slot) and `history` becomes the Key
+    /// History object's content. The retired certificate object goes first,
+    /// by [`PivClient::put_object`].
+    pub fn commit_renewal_retiring(
+        &mut self,
+        slot: Slot,
+        certificate_der: &[u8],
+        retired: Slot,
+        history: &[u8],
+    ) -> Result<()> {
+        let mut data = tlv(0x53, &Self::certificate_object(certificate_der));
+        data.extend(tlv(0x53, history));
+        self.call(
+            Instruction::CommitRenewal,
+            retired.byte(),
+            slot.byte(),
+            &data,
+        )
+        .map(drop)
+    }
+
+    /// MOVE KEY (Yubico) to nowhere: deletes the key in `slot`.
+    pub fn delete_key(&mut self, slot: Slot) -> Result<()> {
+        self.call(Instruction::MoveKey, 0xFF, slot.byte(), &[])
+            .map(drop)
+    }
+
     /// SET SERIAL (vendor): only on a card in its factory state.
     pub fn set_serial(&mut self, serial: u32) -> Result<()> {
         self.call(Instruction::SetSerial, 0x00, 0x00, &serial.to_be_bytes())

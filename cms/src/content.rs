@@ -77,11 +77,6 @@ impl ContentSigner {
         encapsulate: bool,
         extra: Vec<Attribute>,
     ) -> Result<Vec<u8>> {
-        let attribute = |oid: ObjectIdentifier, value: Any| -> Result<Attribute> {
-            let mut values = SetOfVec::new();
-            values.insert(value).map_err(err)?;
-            Ok(Attribute { oid, values })
-        };
         let digest = Sha256::digest(content);
         let mut attrs = vec![
             attribute(
@@ -163,12 +158,7 @@ impl ContentSigner {
         let signed = [fields.as_slice(), &edc].concat();
         let signer_dn =
             Any::encode_from(self.certificate.tbs_certificate().subject()).map_err(err)?;
-        let mut values = SetOfVec::new();
-        values.insert(signer_dn).map_err(err)?;
-        let extra = vec![Attribute {
-            oid: oid::PIV_SIGNER_DN,
-            values,
-        }];
+        let extra = vec![attribute(oid::PIV_SIGNER_DN, signer_dn)?];
         let signature = self.sign(oid::PIV_CHUID_SECURITY_OBJECT, &signed, false, extra)?;
         push_tlv(&mut fields, 0x3E, &signature);
         fields.extend_from_slice(&edc);
@@ -208,6 +198,13 @@ impl ContentSigner {
         out.extend_from_slice(&[0xFE, 0x00]);
         Ok(out)
     }
+}
+
+/// A signed attribute with its one value.
+fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
+    let mut values = SetOfVec::new();
+    values.insert(value).map_err(err)?;
+    Ok(Attribute { oid, values })
 }
 
 /// ICAO 9303 Part 10's LDSSecurityObject (version 0: no LDS version info).

@@ -192,6 +192,11 @@ pub enum CmsError {
     PukBlocked,
 
     // Renewal.
+    /// Every retired slot is in use (a renewal then replaces the oldest
+    /// retired key; the error reaches a user only from a card whose
+    /// retired slots it cannot read).
+    #[error("all {0} retired key management slots of the card are in use")]
+    KeyHistoryFull(usize),
     /// Too early to renew.
     #[error("renew from {}", crate::time::date(*from))]
     TooEarly {

@@ -11,6 +11,7 @@ pub mod db;
 pub mod derive;
 pub mod error;
 pub mod flows;
+pub mod key_history;
 pub mod keys;
 pub mod oid;
 pub mod sm;

@@ -363,26 +363,12 @@ fn renewal_and_revocation_reach_the_crl() {
     let mut card = PivClient::new(&mut sim);
     let request = ann("555000111444", applet::algorithm::Algorithm::P256);
     flows::personalize(&mut cms, &mut card, &request, now).unwrap();
-    let serials = |card: &mut PivClient<&mut _>| -> Vec<String> {
-        flows::SLOTS
-            .iter()
-            .map(|&(_, object)| {
-                let content = card.get_object(object).unwrap().unwrap();
-                let info = cms::ca::inspect(
-                    &cms::ca::TestCa::load(&dir.path().join("ca")).unwrap(),
-                    unwrap_tlv(&content, 0x70).unwrap(),
-                )
-                .unwrap();
-                info.serial.iter().map(|b| format!("{b:02X}")).collect()
-            })
-            .collect()
-    };
-    let first = serials(&mut card);
+    let first = serials(&cms.ca, &mut card);
     assert!(cms.db.revoked_certificates(now).unwrap().is_empty());
 
     let later = now + 700 * time::DAY;
     flows::renew(&mut cms, &mut card, b"482915", later).unwrap();
-    let renewed = serials(&mut card);
+    let renewed = serials(&cms.ca, &mut card);
     flows::revoke(&mut cms, 912_345_678, false, later + time::DAY).unwrap();
 
     let crl = cms
@@ -423,4 +409,17 @@ fn renewal_and_revocation_reach_the_crl() {
         );
     }
     assert_eq!(text.matches("Serial Number:").count(), 8, "{text}");
+}
+
+/// The serial numbers (hex, as `openssl crl -text` prints them) of the
+/// certificates on a card, checked against the CA.
+fn serials(ca: &cms::ca::TestCa, card: &mut PivClient<impl client::Transport>) -> Vec<String> {
+    flows::SLOTS
+        .iter()
+        .map(|&(_, object)| {
+            let content = card.get_object(object).unwrap().unwrap();
+            let info = cms::ca::inspect(ca, unwrap_tlv(&content, 0x70).unwrap()).unwrap();
+            info.serial.iter().map(|b| format!("{b:02X}")).collect()
+        })
+        .collect()
 }

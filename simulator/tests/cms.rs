@@ -321,6 +321,47 @@ fn kill_the_card_during_renewals() {
     println!(
         "kill -9 during renewal: {runs} runs, {cut} cut inside the renewal's {length} APDUs and resumed, {completed} finished before the cut"
     );
+
+    // Key history: each of the runs + 1 renewals kept the key management
+    // key it replaced, the oldest giving way once twenty are kept; every
+    // retired key still matches its certificate, cut or not.
+    let mut card = PivClient::new(Pcsc::connect(r0).unwrap());
+    card.select().unwrap();
+    let history = cms::key_history::KeyHistory::read(&mut card).unwrap();
+    let renewals = runs as usize + 1;
+    assert_eq!(usize::from(history.on_card), renewals.min(20));
+    let first_expiry = time::parse("2028-11-24").unwrap();
+    let mut kept = std::collections::BTreeSet::new();
+    for slot in cms::key_history::retired_slots().take(history.on_card.into()) {
+        let tag = slot.certificate_tag().unwrap();
+        let content = card
+            .get_object(tag)
+            .unwrap()
+            .expect("a retired certificate");
+        let info = ca::inspect(&test_ca, unwrap_tlv(&content, 0x70).unwrap()).unwrap();
+        let digest = [slot.byte(); 32];
+        card.verify_pin(b"482915").unwrap();
+        let sig = card.sign(slot, &digest).unwrap();
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.key.public)
+            .unwrap()
+            .verify_prehash(
+                &digest,
+                &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
+            )
+            .unwrap_or_else(|_| {
+                panic!(
+                    "retired slot {:02X}: key and certificate differ",
+                    slot.byte()
+                )
+            });
+        assert!(kept.insert(info.not_after), "a key retired twice");
+    }
+    if renewals > 20 {
+        assert!(
+            kept.first().is_some_and(|&oldest| oldest > first_expiry),
+            "the first key, the oldest, should have given way"
+        );
+    }
     assert!(
         cut * 10 >= runs * 4,
         "only {cut} of {runs} runs were cut inside the renewal"

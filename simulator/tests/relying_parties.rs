@@ -54,6 +54,11 @@ fn smime_signs_and_decrypts_with_an_rsa_card() {
 }
 
 #[test]
+fn mail_to_a_renewed_key_management_key_stays_readable() {
+    smime::mail_to_a_renewed_key_stays_readable();
+}
+
+#[test]
 fn the_signature_key_needs_the_passcode_for_every_signature() {
     smime::signature_needs_the_passcode_each_time();
 }

@@ -180,21 +180,13 @@ fn protected_in_trace(h: &Harness, from: usize, contactless: bool) {
 
 /// The PKCS#11 slot of the harness's card.
 fn slot_of(h: &Harness, conf: &Path) -> String {
-    // The list of slots with a token changes while other tests' cards come
-    // and go between pkcs11-tool's two C_GetSlotList calls
-    // (CKR_BUFFER_TOO_SMALL): ask again.
-    let listing = (0..10)
-        .find_map(|_| {
-            let (ok, text) = sm_tool(
-                conf,
-                "pkcs11-tool",
-                &["--module", &module(), "--list-token-slots"],
-            );
-            assert!(ok || text.contains("CKR_BUFFER_TOO_SMALL"), "{text}");
-            std::thread::sleep(std::time::Duration::from_millis(if ok { 0 } else { 100 }));
-            ok.then_some(text)
-        })
-        .expect("a stable PKCS#11 slot list");
+    let listing = stable_slot_listing(|| {
+        sm_tool(
+            conf,
+            "pkcs11-tool",
+            &["--module", &module(), "--list-token-slots"],
+        )
+    });
     let reader = h.reader(0);
     let mut current = None;
     for line in listing.lines() {

@@ -404,25 +404,56 @@ pub(super) fn attest(
 
 /// COMMIT RENEWAL (vendor): installs the staged key and its new certificate
 /// in one transaction. Data: `53 {certificate object}` as for PUT DATA.
+/// With P1 a retired slot (`82`-`95`, `9D` only) the replaced key moves
+/// there in the same transaction, and the data carries a second `53`: the
+/// new Key History object ([`keys::Retirement`]).
 #[inline(never)]
 pub(super) fn commit_renewal(
     piv: &mut Piv,
     cmd: &Command<'_>,
     ctx: &mut Context<'_>,
 ) -> Result<()> {
-    if cmd.p1() != 0 {
-        return Err(Error::BadParameters);
-    }
     let slot = KeySlot::from_byte(cmd.p2())?;
-    let (content, rest) = apdu::tlv::Tlv::parse(cmd.data())?;
-    if content.tag != Tag::constant(0x53) || !rest.is_empty() || content.value.is_empty() {
+    let to = match cmd.p1() {
+        0 => None,
+        b => Some(KeySlot::from_byte(b)?),
+    };
+    let content = Tag::constant(0x53);
+    let (certificate, rest) = apdu::tlv::Tlv::parse(cmd.data())?;
+    if certificate.tag != content || certificate.value.is_empty() {
         return Err(Error::BadData);
     }
-    if content.value.len() > objects::MAX_OBJECT {
+    if certificate.value.len() > objects::MAX_OBJECT {
         return Err(Error::NoSpace);
     }
+    let retirement = match to {
+        None if rest.is_empty() => None,
+        None => return Err(Error::BadData),
+        Some(to) => {
+            let (history, rest) = apdu::tlv::Tlv::parse(rest)?;
+            if history.tag != content
+                || !rest.is_empty()
+                || history.value.is_empty()
+                || history.value.len() > objects::MAX_KEY_HISTORY
+            {
+                return Err(Error::BadData);
+            }
+            Some(keys::Retirement {
+                to,
+                history: history.value,
+            })
+        }
+    };
     let admin = admin_of(piv)?;
-    keys::install_staged(ctx.store, slot, content.value, &piv.device, admin)
+    keys::install_staged(
+        ctx.store,
+        slot,
+        certificate.value,
+        retirement,
+        &piv.device,
+        ctx.rng,
+        admin,
+    )
 }
 
 /// ABORT RENEWAL (vendor): forgets a staged key.

@@ -1,14 +1,16 @@
 //! Renewal: new keys and certificates in the 90 days before expiry, all or
 //! nothing per slot.
 
+use crate::ca;
 use crate::ca::Identity;
 use crate::content;
 use crate::db::{self, Holder, Issued};
+use crate::key_history::{self, KeyHistory};
 use crate::keys::CardKey;
 use crate::sm;
 use crate::time::{self, DAY};
 use crate::{CmsError, Result};
-use client::{AdminAlgorithm, ClientError, PivClient, Status as Sw, Transport};
+use client::{AdminAlgorithm, ClientError, PivClient, Slot, Status as Sw, Transport, unwrap_tlv};
 
 use super::{
     Cms, SLOTS, card_expiry, issued_on, purpose, registered, slot_certificate, write_content,
@@ -141,7 +143,11 @@ pub fn renew<T: Transport>(
             public: card.generate_key(*slot, algorithm, true)?,
         };
         let cert = cms.ca.issue(&id, purpose(*slot), &key, now)?;
-        card.commit_renewal(*slot, &cert)?;
+        if *slot == Slot::KeyManagement {
+            retire_and_commit(cms, card, &cert)?;
+        } else {
+            card.commit_renewal(*slot, &cert)?;
+        }
     }
     // A slot renewed by an interrupted earlier run expires before the ones
     // renewed now: the card's expiry is the earliest.
@@ -154,6 +160,56 @@ pub fn renew<T: Transport>(
         expiry,
         reconciled: false,
     })
+}
+
+/// Installs a new key management certificate and keeps the key it
+/// replaces in the card's key history ([`crate::key_history`]): the old
+/// certificate object is copied to the chosen retired slot's object first,
+/// then one card command moves the old key there, installs the new one and
+/// counts it in the Key History object. A run cut short anywhere here
+/// chooses the same slot again.
+fn retire_and_commit<T: Transport>(
+    cms: &Cms,
+    card: &mut PivClient<T>,
+    certificate: &[u8],
+) -> Result<()> {
+    let history = KeyHistory::read(card)?;
+    let (retired, next) = match history.retire() {
+        Err(CmsError::KeyHistoryFull(_)) => (oldest_retired(cms, card)?, history),
+        other => other?,
+    };
+    let current = Slot::KeyManagement
+        .certificate_tag()
+        .ok_or(CmsError::NoCertificate)?;
+    let old = card.get_object(current)?.ok_or(CmsError::NoCertificate)?;
+    let place = retired.certificate_tag().ok_or(CmsError::NoCertificate)?;
+    card.put_object(place, &old)?;
+    card.commit_renewal_retiring(Slot::KeyManagement, certificate, retired, &next.encode())?;
+    Ok(())
+}
+
+/// With every retired slot used, the oldest retired key makes room: its
+/// slot is emptied (or found empty, by a run cut short after that), and
+/// the count stays at twenty. Oldest is the certificate that expires
+/// first.
+fn oldest_retired<T: Transport>(cms: &Cms, card: &mut PivClient<T>) -> Result<Slot> {
+    let mut oldest: Option<(u64, Slot)> = None;
+    for slot in key_history::retired_slots() {
+        if card.key_metadata(slot)?.is_none() {
+            return Ok(slot);
+        }
+        let tag = slot.certificate_tag().ok_or(CmsError::NoCertificate)?;
+        let expires = match card.get_object(tag)? {
+            Some(content) => ca::inspect(&cms.ca, unwrap_tlv(&content, 0x70)?)?.not_after,
+            None => 0,
+        };
+        if oldest.is_none_or(|(at, _)| expires < at) {
+            oldest = Some((expires, slot));
+        }
+    }
+    let (_, slot) = oldest.ok_or(CmsError::KeyHistoryFull(0))?;
+    card.delete_key(slot)?;
+    Ok(slot)
 }
 
 /// Who the card's certificates name: the registered holder, and the

@@ -278,33 +278,43 @@ pub fn pkcs11_sign(h: &Harness, name: &str, select: &[&str], pin: &str, msg: &[u
     PathBuf::from(sig)
 }
 
+/// What `pkcs11-tool --list-token-slots` printed, run by `list` (which
+/// says whether it succeeded): asked again while the list of slots with a
+/// token grows between pkcs11-tool's two C_GetSlotList calls
+/// (CKR_BUFFER_TOO_SMALL), as it does when another test's card comes up.
+pub fn stable_slot_listing(mut list: impl FnMut() -> (bool, String)) -> String {
+    for _ in 0..10 {
+        let (ok, text) = list();
+        if ok {
+            return text;
+        }
+        assert!(
+            text.contains("CKR_BUFFER_TOO_SMALL"),
+            "pkcs11-tool: {text}\nreaders:\n{}",
+            readers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no stable PKCS#11 slot list")
+}
+
 /// The slots `pkcs11-tool --list-token-slots` shows: (slot id, reader,
 /// token serial).
 pub fn token_slots(h: &Harness) -> Vec<(String, String, String)> {
-    // OpenSC's slot list grows while another test's card comes up between
-    // pkcs11-tool's two C_GetSlotList calls (CKR_BUFFER_TOO_SMALL): ask again.
-    let listing = (0..10)
-        .find_map(|_| {
-            let out = Command::new("pkcs11-tool")
-                .args(["--module", PKCS11, "--list-token-slots"])
-                .env("OPENSC_CONF", h.opensc_conf())
-                .stdin(Stdio::null())
-                .output()
-                .expect("pkcs11-tool (is opensc installed? see scripts/setup)");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() {
-                return Some(text);
-            }
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                err.contains("CKR_BUFFER_TOO_SMALL"),
-                "pkcs11-tool: {err}{text}\nreaders:\n{}",
-                readers()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-            None
-        })
-        .expect("a stable PKCS#11 slot list");
+    let listing = stable_slot_listing(|| {
+        let out = Command::new("pkcs11-tool")
+            .args(["--module", PKCS11, "--list-token-slots"])
+            .env("OPENSC_CONF", h.opensc_conf())
+            .stdin(Stdio::null())
+            .output()
+            .expect("pkcs11-tool (is opensc installed? see scripts/setup)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    });
     let mut slots = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in listing.lines() {

@@ -5,7 +5,7 @@
 //! "PIN always": the card signs once per passcode, which PKCS#11 shows as
 //! a context-specific login before every signature.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cryptoki::context::{CInitializeArgs, Pkcs11};
@@ -141,10 +141,17 @@ pub fn signs_and_decrypts(algorithm: &str) {
     assert_eq!(tries_left(&h), before - 1);
 
     // Mail encrypted to her 9D certificate, read with her card.
+    let encrypted = encrypt(&h, &recipient, "encrypted.p7");
+    assert_eq!(decrypt(&h, &encrypted, &recipient, "KEY MAN key"), MESSAGE);
+}
+
+/// [`MESSAGE`] encrypted to `recipient` (a PEM certificate) as a mail
+/// client sends it.
+fn encrypt(h: &Harness, recipient: &Path, name: &str) -> PathBuf {
     let message = h.write("secret.txt", MESSAGE);
-    let encrypted = h.path("encrypted.p7");
+    let encrypted = h.path(name);
     let (ok, text) = openssl_cms(
-        &h,
+        h,
         PASSCODE,
         &[
             "-encrypt",
@@ -156,14 +163,21 @@ pub fn signs_and_decrypts(algorithm: &str) {
             "DER",
             "-out",
             s(&encrypted),
-            s(&recipient),
+            s(recipient),
         ],
     );
     assert!(ok, "{text}");
+    encrypted
+}
+
+/// Decrypts `encrypted` with the card's key labelled `key` (OpenSC's
+/// label), for `recipient`; the plaintext.
+fn decrypt(h: &Harness, encrypted: &Path, recipient: &Path, key: &str) -> Vec<u8> {
     let decrypted = h.path("decrypted.txt");
-    let key = key_uri(&h, "KEY MAN key");
+    let _ = std::fs::remove_file(&decrypted);
+    let key = key_uri(h, key);
     let (ok, text) = openssl_cms(
-        &h,
+        h,
         PASSCODE,
         &[
             "-decrypt",
@@ -171,9 +185,9 @@ pub fn signs_and_decrypts(algorithm: &str) {
             "-inform",
             "DER",
             "-in",
-            s(&encrypted),
+            s(encrypted),
             "-recip",
-            s(&recipient),
+            s(recipient),
             "-engine",
             "pkcs11",
             "-keyform",
@@ -185,7 +199,41 @@ pub fn signs_and_decrypts(algorithm: &str) {
         ],
     );
     assert!(ok, "{text}");
-    assert_eq!(std::fs::read(&decrypted).unwrap(), MESSAGE);
+    std::fs::read(&decrypted).unwrap()
+}
+
+/// Key history: mail encrypted to her key management certificate before
+/// a renewal is still read after it, with the retired key (`82`) the
+/// renewal kept; OpenSC finds it through the Key History object, and
+/// new mail goes to the new `9D` key.
+pub fn mail_to_a_renewed_key_stays_readable() {
+    let h = Harness::start(1);
+    let issuer = Issuer::new(&h);
+    issuer.personalise(&h, 0, "555000401003", "p256", Some("2026-12-01"));
+    let before = h.path("9d-before.pem");
+    std::fs::rename(certificate(&h, "9d"), &before).unwrap();
+    let old_mail = encrypt(&h, &before, "to-old-key.p7");
+
+    let renewed = issuer.renew(&h, 0, "2028-10-01");
+    assert!(renewed.contains("certificates expire 2030"), "{renewed}");
+    let after = certificate(&h, "9d");
+    assert_ne!(
+        std::fs::read(&after).unwrap(),
+        std::fs::read(&before).unwrap()
+    );
+    // The retired certificate is the old one, in the first retired slot.
+    let retired = certificate(&h, "82");
+    assert_eq!(
+        std::fs::read(&retired).unwrap(),
+        std::fs::read(&before).unwrap()
+    );
+
+    assert_eq!(
+        decrypt(&h, &old_mail, &before, "Retired KEY MAN 1"),
+        MESSAGE
+    );
+    let new_mail = encrypt(&h, &after, "to-new-key.p7");
+    assert_eq!(decrypt(&h, &new_mail, &after, "KEY MAN key"), MESSAGE);
 }
 
 /// `9C` signs once per passcode: after a signature, the next one is

@@ -75,6 +75,26 @@ impl Issuer {
             .to_string()
     }
 
+    /// Renews the card in reader `n` at `now` (`YYYY-MM-DD`); what the
+    /// CMS printed.
+    pub fn renew(&self, h: &Harness, n: usize, now: &str) -> String {
+        let reader = h.reader(n);
+        ok(
+            s9card().to_str().unwrap(),
+            &[
+                "renew",
+                "--reader",
+                &reader,
+                "--passcode",
+                PASSCODE,
+                "--db",
+                self.db.to_str().unwrap(),
+                "--now",
+                now,
+            ],
+        )
+    }
+
     /// Revokes the card `serial` as lost, and writes the CA's CRL, which
     /// lists its certificates: the file relying parties check.
     pub fn revoke(&self, h: &Harness, serial: &str) -> PathBuf {
