@@ -4,6 +4,8 @@
 //! holder is accepted, and a wrong passcode, an expired certificate or a
 //! removed card are refused by the relying party itself.
 
+#[path = "relying_parties/browser.rs"]
+mod browser;
 mod harness;
 #[path = "relying_parties/kerberos.rs"]
 mod kerberos;
@@ -36,6 +38,16 @@ fn tls_client_authentication_with_a_p256_card() {
 #[test]
 fn tls_client_authentication_with_an_rsa_card() {
     tls::authenticates("rsa2048");
+}
+
+#[test]
+fn a_browser_logs_in_with_the_card_and_not_without_it() {
+    browser::logs_in();
+}
+
+#[test]
+fn the_kiosk_module_logs_in_with_its_passcode_file_only() {
+    browser::kiosk_module_rules();
 }
 
 #[test]

@@ -15,17 +15,6 @@ use harness::*;
 
 const PAIRING_CODE: &str = "12345678";
 
-/// The OpenSC with PIV SM, or a panic naming the command that builds it.
-fn opensc_sm() -> PathBuf {
-    let prefix = root().join("target/opensc-sm");
-    assert!(
-        prefix.join("bin/pkcs11-tool").is_file(),
-        "no OpenSC with PIV secure messaging in {}: run scripts/opensc-sm (scripts/setup does)",
-        prefix.display()
-    );
-    prefix
-}
-
 /// The PKCS#11 module of that OpenSC.
 fn module() -> String {
     opensc_sm()

@@ -108,6 +108,19 @@ pub fn series9_elf() -> PathBuf {
         .clone()
 }
 
+/// OpenSC 0.26 built with PIV secure messaging (`scripts/opensc-sm`, which
+/// `scripts/setup` runs), its prefix; or a panic naming the command that
+/// builds it.
+pub fn opensc_sm() -> PathBuf {
+    let prefix = root().join("target/opensc-sm");
+    assert!(
+        prefix.join("bin/pkcs11-tool").is_file(),
+        "no OpenSC with PIV secure messaging in {}: run scripts/opensc-sm (scripts/setup does)",
+        prefix.display()
+    );
+    prefix
+}
+
 /// Runs a command, returning its output.
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)

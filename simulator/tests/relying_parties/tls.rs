@@ -44,6 +44,10 @@ pub fn server(h: &Harness, issuer: &Issuer, crl: Option<&std::path::Path>) -> Se
             "-Verify",
             "2",
             "-verify_return_error",
+            // No resumption: every connection is a full handshake, so
+            // every request needs the card's signature.
+            "-no_cache",
+            "-no_ticket",
             "-www",
         ]),
     )
