@@ -6,52 +6,11 @@ mod common;
 use client::{AdminAlgorithm, ClientError, DEFAULT_MGM, PivClient, Slot, Status, unwrap_tlv};
 use cms::CmsError;
 use cms::ca::Role;
-use cms::flows::{self, Cms, Request};
+use cms::flows::{self, Request};
 use cms::time;
-use common::Flaky;
+use common::{Flaky, request, setup};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use virtual_card::{Entropy, Make};
-
-fn request(uuid: &str) -> Request {
-    Request {
-        uuid: uuid.into(),
-        name: "Ann Example".into(),
-        email: Some("ann@nhs.example".into()),
-        mobile: None,
-        role: Role::Holder,
-        passcode: String::from("482915").into(),
-        serial: None,
-        algorithm: applet::algorithm::Algorithm::P256,
-        secure_messaging: None,
-    }
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    cms: Cms,
-    image: std::path::PathBuf,
-    now: u64,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cms.db");
-    let now = time::parse("2026-11-25").unwrap();
-    Cms::init_ca(&db, now).unwrap();
-    let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(912_345_678, applet::Profile::Series9),
-        Entropy::Seed(1),
-    )
-    .unwrap();
-    Setup {
-        cms: Cms::open(&db).unwrap(),
-        image,
-        now,
-        _dir: dir,
-    }
-}
 
 #[test]
 fn personalise_then_status() {

@@ -2,41 +2,26 @@
 //! reader: the CMS's CA's signer vouches for the card's CVC, the pairing
 //! code shown once opens the virtual contact interface.
 
+mod common;
+
 use card_os::Interface;
 use client::{PivClient, Slot, Status, Suite};
-use cms::ca::Role;
-use cms::flows::{self, Cms, Request};
-use cms::{CmsError, sm, time};
-use virtual_card::{Entropy, Make};
-
-fn setup() -> (tempfile::TempDir, Cms, std::path::PathBuf, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cms.db");
-    let now = time::parse("2026-11-25").unwrap();
-    Cms::init_ca(&db, now).unwrap();
-    let image = dir.path().join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(912_345_678, applet::Profile::Series9),
-        Entropy::Seed(1),
-    )
-    .unwrap();
-    let cms = Cms::open(&db).unwrap();
-    (dir, cms, image, now)
-}
+use cms::flows::{self, Request};
+use cms::{CmsError, sm};
+use common::{request, setup};
+use virtual_card::Entropy;
 
 fn personalise(suite: Suite) {
-    let (_dir, mut cms, image, now) = setup();
+    let common::Setup {
+        dir: _dir,
+        mut cms,
+        image,
+        now,
+    } = setup();
     let request = Request {
-        uuid: "555000111222".into(),
-        name: "Ann Example".into(),
         email: None,
-        mobile: None,
-        role: Role::Holder,
-        passcode: String::from("482915").into(),
-        serial: None,
-        algorithm: applet::algorithm::Algorithm::P256,
         secure_messaging: Some(suite),
+        ..request("555000111222")
     };
     let (header, mut card) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
     card.power_on();
@@ -99,7 +84,12 @@ fn a_card_personalised_with_cs7_opens_its_vci_with_the_pairing_code() {
 /// sent protected.
 #[test]
 fn a_signer_from_another_ca_is_refused() {
-    let (dir, cms, image, now) = setup();
+    let common::Setup {
+        dir,
+        cms,
+        image,
+        now,
+    } = setup();
     let other_dir = dir.path().join("other");
     let other = cms::ca::TestCa::init(&other_dir, now).unwrap();
     let signer = sm::SmSigner::load_or_create(&other, now).unwrap();

@@ -3,15 +3,16 @@
 //! issuer signature, every digest in the Security Object, the
 //! certificates' names and purposes; and a tampered object is caught.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use client::{PivClient, unwrap_tlv};
-use cms::ca::Role;
 use cms::content;
-use cms::flows::{self, Cms, Request};
+use cms::flows::{self, Request};
 use cms::time;
-use virtual_card::{Entropy, Make};
+use virtual_card::Entropy;
 
 fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
@@ -70,35 +71,19 @@ struct Card {
     certificates: Vec<Vec<u8>>,
 }
 
-/// A CMS with its CA in `dir`, and a factory-fresh card for it, powered.
-fn cms_and_card(dir: &Path) -> (Cms, virtual_card::SimCard, u64) {
-    let db = dir.join("cms.db");
-    let now = time::parse("2026-11-25").unwrap();
-    Cms::init_ca(&db, now).unwrap();
-    let image = dir.join("card.s9img");
-    virtual_card::init(
-        &image,
-        Make::virtual_card(912_345_678, applet::Profile::Series9),
-        Entropy::Seed(1),
-    )
-    .unwrap();
-    let (_, mut sim) = virtual_card::boot(&image, Entropy::Seed(2), false).unwrap();
+/// A CMS with its CA, and a factory-fresh card for it, powered.
+fn cms_and_card() -> (common::Setup, virtual_card::SimCard) {
+    let setup = common::setup();
+    let (_, mut sim) = virtual_card::boot(&setup.image, Entropy::Seed(2), false).unwrap();
     sim.power_on();
-    (Cms::open(&db).unwrap(), sim, now)
+    (setup, sim)
 }
 
 /// Ann's card request.
 fn ann(uuid: &str, algorithm: applet::algorithm::Algorithm) -> Request {
     Request {
-        uuid: uuid.into(),
-        name: "Ann Example".into(),
-        email: Some("ann@nhs.example".into()),
-        mobile: None,
-        role: Role::Holder,
-        passcode: String::from("482915").into(),
-        serial: None,
         algorithm,
-        secure_messaging: None,
+        ..common::request(uuid)
     }
 }
 
@@ -106,8 +91,12 @@ fn ann(uuid: &str, algorithm: applet::algorithm::Algorithm) -> Request {
 /// through the client as any reader would (the Printed Information with
 /// her passcode).
 fn personalised(algorithm: applet::algorithm::Algorithm) -> Card {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut cms, mut sim, now) = cms_and_card(dir.path());
+    let (
+        common::Setup {
+            dir, mut cms, now, ..
+        },
+        mut sim,
+    ) = cms_and_card();
     let mut card = PivClient::new(&mut sim);
     let request = ann("555000111222", algorithm);
     flows::personalize(&mut cms, &mut card, &request, now).unwrap();
@@ -358,8 +347,12 @@ fn the_certificates_carry_what_logon_and_card_authentication_check() {
 /// the CRL's signature and finds each serial with its reason.
 #[test]
 fn renewal_and_revocation_reach_the_crl() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut cms, mut sim, now) = cms_and_card(dir.path());
+    let (
+        common::Setup {
+            dir, mut cms, now, ..
+        },
+        mut sim,
+    ) = cms_and_card();
     let mut card = PivClient::new(&mut sim);
     let request = ann("555000111444", applet::algorithm::Algorithm::P256);
     flows::personalize(&mut cms, &mut card, &request, now).unwrap();

@@ -188,9 +188,8 @@ fn personalise_unlock_and_renew_with_two_readers() {
 /// at 24 points spread over the renewal's APDUs (S9CARD_KILL_RUNS for more).
 #[test]
 fn kill_the_card_during_renewals() {
-    use client::{Pcsc, PivClient, unwrap_tlv};
+    use client::{Pcsc, PivClient};
     use cms::{ca, flows, time};
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
 
     let runs: u32 = std::env::var("S9CARD_KILL_RUNS")
         .ok()
@@ -284,19 +283,8 @@ fn kill_the_card_during_renewals() {
         card.select().unwrap();
         let mut expiries = Vec::new();
         for (slot, object) in flows::SLOTS {
-            let content = card.get_object(object).unwrap().expect("a certificate");
-            let info = ca::inspect(&test_ca, unwrap_tlv(&content, 0x70).unwrap()).unwrap();
-            let digest = [run as u8; 32];
-            // Right before the signature: 9C wants the PIN every time.
-            card.verify_pin(b"482915").unwrap();
-            let sig = card.sign(slot, &digest).unwrap();
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.key.public)
-                .unwrap()
-                .verify_prehash(
-                    &digest,
-                    &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
-                )
-                .unwrap_or_else(|_| {
+            let info = key_matches_certificate(&mut card, &test_ca, slot, object, [run as u8; 32])
+                .unwrap_or_else(|| {
                     panic!(
                         "run {run}: slot {:02X} has a key without its certificate",
                         slot.byte()
@@ -334,21 +322,8 @@ fn kill_the_card_during_renewals() {
     let mut kept = std::collections::BTreeSet::new();
     for slot in cms::key_history::retired_slots().take(history.on_card.into()) {
         let tag = slot.certificate_tag().unwrap();
-        let content = card
-            .get_object(tag)
-            .unwrap()
-            .expect("a retired certificate");
-        let info = ca::inspect(&test_ca, unwrap_tlv(&content, 0x70).unwrap()).unwrap();
-        let digest = [slot.byte(); 32];
-        card.verify_pin(b"482915").unwrap();
-        let sig = card.sign(slot, &digest).unwrap();
-        p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.key.public)
-            .unwrap()
-            .verify_prehash(
-                &digest,
-                &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
-            )
-            .unwrap_or_else(|_| {
+        let info = key_matches_certificate(&mut card, &test_ca, slot, tag, [slot.byte(); 32])
+            .unwrap_or_else(|| {
                 panic!(
                     "retired slot {:02X}: key and certificate differ",
                     slot.byte()
@@ -366,6 +341,29 @@ fn kill_the_card_during_renewals() {
         cut * 10 >= runs * 4,
         "only {cut} of {runs} runs were cut inside the renewal"
     );
+}
+
+/// The certificate in `object`, if the key in `slot` is its key: the card
+/// signs `digest` (after the passcode: `9C` wants it every time) and the
+/// signature verifies with the certificate's P-256 key.
+fn key_matches_certificate(
+    card: &mut client::PivClient<client::Pcsc>,
+    ca: &cms::ca::TestCa,
+    slot: client::Slot,
+    object: u32,
+    digest: [u8; 32],
+) -> Option<cms::ca::CertInfo> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let content = card.get_object(object).unwrap().expect("a certificate");
+    let info = cms::ca::inspect(ca, client::unwrap_tlv(&content, 0x70).unwrap()).unwrap();
+    card.verify_pin(b"482915").unwrap();
+    let sig = card.sign(slot, &digest).unwrap();
+    let signature = p256::ecdsa::DerSignature::from_bytes(&sig).unwrap();
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(&info.key.public)
+        .unwrap()
+        .verify_prehash(&digest, &signature)
+        .ok()
+        .map(|()| info)
 }
 
 /// Reads the 9A certificate of the card in `reader` into `cert` with
