@@ -72,7 +72,12 @@ pub struct TestCa {
     /// The root certificate.
     pub root: Certificate,
     dir: PathBuf,
+    realm: Realm,
 }
+
+/// The file beside the CA's key that names its realm (public; absent for a
+/// CA in the default realm).
+const REALM_FILE: &str = "realm";
 
 /// What a certificate is: the root, a signer the CA keeps beside it, or a
 /// holder's key. Each carries the extensions its relying parties check.
@@ -118,8 +123,54 @@ pub enum Purpose {
 }
 
 /// The Kerberos realm a holder's principal and UPN are in: the test KDC's,
-/// and the Active Directory domain an integrator maps it to.
-pub const REALM: &str = "S9CARD.TEST";
+/// or the Active Directory domain an integrator's relying parties expect
+/// (`s9card ca init --realm`). Upper case, as Kerberos writes realms; the
+/// UPN's domain is its lower case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Realm(String);
+
+impl Realm {
+    /// The realm s9card's tests use unless told otherwise.
+    pub const DEFAULT: &str = "S9CARD.TEST";
+
+    /// A realm: DNS labels of letters, digits and hyphens, joined by dots,
+    /// at most 253 characters; written upper case whatever the case given.
+    pub fn new(text: &str) -> Result<Realm> {
+        let bad = || CmsError::BadRealm(text.to_string());
+        if text.is_empty() || text.len() > 253 {
+            return Err(bad());
+        }
+        for label in text.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(bad());
+            }
+        }
+        Ok(Realm(text.to_ascii_uppercase()))
+    }
+
+    /// The realm as Kerberos writes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain of UPNs: the realm in lower case, as AD writes it.
+    pub fn domain(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl Default for Realm {
+    fn default() -> Realm {
+        Realm(Realm::DEFAULT.to_string())
+    }
+}
 
 /// Who and which card a holder's certificate names.
 #[derive(Clone, Debug)]
@@ -138,9 +189,10 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The user principal name: `uuid@realm`, lower case as AD writes it.
-    pub fn upn(&self) -> String {
-        format!("{}@{}", self.uuid, REALM.to_ascii_lowercase())
+    /// The user principal name in `realm`: `uuid@domain`, lower case as AD
+    /// writes it.
+    pub fn upn(&self, realm: &Realm) -> String {
+        format!("{}@{}", self.uuid, realm.domain())
     }
 }
 
@@ -194,6 +246,7 @@ fn holder_extensions(
     purpose: Purpose,
     id: &Identity,
     key: &CardKey,
+    realm: &Realm,
 ) -> Result<Vec<Extension>> {
     use x509_cert::ext::ToExtension;
     let fasc_n =
@@ -217,10 +270,13 @@ fn holder_extensions(
     let (usage, purposes, names) = match purpose {
         Purpose::Authentication => {
             let upn =
-                Any::encode_from(&Utf8StringRef::new(&id.upn()).map_err(err)?).map_err(err)?;
+                Any::encode_from(&Utf8StringRef::new(&id.upn(realm)).map_err(err)?).map_err(err)?;
             let mut names = vec![
                 other_name(oid::MS_UPN, upn),
-                other_name(oid::PKINIT_SAN, krb5_principal_name(&id.uuid, REALM)?),
+                other_name(
+                    oid::PKINIT_SAN,
+                    krb5_principal_name(&id.uuid, realm.as_str())?,
+                ),
             ];
             names.extend(card_names()?);
             (
@@ -338,6 +394,11 @@ fn serial() -> Result<SerialNumber> {
 impl TestCa {
     /// Creates a CA in `dir` (`ca.key`, `ca.pem`); refuses to replace one.
     pub fn init(dir: &Path, now: u64) -> Result<TestCa> {
+        TestCa::init_in_realm(dir, now, Realm::default())
+    }
+
+    /// [`TestCa::init`] for holders in `realm`.
+    pub fn init_in_realm(dir: &Path, now: u64, realm: Realm) -> Result<TestCa> {
         private_files::dir_all(dir).map_err(CmsError::file(dir))?;
         let key_path = dir.join("ca.key");
         if key_path.exists() {
@@ -375,11 +436,20 @@ impl TestCa {
         let cert_path = dir.join("ca.pem");
         std::fs::write(&cert_path, root.to_pem(LineEnding::LF).map_err(err)?)
             .map_err(CmsError::file(&cert_path))?;
+        let realm_path = dir.join(REALM_FILE);
+        std::fs::write(&realm_path, format!("{}\n", realm.as_str()))
+            .map_err(CmsError::file(&realm_path))?;
         Ok(TestCa {
             key,
             root,
             dir: dir.to_path_buf(),
+            realm,
         })
+    }
+
+    /// The realm the CA's holders are in.
+    pub fn realm(&self) -> &Realm {
+        &self.realm
     }
 
     /// Loads the CA in `dir`.
@@ -393,10 +463,17 @@ impl TestCa {
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(CmsError::file(&cert_path))?;
         let (_, der) = der::pem::decode_vec(cert_pem.as_bytes()).map_err(err)?;
         let root = Certificate::from_der(&der).map_err(err)?;
+        let realm_path = dir.join(REALM_FILE);
+        let realm = match std::fs::read_to_string(&realm_path) {
+            Ok(text) => Realm::new(text.trim())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Realm::default(),
+            Err(e) => return Err(CmsError::file(&realm_path)(e)),
+        };
         Ok(TestCa {
             key,
             root,
             dir: dir.to_path_buf(),
+            realm,
         })
     }
 
@@ -442,7 +519,7 @@ impl TestCa {
             id.role.as_str()
         ))
         .map_err(err)?;
-        let extensions = holder_extensions(&subject, purpose, id, key)?;
+        let extensions = holder_extensions(&subject, purpose, id, key, &self.realm)?;
         let profile = Profile {
             issuer: self.root.tbs_certificate().subject().clone(),
             subject,
@@ -661,6 +738,72 @@ mod tests {
     use super::*;
     use p256::elliptic_curve::Generate;
     use p256::elliptic_curve::sec1::ToSec1Point;
+
+    #[test]
+    fn a_realm_is_dns_labels_written_in_upper_case() {
+        let realm = Realm::new("nhs.Example").unwrap();
+        assert_eq!(realm.as_str(), "NHS.EXAMPLE");
+        assert_eq!(realm.domain(), "nhs.example");
+        assert_eq!(Realm::default().as_str(), "S9CARD.TEST");
+        let long = [
+            "A".repeat(63),
+            "B".repeat(63),
+            "C".repeat(63),
+            "D".repeat(61),
+        ]
+        .join(".");
+        assert!(Realm::new(&long).is_ok(), "253 characters");
+        for bad in [
+            "",
+            ".",
+            "NHS..EXAMPLE",
+            "NHS.EXAMPLE.",
+            "-NHS.EXAMPLE",
+            "NHS-.EXAMPLE",
+            "NHS EXAMPLE",
+            "ÄRZTE.DE",
+            "NHS@EXAMPLE",
+            &"A".repeat(64),
+            &format!("{long}E"),
+        ] {
+            assert!(
+                matches!(Realm::new(bad), Err(CmsError::BadRealm(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ca_keeps_its_realm_and_names_it_in_principals() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = super::super::time::parse("2026-11-25").unwrap();
+        let realm = Realm::new("NHS.EXAMPLE").unwrap();
+        TestCa::init_in_realm(dir.path(), now, realm.clone()).unwrap();
+        let ca = TestCa::load(dir.path()).unwrap();
+        assert_eq!(ca.realm(), &realm);
+        let key = p256::SecretKey::generate();
+        let card_key = CardKey {
+            algorithm: applet::algorithm::Algorithm::P256,
+            public: key.public_key().to_sec1_point(false).as_bytes().to_vec(),
+        };
+        let id = Identity {
+            uuid: "555000111222".into(),
+            name: "Ann".into(),
+            role: Role::Holder,
+            email: None,
+            guid: [0x42; 16],
+        };
+        let der = ca
+            .issue(&id, Purpose::Authentication, &card_key, now)
+            .unwrap();
+        let has = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"555000111222@nhs.example"), "the UPN");
+        assert!(has(b"NHS.EXAMPLE"), "the Kerberos principal's realm");
+        assert!(!has(b"s9card.test") && !has(b"S9CARD.TEST"));
+        // A CA made before realms were kept is in the default one.
+        std::fs::remove_file(dir.path().join(REALM_FILE)).unwrap();
+        assert_eq!(TestCa::load(dir.path()).unwrap().realm(), &Realm::default());
+    }
 
     #[test]
     fn issues_certificates_that_openssl_style_checks_accept() {

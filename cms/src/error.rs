@@ -272,6 +272,9 @@ pub enum CmsError {
     CodeExpired,
 
     // Certificates and keys.
+    /// A realm that is not DNS labels.
+    #[error("realm {0:?}: letters, digits and hyphens in dot-separated labels, like NHS.EXAMPLE")]
+    BadRealm(String),
     /// A CA directory that has one already.
     #[error("{}: a CA exists already", .0.display())]
     CaExists(PathBuf),

@@ -336,7 +336,13 @@ impl CardArgs {
 #[derive(Subcommand)]
 enum CaCommand {
     /// Create the test CA and the master secret beside the database.
-    Init,
+    Init {
+        /// The Kerberos realm of the holders' principals and, in lower
+        /// case, their UPNs' domain: the AD domain your relying parties
+        /// expect.
+        #[arg(long, default_value = cms::ca::Realm::DEFAULT)]
+        realm: String,
+    },
     /// Write the CA's CRL (PEM): the certificates of revoked cards and
     /// those renewals replaced, for relying parties' revocation checks.
     Crl {
@@ -349,9 +355,14 @@ enum CaCommand {
 pub fn ca(args: Ca) -> Done {
     let now = args.cms.now()?;
     match args.command {
-        CaCommand::Init => {
-            let ca = Cms::init_ca(&args.cms.db(), now)?;
-            println!("test CA created: {}", ca.root_path().display());
+        CaCommand::Init { realm } => {
+            let realm = cms::ca::Realm::new(&realm)?;
+            let ca = Cms::init_ca_in_realm(&args.cms.db(), now, realm)?;
+            println!(
+                "test CA created: {} (realm {})",
+                ca.root_path().display(),
+                ca.realm().as_str()
+            );
         }
         CaCommand::Crl { out } => {
             let state = Cms::open(&args.cms.db())?;

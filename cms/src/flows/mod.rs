@@ -93,8 +93,14 @@ impl Cms {
 
     /// Creates the test CA (and the master secret) beside `db`.
     pub fn init_ca(db: &Path, now: u64) -> Result<TestCa> {
+        Cms::init_ca_in_realm(db, now, ca::Realm::default())
+    }
+
+    /// [`Cms::init_ca`] for holders in `realm`: their UPNs and Kerberos
+    /// principals name it.
+    pub fn init_ca_in_realm(db: &Path, now: u64, realm: ca::Realm) -> Result<TestCa> {
         let (ca_dir, master) = paths(db);
-        let ca = TestCa::init(&ca_dir, now)?;
+        let ca = TestCa::init_in_realm(&ca_dir, now, realm)?;
         MasterSecret::load_or_create(&master)?;
         Db::open(db)?;
         Ok(ca)

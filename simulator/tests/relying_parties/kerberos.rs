@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 use crate::harness::*;
 use crate::support::*;
 
-/// The realm the CMS's certificates name (`cms::ca::REALM`).
-pub const REALM: &str = "S9CARD.TEST";
+/// The test realm: not the CMS's default, so that the CA's `--realm` is
+/// what puts it in the holders' certificates.
+pub const REALM: &str = "NHS.EXAMPLE";
 
 /// A KDC for [`REALM`] on loopback, trusting `issuer`'s root for PKINIT,
 /// with the principals `principals` (no keys: the card is their only way
@@ -34,7 +35,7 @@ fn kdc_certificate(dir: &Path, issuer: &Issuer) -> (PathBuf, PathBuf) {
         dir,
         issuer,
         "kdc",
-        "kdc.s9card.test",
+        "kdc.nhs.example",
         &format!(
             "basicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature,keyEncipherment,keyAgreement\n\
@@ -188,7 +189,7 @@ pub fn slot_id(h: &Harness) -> String {
 /// costs a try.
 pub fn logs_on(algorithm: &str) {
     let h = Harness::start(1);
-    let issuer = Issuer::new(&h);
+    let issuer = Issuer::in_realm(&h, REALM);
     let uuid = "555000501001";
     issuer.personalise(&h, 0, uuid, algorithm, None);
     let kdc = Kdc::start(&h, &issuer, &[uuid], None);
@@ -219,7 +220,7 @@ pub fn logs_on(algorithm: &str) {
 /// is kinit's (the KDC runs the same OpenSSL check on what it receives).
 pub fn refuses_expired() {
     let h = Harness::start(1);
-    let issuer = Issuer::new(&h);
+    let issuer = Issuer::in_realm(&h, REALM);
     let uuid = "555000501002";
     issuer.personalise(&h, 0, uuid, "rsa2048", Some("2022-01-10"));
     let kdc = Kdc::start(&h, &issuer, &[uuid], None);
@@ -232,7 +233,7 @@ pub fn refuses_expired() {
 /// A card reported lost gets no ticket from a KDC that has the CA's CRL.
 pub fn refuses_revoked() {
     let h = Harness::start(1);
-    let issuer = Issuer::new(&h);
+    let issuer = Issuer::in_realm(&h, REALM);
     let uuid = "555000501004";
     let serial = issuer.personalise(&h, 0, uuid, "rsa2048", None);
     let slot = slot_id(&h);
@@ -249,7 +250,7 @@ pub fn refuses_revoked() {
 /// yubico-piv-tool), its certificate issued with OpenSSL.
 pub fn refuses_a_certificate_without_the_logon_eku() {
     let h = Harness::start(1);
-    let issuer = Issuer::new(&h);
+    let issuer = Issuer::in_realm(&h, REALM);
     let uuid = "555000501003";
     let public = h.path("9a.pub.pem");
     yubico(

@@ -23,10 +23,15 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn new(h: &Harness) -> Issuer {
+        Issuer::in_realm(h, "S9CARD.TEST")
+    }
+
+    /// A CMS whose holders are in the Kerberos realm `realm`.
+    pub fn in_realm(h: &Harness, realm: &str) -> Issuer {
         let db = h.path("cms.db");
         ok(
             s9card().to_str().unwrap(),
-            &["ca", "init", "--db", db.to_str().unwrap()],
+            &["ca", "init", "--realm", realm, "--db", db.to_str().unwrap()],
         );
         Issuer {
             root: h.path("ca/ca.pem"),
