@@ -128,7 +128,13 @@ impl Browser {
     fn start(h: &Harness, issuer: &Issuer, url: &str, site: &str, passcode: &Path) -> Browser {
         let script = root().join("simulator/tests/relying_parties/browser_client.py");
         let log = h.path("chromium.log");
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new("python3")
+            // A group of its own, Chromium's processes with it: all of them
+            // go when the test ends, whatever state the browser is in (an
+            // orphaned browser would keep its PC/SC handles on a reader
+            // the next test takes).
+            .process_group(0)
             .arg(script)
             .arg("chromium")
             .arg(profile(h, site))
@@ -180,11 +186,15 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = writeln!(self.commands, "quit");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // The client closes the browser within 20 s (10 for its answer,
+        // 10 for its exit); then the whole group goes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
         while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -206,7 +216,7 @@ fn artefact(name: &str) -> PathBuf {
 /// The holder's browser logs in to a site that requires her card: the
 /// page shows the subject the server authenticated (and the screenshot
 /// keeps it); the card pulled mid-session, the next request fails client
-/// authentication, the server refusing the connection.
+/// authentication, and the server sees the handshake broken off.
 pub fn logs_in() {
     let h = Harness::start(1);
     let issuer = Issuer::new(&h);
@@ -236,10 +246,9 @@ pub fn logs_in() {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
 
-    // Each time the server verifies the holder's certificate it prints it.
-    let holder = format!("UID = {uuid}");
-    let accepted = server.output().matches(&holder).count();
-    assert!(accepted > 0, "{}", server.output());
+    // Every handshake the server breaks off leaves an error line.
+    let broken = |output: &str| output.matches(":error:").count();
+    let before = broken(&server.output());
 
     h.control("eject", 0);
     h.wait_for_card(0, false);
@@ -250,11 +259,12 @@ pub fn logs_in() {
         Page::Died(signal) => panic!("the browser died (signal {signal}):\n{}", browser.log()),
         Page::Loaded(text) => panic!("a pulled card still logged in:\n{text}"),
     }
-    assert_eq!(
-        server.output().matches(&holder).count(),
-        accepted,
-        "the server accepted the holder again without her card:\n{}",
-        server.output()
+    // The server saw the attempt fail: the client sent its certificate
+    // but no signature (TLS 1.3's CertificateVerify), or no certificate.
+    let output = server.output();
+    assert!(
+        broken(&output) > before,
+        "the server saw no failed handshake after the removal:\n{output}"
     );
 }
 
