@@ -314,20 +314,8 @@ pub fn stable_slot_listing(mut list: impl FnMut() -> (bool, String)) -> String {
 /// The slots `pkcs11-tool --list-token-slots` shows: (slot id, reader,
 /// token serial).
 pub fn token_slots(h: &Harness) -> Vec<(String, String, String)> {
-    let listing = stable_slot_listing(|| {
-        let out = Command::new("pkcs11-tool")
-            .args(["--module", PKCS11, "--list-token-slots"])
-            .env("OPENSC_CONF", h.opensc_conf())
-            .stdin(Stdio::null())
-            .output()
-            .expect("pkcs11-tool (is opensc installed? see scripts/setup)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    });
+    let listing =
+        stable_slot_listing(|| run_pkcs11_tool(h, &["--module", PKCS11, "--list-token-slots"]));
     let mut slots = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in listing.lines() {
@@ -364,6 +352,14 @@ pub fn token_serial(h: &Harness, reader: &str) -> String {
 /// serves (its stock configuration shows four: 16 virtual slots, four per
 /// card); stdout and stderr, or a panic with them.
 pub fn pkcs11_tool(h: &Harness, args: &[&str]) -> String {
+    let (ok, text) = run_pkcs11_tool(h, args);
+    assert!(ok, "pkcs11-tool {args:?} failed:\n{text}");
+    text
+}
+
+/// pkcs11-tool under the harness's OpenSC configuration: whether it
+/// succeeded, and its stdout and stderr.
+fn run_pkcs11_tool(h: &Harness, args: &[&str]) -> (bool, String) {
     let out = Command::new("pkcs11-tool")
         .args(args)
         .env("OPENSC_CONF", h.opensc_conf())
@@ -375,8 +371,7 @@ pub fn pkcs11_tool(h: &Harness, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "pkcs11-tool {args:?} failed:\n{text}");
-    text
+    (out.status.success(), text)
 }
 
 /// Whether the signature in `sig` over `msg` verifies with OpenSSL against
