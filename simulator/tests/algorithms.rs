@@ -160,13 +160,14 @@ fn pkcs11(h: &Harness, args: &[&str]) -> String {
         "123456",
     ];
     all.extend_from_slice(args);
-    ok("pkcs11-tool", &all)
+    h.ok("pkcs11-tool", &all)
 }
 
 #[test]
 fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
-    // Alone: ssh-keygen -D and ssh-agent take the keys of every card.
-    let h = Harness::start_alone(1);
+    // ssh-keygen -D and ssh-agent take the keys of every card OpenSC is
+    // shown: under the harness's configuration, this test's alone.
+    let h = Harness::start(1);
     // yubico-piv-tool's default algorithm is RSA-2048.
     let (rsa2048, rsa2048_cert) = generate_or_import(&h, "9a", None);
     assert!(key_text(&rsa2048).contains("Public-Key: (2048 bit)"));
@@ -336,7 +337,7 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
     );
 
     // ssh sees the RSA and P-384 keys.
-    let keys = ok("ssh-keygen", &["-D", PKCS11]);
+    let keys = h.ok("ssh-keygen", &["-D", PKCS11]);
     assert!(keys.lines().any(|l| l.starts_with("ssh-rsa ")), "{keys}");
     assert!(
         keys.lines().any(|l| l.starts_with("ecdsa-sha2-nistp384 ")),
@@ -349,14 +350,18 @@ fn rsa_and_p384_keys_work_with_yubico_piv_tool_pkcs11_openssl_and_ssh() {
 /// askpass program), and `ssh-keygen -Y sign` signing with the RSA key in
 /// the agent: the signature ssh-keygen then verifies against the key.
 fn ssh_agent_signs_with_the_card(h: &Harness) {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let socket = h.path("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .args(["-D", "-a", socket.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ssh-agent");
+    // The agent's PKCS#11 helper inherits the harness's OpenSC
+    // configuration: it sees this test's card alone.
+    let agent = Spawned(
+        h.command("ssh-agent")
+            .args(["-D", "-a", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !socket.exists() {
         assert!(
@@ -372,7 +377,7 @@ fn ssh_agent_signs_with_the_card(h: &Harness) {
     )
     .unwrap();
     let with_agent = |program: &str, args: &[&str], input: Option<&Path>| {
-        let mut cmd = Command::new(program);
+        let mut cmd = h.command(program);
         cmd.args(args)
             .env("SSH_AUTH_SOCK", &socket)
             .env("SSH_ASKPASS", &askpass)
@@ -431,8 +436,7 @@ fn ssh_agent_signs_with_the_card(h: &Harness) {
         Some(&file),
     );
     assert!(verified.contains("Good \"file\" signature"), "{verified}");
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
 }
 
 /// What yubico-piv-tool 2.2.0 cannot make (Ed25519, X25519, RSA-3072 and

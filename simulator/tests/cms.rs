@@ -75,7 +75,7 @@ fn personalise_unlock_and_renew_with_two_readers() {
     );
 
     // PKCS#11 sees the key and signs with it.
-    let objects = ok("pkcs15-tool", &["--reader", r1, "-D"]);
+    let objects = h.ok("pkcs15-tool", &["--reader", r1, "-D"]);
     assert!(objects.contains("PKCS#15 Card [Ann Holder]"), "{objects}");
     pkcs11_signs_for(&h, r1, "482915", &cert, b"log in to the spine\n");
 

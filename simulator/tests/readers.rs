@@ -11,8 +11,8 @@ use harness::*;
 #[test]
 fn eight_cards_sign_side_by_side_by_token_serial_without_crosstalk() {
     const CARDS: usize = 8;
-    // Alone: the cards are picked by token serial, and another test's
-    // cards have the same serials.
+    // Alone: eight readers in a row are most of the pool, and tests that
+    // wait for one would hold the eight back one after another.
     let h = Harness::start_alone(CARDS);
 
     let certs: Vec<_> = (0..CARDS)

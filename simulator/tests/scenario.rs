@@ -73,7 +73,10 @@ fn nhs_login_session_ends_on_removal_and_logs_in_again_on_reinsertion() {
          action = \"remove\"\n\
          reinsert_after_ms = 1500\n",
     );
-    let h = Harness::start_with(1, true, &["--scenario", &script]);
+    // Alone: OpenSC runs in this process (C_WaitForSlotEvent), which reads
+    // its configuration from the environment as it loads, and so opens
+    // every card PC/SC shows.
+    let h = Harness::start_alone_with(1, true, &["--scenario", &script]);
     key_with_certificate(&h, "9a", "holder 555000111222");
     let public =
         std::fs::read_to_string(h.path("holder 555000111222-9a.pub")).expect("the 9A public key");

@@ -24,13 +24,17 @@ fn module() -> String {
 }
 
 /// An OpenSC configuration with secure messaging always on, the pairing
-/// code the card was given, and one PKCS#11 slot per card.
+/// code the card was given, and one PKCS#11 slot per card; like the
+/// harness's, it shows OpenSC this test's reader alone (another test's
+/// contactless card must not be sent this pairing code).
 fn sm_conf(h: &Harness, pairing_code: &str) -> PathBuf {
     let text = format!(
         "app default {{\n\
+         \t{}\n\
          \tcard_driver PIV-II {{\n\t\tpiv_use_sm = always;\n\t\tpiv_pairing_code = {pairing_code};\n\t}}\n\
          \tframework pkcs15 {{\n\t}}\n}}\n\
-         app opensc-pkcs11 {{\n\tpkcs11 {{\n\t\tmax_virtual_slots = 56;\n\t\tslots_per_card = 1;\n\t}}\n}}\n"
+         app opensc-pkcs11 {{\n\tpkcs11 {{\n\t\tmax_virtual_slots = 56;\n\t\tslots_per_card = 1;\n\t}}\n}}\n",
+        h.ignored_readers()
     );
     h.write(&format!("opensc-sm-{pairing_code}.conf"), text.as_bytes())
 }

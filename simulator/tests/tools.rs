@@ -29,34 +29,34 @@ fn y_fails(h: &Harness, args: &[&str]) -> String {
 fn opensc_sees_a_piv_card() {
     let h = Harness::start(1);
     let reader = h.reader(0);
-    let list = ok("opensc-tool", &["-l"]);
+    let list = h.ok("opensc-tool", &["-l"]);
     assert!(
         list.lines()
             .any(|l| l.ends_with(&format!(" {reader}")) && l.contains("Yes")),
         "{list}"
     );
-    let atr = ok("opensc-tool", &["-r", &reader, "-a"]);
+    let atr = h.ok("opensc-tool", &["-r", &reader, "-a"]);
     // 3B 8D 81 31 FE 45 80 73 C0 21 C0 57 "S9CARDV" TCK
     assert!(
         atr.starts_with("3b:8d:81:31:fe:45:80:73:c0:21:c0:57:53:39:43:41:52:44:56:"),
         "{atr}"
     );
-    let name = ok("opensc-tool", &["-r", &reader, "-n"]);
+    let name = h.ok("opensc-tool", &["-r", &reader, "-n"]);
     assert!(
         name.contains("Personal Identity Verification Card"),
         "{name}"
     );
-    let pkcs15 = ok("pkcs15-tool", &["--reader", &reader, "-D"]);
+    let pkcs15 = h.ok("pkcs15-tool", &["--reader", &reader, "-D"]);
     assert!(
         pkcs15.contains("PIV_II") && pkcs15.contains("PIN [PIN]"),
         "{pkcs15}"
     );
-    let slots = ok("pkcs11-tool", &["--module", PKCS11, "-L"]);
+    let slots = h.ok("pkcs11-tool", &["--module", PKCS11, "-L"]);
     assert!(
         slots.contains("PIV_II") && slots.contains("token initialized"),
         "{slots}"
     );
-    let objects = ok(
+    let objects = h.ok(
         "pkcs11-tool",
         &["--module", PKCS11, "--slot-description", &reader, "-O"],
     );
@@ -226,8 +226,9 @@ fn yubico_piv_tool_keys_certificates_attestation_and_reset() {
 
 #[test]
 fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
-    // Alone: ssh-keygen -D lists the keys of every card PC/SC shows.
-    let h = Harness::start_alone(1);
+    // ssh-keygen -D lists the keys of every card OpenSC is shown: the
+    // harness's configuration shows it this test's alone.
+    let h = Harness::start(1);
     let cert = key_with_certificate(&h, "9a", "holder");
     pkcs11_signs_for(
         &h,
@@ -236,7 +237,7 @@ fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
         &cert,
         b"an NHS staff card signs this\n",
     );
-    let ssh = ok("ssh-keygen", &["-D", PKCS11]);
+    let ssh = h.ok("ssh-keygen", &["-D", PKCS11]);
     assert!(ssh.starts_with("ecdsa-sha2-nistp256 "), "{ssh}");
 }
 
@@ -248,9 +249,10 @@ fn pkcs11_signature_verifies_with_openssl_and_ssh_sees_the_key() {
 /// with real YubiKeys), so it cannot be tested here.
 #[test]
 fn openssl_signs_requests_and_certificates_through_pkcs11() {
-    // Alone: the engine sees every token; the URI names ours by serial (a
-    // card scripts/setup serves has a key of the same label).
-    let h = Harness::start_alone(1);
+    // The engine sees the tokens OpenSC is shown (this test's alone, under
+    // the harness's configuration); the URI names ours by serial all the
+    // same.
+    let h = Harness::start(1);
     // OpenSC lists a key once its certificate exists: give it a first one.
     key_with_certificate(&h, "9a", "first");
     let key = format!(
@@ -260,7 +262,8 @@ fn openssl_signs_requests_and_certificates_through_pkcs11() {
     let key = key.as_str();
     let csr = h.path("req.csr");
     let env_free = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
+        let out = h
+            .command("openssl")
             .args(args)
             .env("OPENSSL_CONF", "/dev/null")
             .output()

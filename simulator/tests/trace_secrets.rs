@@ -158,7 +158,7 @@ fn no_secret_reaches_the_trace() {
         ],
     );
     let unwrapped = h.path("session.out");
-    ok(
+    h.ok(
         "pkcs11-tool",
         &[
             "--module",
@@ -207,7 +207,7 @@ fn no_secret_reaches_the_trace() {
         ],
     );
     let shared = h.path("shared.bin");
-    ok(
+    h.ok(
         "pkcs11-tool",
         &[
             "--module",

@@ -131,8 +131,14 @@ pub fn run(program: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a command that must succeed; returns stdout and stderr together.
+/// Not for OpenSC's clients, which [`Harness::ok`] runs.
 pub fn ok(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
+    succeeded(program, args, run(program, args))
+}
+
+/// A command's stdout and stderr together, or a panic with them if it
+/// failed.
+fn succeeded(program: &str, args: &[&str], out: Output) -> String {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -360,12 +366,7 @@ pub fn pkcs11_tool(h: &Harness, args: &[&str]) -> String {
 /// pkcs11-tool under the harness's OpenSC configuration: whether it
 /// succeeded, and its stdout and stderr.
 fn run_pkcs11_tool(h: &Harness, args: &[&str]) -> (bool, String) {
-    let out = Command::new("pkcs11-tool")
-        .args(args)
-        .env("OPENSC_CONF", h.opensc_conf())
-        .stdin(Stdio::null())
-        .output()
-        .expect("pkcs11-tool (is opensc installed? see scripts/setup)");
+    let out = h.run("pkcs11-tool", args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -622,6 +623,18 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// A child process that is killed when the test lets it go, whether the
+/// test passed or panicked: a client left running keeps its PC/SC handles
+/// on a reader the pool gives the next test.
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running `s9card serve` with its own images, and pcscd if we started it.
 pub struct Harness {
     /// The test's scratch directory (images, sockets, traces), removed on drop.
@@ -648,14 +661,21 @@ impl Harness {
     }
 
     /// Like [`Harness::start`], with the machine to this test alone: for
-    /// tests that restart pcscd.
+    /// tests that restart pcscd, and for tests that load OpenSC into their
+    /// own process, where no configuration file can narrow what it sees.
     pub fn start_alone(cards: usize) -> Harness {
+        Harness::start_alone_with(cards, true, &[])
+    }
+
+    /// Like [`Harness::start_alone`], with or without a raw trace and with
+    /// extra `serve` arguments.
+    pub fn start_alone_with(cards: usize, trace: bool, extra: &[&str]) -> Harness {
         Harness::start_in(
             Readers::take(cards, true),
             Kind::current(),
             cards,
-            true,
-            &[],
+            trace,
+            extra,
         )
     }
 
@@ -867,14 +887,71 @@ impl Harness {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// An OpenSC configuration with a PKCS#11 slot for every card (for
-    /// `OPENSC_CONF`), written on first use.
+    /// An OpenSC configuration (for `OPENSC_CONF`) with a PKCS#11 slot for
+    /// every card, that shows OpenSC this harness's readers and no other
+    /// ([`Harness::ignored_readers`]); written on first use.
     pub fn opensc_conf(&self) -> PathBuf {
         let p = self.path("opensc.conf");
         if !p.exists() {
-            std::fs::write(&p, virtual_reader::readers::opensc_conf()).unwrap();
+            let conf = virtual_reader::readers::opensc_conf().replacen(
+                "app default {",
+                &format!("app default {{\n\t{}", self.ignored_readers()),
+                1,
+            );
+            std::fs::write(&p, conf).unwrap();
         }
         p
+    }
+
+    /// OpenSC's `ignored_readers` setting naming every reader PC/SC lists
+    /// but this harness's. OpenSC opens every card it is shown (a SELECT,
+    /// the CHUID, a VERIFY status query), and a card another test is
+    /// scripting must never see those: they move its scenario's count, end
+    /// its chain, or spend its tries. OpenSC matches the names as
+    /// substrings; no reader's name is part of another's.
+    pub fn ignored_readers(&self) -> String {
+        let ours: Vec<String> = (0..self.images.len()).map(|n| self.reader(n)).collect();
+        let others: Vec<String> = virtual_reader::readers::listed()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !ours.contains(name))
+            .collect();
+        assert!(
+            !others
+                .iter()
+                .any(|o| ours.iter().any(|r| o.contains(r.as_str()))),
+            "{ours:?} within {others:?}"
+        );
+        if others.is_empty() {
+            return String::new();
+        }
+        let quoted: Vec<String> = others.iter().map(|o| format!("\"{o}\"")).collect();
+        format!("ignored_readers = {};", quoted.join(", "))
+    }
+
+    /// A command under the harness's OpenSC configuration: what every
+    /// OpenSC client a test runs (pkcs11-tool, pkcs15-tool, ssh, the
+    /// OpenSSL engine) is started with, so that it sees this test's cards
+    /// alone.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("OPENSC_CONF", self.opensc_conf())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command under the harness's OpenSC configuration.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (is it installed? see scripts/setup)"))
+    }
+
+    /// Runs a command under the harness's OpenSC configuration that must
+    /// succeed; returns stdout and stderr together.
+    pub fn ok(&self, program: &str, args: &[&str]) -> String {
+        succeeded(program, args, self.run(program, args))
     }
 
     /// A path in the test's temporary directory.

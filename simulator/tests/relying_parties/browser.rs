@@ -88,7 +88,7 @@ fn nss_home(h: &Harness, issuer: &Issuer) -> PathBuf {
     modutil
         .args(["-dbdir", &db, "-add", "s9card kiosk", "-force"])
         .args(["-libfile", s(&kiosk_pkcs11())])
-        .env("OPENSC_CONF", own_reader_conf(h))
+        .env("OPENSC_CONF", h.opensc_conf())
         .env("S9CARD_KIOSK_MODULE", browser_opensc());
     let (added, text) = outcome(&mut modutil);
     assert!(added, "{text}");
@@ -140,7 +140,7 @@ impl Browser {
             .arg(profile(h, site))
             .arg(url)
             .env("HOME", nss_home(h, issuer))
-            .env("OPENSC_CONF", own_reader_conf(h))
+            .env("OPENSC_CONF", h.opensc_conf())
             .env("S9CARD_KIOSK_MODULE", browser_opensc())
             .env("S9CARD_KIOSK_PASSCODE_FILE", passcode)
             .stdin(Stdio::piped())
@@ -301,7 +301,7 @@ pub fn kiosk_module_rules() {
             ])
             .args(["-inkey", &key, "-in", s(&digest), "-out", s(&signature)])
             .env("OPENSSL_CONF", &conf)
-            .env("OPENSC_CONF", own_reader_conf(&h))
+            .env("OPENSC_CONF", h.opensc_conf())
             .env("S9CARD_KIOSK_PASSCODE_FILE", passcode);
         let (_, text) = outcome(&mut pkeyutl);
         (signature.exists(), text)

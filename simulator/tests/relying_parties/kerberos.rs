@@ -132,7 +132,7 @@ impl Kdc {
                 "KRB5CCNAME",
                 format!("FILE:{}", s(&self.dir.join("ccache"))),
             )
-            .env("OPENSC_CONF", own_reader_conf(h))
+            .env("OPENSC_CONF", h.opensc_conf())
             .env("KRB5_TRACE", "/dev/stderr")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

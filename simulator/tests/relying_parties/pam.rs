@@ -71,7 +71,7 @@ pub fn login(h: &Harness, confdir: &Path, user: &str, passcode: &str) -> (bool, 
         .arg(client)
         .args([s(confdir), SERVICE, user])
         .env("S9CARD_TEST_PASSCODE", passcode)
-        .env("OPENSC_CONF", own_reader_conf(h));
+        .env("OPENSC_CONF", h.opensc_conf());
     outcome(&mut python)
 }
 
@@ -139,13 +139,15 @@ pub fn locks_on_removal() {
     .unwrap();
     let log = dir.join("eventmgr.log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut manager = Command::new("pkcs11_eventmgr")
-        .args(["nodaemon", &format!("config_file={}", s(&conf))])
-        .env("OPENSC_CONF", own_reader_conf(&h))
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("pkcs11_eventmgr (is libpam-pkcs11 installed? see scripts/setup)");
+    let manager = Spawned(
+        Command::new("pkcs11_eventmgr")
+            .args(["nodaemon", &format!("config_file={}", s(&conf))])
+            .env("OPENSC_CONF", h.opensc_conf())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("pkcs11_eventmgr (is libpam-pkcs11 installed? see scripts/setup)"),
+    );
     // Let it see the card first.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!locked.exists());
@@ -154,8 +156,7 @@ pub fn locks_on_removal() {
     while !locked.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = manager.kill();
-    let _ = manager.wait();
+    drop(manager);
     assert!(
         locked.exists(),
         "no lock action after the card was pulled:\n{}",

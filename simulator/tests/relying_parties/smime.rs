@@ -52,7 +52,7 @@ fn engine_conf(h: &Harness, passcode: &str) -> PathBuf {
 /// every `9C` signature (the trace shows it).
 fn mail_client_conf(h: &Harness) -> PathBuf {
     let path = h.path("opensc-mail.conf");
-    let conf = std::fs::read_to_string(own_reader_conf(h)).unwrap().replace(
+    let conf = std::fs::read_to_string(h.opensc_conf()).unwrap().replace(
         "framework pkcs15 {",
         "framework pkcs15 {\n\t\tuse_pin_caching = true;\n\t\tpin_cache_ignore_user_consent = true;",
     );

@@ -106,7 +106,7 @@ pub fn login(h: &Harness, sshd: &Service, module: &str, passcode: &str) -> (bool
     .env("SSH_ASKPASS", askpass(h))
     .env("SSH_ASKPASS_REQUIRE", "force")
     .env("S9CARD_TEST_PASSCODE", passcode)
-    .env("OPENSC_CONF", own_reader_conf(h))
+    .env("OPENSC_CONF", h.opensc_conf())
     .env_remove("SSH_AUTH_SOCK");
     outcome(&mut ssh)
 }

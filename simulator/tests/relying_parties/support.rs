@@ -175,42 +175,14 @@ pub fn server_certificate(
     (cert, key)
 }
 
-/// OpenSC configured to see the card in the harness's first reader and no
-/// other (`ignored_readers`: every other reader PC/SC lists). The clients
-/// here (the PKCS#11 engine, ssh, kinit, pam_pkcs11, pkcs11_eventmgr)
-/// open every token they are shown; shown only this one, they leave the
-/// other tests' cards, and ykman's exclusive connections, alone.
-pub fn own_reader_conf(h: &Harness) -> PathBuf {
-    let path = h.path("opensc-own-reader.conf");
-    if !path.exists() {
-        let ours = h.reader(0);
-        let others: Vec<String> = virtual_reader::readers::listed()
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| *name != ours)
-            .map(|name| format!("\"{name}\""))
-            .collect();
-        assert!(
-            !others.iter().any(|o| o.contains(&ours)),
-            "{ours} in {others:?}"
-        );
-        let conf = std::fs::read_to_string(h.opensc_conf()).unwrap().replacen(
-            "app default {",
-            &format!("app default {{\n\tignored_readers = {};", others.join(", ")),
-            1,
-        );
-        std::fs::write(&path, conf).unwrap();
-    }
-    path
-}
-
 /// The PKCS#11 slot id (decimal) and token serial of the card, as OpenSC
-/// shows it under [`own_reader_conf`].
+/// shows it under the harness's configuration, which shows it no other
+/// card ([`Harness::opensc_conf`]).
 pub fn own_token(h: &Harness) -> (String, String) {
     let mut listing = Command::new("pkcs11-tool");
     listing
         .args(["--module", PKCS11, "--list-token-slots"])
-        .env("OPENSC_CONF", own_reader_conf(h));
+        .env("OPENSC_CONF", h.opensc_conf());
     let (ok, text) = outcome(&mut listing);
     assert!(ok, "{text}");
     let id = text

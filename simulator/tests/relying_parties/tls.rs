@@ -99,7 +99,7 @@ pub fn fetch(
     ])
     .args(tls)
     .arg(format!("https://localhost:{}/", server.port))
-    .env("OPENSC_CONF", own_reader_conf(h));
+    .env("OPENSC_CONF", h.opensc_conf());
     outcome(&mut curl)
 }
 
