@@ -29,4 +29,4 @@ pub use piv::{CardInfo, PivClient, SW_OK};
 pub use tlv::{tlv, tlvs, unwrap_tlv};
 #[cfg(feature = "pcsc")]
 pub use transport::Pcsc;
-pub use transport::Transport;
+pub use transport::{Answer, Transport};

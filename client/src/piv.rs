@@ -9,7 +9,7 @@ use applet::slot::{AdminAlgorithm, Slot, TouchPolicy};
 use crate::cvc::Cvc;
 use crate::sm::{Request, Session};
 use crate::tlv::{tlv, tlvs, unwrap_tlv};
-use crate::{Algorithm, ClientError, Result, Transport};
+use crate::{Algorithm, Answer, ClientError, Result, Transport};
 use applet::sm::{ESTABLISH_P2, Suite};
 
 /// What CARD INFO says.
@@ -167,60 +167,11 @@ impl<T: Transport> PivClient<T> {
         self.sm = Some(session);
     }
 
-    /// Sends a command in the clear (the protected form, too, is sent so).
-    fn exchange_clear(&mut self, header: [u8; 4], data: &[u8]) -> Result<(Vec<u8>, u16)> {
-        let parts: Vec<&[u8]> = if data.is_empty() {
-            vec![&[][..]]
-        } else {
-            data.chunks(255).collect()
-        };
-        let mut rsp = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
-            let mut apdu = vec![
-                header[0] | if last { 0 } else { 0x10 },
-                header[1],
-                header[2],
-                header[3],
-            ];
-            if !part.is_empty() {
-                apdu.push(part.len() as u8);
-                apdu.extend_from_slice(part);
-            }
-            if last {
-                apdu.push(0);
-            }
-            rsp = self.transport.transmit(&apdu)?;
-            if !last && sw(&rsp) != SW_OK {
-                return Ok((Vec::new(), sw(&rsp)));
-            }
-        }
-        // The card decides how often `61 xx` comes back: a hostile or broken
-        // one could say it forever, so the parts and their bytes are
-        // bounded by what a real answer can be.
-        let mut out = Vec::new();
-        for _ in 0..=MAX_RESPONSE_PARTS {
-            let s = sw(&rsp);
-            out.extend_from_slice(rsp.get(..rsp.len().saturating_sub(2)).unwrap_or_default());
-            if out.len() > MAX_RESPONSE {
-                return Err(ClientError::Malformed(
-                    "an answer longer than any PIV answer (64 KiB)",
-                ));
-            }
-            let Some(Status::MoreData(left)) = Status::from_sw(s) else {
-                return Ok((out, s));
-            };
-            rsp = self.transport.transmit(&[
-                0x00,
-                Instruction::GetResponse.byte(),
-                0x00,
-                0x00,
-                left,
-            ])?;
-        }
-        Err(ClientError::Malformed(
-            "more GET RESPONSE parts than any PIV answer has",
-        ))
+    /// Sends a command in the clear (the protected form, too, is sent so),
+    /// its parts with the card held (see [`Transport::held`]).
+    fn exchange_clear(&mut self, header: [u8; 4], data: &[u8]) -> Result<Answer> {
+        self.transport
+            .held(&mut |card| exchange_parts(card, header, data))
     }
 
     /// [`PivClient::exchange`] of the instruction `ins`, failing unless
@@ -582,4 +533,55 @@ fn public_from_template(template: &[u8], algorithm: Algorithm) -> Result<Vec<u8>
         Some(p) if p.len() == algorithm.public_len() => Ok(p.to_vec()),
         _ => Err(ClientError::Malformed("public key template")),
     }
+}
+
+/// The APDUs of one command: its chain above 255 bytes, then GET RESPONSE
+/// while the card says `61 xx`.
+fn exchange_parts(card: &mut dyn Transport, header: [u8; 4], data: &[u8]) -> Result<Answer> {
+    let parts: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(255).collect()
+    };
+    let mut rsp = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut apdu = vec![
+            header[0] | if last { 0 } else { 0x10 },
+            header[1],
+            header[2],
+            header[3],
+        ];
+        if !part.is_empty() {
+            apdu.push(part.len() as u8);
+            apdu.extend_from_slice(part);
+        }
+        if last {
+            apdu.push(0);
+        }
+        rsp = card.transmit(&apdu)?;
+        if !last && sw(&rsp) != SW_OK {
+            return Ok((Vec::new(), sw(&rsp)));
+        }
+    }
+    // The card decides how often `61 xx` comes back: a hostile or broken
+    // one could say it forever, so the parts and their bytes are
+    // bounded by what a real answer can be.
+    let mut out = Vec::new();
+    for _ in 0..=MAX_RESPONSE_PARTS {
+        let s = sw(&rsp);
+        out.extend_from_slice(rsp.get(..rsp.len().saturating_sub(2)).unwrap_or_default());
+        if out.len() > MAX_RESPONSE {
+            return Err(ClientError::Malformed(
+                "an answer longer than any PIV answer (64 KiB)",
+            ));
+        }
+        let Some(Status::MoreData(left)) = Status::from_sw(s) else {
+            return Ok((out, s));
+        };
+        rsp = card.transmit(&[0x00, Instruction::GetResponse.byte(), 0x00, 0x00, left])?;
+    }
+    Err(ClientError::Malformed(
+        "more GET RESPONSE parts than any PIV answer has",
+    ))
 }

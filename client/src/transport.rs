@@ -7,7 +7,26 @@ use crate::{ClientError, Result};
 pub trait Transport {
     /// Sends a command APDU, returns the response APDU.
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>>;
+
+    /// Runs `exchange` with the card held for this application: the APDUs
+    /// of one command (its chain, its GET RESPONSE parts) reach the card
+    /// with no other application's between them, which would end the
+    /// chain or take the rest of the answer. Over PC/SC that is a
+    /// transaction; a card only this process reaches needs none.
+    fn held(
+        &mut self,
+        exchange: &mut dyn FnMut(&mut dyn Transport) -> Result<Answer>,
+    ) -> Result<Answer>
+    where
+        Self: Sized,
+    {
+        exchange(self)
+    }
 }
+
+/// A command's answer: its data (every part joined) and its final status
+/// word.
+pub type Answer = (Vec<u8>, u16);
 
 /// A card in this process (unit tests, benches, card images).
 impl<F, R, A, const K: usize> Transport for card_os::Card<F, R, A, K>
@@ -23,9 +42,16 @@ where
     }
 }
 
-impl<T: Transport + ?Sized> Transport for &mut T {
+impl<T: Transport> Transport for &mut T {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
         (**self).transmit(apdu)
+    }
+
+    fn held(
+        &mut self,
+        exchange: &mut dyn FnMut(&mut dyn Transport) -> Result<Answer>,
+    ) -> Result<Answer> {
+        (**self).held(exchange)
     }
 }
 
@@ -115,10 +141,40 @@ impl Pcsc {
 #[cfg(feature = "pcsc")]
 impl Transport for Pcsc {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
-        let mut buf = [0u8; 258];
-        self.card
-            .transmit(apdu, &mut buf)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| ClientError::Transport(e.to_string()))
+        transmit(&self.card, apdu)
     }
+
+    fn held(
+        &mut self,
+        exchange: &mut dyn FnMut(&mut dyn Transport) -> Result<Answer>,
+    ) -> Result<Answer> {
+        let transaction = self
+            .card
+            .transaction()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let answer = exchange(&mut InTransaction(&transaction));
+        // Ended as it began, the card left as it is (its security status
+        // with it).
+        drop(transaction);
+        answer
+    }
+}
+
+/// The card, inside a transaction [`Pcsc::held`] began.
+#[cfg(feature = "pcsc")]
+struct InTransaction<'a>(&'a pcsc::Card);
+
+#[cfg(feature = "pcsc")]
+impl Transport for InTransaction<'_> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        transmit(self.0, apdu)
+    }
+}
+
+#[cfg(feature = "pcsc")]
+fn transmit(card: &pcsc::Card, apdu: &[u8]) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 258];
+    card.transmit(apdu, &mut buf)
+        .map(<[u8]>::to_vec)
+        .map_err(|e| ClientError::Transport(e.to_string()))
 }
