@@ -94,11 +94,18 @@ impl KeyRecord {
         secret.write_public(&mut record.public)?;
         let mut raw = Zeroizing::new([0u8; MAX_SECRET]);
         let raw = secret.write_secret(&mut raw)?;
-        let mut header = [0u8; MAX_HEADER];
-        let header = record.header(&mut header);
-        let binding = record.binding(header);
-        device.seal(&binding, raw, rng, &mut record.sealed)?;
+        record.seal(raw, device, rng)?;
         Ok(record)
+    }
+
+    /// Seals `raw`, the private key's sealed form, into this record under
+    /// the device key, bound to its header and label.
+    fn seal(&mut self, raw: &[u8], device: &DeviceKey, rng: &mut dyn CryptoRng) -> Result<()> {
+        let mut header = [0u8; MAX_HEADER];
+        let header = self.header(&mut header);
+        let binding = self.binding(header);
+        device.seal(&binding, raw, rng, &mut self.sealed)?;
+        Ok(())
     }
 
     /// The public key: an RSA modulus, an uncompressed EC point, or a
@@ -252,7 +259,11 @@ impl KeyRecord {
         )
     }
 
-    /// The same key sealed for another slot (MOVE KEY).
+    /// The same key sealed for another slot (MOVE KEY, a retiring
+    /// renewal): the seal opened and made again for `to`. The private key
+    /// is never parsed: its seal vouches for it, and parsing an RSA-4096
+    /// key (or recomputing a P-384 point) would cost the stack and time the
+    /// card has least of, inside a renewal's transaction.
     #[inline(never)]
     pub fn moved(
         &self,
@@ -261,15 +272,19 @@ impl KeyRecord {
         rng: &mut dyn CryptoRng,
         _admin: &Admin,
     ) -> Result<KeyRecord> {
-        let secret = self.secret(device)?;
-        KeyRecord::new(
-            &secret,
-            (self.pin, self.touch),
-            self.origin,
-            to,
-            device,
-            rng,
-        )
+        let mut raw = Zeroizing::new([0u8; MAX_SECRET]);
+        let opened = self.open(device, &mut raw)?;
+        let mut record = KeyRecord {
+            algorithm: self.algorithm,
+            pin: self.pin,
+            touch: self.touch,
+            origin: self.origin,
+            public: self.public,
+            label: to,
+            sealed: [0u8; MAX_SEALED],
+        };
+        record.seal(opened, device, rng)?;
+        Ok(record)
     }
 
     /// The private key, for the fuzz model that checks it never leaves the

@@ -10,7 +10,8 @@
 //!   boot to ATR, SELECT, VERIFY, GENERATE and sign with P-256, P-384 and
 //!   RSA-2048, each with the stack it reached, and the ratio of the card's
 //!   P-256 sign to a bare `p256` sign in the same build (`--features
-//!   baseline`);
+//!   baseline`), and a renewal of the key management key that keeps the
+//!   old one (STAGE KEY, then COMMIT RENEWAL into retired slot 82);
 //! - secure messaging: a key establishment (CS2 in the full build, CS7 in
 //!   the Series 9 one) and the P-256 signature through the session, whose
 //!   ratio to the signature in the clear must stay within 1.3;
@@ -32,6 +33,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use client::{AdminAlgorithm, Algorithm, DEFAULT_MGM, PivClient, Result, Slot, Suite, Transport};
+use cms::ca::{Identity, Purpose, Role, TestCa};
+use cms::key_history::KeyHistory;
+use cms::keys::CardKey;
 use harness::{Harness, Kind, build_firmware, firmware_elf, root, series9_elf};
 use virtual_card::firmware::{self, Firmware, FirmwareCard};
 
@@ -257,6 +261,36 @@ fn instructions(elf: &Path, dir: &Path, rsa: bool) -> BTreeMap<&'static str, Exc
         }
     }
 
+    // A renewal of the key management key that keeps the old one (key
+    // history): STAGE KEY, then COMMIT RENEWAL into retired slot 82, which
+    // moves the old key, installs the new one with a certificate as long
+    // as the CMS issues, empties the staging area and rewrites the Key
+    // History object in one store transaction (the deepest path a renewal
+    // has).
+    let mut staged = Vec::new();
+    figures.insert(
+        "stage_p256",
+        Counted::measure(&mut c, |c| {
+            staged = c
+                .generate_key(Slot::KeyManagement, Algorithm::P256, true)
+                .unwrap()
+        }),
+    );
+    let certificate = renewal_certificate(dir, name, staged);
+    figures.insert(
+        "commit_renewal_retiring",
+        Counted::measure(&mut c, move |c| {
+            let (retired, history) = KeyHistory::default().retire().unwrap();
+            c.commit_renewal_retiring(
+                Slot::KeyManagement,
+                &certificate,
+                retired,
+                &history.encode(),
+            )
+            .unwrap()
+        }),
+    );
+
     // Secure messaging: the issuer's key `04` and its CVC (the full build
     // CS2, the Series 9 build CS7, its deepest), then a key establishment,
     // and the P-256 signature again through the session. The PIN goes in
@@ -278,6 +312,26 @@ fn instructions(elf: &Path, dir: &Path, rsa: bool) -> BTreeMap<&'static str, Exc
         }),
     );
     figures
+}
+
+/// The certificate a CMS issues for a staged key management key (P-256
+/// point `public`), from a test CA of its own in `dir`.
+fn renewal_certificate(dir: &Path, name: &str, public: Vec<u8>) -> Vec<u8> {
+    const NOW: u64 = 1_780_000_000;
+    let ca = TestCa::init(&dir.join(format!("{name}.ca")), NOW).unwrap();
+    let holder = Identity {
+        uuid: "555000111222".into(),
+        name: "Ann Example".into(),
+        role: Role::Holder,
+        email: Some("ann.example@nhs.example".into()),
+        guid: [0x42; 16],
+    };
+    let key = CardKey {
+        algorithm: Algorithm::P256,
+        public,
+    };
+    ca.issue(&holder, Purpose::KeyManagement, &key, NOW)
+        .unwrap()
 }
 
 /// Key `04` for `suite` and its CVC, signed by a test signer (the client
