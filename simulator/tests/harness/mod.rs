@@ -139,13 +139,18 @@ pub fn ok(program: &str, args: &[&str]) -> String {
 /// A command's stdout and stderr together, or a panic with them if it
 /// failed.
 fn succeeded(program: &str, args: &[&str], out: Output) -> String {
-    let text = format!(
+    let text = text(&out);
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// A command's stdout and stderr together.
+fn text(out: &Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    text
+    )
 }
 
 /// yubico-piv-tool on the harness's first card; its output, or a panic
@@ -367,12 +372,7 @@ pub fn pkcs11_tool(h: &Harness, args: &[&str]) -> String {
 /// succeeded, and its stdout and stderr.
 fn run_pkcs11_tool(h: &Harness, args: &[&str]) -> (bool, String) {
     let out = h.run("pkcs11-tool", args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), text(&out))
 }
 
 /// Whether the signature in `sig` over `msg` verifies with OpenSSL against

@@ -84,11 +84,10 @@ fn nss_home(h: &Harness, issuer: &Issuer) -> PathBuf {
         ],
     );
     // modutil loads the module to add it: shown only this test's reader.
-    let mut modutil = Command::new("modutil");
+    let mut modutil = h.command("modutil");
     modutil
         .args(["-dbdir", &db, "-add", "s9card kiosk", "-force"])
         .args(["-libfile", s(&kiosk_pkcs11())])
-        .env("OPENSC_CONF", h.opensc_conf())
         .env("S9CARD_KIOSK_MODULE", browser_opensc());
     let (added, text) = outcome(&mut modutil);
     assert!(added, "{text}");
@@ -129,7 +128,8 @@ impl Browser {
         let script = root().join("simulator/tests/relying_parties/browser_client.py");
         let log = h.path("chromium.log");
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new("python3")
+        let mut child = h
+            .command("python3")
             // A group of its own, Chromium's processes with it: all of them
             // go when the test ends, whatever state the browser is in (an
             // orphaned browser would keep its PC/SC handles on a reader
@@ -140,7 +140,6 @@ impl Browser {
             .arg(profile(h, site))
             .arg(url)
             .env("HOME", nss_home(h, issuer))
-            .env("OPENSC_CONF", h.opensc_conf())
             .env("S9CARD_KIOSK_MODULE", browser_opensc())
             .env("S9CARD_KIOSK_PASSCODE_FILE", passcode)
             .stdin(Stdio::piped())
@@ -294,14 +293,13 @@ pub fn kiosk_module_rules() {
     let signature = h.path("signature.bin");
     let sign = |passcode: &Path| {
         let _ = std::fs::remove_file(&signature);
-        let mut pkeyutl = Command::new("openssl");
+        let mut pkeyutl = h.command("openssl");
         pkeyutl
             .args([
                 "pkeyutl", "-sign", "-engine", "pkcs11", "-keyform", "engine",
             ])
             .args(["-inkey", &key, "-in", s(&digest), "-out", s(&signature)])
             .env("OPENSSL_CONF", &conf)
-            .env("OPENSC_CONF", h.opensc_conf())
             .env("S9CARD_KIOSK_PASSCODE_FILE", passcode);
         let (_, text) = outcome(&mut pkeyutl);
         (signature.exists(), text)

@@ -125,14 +125,14 @@ impl Kdc {
         use std::io::Write;
         let identity =
             format!("X509_user_identity=PKCS11:module_name={PKCS11}:slotid={slot}:certid=01");
-        let mut kinit = Command::new("kinit")
+        let mut kinit = h
+            .command("kinit")
             .args(["-X", &identity, &format!("{principal}@{REALM}")])
             .envs(env(&self.dir))
             .env(
                 "KRB5CCNAME",
                 format!("FILE:{}", s(&self.dir.join("ccache"))),
             )
-            .env("OPENSC_CONF", h.opensc_conf())
             .env("KRB5_TRACE", "/dev/stderr")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -8,7 +8,6 @@
 //! lock action when the card is pulled.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -66,12 +65,11 @@ pub fn workstation(h: &Harness, issuer: &Issuer, crl: Option<&Path>) -> PathBuf 
 /// answering the card's PIN prompt with `passcode`.
 pub fn login(h: &Harness, confdir: &Path, user: &str, passcode: &str) -> (bool, String) {
     let client = root().join("simulator/tests/relying_parties/pam_client.py");
-    let mut python = Command::new("python3");
+    let mut python = h.command("python3");
     python
         .arg(client)
         .args([s(confdir), SERVICE, user])
-        .env("S9CARD_TEST_PASSCODE", passcode)
-        .env("OPENSC_CONF", h.opensc_conf());
+        .env("S9CARD_TEST_PASSCODE", passcode);
     outcome(&mut python)
 }
 
@@ -140,9 +138,8 @@ pub fn locks_on_removal() {
     let log = dir.join("eventmgr.log");
     let out = std::fs::File::create(&log).unwrap();
     let manager = Spawned(
-        Command::new("pkcs11_eventmgr")
+        h.command("pkcs11_eventmgr")
             .args(["nodaemon", &format!("config_file={}", s(&conf))])
-            .env("OPENSC_CONF", h.opensc_conf())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()

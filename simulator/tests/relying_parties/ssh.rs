@@ -80,7 +80,7 @@ pub fn authorized_key(h: &Harness) -> String {
 /// `ssh` with the card (`module`), the passcode `passcode` given through
 /// askpass; runs `echo` there. (succeeded, output).
 pub fn login(h: &Harness, sshd: &Service, module: &str, passcode: &str) -> (bool, String) {
-    let mut ssh = Command::new("ssh");
+    let mut ssh = h.command("ssh");
     ssh.args([
         "-F",
         "/dev/null",
@@ -106,7 +106,6 @@ pub fn login(h: &Harness, sshd: &Service, module: &str, passcode: &str) -> (bool
     .env("SSH_ASKPASS", askpass(h))
     .env("SSH_ASKPASS_REQUIRE", "force")
     .env("S9CARD_TEST_PASSCODE", passcode)
-    .env("OPENSC_CONF", h.opensc_conf())
     .env_remove("SSH_AUTH_SOCK");
     outcome(&mut ssh)
 }

@@ -179,10 +179,8 @@ pub fn server_certificate(
 /// shows it under the harness's configuration, which shows it no other
 /// card ([`Harness::opensc_conf`]).
 pub fn own_token(h: &Harness) -> (String, String) {
-    let mut listing = Command::new("pkcs11-tool");
-    listing
-        .args(["--module", PKCS11, "--list-token-slots"])
-        .env("OPENSC_CONF", h.opensc_conf());
+    let mut listing = h.command("pkcs11-tool");
+    listing.args(["--module", PKCS11, "--list-token-slots"]);
     let (ok, text) = outcome(&mut listing);
     assert!(ok, "{text}");
     let id = text

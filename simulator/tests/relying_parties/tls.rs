@@ -77,7 +77,7 @@ pub fn fetch(
     std::fs::write(&config, format!("pass = \"{PASSCODE}\"\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut curl = Command::new("curl");
+    let mut curl = h.command("curl");
     curl.args([
         "--silent",
         "--show-error",
@@ -98,8 +98,7 @@ pub fn fetch(
         s(&cert),
     ])
     .args(tls)
-    .arg(format!("https://localhost:{}/", server.port))
-    .env("OPENSC_CONF", h.opensc_conf());
+    .arg(format!("https://localhost:{}/", server.port));
     outcome(&mut curl)
 }
 
